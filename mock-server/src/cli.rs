@@ -1,0 +1,132 @@
+//! The command line: [`MockArgs`] (clap flags, reusable by the main `sluice` binary as
+//! `sluice mock`) and [`run_cli`], which serves until Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{DEFAULT_BODY_BYTES, MockConfig};
+use crate::error::MockError;
+use crate::server::spawn;
+use crate::spec::{LatencyModel, Rule, StatusDist};
+
+/// Flags of `sluice-mock` (and `sluice mock`). The spec flags are parsed by the types' `FromStr`,
+/// so a bad value is a clap error that names the flag and the allowed forms.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockArgs {
+    /// Address to listen on; port 0 picks a free port. The URL is printed as the first line of
+    /// stdout.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Allow --listen on an address other than loopback (the mock is a test tool: off by
+    /// default so it is not exposed by accident).
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+
+    /// Status mix, CODE[:WEIGHT],... e.g. 200:90,404:5,500:5. /status/NNN always answers NNN.
+    #[arg(long, value_name = "SPEC", default_value = "200")]
+    pub status: StatusDist,
+
+    /// Latency before each answer: FIXED (5ms), MIN..MAX (1ms..20ms) or lognormal:MEDIAN,P99
+    /// (lognormal:5ms,80ms). Units: ns, us, ms, s.
+    #[arg(long, value_name = "SPEC", default_value = "0")]
+    pub latency: LatencyModel,
+
+    /// Per-path override, first match wins; repeatable. PATH is /exact or /prefix/*; ACTION is
+    /// CODE[,LATENCY], reset[,LATENCY], garbage[,LATENCY], hang, or LATENCY alone. E.g.
+    /// --rule '/api/*=503,50ms' --rule /flaky=reset
+    #[arg(long = "rule", value_name = "PATH=ACTION")]
+    pub rules: Vec<Rule>,
+
+    /// Seed of the random statuses and latencies. A request's draw depends only on the seed and
+    /// its key (its x-sluice-seq header, else its 0-based arrival number).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Append every request as a JSON line to FILE (created or truncated).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Size of every response body in bytes (the pattern "ok\n" repeated).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BODY_BYTES)]
+    pub body_bytes: usize,
+
+    /// Print nothing on stderr (the URL still goes to stdout).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl MockArgs {
+    /// The checks clap cannot do on one flag alone. A binary should turn an error here into a
+    /// usage error (exit 2).
+    pub fn validate(&self) -> Result<(), MockError> {
+        if self.allow_non_loopback || self.listen.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(MockError::NonLoopback(self.listen))
+        }
+    }
+
+    /// The server configuration these flags ask for. The CLI keeps no per-request memory (it may
+    /// run for hours); `--record` is its record.
+    pub fn to_config(&self) -> Result<MockConfig, MockError> {
+        self.validate()?;
+        Ok(MockConfig {
+            listen: self.listen,
+            allow_non_loopback: self.allow_non_loopback,
+            seed: self.seed,
+            statuses: self.status.clone(),
+            latency: self.latency,
+            rules: self.rules.clone(),
+            body_bytes: self.body_bytes,
+            record_memory: false,
+            record_file: self.record.clone(),
+            ..MockConfig::default()
+        })
+    }
+}
+
+/// Runs the mock until Ctrl-C (or SIGTERM), then prints the counts to stderr and returns Ok.
+pub async fn run_cli(args: MockArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    let server = spawn(config).await?;
+    {
+        // Scripts read the first line to learn the port; flush so they are not kept waiting.
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", server.url())?;
+        stdout.flush()?;
+    }
+    if !args.quiet {
+        let rules: Vec<String> = args.rules.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "sluice-mock: listening on {} (seed {}, status {}, latency {}, rules [{}]); Ctrl-C to stop",
+            server.url(),
+            args.seed,
+            args.status,
+            args.latency,
+            rules.join(" ")
+        );
+    }
+    wait_for_stop_signal().await?;
+    let flushed = server.shutdown().await;
+    if !args.quiet {
+        eprintln!("{}", server.counts());
+    }
+    Ok(flushed?)
+}
+
+async fn wait_for_stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

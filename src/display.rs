@@ -1,0 +1,62 @@
+//! Turning logged bytes and instants into text people and spreadsheets read safely.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+/// Logged bytes as text: valid UTF-8 is borrowed as is; any byte that is not part of valid UTF-8
+/// is written as `\xHH`, so nothing is lost or silently replaced.
+pub fn bytes_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => {
+            let mut out = String::with_capacity(bytes.len() + 16);
+            for chunk in bytes.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    let _ = write!(out, "\\x{b:02X}");
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+pub fn opt_text<'a>(value: &'a Option<Cow<'_, [u8]>>) -> Option<Cow<'a, str>> {
+    value.as_deref().map(bytes_text)
+}
+
+/// OWASP CSV injection: a text cell that a spreadsheet would evaluate as a formula gets a leading `'`.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    if needs_neutralising(cell) { format!("'{cell}") } else { cell.to_string() }
+}
+
+pub fn needs_neutralising(cell: &str) -> bool {
+    matches!(cell.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// UTC as `2026-11-21 14:03:07.123`, which spreadsheets read as a date-time.
+pub fn spreadsheet_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_bytes_are_shown_escaped_not_replaced() {
+        assert_eq!(bytes_text(b"/caf\xc3\xa9"), "/café");
+        assert_eq!(bytes_text(b"/a\xff\xfeb"), "/a\\xFF\\xFEb");
+    }
+
+    #[test]
+    fn formula_like_cells_are_neutralised() {
+        for cell in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(spreadsheet_safe(cell), format!("'{cell}"));
+        }
+        assert_eq!(spreadsheet_safe("/index.html"), "/index.html");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
+}

@@ -1,0 +1,385 @@
+//! Pacing: when each request leaves.
+//!
+//! Two pieces, on purpose:
+//! - [`Schedule`] is the plan, a pure function of the request number: request `n` is due at
+//!   `T0 + floor(n / B) * B / N`. `scheduled_at` in the CSV comes from here, never from whatever a
+//!   limiter happened to grant, so lag is measured against the ideal plan.
+//! - governor is the cap: every release also needs governor's permission, so no bug, clock jump or
+//!   catch-up after a stall can ever exceed the rate by more than governor's burst. The burst is
+//!   two batches or 100 ms of traffic, whichever is more: large enough that normal timer jitter
+//!   never makes governor push the plan later (with burst 1, GCRA turns every late wake-up into
+//!   permanent drift), small enough that catching up after a stall is bounded.
+//!
+//! The loop that drives this ([`run_pacer`]) runs on its own OS thread and sleeps with the kernel's
+//! high-resolution timer (timer slack lowered to 1 µs), not tokio's millisecond wheel: that is what
+//! keeps sends within tens of microseconds of the plan at a cost of one wake-up per due batch.
+//!
+//! [`Pacer`] is generic over governor's clock so it can be tested with a fake clock.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, select};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use crate::plan::ReplayRequest;
+use crate::replay::Job;
+use crate::run::Shared;
+
+/// The ideal send plan for a fixed rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    rate: f64,
+    batch: u32,
+}
+
+impl Schedule {
+    pub fn new(rate_per_second: f64, batch: u32) -> Schedule {
+        assert!(rate_per_second > 0.0 && batch > 0, "validated by config");
+        Schedule { rate: rate_per_second, batch }
+    }
+
+    /// When request `n` (0-based) is due, as an offset from the start: the start of its batch's slot.
+    pub fn slot(&self, n: u64) -> Duration {
+        let batch_index = n / u64::from(self.batch);
+        let nanos = (batch_index as f64 * f64::from(self.batch) * 1e9 / self.rate).round();
+        Duration::from_nanos(nanos as u64)
+    }
+
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+/// What the pacer says to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Release `count` requests now, numbered from `first`; their plan time is `slot` after the start.
+    Release { first: u64, count: u32, slot: Duration },
+    /// Nothing is due before this offset from the start.
+    WaitUntil(Duration),
+}
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Decides releases from the plan and governor's cap. Owns no clock of its own for the plan: the
+/// caller says how much time has elapsed, so tests drive it without sleeping.
+pub struct Pacer<C: Clock + Clone = MonotonicClock> {
+    schedule: Option<Schedule>,
+    limiter: Option<(Limiter<C>, C)>,
+    released: u64,
+}
+
+impl Pacer<MonotonicClock> {
+    /// `None` paces nothing: every request is released as soon as there is room (`--rate max`).
+    pub fn new(schedule: Option<Schedule>) -> Self {
+        Pacer::with_clock(schedule, MonotonicClock)
+    }
+}
+
+impl<C: Clock + Clone> Pacer<C> {
+    pub fn with_clock(schedule: Option<Schedule>, clock: C) -> Self {
+        let limiter = schedule.map(|s| {
+            let period = Duration::from_secs_f64(1.0 / s.rate).max(Duration::from_nanos(1));
+            let burst = (2 * u64::from(s.batch)).max((s.rate / 10.0).ceil() as u64).min(u64::from(u32::MAX)) as u32;
+            let quota = Quota::with_period(period)
+                .expect("period is positive")
+                .allow_burst(NonZeroU32::new(burst).expect("burst is at least 2"));
+            (RateLimiter::direct_with_clock(quota, clock.clone()), clock)
+        });
+        Pacer { schedule, limiter, released: 0 }
+    }
+
+    /// How many requests have been released so far.
+    pub fn released(&self) -> u64 {
+        self.released
+    }
+
+    /// The plan time of the next request, if paced.
+    pub fn next_slot(&self) -> Option<Duration> {
+        self.schedule.map(|s| s.slot(self.released))
+    }
+
+    pub fn next(&mut self, elapsed: Duration) -> Next {
+        let Some(schedule) = self.schedule else {
+            let first = self.released;
+            self.released += 1;
+            return Next::Release { first, count: 1, slot: elapsed };
+        };
+        let slot = schedule.slot(self.released);
+        if slot > elapsed {
+            return Next::WaitUntil(slot);
+        }
+        // The rest of the current batch (all of it, unless a batch was cut short by governor).
+        let batch = u64::from(schedule.batch);
+        let count = (batch - self.released % batch) as u32;
+        let (limiter, clock) = self.limiter.as_ref().expect("a paced run has a limiter");
+        let cells = NonZeroU32::new(count).expect("count >= 1");
+        match limiter.check_n(cells) {
+            Ok(Ok(())) => {
+                let first = self.released;
+                self.released += u64::from(count);
+                Next::Release { first, count, slot }
+            }
+            Ok(Err(not_until)) => Next::WaitUntil(elapsed + not_until.wait_time_from(clock.now())),
+            // Cannot happen (burst >= 2 batches); releasing one keeps the run going if it ever did.
+            Err(_) => {
+                let first = self.released;
+                self.released += 1;
+                Next::Release { first, count: 1, slot }
+            }
+        }
+    }
+}
+
+/// Why scheduling stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `--duration` elapsed.
+    Deadline,
+    /// The log ran out (with `--once`, or input that cannot loop).
+    EndOfLog,
+    /// Cancelled: Ctrl-C, SIGTERM, a stop request, or too many bad log lines.
+    Cancelled,
+}
+
+/// What the pacer thread reports when it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct PacerReport {
+    pub released: u64,
+    /// When the first request was released (the plan's T0); `None` if nothing was.
+    pub t0: Option<Instant>,
+    /// The stretch of plan that was covered: the deadline, or the slot of the first request not
+    /// released, or (at `--rate max`) the time to the last release. Achieved rate = released / span.
+    pub span: Duration,
+    pub reason: StopReason,
+}
+
+/// Lowers this thread's timer slack so sleeps end within microseconds rather than the default
+/// 50 µs window, which would otherwise show up directly as lag.
+fn tighten_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds) and affects only the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Sleeps until `at` unless a stop is signalled first. Returns false when stopped.
+fn sleep_until(at: Instant, stop: &Receiver<()>) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        match stop.recv_timeout(at - now) {
+            Err(RecvTimeoutError::Timeout) => continue,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}
+
+/// The pacer thread: takes requests from the queue in plan order, waits for each one's slot, and
+/// hands it to the senders. When all senders are busy the hand-off blocks, the next slots pass,
+/// and the lateness shows up as lag: requests are never silently dropped or re-timed.
+pub(crate) fn run_pacer(
+    mut pacer: Pacer,
+    deadline: Option<Duration>,
+    queue: Receiver<ReplayRequest>,
+    work: async_channel::Sender<Job>,
+    shared: Arc<Shared>,
+) -> PacerReport {
+    tighten_timer_slack();
+    let stop = shared.stop_signal();
+    let next_request = || -> Option<ReplayRequest> {
+        select! {
+            recv(queue) -> r => r.ok(),
+            recv(stop) -> _ => None,
+        }
+    };
+    let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason| {
+        let span = match (reason, deadline) {
+            (StopReason::Deadline, Some(d)) => d,
+            _ => pacer.next_slot().unwrap_or_else(|| t0.map(|t| t.elapsed()).unwrap_or_default()),
+        };
+        PacerReport { released: pacer.released(), t0, span, reason }
+    };
+
+    // T0 is when the first request is ready, so start-up (opening files, sniffing) is not lag.
+    let Some(first) = next_request() else {
+        let reason = if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
+        return report(&pacer, None, reason);
+    };
+    let t0 = Instant::now();
+    shared.set_t0(t0);
+    let mut pending = Some(first);
+    loop {
+        if shared.is_stopping() {
+            return report(&pacer, Some(t0), StopReason::Cancelled);
+        }
+        let elapsed = t0.elapsed();
+        if let Some(d) = deadline
+            && (elapsed >= d || pacer.next_slot().is_some_and(|slot| slot >= d))
+        {
+            return report(&pacer, Some(t0), StopReason::Deadline);
+        }
+        match pacer.next(elapsed) {
+            Next::WaitUntil(at) => {
+                let wake = deadline.map_or(at, |d| at.min(d));
+                if !sleep_until(t0 + wake, &stop) {
+                    return report(&pacer, Some(t0), StopReason::Cancelled);
+                }
+            }
+            Next::Release { first, count, slot } => {
+                let scheduled = t0 + slot;
+                for seq_in_plan in first..first + u64::from(count) {
+                    let Some(req) = pending.take().or_else(next_request) else {
+                        let reason = if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
+                        // Only the requests actually handed over count as released.
+                        let mut r = report(&pacer, Some(t0), reason);
+                        r.released = seq_in_plan;
+                        if reason == StopReason::EndOfLog && pacer.schedule.is_some() {
+                            r.span = pacer.schedule.map(|s| s.slot(seq_in_plan)).unwrap_or(r.span).max(slot);
+                        }
+                        return r;
+                    };
+                    // At --rate max the plan time is the moment it was released.
+                    let scheduled = if pacer.schedule.is_none() { Instant::now() } else { scheduled };
+                    if work.send_blocking(Job { req, scheduled }).is_err() {
+                        let mut r = report(&pacer, Some(t0), StopReason::Cancelled);
+                        r.released = seq_in_plan;
+                        return r;
+                    }
+                    shared.count_released();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Drives a pacer on a fake clock in 1 ms steps, returning (release time, first, count) tuples.
+    fn drive(
+        pacer: &mut Pacer<FakeRelativeClock>,
+        clock: &FakeRelativeClock,
+        until: Duration,
+    ) -> Vec<(Duration, u64, u32, Duration)> {
+        let mut out = Vec::new();
+        let mut now = Duration::ZERO;
+        while now <= until {
+            while let Next::Release { first, count, slot } = pacer.next(now) {
+                out.push((now, first, count, slot));
+            }
+            now += ms(1);
+            clock.advance(ms(1));
+        }
+        out
+    }
+
+    #[test]
+    fn schedule_is_the_ideal_plan() {
+        let s = Schedule::new(200.0, 1);
+        assert_eq!(s.slot(0), Duration::ZERO);
+        assert_eq!(s.slot(1), ms(5));
+        assert_eq!(s.slot(600), Duration::from_secs(3));
+        let b = Schedule::new(100.0, 10);
+        assert_eq!(b.slot(9), Duration::ZERO);
+        assert_eq!(b.slot(10), ms(100));
+        assert_eq!(b.slot(25), ms(200));
+        // Fractional intervals do not accumulate rounding error over a long run.
+        let odd = Schedule::new(3.0, 1);
+        assert_eq!(odd.slot(3 * 3600 * 6), Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
+    fn releases_each_request_at_its_slot_never_early() {
+        let clock = FakeRelativeClock::default();
+        let mut pacer = Pacer::with_clock(Some(Schedule::new(100.0, 1)), clock.clone());
+        let releases = drive(&mut pacer, &clock, ms(999));
+        assert_eq!(releases.len(), 100);
+        for (i, (at, first, count, slot)) in releases.iter().enumerate() {
+            assert_eq!((*first, *count), (i as u64, 1));
+            assert_eq!(*slot, ms(10 * i as u64));
+            assert_eq!(at, slot, "released exactly at its slot when polled every ms");
+        }
+    }
+
+    #[test]
+    fn batches_leave_together_b_over_n_apart() {
+        let clock = FakeRelativeClock::default();
+        let mut pacer = Pacer::with_clock(Some(Schedule::new(100.0, 10)), clock.clone());
+        let releases = drive(&mut pacer, &clock, ms(450));
+        let got: Vec<_> = releases.iter().map(|(at, first, count, _)| (*at, *first, *count)).collect();
+        assert_eq!(
+            got,
+            vec![(ms(0), 0, 10), (ms(100), 10, 10), (ms(200), 20, 10), (ms(300), 30, 10), (ms(400), 40, 10)]
+        );
+    }
+
+    #[test]
+    fn a_late_poll_catches_up_but_governor_bounds_the_burst() {
+        let clock = FakeRelativeClock::default();
+        let mut pacer = Pacer::with_clock(Some(Schedule::new(1000.0, 1)), clock.clone());
+        assert!(matches!(pacer.next(Duration::ZERO), Next::Release { first: 0, .. }));
+        // A one-second stall (e.g. every in-flight slot busy): 999 requests are overdue.
+        clock.advance(Duration::from_secs(1));
+        let now = Duration::from_secs(1);
+        let mut burst = 0;
+        while let Next::Release { slot, .. } = pacer.next(now) {
+            assert!(slot <= now);
+            burst += 1;
+        }
+        // Burst is 100 ms of traffic (100 requests) at 1000/s: the backlog drains at a bounded pace.
+        assert!((95..=101).contains(&burst), "burst {burst}");
+        match pacer.next(now) {
+            Next::WaitUntil(at) => assert!(at > now && at <= now + ms(2), "governor asks for ~1 interval, got {at:?}"),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn jittery_late_wakeups_do_not_turn_into_drift() {
+        // Each poll lands 0.3 ms after the slot: the plan keeps the rate, governor does not push it later.
+        let clock = FakeRelativeClock::default();
+        let mut pacer = Pacer::with_clock(Some(Schedule::new(1000.0, 1)), clock.clone());
+        let jitter = Duration::from_micros(300);
+        clock.advance(jitter);
+        for n in 0..5000u64 {
+            let now = ms(n) + jitter;
+            match pacer.next(now) {
+                Next::Release { first, slot, .. } => {
+                    assert_eq!(first, n);
+                    assert_eq!(slot, ms(n));
+                }
+                other => panic!("request {n} not released at {now:?}: {other:?}"),
+            }
+            clock.advance(ms(1));
+        }
+    }
+
+    #[test]
+    fn unpaced_releases_immediately() {
+        let mut pacer = Pacer::new(None);
+        for i in 0..10 {
+            assert_eq!(pacer.next(ms(i)), Next::Release { first: i, count: 1, slot: ms(i) });
+        }
+        assert_eq!(pacer.next_slot(), None);
+    }
+}

@@ -1,0 +1,219 @@
+//! `sluice parse`: read logs and show, line by line, how sluice understands them — so a user can
+//! check their format before replaying anything.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::Instant;
+
+use serde::Serialize;
+use sluice_parsers::{Entry, Format};
+
+use crate::cli::{ParseArgs, ParseOutput};
+use crate::config::FormatChoice;
+use crate::display::{bytes_text, opt_text};
+use crate::source::{Input, LogReader};
+
+/// Rejected lines are shown one by one up to this many; the rest are only counted.
+const SHOWN_REJECTIONS: u64 = 20;
+/// Lines read ahead to pick a format for `--format auto`.
+pub const SNIFF_LINES: usize = 50;
+
+/// What a parse pass found; also printed at the end of `sluice parse`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ParseStats {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Rejected lines by reason kind.
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+}
+
+impl ParseStats {
+    pub fn reject(&mut self, kind: &'static str) {
+        self.rejected += 1;
+        *self.rejected_by_reason.entry(kind).or_default() += 1;
+    }
+
+    pub fn reasons_text(&self) -> String {
+        self.rejected_by_reason.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Resolves `auto` by sniffing the first lines; says on stderr which format was chosen.
+pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::Result<Format> {
+    match choice {
+        FormatChoice::Fixed(format) => Ok(format.clone()),
+        FormatChoice::Auto => {
+            let sample = reader.prefetch(SNIFF_LINES)?;
+            let format = Format::sniff(&sample).map_err(|e| {
+                anyhow::anyhow!(
+                    "--format auto: no known format matches the first lines ({e}); name one with --format \
+                     (presets: {}, or 'nginx:<log_format>' / 'apache:<LogFormat>')",
+                    Format::preset_names().join(", ")
+                )
+            })?;
+            eprintln!("sluice: --format auto chose {}", format.name());
+            Ok(format)
+        }
+    }
+}
+
+/// Runs `sluice parse`. Returns whether any line was accepted (exit 0) or none (exit 2).
+pub fn run(args: &ParseArgs) -> anyhow::Result<bool> {
+    let choice = FormatChoice::from_flag(&args.format)?;
+    let mut reader = LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?;
+    let format = resolve_format(&choice, &mut reader)?;
+    let started = Instant::now();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let mut csv_out = (args.output == ParseOutput::Csv).then(|| csv::Writer::from_writer(io::stdout().lock()));
+    let mut stats = ParseStats::default();
+    let stderr = io::stderr();
+    let names = reader.input_names();
+
+    while let Some(line) = reader.next_line()? {
+        match format.parse_line(line.bytes) {
+            Ok(entry) => {
+                stats.accepted += 1;
+                match args.output {
+                    ParseOutput::None => {}
+                    ParseOutput::Jsonl => {
+                        serde_json::to_writer(&mut out, &JsonEntry::new(line.number, &entry))
+                            .map_err(io::Error::from)?;
+                        out.write_all(b"\n")?;
+                    }
+                    ParseOutput::Csv => {
+                        let w = csv_out.as_mut().expect("csv writer exists for csv output");
+                        if stats.accepted == 1 {
+                            w.write_record(CSV_HEADER)?;
+                        }
+                        w.write_record(csv_row(line.number, &entry))?;
+                    }
+                }
+            }
+            Err(e) => {
+                stats.reject(e.reason.kind());
+                if stats.rejected <= SHOWN_REJECTIONS {
+                    writeln!(stderr.lock(), "{}:{}: {e}", names[line.input], line.number)?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    if let Some(mut w) = csv_out {
+        w.flush()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if stats.rejected > SHOWN_REJECTIONS {
+        eprintln!("… and {} more rejected lines", stats.rejected - SHOWN_REJECTIONS);
+    }
+    let mb = reader.bytes_read() as f64 / 1e6;
+    eprintln!(
+        "sluice parse: format {}; accepted {} lines, rejected {}{}; {:.1} MB in {:.3} s ({:.0} MB/s)",
+        format.name(),
+        stats.accepted,
+        stats.rejected,
+        if stats.rejected > 0 { format!(" ({})", stats.reasons_text()) } else { String::new() },
+        mb,
+        secs,
+        mb / secs.max(1e-9),
+    );
+    if stats.accepted == 0 {
+        eprintln!(
+            "sluice parse: no line was accepted as format {}; try another --format (presets: auto, {}, or \
+             'nginx:<log_format>' / 'apache:<LogFormat>')",
+            format.name(),
+            Format::preset_names().join(", ")
+        );
+    }
+    Ok(stats.accepted > 0)
+}
+
+/// The JSON shape of one accepted line; `-` in the log is `null` here.
+#[derive(Serialize)]
+struct JsonEntry<'a> {
+    line: u64,
+    remote_addr: Option<Cow<'a, str>>,
+    remote_user: Option<Cow<'a, str>>,
+    time: Option<String>,
+    method: Cow<'a, str>,
+    target: Cow<'a, str>,
+    protocol: Option<Cow<'a, str>>,
+    status: Option<u16>,
+    bytes: Option<u64>,
+    referer: Option<Cow<'a, str>>,
+    user_agent: Option<Cow<'a, str>>,
+    request_time_ms: Option<f64>,
+    vhost: Option<Cow<'a, str>>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    body: Option<Cow<'a, str>>,
+    fields: BTreeMap<&'a str, Cow<'a, str>>,
+}
+
+impl<'a> JsonEntry<'a> {
+    fn new(line: u64, e: &'a Entry<'a>) -> JsonEntry<'a> {
+        JsonEntry {
+            line,
+            remote_addr: opt_text(&e.remote_addr),
+            remote_user: opt_text(&e.remote_user),
+            time: e.time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            method: bytes_text(&e.method),
+            target: bytes_text(&e.target),
+            protocol: opt_text(&e.protocol),
+            status: e.status,
+            bytes: e.bytes,
+            referer: opt_text(&e.referer),
+            user_agent: opt_text(&e.user_agent),
+            request_time_ms: e.request_time_ms,
+            vhost: opt_text(&e.vhost),
+            headers: e.headers.iter().map(|(k, v)| (k.as_ref(), bytes_text(v))).collect(),
+            body: opt_text(&e.body),
+            fields: e.fields.iter().map(|(k, v)| (k.as_ref(), bytes_text(v))).collect(),
+        }
+    }
+}
+
+const CSV_HEADER: [&str; 16] = [
+    "line",
+    "remote_addr",
+    "remote_user",
+    "time",
+    "method",
+    "target",
+    "protocol",
+    "status",
+    "bytes",
+    "referer",
+    "user_agent",
+    "request_time_ms",
+    "vhost",
+    "headers",
+    "body",
+    "fields",
+];
+
+fn csv_row(line: u64, e: &Entry<'_>) -> [String; 16] {
+    let opt = |v: &Option<sluice_parsers::Text<'_>>| {
+        opt_text(v).map(|t| crate::display::spreadsheet_safe(&t)).unwrap_or_default()
+    };
+    let num = |v: Option<String>| v.unwrap_or_default();
+    let json = JsonEntry::new(line, e);
+    [
+        line.to_string(),
+        opt(&e.remote_addr),
+        opt(&e.remote_user),
+        num(json.time.clone()),
+        crate::display::spreadsheet_safe(&json.method),
+        crate::display::spreadsheet_safe(&json.target),
+        opt(&e.protocol),
+        num(e.status.map(|s| s.to_string())),
+        num(e.bytes.map(|b| b.to_string())),
+        opt(&e.referer),
+        opt(&e.user_agent),
+        num(e.request_time_ms.map(|t| t.to_string())),
+        opt(&e.vhost),
+        if json.headers.is_empty() { String::new() } else { serde_json::to_string(&json.headers).unwrap_or_default() },
+        opt(&e.body),
+        if json.fields.is_empty() { String::new() } else { serde_json::to_string(&json.fields).unwrap_or_default() },
+    ]
+}

@@ -1,0 +1,273 @@
+//! From log entry to the request that will be sent: filters, target rewriting, headers, body.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use sluice_parsers::Entry;
+
+use crate::config::MethodFilter;
+
+/// One request ready to send, owned, in plan order.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    /// Position in the plan (0-based, counting only replayed requests, across loops of the log).
+    pub seq: u64,
+    /// Line number in its log file.
+    pub log_line: u64,
+    pub log_time: Option<DateTime<Utc>>,
+    pub method: Method,
+    pub url: Url,
+    pub orig_status: Option<u16>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<Bytes>,
+}
+
+/// Why a well-formed log line is not replayed. Counted, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Skip {
+    /// The method is not allowed (`--allow-methods`).
+    Method(String),
+    /// `CONNECT` or an authority-form target: it names a host to tunnel to, never followed.
+    Tunnel,
+    /// `OPTIONS *` and other targets that are not a path.
+    NotAPath,
+}
+
+impl Skip {
+    pub fn key(&self) -> String {
+        match self {
+            Skip::Method(m) => format!("method {m}"),
+            Skip::Tunnel => "connect/authority target".into(),
+            Skip::NotAPath => "target is not a path".into(),
+        }
+    }
+}
+
+/// Counts of lines that parsed but were not replayed, and of targets rewritten.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PlanStats {
+    pub skipped: BTreeMap<String, u64>,
+    /// Absolute-URL request lines whose path was sent to the target instead of the host they named.
+    pub absolute_urls_rewritten: u64,
+}
+
+/// Headers that describe one hop or the body framing; replaying them as logged would be wrong.
+const NOT_REPLAYED: [&str; 10] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+];
+
+/// Turns entries into requests against one target.
+pub struct Planner {
+    /// `scheme://host:port` plus the target's path prefix without a trailing `/`.
+    base: String,
+    methods: MethodFilter,
+    next_seq: u64,
+    pub stats: PlanStats,
+    url_buf: String,
+}
+
+impl Planner {
+    pub fn new(target: &Url, methods: MethodFilter) -> Planner {
+        let mut base = format!("{}://{}", target.scheme(), target.host_str().unwrap_or_default());
+        if let Some(port) = target.port() {
+            let _ = write!(base, ":{port}");
+        }
+        base.push_str(target.path().trim_end_matches('/'));
+        Planner { base, methods, next_seq: 0, stats: PlanStats::default(), url_buf: String::with_capacity(256) }
+    }
+
+    pub fn plan(&mut self, entry: &Entry<'_>, log_line: u64) -> Result<ReplayRequest, Skip> {
+        let method_bytes = entry.method.as_ref();
+        if method_bytes == b"CONNECT" {
+            return self.skip(Skip::Tunnel);
+        }
+        if !self.methods.allows(method_bytes) {
+            return self.skip(Skip::Method(String::from_utf8_lossy(method_bytes).into_owned()));
+        }
+        let path = match origin_form(&entry.target) {
+            Target::Path(p) => p,
+            Target::Absolute(p) => {
+                self.stats.absolute_urls_rewritten += 1;
+                p
+            }
+            Target::Authority => return self.skip(Skip::Tunnel),
+            Target::Other => return self.skip(Skip::NotAPath),
+        };
+        let method = Method::from_bytes(method_bytes).map_err(|_| Skip::NotAPath)?;
+        self.url_buf.clear();
+        self.url_buf.push_str(&self.base);
+        push_percent_encoded(&mut self.url_buf, path);
+        let Ok(url) = Url::parse(&self.url_buf) else { return self.skip(Skip::NotAPath) };
+
+        let mut headers = Vec::new();
+        if let Some(ua) = &entry.user_agent {
+            push_header(&mut headers, "user-agent", ua);
+        }
+        if let Some(referer) = &entry.referer {
+            push_header(&mut headers, "referer", referer);
+        }
+        for (name, value) in &entry.headers {
+            if !NOT_REPLAYED.contains(&name.as_ref()) {
+                push_header(&mut headers, name, value);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(ReplayRequest {
+            seq,
+            log_line,
+            log_time: entry.time.map(|t| t.with_timezone(&Utc)),
+            method,
+            url,
+            orig_status: entry.status,
+            headers,
+            body: entry.body.as_ref().map(|b| Bytes::copy_from_slice(b)),
+        })
+    }
+
+    fn skip(&mut self, why: Skip) -> Result<ReplayRequest, Skip> {
+        *self.stats.skipped.entry(why.key()).or_default() += 1;
+        Err(why)
+    }
+}
+
+fn push_header(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &[u8]) {
+    // A header that cannot be sent as logged (e.g. a control byte) is left out rather than altered.
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        headers.push((n, v));
+    }
+}
+
+enum Target<'a> {
+    Path(&'a [u8]),
+    /// `http://host/path`: only the path is kept; the host it names is never contacted.
+    Absolute(&'a [u8]),
+    Authority,
+    Other,
+}
+
+fn origin_form(target: &[u8]) -> Target<'_> {
+    if target.starts_with(b"/") {
+        return Target::Path(target);
+    }
+    for scheme in [&b"http://"[..], b"https://"] {
+        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let rest = &target[scheme.len()..];
+            let path_start = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+            let path = &rest[path_start..];
+            return Target::Absolute(if path.is_empty() { b"/" } else { path });
+        }
+    }
+    // host:port, as in CONNECT requests.
+    if target.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+        && target.contains(&b':')
+    {
+        return Target::Authority;
+    }
+    Target::Other
+}
+
+/// HTTP request targets are ASCII on the wire: bytes outside printable ASCII (and spaces) are
+/// percent-encoded, which is what a browser would have sent for them. Existing `%XX` escapes are
+/// kept as logged.
+fn push_percent_encoded(out: &mut String, path: &[u8]) {
+    match std::str::from_utf8(path) {
+        Ok(s) if s.bytes().all(|b| b.is_ascii_graphic()) => out.push_str(s),
+        _ => {
+            for &b in path {
+                if b.is_ascii_graphic() {
+                    out.push(b as char);
+                } else {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn entry<'a>(method: &'a [u8], target: &'a [u8]) -> Entry<'a> {
+        Entry {
+            remote_addr: None,
+            remote_user: None,
+            time: None,
+            method: Cow::Borrowed(method),
+            target: Cow::Borrowed(target),
+            protocol: None,
+            status: Some(200),
+            bytes: None,
+            referer: None,
+            user_agent: Some(Cow::Borrowed(b"curl/8")),
+            request_time_ms: None,
+            vhost: None,
+            headers: vec![
+                (Cow::Borrowed("x-test"), Cow::Borrowed(b"1")),
+                (Cow::Borrowed("host"), Cow::Borrowed(b"prod")),
+            ],
+            body: None,
+            fields: vec![],
+        }
+    }
+
+    fn planner() -> Planner {
+        Planner::new(
+            &Url::parse("http://127.0.0.1:8080/prefix/").unwrap(),
+            crate::config::parse_methods("GET,HEAD").unwrap(),
+        )
+    }
+
+    #[test]
+    fn path_and_query_are_appended_to_the_target_prefix() {
+        let mut p = planner();
+        let r = p.plan(&entry(b"GET", b"/a/b?x=1&y=%20"), 7).unwrap();
+        assert_eq!(r.url.as_str(), "http://127.0.0.1:8080/prefix/a/b?x=1&y=%20");
+        assert_eq!((r.seq, r.log_line, r.orig_status), (0, 7, Some(200)));
+        let names: Vec<_> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["user-agent", "x-test"], "logged headers are sent, hop headers and host are not");
+    }
+
+    #[test]
+    fn non_ascii_bytes_are_percent_encoded() {
+        let mut p = planner();
+        let r = p.plan(&entry(b"GET", b"/caf\xc3\xa9 x\xff"), 1).unwrap();
+        assert_eq!(r.url.as_str(), "http://127.0.0.1:8080/prefix/caf%C3%A9%20x%FF");
+    }
+
+    #[test]
+    fn absolute_urls_never_reach_the_host_they_name() {
+        let mut p = planner();
+        let r = p.plan(&entry(b"GET", b"http://evil.example/steal?q=1"), 1).unwrap();
+        assert_eq!(r.url.as_str(), "http://127.0.0.1:8080/prefix/steal?q=1");
+        assert_eq!(p.stats.absolute_urls_rewritten, 1);
+        assert_eq!(p.plan(&entry(b"CONNECT", b"evil.example:443"), 2).unwrap_err(), Skip::Tunnel);
+        assert_eq!(p.plan(&entry(b"GET", b"evil.example:443"), 3).unwrap_err(), Skip::Tunnel);
+        assert_eq!(p.plan(&entry(b"GET", b"*"), 4).unwrap_err(), Skip::NotAPath);
+    }
+
+    #[test]
+    fn disallowed_methods_are_skipped_and_counted() {
+        let mut p = planner();
+        assert_eq!(p.plan(&entry(b"POST", b"/x"), 1).unwrap_err(), Skip::Method("POST".into()));
+        assert_eq!(p.plan(&entry(b"POST", b"/y"), 2).unwrap_err(), Skip::Method("POST".into()));
+        assert_eq!(p.stats.skipped.get("method POST"), Some(&2));
+        // Numbering counts only replayed requests.
+        assert_eq!(p.plan(&entry(b"HEAD", b"/z"), 3).unwrap().seq, 0);
+    }
+}

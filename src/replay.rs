@@ -1,0 +1,223 @@
+//! Sending: a fixed pool of sender tasks on tokio, reqwest underneath, one [`Outcome`] per request.
+//!
+//! The pool size is `--concurrency`, so in-flight requests can never exceed it. Outcomes are
+//! collected per sender and handed to the writer thread in batches (a channel send per row would
+//! wake the writer for every request), flushed whenever a sender goes idle so rows never wait long.
+
+use std::error::Error as _;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, Url};
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::ReplayRequest;
+use crate::run::Shared;
+
+/// Outcomes per hand-off to the writer thread (measured: per-row sends cost 3–11 µs each, batches
+/// of 256 under 1 µs).
+const OUTCOME_BATCH: usize = 256;
+
+/// A released request and the instant the plan wanted it sent.
+pub struct Job {
+    pub req: ReplayRequest,
+    pub scheduled: Instant,
+}
+
+/// Why a request got no HTTP status. A failed request is data, not an error of the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// `--timeout` elapsed before the response body was complete.
+    Timeout,
+    /// The connection could not be made (refused, unreachable, DNS).
+    Connect,
+    /// The connection was reset or closed before a complete response.
+    Reset,
+    /// A TLS handshake or certificate problem.
+    Tls,
+    /// The target answered something that is not HTTP.
+    Protocol,
+    /// Still in flight when the drain timeout ran out after scheduling stopped.
+    Aborted,
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Aborted => "aborted",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// Sorts a reqwest error into a short stable kind by walking its chain of causes.
+    pub fn classify(err: &reqwest::Error) -> ErrorKind {
+        if err.is_timeout() {
+            return ErrorKind::Timeout;
+        }
+        let mut source = err.source();
+        let mut saw_hyper_incomplete = false;
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::TimedOut => return ErrorKind::Timeout,
+                    io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::AddrNotAvailable => return ErrorKind::Connect,
+                    io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof => return ErrorKind::Reset,
+                    _ => {}
+                }
+            }
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_parse() || h.is_parse_status() {
+                    return ErrorKind::Protocol;
+                }
+                if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                    saw_hyper_incomplete = true;
+                }
+                if h.is_timeout() {
+                    return ErrorKind::Timeout;
+                }
+            }
+            let text = e.to_string().to_ascii_lowercase();
+            if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+                return ErrorKind::Tls;
+            }
+            source = e.source();
+        }
+        if saw_hyper_incomplete {
+            ErrorKind::Reset
+        } else if err.is_connect() {
+            ErrorKind::Connect
+        } else {
+            ErrorKind::Other
+        }
+    }
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seq: u64,
+    pub log_line: u64,
+    pub log_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub method: Method,
+    pub url: Url,
+    pub orig_status: Option<u16>,
+    pub scheduled: Instant,
+    pub sent: Instant,
+    pub done: Instant,
+    pub result: Result<u16, ErrorKind>,
+    /// Response body bytes received.
+    pub bytes: u64,
+}
+
+/// The HTTP client, tuned for replay: no proxies from the environment, no redirects followed, no
+/// automatic decompression (bytes are counted as received), keep-alive connections for all senders.
+pub fn build_client(concurrency: usize, timeout: Duration) -> reqwest::Result<Client> {
+    Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(concurrency)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// One sender: takes released jobs until the channel closes, sends each, records the outcome.
+/// `abort` (the drain timeout ran out) turns the request in flight into an `aborted` outcome.
+pub(crate) async fn sender(
+    client: Client,
+    jobs: async_channel::Receiver<Job>,
+    outcomes: crossbeam_channel::Sender<Vec<Outcome>>,
+    abort: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(async_channel::TryRecvError::Closed) => break,
+            Err(async_channel::TryRecvError::Empty) => {
+                // Idle: hand over what we have so rows and progress stay current at low rates.
+                if !batch.is_empty() {
+                    let _ = outcomes.send(std::mem::replace(&mut batch, Vec::with_capacity(OUTCOME_BATCH)));
+                }
+                match jobs.recv().await {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            }
+        };
+        // Released before a stop but not yet sent: it never left, so it is not a result.
+        if shared.is_stopping() {
+            continue;
+        }
+        let Job { req, scheduled } = job;
+        let sent = Instant::now();
+        let (result, bytes) = tokio::select! {
+            biased;
+            _ = abort.cancelled() => (Err(ErrorKind::Aborted), 0),
+            r = send_one(&client, &req) => r,
+        };
+        let outcome = Outcome {
+            seq: req.seq,
+            log_line: req.log_line,
+            log_time: req.log_time,
+            method: req.method,
+            url: req.url,
+            orig_status: req.orig_status,
+            scheduled,
+            sent,
+            done: Instant::now(),
+            result,
+            bytes,
+        };
+        batch.push(outcome);
+        if batch.len() >= OUTCOME_BATCH {
+            let _ = outcomes.send(std::mem::replace(&mut batch, Vec::with_capacity(OUTCOME_BATCH)));
+        }
+    }
+    if !batch.is_empty() {
+        let _ = outcomes.send(batch);
+    }
+}
+
+/// Sends one request and reads the whole response body: the status (or why there is none) and
+/// the body bytes received.
+async fn send_one(client: &Client, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
+    let mut builder = client.request(req.method.clone(), req.url.clone());
+    for (name, value) in &req.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = &req.body {
+        builder = builder.body(body.clone());
+    }
+    let mut response = match builder.send().await {
+        Ok(response) => response,
+        Err(e) => return (Err(ErrorKind::classify(&e)), 0),
+    };
+    let status = response.status().as_u16();
+    // Count body bytes chunk by chunk; nothing is copied or kept.
+    let mut bytes = 0u64;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes += chunk.len() as u64,
+            Ok(None) => return (Ok(status), bytes),
+            Err(e) => return (Err(ErrorKind::classify(&e)), bytes),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `sluice replay` as a user runs it: start the run, show progress, handle Ctrl-C and SIGTERM,
+//! print the summary, choose the exit code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::Outcome;
+use crate::cli::ReplayArgs;
+use crate::config::{Rate, ReplayConfig};
+use crate::report::Summary;
+use crate::run::Run;
+use crate::sink::progress::ProgressDisplay;
+
+/// Runs a replay; returns how it ended.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
+    let config = ReplayConfig::try_from(args).map_err(crate::UsageError::from)?;
+    let run = Run::start(config).map_err(crate::run_error)?;
+    let c = run.config();
+    eprintln!(
+        "sluice: replaying {} ({}) → {} at {}{}; results → {}",
+        c.inputs.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+        run.format_name(),
+        run.target_url(),
+        match c.rate {
+            Rate::PerSecond(n) => format!("{n}/s"),
+            Rate::Max => "max rate".into(),
+        },
+        match (c.duration, c.looping) {
+            (Some(d), true) => format!(" for {}", humanize(d)),
+            (Some(d), false) => format!(" once, for at most {}", humanize(d)),
+            (None, _) => " once through the log".into(),
+        },
+        c.out.display()
+    );
+
+    let handle = run.handle();
+    let signals_seen = Arc::new(AtomicUsize::new(0));
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let signals_handle = signals.handle();
+    let signal_thread = {
+        let (handle, seen) = (handle.clone(), signals_seen.clone());
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    eprintln!(
+                        "\nsluice: stopping — waiting for requests in flight (press Ctrl-C again to quit at once)"
+                    );
+                    handle.cancel();
+                } else {
+                    eprintln!("sluice: quitting at once; the CSV holds what was flushed so far");
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let progress = ProgressDisplay::start(c.progress, handle, c.duration);
+    let summary_json = c.summary_json.clone();
+    let result = run.wait();
+    progress.finish();
+    signals_handle.close();
+    let _ = signal_thread.join();
+
+    let summary = result.map_err(crate::run_error)?;
+    eprint!("{}", summary.to_text());
+    if let Some(path) = summary_json {
+        write_summary_json(&summary, &path)?;
+    }
+    Ok(if summary.interrupted {
+        Outcome::Interrupted
+    } else if summary.log.fatal.is_some() {
+        Outcome::BadInput
+    } else {
+        Outcome::Ok
+    })
+}
+
+fn write_summary_json(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(summary)?;
+    std::fs::write(path, text + "\n").map_err(|e| anyhow::anyhow!("--summary-json {}: {e}", path.display()))
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 3600.0 {
+        format!("{:.0}h{:02.0}m", (s / 3600.0).floor(), (s % 3600.0) / 60.0)
+    } else if s >= 60.0 {
+        format!("{:.0}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,491 @@
+//! [`Run`]: one replay, wired from the stages. The CLI, the daemon and the tests all drive this:
+//! start it, read [`Run::progress`] at any time, [`Run::cancel`] it, [`Run::wait`] for its summary.
+//!
+//! Threads, and why each is one:
+//! - reader: file I/O, gunzip and parsing block; they feed a bounded crossbeam queue, so memory
+//!   stays flat for any log size (backpressure when the pacer is not taking).
+//! - pacer: blocking waits on the queue and precise kernel sleeps; never on a tokio worker.
+//! - senders: a tokio runtime (current-thread by default: measured fastest next to a local target).
+//! - writer: the only owner of the CSV and the statistics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use sluice_parsers::Format;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
+use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
+use crate::parse_command::{ParseStats, resolve_format};
+use crate::plan::{PlanStats, Planner, ReplayRequest};
+use crate::replay::{Job, Outcome, build_client, sender};
+use crate::report::Summary;
+use crate::sink::csv::{CsvSink, WallClock};
+use crate::sink::run_writer;
+use crate::sink::stats::Stats;
+use crate::source::LogReader;
+
+/// Bad log lines kept verbatim (file:line: reason) for the summary.
+const BAD_LINE_EXAMPLES: usize = 10;
+/// A percentage limit on bad lines is only judged after this many lines, so one bad first line
+/// does not end a run at "100%".
+const BAD_SHARE_MIN_LINES: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A log file, the format or the target is unusable. Exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// The results file cannot be written. Exit 2.
+    #[error("--out {path}: {reason}")]
+    Output { path: PathBuf, reason: String },
+    /// Not one line of the log could be replayed. Exit 2; the summary says why.
+    #[error("no replayable request in the log ({0})")]
+    NoReplayableLines(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the reader found in the log.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReaderStats {
+    pub lines_read: u64,
+    pub parse: ParseStats,
+    pub plan: PlanStats,
+    /// The first few rejected lines as `FILE:LINE: reason`.
+    pub bad_line_examples: Vec<String>,
+    /// Full passes over the log (more than 1 when looping).
+    pub passes: u64,
+    /// Set when the reader ended the run: too many bad lines, or a read error.
+    pub fatal: Option<String>,
+}
+
+/// A small live view of the writer's statistics, for progress displays.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct LiveStats {
+    pub completed: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub lag_p99_ms: f64,
+}
+
+impl From<&Stats> for LiveStats {
+    fn from(s: &Stats) -> Self {
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 }
+        };
+        LiveStats {
+            completed: s.completed,
+            errors: s.error_count(),
+            p50_ms: ms(&s.latency, 0.5),
+            p99_ms: ms(&s.latency, 0.99),
+            lag_p99_ms: ms(&s.lag, 0.99),
+        }
+    }
+}
+
+/// A progress snapshot.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Progress {
+    /// Since the first request was released.
+    pub elapsed: Duration,
+    /// Requests handed to the senders so far.
+    pub sent: u64,
+    pub live: LiveStats,
+    pub lines_rejected: u64,
+}
+
+/// State shared by the stages of one run.
+pub struct Shared {
+    stopping: AtomicBool,
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
+    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
+    released: AtomicU64,
+    t0: OnceLock<Instant>,
+    live: Mutex<LiveStats>,
+    reader: Mutex<ReaderStats>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        Shared {
+            stopping: AtomicBool::new(false),
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            jobs: Mutex::new(None),
+            released: AtomicU64::new(0),
+            t0: OnceLock::new(),
+            live: Mutex::new(LiveStats::default()),
+            reader: Mutex::new(ReaderStats::default()),
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Stops scheduling: wakes the pacer out of any sleep or queue wait, and closes the hand-off
+    /// to the senders so a pacer blocked on busy senders returns at once.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.stop_tx.lock().expect("not poisoned").take();
+        if let Some(jobs) = self.jobs.lock().expect("not poisoned").as_ref() {
+            jobs.close();
+        }
+    }
+
+    /// A receiver that becomes ready (disconnected) when the run is stopped.
+    pub fn stop_signal(&self) -> Receiver<()> {
+        self.stop_rx.clone()
+    }
+
+    pub fn count_released(&self) {
+        self.released.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_t0(&self, t0: Instant) {
+        let _ = self.t0.set(t0);
+    }
+
+    pub fn publish(&self, live: LiveStats) {
+        *self.live.lock().expect("not poisoned") = live;
+    }
+}
+
+/// A cheap, cloneable view of a run: progress and cancellation from any thread (signal handlers,
+/// progress displays, the daemon's API) while another thread waits for the summary.
+#[derive(Clone)]
+pub struct RunHandle {
+    shared: Arc<Shared>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl RunHandle {
+    pub fn progress(&self) -> Progress {
+        Progress {
+            elapsed: self.shared.t0.get().map(|t| t.elapsed()).unwrap_or_default(),
+            sent: self.shared.released.load(Ordering::Relaxed),
+            live: *self.shared.live.lock().expect("not poisoned"),
+            lines_rejected: self.shared.reader.lock().expect("not poisoned").parse.rejected,
+        }
+    }
+
+    /// Stops scheduling; requests in flight finish (up to the drain timeout), then `wait` returns.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.shared.stop();
+    }
+
+    fn was_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// One replay in progress.
+pub struct Run {
+    handle: RunHandle,
+    config: ReplayConfig,
+    format_name: String,
+    target_url: String,
+    started: Instant,
+    reader: JoinHandle<()>,
+    pacer: JoinHandle<PacerReport>,
+    senders: JoinHandle<()>,
+    writer: JoinHandle<(Stats, Option<std::io::Error>)>,
+    // Kept alive for the run's length when the target is the built-in mock.
+    _mock: Option<sluice_mock::MockServer>,
+}
+
+impl Run {
+    /// Checks the inputs, opens the CSV and starts every stage. Errors here mean nothing was sent.
+    pub fn start(config: ReplayConfig) -> Result<Run, RunError> {
+        let started = Instant::now();
+        let mut reader = LogReader::new(config.inputs.clone()).map_err(|e| RunError::Input(e.to_string()))?;
+        let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
+        let (target, mock) = match &config.target {
+            Target::Url(url) => (url.clone(), None),
+            Target::Mock => {
+                let mock = sluice_mock::spawn_in_thread(crate::demo_mock_config())
+                    .map_err(|e| RunError::Internal(format!("cannot start the mock server: {e}")))?;
+                let url = reqwest::Url::parse(&mock.url()).map_err(|e| RunError::Internal(e.to_string()))?;
+                (url, Some(mock))
+            }
+        };
+        let clock = WallClock::now();
+        let sink = CsvSink::create(&config.out, clock)
+            .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
+        let client = build_client(config.concurrency, config.timeout).map_err(|e| RunError::Internal(e.to_string()))?;
+
+        let shared = Arc::new(Shared::new());
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<ReplayRequest>(config.queue_capacity);
+        let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(config.batch.max(1) as usize);
+        *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
+        let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
+
+        let planner = Planner::new(&target, config.methods.clone());
+        let reader = spawn("sluice-reader", {
+            let (shared, looping, limit) = (shared.clone(), config.looping, config.max_bad_lines);
+            let format = format.clone();
+            move || read_log(reader, format, planner, queue_tx, shared, looping, limit)
+        })?;
+        let writer = spawn("sluice-writer", {
+            let shared = shared.clone();
+            move || run_writer(sink, outcomes_rx, shared)
+        })?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let pacer = spawn("sluice-pacer", {
+            let schedule = match config.rate {
+                Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),
+                Rate::Max => None,
+            };
+            let (shared, deadline) = (shared.clone(), config.duration);
+            move || {
+                let report = run_pacer(Pacer::new(schedule), deadline, queue_rx, jobs_tx, shared);
+                let _ = done_tx.send(());
+                report
+            }
+        })?;
+        let runtime = if config.threads == 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build()
+        }
+        .map_err(|e| RunError::Internal(format!("cannot start the async runtime: {e}")))?;
+        let senders = spawn("sluice-senders", {
+            let (shared, concurrency, drain) = (shared.clone(), config.concurrency, config.drain_timeout);
+            move || {
+                runtime.block_on(async move {
+                    let abort = CancellationToken::new();
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for _ in 0..concurrency {
+                        tasks.spawn(sender(
+                            client.clone(),
+                            jobs_rx.clone(),
+                            outcomes_tx.clone(),
+                            abort.clone(),
+                            shared.clone(),
+                        ));
+                    }
+                    drop((jobs_rx, outcomes_tx));
+                    let _ = done_rx.await;
+                    let drained =
+                        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+                    if drained.is_err() {
+                        abort.cancel();
+                        while tasks.join_next().await.is_some() {}
+                    }
+                });
+            }
+        })?;
+        Ok(Run {
+            handle: RunHandle { shared, cancelled: Arc::new(AtomicBool::new(false)) },
+            format_name: format.name().to_string(),
+            target_url: target.to_string(),
+            config,
+            started,
+            reader,
+            pacer,
+            senders,
+            writer,
+            _mock: mock,
+        })
+    }
+
+    /// The format the log is read as (what `auto` chose).
+    pub fn format_name(&self) -> &str {
+        &self.format_name
+    }
+
+    /// Where requests go (the mock's address for `--target mock`).
+    pub fn target_url(&self) -> &str {
+        &self.target_url
+    }
+
+    pub fn config(&self) -> &ReplayConfig {
+        &self.config
+    }
+
+    pub fn handle(&self) -> RunHandle {
+        self.handle.clone()
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.handle.progress()
+    }
+
+    pub fn cancel(&self) {
+        self.handle.cancel()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.writer.is_finished()
+    }
+
+    /// Waits for the run to end and returns its summary.
+    pub fn wait(self) -> Result<Summary, RunError> {
+        let pacer = self.pacer.join().map_err(|_| RunError::Internal("the pacer thread panicked".into()))?;
+        self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
+        let (stats, write_error) =
+            self.writer.join().map_err(|_| RunError::Internal("the writer thread panicked".into()))?;
+        // The reader may be blocked reading a terminal on stdin; its stats are in `shared` anyway.
+        let reader_deadline = Instant::now() + Duration::from_secs(1);
+        while !self.reader.is_finished() && Instant::now() < reader_deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let reader = self.handle.shared.reader.lock().expect("not poisoned").clone();
+        let cancelled = self.handle.was_cancelled();
+        if let Some(e) = write_error {
+            return Err(RunError::Output { path: self.config.out.clone(), reason: e.to_string() });
+        }
+        if pacer.released == 0 && !cancelled {
+            let _ = std::fs::remove_file(&self.config.out);
+            let why = reader.fatal.clone().unwrap_or_else(|| {
+                format!(
+                    "{} lines read, {} rejected{}, {} skipped by rules",
+                    reader.lines_read,
+                    reader.parse.rejected,
+                    if reader.parse.rejected > 0 {
+                        format!(" ({})", reader.parse.reasons_text())
+                    } else {
+                        String::new()
+                    },
+                    reader.plan.skipped.values().sum::<u64>()
+                )
+            });
+            return Err(RunError::NoReplayableLines(why));
+        }
+        let interrupted = cancelled && pacer.reason == StopReason::Cancelled;
+        Ok(Summary::build(
+            &self.config,
+            &self.format_name,
+            &self.target_url,
+            &pacer,
+            &stats,
+            reader,
+            interrupted,
+            self.started,
+        ))
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, RunError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| RunError::Internal(format!("cannot start thread {name}: {e}")))
+}
+
+/// The reader thread: log lines → parsed entries → planned requests → the bounded queue.
+/// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
+/// log's own figures rather than multiples of them.
+fn read_log(
+    mut reader: LogReader,
+    format: Format,
+    mut planner: Planner,
+    queue: Sender<ReplayRequest>,
+    shared: Arc<Shared>,
+    looping: bool,
+    limit: Option<BadLineLimit>,
+) {
+    let mut stats = ReaderStats::default();
+    let publish = |stats: &ReaderStats, planner: &Planner| {
+        let mut s = shared.reader.lock().expect("not poisoned");
+        *s = stats.clone();
+        s.plan = planner.stats.clone();
+    };
+    let names = reader.input_names();
+    let mut first_pass = true;
+    let mut first_pass_plan = None;
+    'passes: loop {
+        let mut produced = 0u64;
+        loop {
+            if shared.is_stopping() {
+                break 'passes;
+            }
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => {
+                    stats.fatal = Some(e.to_string());
+                    shared.stop();
+                    break 'passes;
+                }
+            };
+            if first_pass {
+                stats.lines_read += 1;
+            }
+            let number = line.number;
+            match format.parse_line(line.bytes) {
+                Ok(entry) => {
+                    let planned = planner.plan(&entry, number);
+                    if first_pass {
+                        stats.parse.accepted += 1;
+                    }
+                    if let Ok(req) = planned {
+                        produced += 1;
+                        if queue.send(req).is_err() {
+                            break 'passes; // the pacer has stopped
+                        }
+                    }
+                }
+                Err(e) if first_pass => {
+                    stats.parse.reject(e.reason.kind());
+                    let where_ = format!("{}:{}", names[line.input], number);
+                    if stats.bad_line_examples.len() < BAD_LINE_EXAMPLES {
+                        stats.bad_line_examples.push(format!("{where_}: {e}"));
+                    }
+                    if let Some(why) = bad_line_limit_exceeded(limit, &stats) {
+                        stats.fatal = Some(format!("stopped at {where_}: {why}"));
+                        shared.stop();
+                        break 'passes;
+                    }
+                    publish(&stats, &planner);
+                }
+                Err(_) => {}
+            }
+            if first_pass && stats.lines_read % 4096 == 0 {
+                publish(&stats, &planner);
+            }
+        }
+        stats.passes += 1;
+        if first_pass {
+            // Skips are reported for the first pass only, like bad lines.
+            first_pass_plan = Some(planner.stats.clone());
+        }
+        first_pass = false;
+        if !looping || produced == 0 || !reader.can_rewind() {
+            break;
+        }
+        reader.rewind();
+    }
+    let mut s = shared.reader.lock().expect("not poisoned");
+    *s = stats;
+    s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());
+}
+
+fn bad_line_limit_exceeded(limit: Option<BadLineLimit>, stats: &ReaderStats) -> Option<String> {
+    let bad = stats.parse.rejected;
+    match limit? {
+        BadLineLimit::Count(max) if bad > max => {
+            Some(format!("more than {max} unreadable log lines (--max-bad-lines)"))
+        }
+        BadLineLimit::Percent(p) if stats.lines_read >= BAD_SHARE_MIN_LINES => {
+            let share = bad as f64 * 100.0 / stats.lines_read as f64;
+            (share > p).then(|| format!("{share:.1}% of log lines unreadable, more than {p}% (--max-bad-lines)"))
+        }
+        _ => None,
+    }
+}
+
+/// Counts by key, sorted, as owned strings (for summaries).
+pub fn counts<K: ToString>(map: &BTreeMap<K, u64>) -> BTreeMap<String, u64> {
+    map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}

@@ -1,0 +1,68 @@
+//! The writer thread: the only owner of the CSV and of the run's statistics. Senders hand it
+//! batches of outcomes; it writes each as a row, folds it into the histograms, and publishes a
+//! small live snapshot for progress displays.
+
+pub mod csv;
+pub mod progress;
+pub mod stats;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::replay::Outcome;
+use crate::run::{LiveStats, Shared};
+use csv::CsvSink;
+use stats::Stats;
+
+/// How often buffered rows reach the file: a killed run loses at most this much.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs until every sender has dropped its end of `outcomes`. A write error (disk full) is kept
+/// and returned at the end; outcomes keep being counted so the summary stays right.
+pub(crate) fn run_writer(
+    mut sink: CsvSink,
+    outcomes: Receiver<Vec<Outcome>>,
+    shared: Arc<Shared>,
+) -> (Stats, Option<io::Error>) {
+    let mut stats = Stats::default();
+    let mut write_error = None;
+    let mut last_flush = Instant::now();
+    let mut last_publish = Instant::now();
+    loop {
+        match outcomes.recv_timeout(PUBLISH_EVERY) {
+            Ok(batch) => {
+                for o in &batch {
+                    if write_error.is_none()
+                        && let Err(e) = sink.write(o)
+                    {
+                        write_error = Some(e);
+                    }
+                    stats.record(o);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            shared.publish(LiveStats::from(&stats));
+            last_publish = Instant::now();
+        }
+        if last_flush.elapsed() >= FLUSH_EVERY && write_error.is_none() {
+            if let Err(e) = sink.flush() {
+                write_error = Some(e);
+            }
+            last_flush = Instant::now();
+        }
+    }
+    if write_error.is_none()
+        && let Err(e) = sink.flush()
+    {
+        write_error = Some(e);
+    }
+    shared.publish(LiveStats::from(&stats));
+    (stats, write_error)
+}

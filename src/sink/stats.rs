@@ -1,0 +1,88 @@
+//! Running statistics folded from outcomes: HDR histograms and counts. Exact percentiles for any
+//! run length in a few hundred KiB.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::replay::{ErrorKind, Outcome};
+
+/// Microsecond histograms from 1 µs to one hour, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Requests that got an HTTP status.
+    pub completed: u64,
+    /// Requests that got no status, by kind.
+    pub errors: BTreeMap<ErrorKind, u64>,
+    pub statuses: BTreeMap<u16, u64>,
+    /// From the actual send to the end of the response body.
+    pub latency: Histogram<u64>,
+    /// From the planned send time to the end of the response body (coordinated omission corrected).
+    pub latency_from_schedule: Histogram<u64>,
+    /// Lateness of each send behind its plan time (early sends count as 0 here; see `earliest_us`).
+    pub lag: Histogram<u64>,
+    /// The most negative lag seen, in µs (how early the earliest send was), if any send was early.
+    pub earliest_us: i64,
+    pub bytes: u64,
+    pub last_done: Option<Instant>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            completed: 0,
+            errors: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            latency: histogram(),
+            latency_from_schedule: histogram(),
+            lag: histogram(),
+            earliest_us: 0,
+            bytes: 0,
+            last_done: None,
+        }
+    }
+}
+
+impl Stats {
+    pub fn record(&mut self, o: &Outcome) {
+        match o.result {
+            Ok(status) => {
+                self.completed += 1;
+                *self.statuses.entry(status).or_default() += 1;
+            }
+            Err(kind) => *self.errors.entry(kind).or_default() += 1,
+        }
+        // Aborted requests never finished: their "latency" would only measure the drain timeout.
+        if o.result != Err(ErrorKind::Aborted) {
+            self.latency.saturating_record(micros(o.done.saturating_duration_since(o.sent)).max(1));
+            self.latency_from_schedule.saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
+        }
+        match o.sent.checked_duration_since(o.scheduled) {
+            Some(late) => self.lag.saturating_record(micros(late)),
+            None => {
+                self.lag.saturating_record(0);
+                let early = micros(o.scheduled.duration_since(o.sent)) as i64;
+                self.earliest_us = self.earliest_us.min(-early);
+            }
+        }
+        self.bytes += o.bytes;
+        self.last_done = Some(self.last_done.map_or(o.done, |d| d.max(o.done)));
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.completed + self.error_count()
+    }
+}

@@ -1,0 +1,205 @@
+//! The `sluice` binary as a user runs it: exit codes, messages, files left behind.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use predicates::prelude::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn sluice() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("sluice").unwrap()
+}
+
+fn csv_rows(path: &Path) -> usize {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader.records().map(|r| r.expect("every row is well-formed")).count()
+}
+
+fn summary_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_readme_main_job_replays_the_bundled_log_against_the_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, json) = (dir.path().join("results.csv"), dir.path().join("summary.json"));
+    sluice()
+        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--target", "mock", "--rate", "400"])
+        .args(["--duration", "2s", "--out", out.to_str().unwrap(), "--summary-json", json.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("--format auto chose nginx"))
+        .stderr(predicate::str::contains("latency"))
+        .stderr(
+            predicate::str::contains("996 accepted, 4 rejected").and(predicate::str::contains("not_http_request: 3")),
+        );
+    let summary = summary_json(&json);
+    let sent = summary["requests_sent"].as_u64().unwrap();
+    assert!((760..=840).contains(&sent), "sent {sent}");
+    assert_eq!(csv_rows(&out) as u64, sent, "one CSV row per request in the summary");
+    assert!(summary["statuses"]["200"].as_u64().unwrap() > sent / 2);
+    assert_eq!(summary["log"]["plan"]["absolute_urls_rewritten"], 1);
+}
+
+#[test]
+fn bad_flags_name_the_flag_and_exit_2_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.csv");
+    let log = fixture("demo-access.log");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rate", "0"], "--rate: '0' must be more than 0"),
+        (&["--rate", "-5"], "--rate"),
+        (&["--rate", "lots"], "--rate: 'lots' is not a number"),
+        (&["--rate", "10", "--duration", "5x"], "--duration: '5x' has unknown unit"),
+        (&["--rate", "10", "--concurrency", "0"], "--concurrency"),
+        (&["--rate", "10", "--timeout", "soon"], "--timeout"),
+        (&["--rate", "10", "--allow-methods", "GET,PO ST"], "--allow-methods"),
+        (&["--rate", "10", "--max-bad-lines", "150%"], "--max-bad-lines"),
+        (&["--rate", "10", "--format", "apache:%h %Z"], "--format"),
+    ];
+    for (flags, message) in cases {
+        sluice()
+            .args(["replay", log.to_str().unwrap(), "--target", "http://127.0.0.1:9", "--out", out.to_str().unwrap()])
+            .args(*flags)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(*message));
+        assert!(!out.exists(), "{flags:?} left a file behind");
+    }
+    sluice()
+        .args(["replay", log.to_str().unwrap(), "--target", "ftp://127.0.0.1", "--rate", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--target"));
+}
+
+#[test]
+fn an_unwritable_out_or_a_missing_log_is_exit_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_out = dir.path().join("no/such/dir/r.csv");
+    sluice()
+        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--target", "mock", "--rate", "10"])
+        .args(["--out", bad_out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--out").and(predicate::str::contains("r.csv")));
+    let missing = dir.path().join("missing.log");
+    sluice()
+        .args(["replay", missing.to_str().unwrap(), "--target", "mock", "--rate", "10"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing.log: no such file"));
+}
+
+#[test]
+fn sigint_mid_run_leaves_a_valid_csv_that_matches_the_summary_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
+    let mut child = Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--target", "mock", "--rate", "300"])
+        .args(["--duration", "30s", "--out", out.to_str().unwrap(), "--summary-json", json.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "sluice did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let summary = summary_json(&json);
+    assert_eq!(summary["interrupted"], true);
+    let sent = summary["requests_sent"].as_u64().unwrap();
+    assert!(sent > 100 && sent < 3000, "sent {sent}");
+    assert_eq!(csv_rows(&out) as u64, sent);
+}
+
+#[test]
+fn parse_prints_one_json_object_per_accepted_line_and_reports_rejects() {
+    let assert = sluice()
+        .args(["parse", fixture("demo-access.log").to_str().unwrap(), "--format", "nginx"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("demo-access.log:137: "))
+        .stderr(predicate::str::contains("accepted 996 lines, rejected 4"));
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 996);
+    let first = &lines[0];
+    let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in [
+        "line",
+        "remote_addr",
+        "remote_user",
+        "time",
+        "method",
+        "target",
+        "protocol",
+        "status",
+        "bytes",
+        "referer",
+        "user_agent",
+        "request_time_ms",
+        "vhost",
+        "headers",
+        "body",
+        "fields",
+    ] {
+        assert!(keys.contains(&key), "missing {key} in {first}");
+    }
+    assert_eq!(first["line"], 1);
+    assert_eq!(first["remote_user"], serde_json::Value::Null, "`-` is null");
+    assert_eq!(first["time"], "2026-11-20T09:00:00+01:00");
+    assert_eq!(first["method"], "GET");
+}
+
+#[test]
+fn parse_reads_gzip_and_stdin_and_exits_2_when_nothing_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("a.log.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&std::fs::read(fixture("demo-access.log")).unwrap()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    sluice()
+        .args(["parse", gz.to_str().unwrap(), "--output", "none"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("accepted 996 lines"));
+    sluice()
+        .args(["parse", "-", "--format", "nginx", "--output", "csv"])
+        .write_stdin(std::fs::read(fixture("demo-access.log")).unwrap())
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("line,remote_addr,"));
+    sluice()
+        .args(["parse", fixture("demo-access.log").to_str().unwrap(), "--format", "json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("try another --format"));
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    sluice()
+        .args(["parse", empty.to_str().unwrap(), "--format", "nginx"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("empty.log: the input is empty"));
+}
