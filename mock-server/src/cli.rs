@@ -24,8 +24,13 @@ pub struct MockArgs {
     #[arg(long)]
     pub allow_non_loopback: bool,
 
-    /// Status mix, CODE[:WEIGHT],... e.g. 200:90,404:5,500:5. /status/NNN always answers NNN.
-    #[arg(long, value_name = "SPEC", default_value = "200")]
+    // Help given as an attribute, not a doc comment: rustdoc would read `[...]` as links.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "200",
+        help = "Status mix, CODE[:WEIGHT],... e.g. 200:90,404:5,500:5. /status/NNN always answers NNN"
+    )]
     pub status: StatusDist,
 
     /// Latency before each answer: FIXED (5ms), MIN..MAX (1ms..20ms) or lognormal:MEDIAN,P99
@@ -33,10 +38,13 @@ pub struct MockArgs {
     #[arg(long, value_name = "SPEC", default_value = "0")]
     pub latency: LatencyModel,
 
-    /// Per-path override, first match wins; repeatable. PATH is /exact or /prefix/*; ACTION is
-    /// CODE[,LATENCY], reset[,LATENCY], garbage[,LATENCY], hang, or LATENCY alone. E.g.
-    /// --rule '/api/*=503,50ms' --rule /flaky=reset
-    #[arg(long = "rule", value_name = "PATH=ACTION")]
+    #[arg(
+        long = "rule",
+        value_name = "PATH=ACTION",
+        help = "Per-path override, first match wins; repeatable. PATH is /exact or /prefix/*; ACTION is \
+                CODE[,LATENCY], reset[,LATENCY], garbage[,LATENCY], hang, or LATENCY alone. \
+                E.g. --rule '/api/*=503,50ms' --rule /flaky=reset"
+    )]
     pub rules: Vec<Rule>,
 
     /// Seed of the random statuses and latencies. A request's draw depends only on the seed and
@@ -53,7 +61,8 @@ pub struct MockArgs {
     pub body_bytes: usize,
 
     /// Print nothing on stderr (the URL still goes to stdout).
-    #[arg(long, short)]
+    // No `-q`: the main binary embeds these flags and may have its own short flags.
+    #[arg(long)]
     pub quiet: bool,
 }
 
