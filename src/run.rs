@@ -23,13 +23,18 @@ use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
 use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
-use crate::replay::{Job, Outcome, build_client, sender};
+use crate::replay::{Job, Outcome, OutcomeBuffer, build_client, sender};
 use crate::report::Summary;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::run_writer;
 use crate::sink::stats::Stats;
 use crate::source::LogReader;
 
+/// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
+/// one thread wake-up) per chunk instead of per request.
+pub(crate) const QUEUE_CHUNK: usize = 64;
+/// Released requests that may wait for a free sender before the pacer itself waits.
+const RELEASED_CAPACITY: usize = 1024;
 /// Bad log lines kept verbatim (file:line: reason) for the summary.
 const BAD_LINE_EXAMPLES: usize = 10;
 /// A percentage limit on bad lines is only judged after this many lines, so one bad first line
@@ -225,8 +230,12 @@ impl Run {
         let client = build_client(config.concurrency, config.timeout).map_err(|e| RunError::Internal(e.to_string()))?;
 
         let shared = Arc::new(Shared::new());
-        let (queue_tx, queue_rx) = crossbeam_channel::bounded::<ReplayRequest>(config.queue_capacity);
-        let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(config.batch.max(1) as usize);
+        let (queue_tx, queue_rx) =
+            crossbeam_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
+        // Released requests wait here for a free sender. Room for many, so the pacer never waits
+        // on a thread wake-up per request; lag is still measured when a request actually leaves,
+        // and on a stop whatever is still waiting here is dropped unsent.
+        let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>((config.batch as usize).max(RELEASED_CAPACITY));
         *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
 
@@ -264,17 +273,23 @@ impl Run {
             move || {
                 runtime.block_on(async move {
                     let abort = CancellationToken::new();
+                    let outcomes = Arc::new(OutcomeBuffer::new(outcomes_tx));
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
-                        tasks.spawn(sender(
-                            client.clone(),
-                            jobs_rx.clone(),
-                            outcomes_tx.clone(),
-                            abort.clone(),
-                            shared.clone(),
-                        ));
+                        let (client, jobs, outcomes) = (client.clone(), jobs_rx.clone(), outcomes.clone());
+                        tasks.spawn(sender(client, jobs, outcomes, abort.clone(), shared.clone()));
                     }
-                    drop((jobs_rx, outcomes_tx));
+                    drop(jobs_rx);
+                    let flusher = tokio::spawn({
+                        let outcomes = outcomes.clone();
+                        async move {
+                            let mut tick = tokio::time::interval(OutcomeBuffer::FLUSH_EVERY);
+                            loop {
+                                tick.tick().await;
+                                outcomes.flush();
+                            }
+                        }
+                    });
                     let _ = done_rx.await;
                     let drained =
                         tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
@@ -282,6 +297,8 @@ impl Run {
                         abort.cancel();
                         while tasks.join_next().await.is_some() {}
                     }
+                    flusher.abort();
+                    outcomes.flush();
                 });
             }
         })?;
@@ -390,11 +407,12 @@ fn read_log(
     mut reader: LogReader,
     format: Format,
     mut planner: Planner,
-    queue: Sender<ReplayRequest>,
+    queue: Sender<Vec<ReplayRequest>>,
     shared: Arc<Shared>,
     looping: bool,
     limit: Option<BadLineLimit>,
 ) {
+    let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
     let mut stats = ReaderStats::default();
     let publish = |stats: &ReaderStats, planner: &Planner| {
         let mut s = shared.reader.lock().expect("not poisoned");
@@ -431,7 +449,10 @@ fn read_log(
                     }
                     if let Ok(req) = planned {
                         produced += 1;
-                        if queue.send(req).is_err() {
+                        chunk.push(req);
+                        if chunk.len() == QUEUE_CHUNK
+                            && queue.send(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK))).is_err()
+                        {
                             break 'passes; // the pacer has stopped
                         }
                     }
@@ -462,6 +483,9 @@ fn read_log(
         }
         first_pass = false;
         if !looping || produced == 0 || !reader.can_rewind() {
+            if !chunk.is_empty() {
+                let _ = queue.send(chunk);
+            }
             break;
         }
         reader.rewind();
