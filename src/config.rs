@@ -1,12 +1,17 @@
 //! Validated configuration: raw flags are checked once here, so the engine never re-validates.
 //! Every error names the flag and what is allowed; the binary maps them to exit code 2.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use reqwest::header::{HeaderName, HeaderValue};
 use std::time::Duration;
 
 use sluice_parsers::Format;
 
 use crate::cli::{ProgressMode, ReplayArgs};
+use crate::filter::{Filters, Sample, StatusSet, parse_time};
+use crate::plan::{HostRule, PlanRules};
+use crate::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::source::Input;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +99,18 @@ pub struct ReplayConfig {
     pub summary_json: Option<PathBuf>,
     pub progress: ProgressMode,
     pub queue_capacity: usize,
-    pub methods: MethodFilter,
     pub max_bad_lines: Option<BadLineLimit>,
     pub threads: usize,
+    /// Filters and rewriting: how entries become requests.
+    pub rules: PlanRules,
+    pub host_guard: HostGuard,
+    pub redactor: Redactor,
+    pub follow_redirects: bool,
+    pub use_env_proxy: bool,
+    pub dry_run: bool,
 }
+
+pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
 
 impl ReplayConfig {
     /// A configuration with the CLI's defaults, for tests and library users.
@@ -117,9 +130,87 @@ impl ReplayConfig {
             summary_json: None,
             progress: ProgressMode::Never,
             queue_capacity: 8192,
-            methods: parse_methods("GET,HEAD,OPTIONS").expect("valid default"),
             max_bad_lines: None,
             threads: 1,
+            rules: PlanRules::default(),
+            host_guard: HostGuard::default(),
+            redactor: Redactor::default(),
+            follow_redirects: false,
+            use_env_proxy: false,
+            dry_run: false,
+        }
+    }
+
+    /// Flags, over the `--config` file when one is named, checked and turned into a configuration.
+    pub fn from_args(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
+        match &args.config {
+            Some(path) => ReplayConfig::try_from(&args.clone().merged_over(load_config_file(path)?)),
+            None => ReplayConfig::try_from(args),
+        }
+    }
+}
+
+/// Reads a TOML file of replay options. Keys are the long flag names, with `-` or `_`.
+pub fn load_config_file(path: &Path) -> Result<ReplayArgs, ConfigError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
+    let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
+    toml::Value::Table(normalised)
+        .try_into::<ReplayArgs>()
+        .map_err(|e| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl ReplayArgs {
+    /// These flags over `file`'s values: a flag given wins; a list given replaces the file's list.
+    pub fn merged_over(self, file: ReplayArgs) -> ReplayArgs {
+        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if flag.is_empty() { file } else { flag }
+        }
+        ReplayArgs {
+            files: list(self.files, file.files),
+            config: self.config,
+            target: self.target.or(file.target),
+            rate: self.rate.or(file.rate),
+            duration: self.duration.or(file.duration),
+            once: self.once || file.once,
+            format: self.format.or(file.format),
+            concurrency: self.concurrency.or(file.concurrency),
+            batch: self.batch.or(file.batch),
+            timeout: self.timeout.or(file.timeout),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            out: self.out.or(file.out),
+            summary_json: self.summary_json.or(file.summary_json),
+            progress: self.progress.or(file.progress),
+            queue_capacity: self.queue_capacity.or(file.queue_capacity),
+            max_bad_lines: self.max_bad_lines.or(file.max_bad_lines),
+            threads: self.threads.or(file.threads),
+            allow_methods: self.allow_methods.or(file.allow_methods),
+            follow_redirects: self.follow_redirects || file.follow_redirects,
+            use_env_proxy: self.use_env_proxy || file.use_env_proxy,
+            deny_host: list(self.deny_host, file.deny_host),
+            allow_host: list(self.allow_host, file.allow_host),
+            i_know_this_is_production: self.i_know_this_is_production || file.i_know_this_is_production,
+            redact_header: list(self.redact_header, file.redact_header),
+            mask_query_params: self.mask_query_params.or(file.mask_query_params),
+            dry_run: self.dry_run || file.dry_run,
+            host_header: self.host_header.or(file.host_header),
+            preserve_host: self.preserve_host || file.preserve_host,
+            header: list(self.header, file.header),
+            drop_header: list(self.drop_header, file.drop_header),
+            skip_bodyless: self.skip_bodyless || file.skip_bodyless,
+            include: list(self.include, file.include),
+            exclude: list(self.exclude, file.exclude),
+            orig_status: self.orig_status.or(file.orig_status),
+            from: self.from.or(file.from),
+            until: self.until.or(file.until),
+            exclude_user_agent: list(self.exclude_user_agent, file.exclude_user_agent),
+            sample: self.sample.or(file.sample),
+            sample_seed: self.sample_seed.or(file.sample_seed),
         }
     }
 }
@@ -128,54 +219,157 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
     type Error = ConfigError;
 
     fn try_from(args: &ReplayArgs) -> Result<Self, ConfigError> {
+        if args.files.is_empty() {
+            return Err(bad("FILES", "no log file given (name one or more, or `-` for stdin, or `files` in --config)"));
+        }
+        let required = |v: &Option<String>, flag: &'static str, what: &str| {
+            v.clone().ok_or_else(|| bad(flag, format!("required: {what} (on the command line or in --config)")))
+        };
+        let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
+            .map_err(|m| bad("--target", m))?;
+        let rate = parse_rate(&required(&args.rate, "--rate", "requests per second, or max")?).map_err(|m| bad("--rate", m))?;
         let duration =
             args.duration.as_deref().map(|d| parse_duration(d).map_err(|m| bad("--duration", m))).transpose()?;
-        let concurrency = args.concurrency;
+        let concurrency = args.concurrency.unwrap_or(64);
         if concurrency == 0 || concurrency > 100_000 {
             return Err(bad("--concurrency", "must be between 1 and 100000"));
         }
-        if args.batch == 0 || args.batch > 1_000_000 {
+        let batch = args.batch.unwrap_or(1);
+        if batch == 0 || batch > 1_000_000 {
             return Err(bad("--batch", "must be between 1 and 1000000"));
         }
-        let rate = parse_rate(&args.rate).map_err(|m| bad("--rate", m))?;
         if let Rate::PerSecond(n) = rate
-            && f64::from(args.batch) > n * 3600.0
+            && f64::from(batch) > n * 3600.0
         {
-            return Err(bad("--batch", format!("{} requests at {n}/s would be more than an hour apart", args.batch)));
+            return Err(bad("--batch", format!("{batch} requests at {n}/s would be more than an hour apart")));
         }
-        if args.queue_capacity == 0 {
+        let queue_capacity = args.queue_capacity.unwrap_or(8192);
+        if queue_capacity == 0 {
             return Err(bad("--queue-capacity", "must be at least 1"));
         }
-        if args.threads == 0 || args.threads > 256 {
+        let threads = args.threads.unwrap_or(1);
+        if threads == 0 || threads > 256 {
             return Err(bad("--threads", "must be between 1 and 256"));
         }
-        let timeout = parse_duration(&args.timeout).map_err(|m| bad("--timeout", m))?;
-        let drain_timeout = parse_duration(&args.drain_timeout).map_err(|m| bad("--drain-timeout", m))?;
-        let out = args.out.clone().unwrap_or_else(default_out_path);
+        let duration_flag = |flag: &'static str, v: &Option<String>, default: &str| {
+            parse_duration(v.as_deref().unwrap_or(default)).map_err(|m| bad(flag, m))
+        };
+        let regexes = |flag: &'static str, list: &[String]| -> Result<Vec<regex::bytes::Regex>, ConfigError> {
+            list.iter()
+                .map(|r| regex::bytes::Regex::new(r).map_err(|e| bad(flag, format!("'{r}' is not a valid regex: {}", one_line(&e.to_string())))))
+                .collect()
+        };
+        let filters = Filters {
+            include: regexes("--include", &args.include)?,
+            exclude: regexes("--exclude", &args.exclude)?,
+            orig_status: args.orig_status.as_deref().map(StatusSet::parse).transpose().map_err(|m| bad("--orig-status", m))?,
+            from: args.from.as_deref().map(parse_time).transpose().map_err(|m| bad("--from", m))?,
+            until: args.until.as_deref().map(parse_time).transpose().map_err(|m| bad("--until", m))?,
+            exclude_user_agent: regexes("--exclude-user-agent", &args.exclude_user_agent)?,
+            sample: args
+                .sample
+                .as_deref()
+                .map(|s| Sample::parse(s, args.sample_seed.unwrap_or(0)))
+                .transpose()
+                .map_err(|m| bad("--sample", m))?,
+        };
+        if let (Some(from), Some(until)) = (filters.from, filters.until)
+            && from >= until
+        {
+            return Err(bad("--until", "must be later than --from"));
+        }
+        if args.host_header.is_some() && args.preserve_host {
+            return Err(bad("--host-header", "cannot be combined with --preserve-host; choose one"));
+        }
+        let host = match (&args.host_header, args.preserve_host) {
+            (Some(h), _) => HostRule::Fixed(
+                HeaderValue::from_str(h.trim()).map_err(|_| bad("--host-header", format!("'{h}' is not a valid Host value")))?,
+            ),
+            (None, true) => HostRule::Logged,
+            (None, false) => HostRule::Target,
+        };
+        let drop_headers = args
+            .drop_header
+            .iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.trim().as_bytes())
+                    .map(|n| n.as_str().to_string())
+                    .map_err(|_| bad("--drop-header", format!("'{h}' is not a header name")))
+            })
+            .collect::<Result<_, _>>()?;
+        let add_headers = args.header.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<_, _>>()?;
+        let patterns = |flag: &'static str, list: &[String]| -> Result<Vec<HostPattern>, ConfigError> {
+            list.iter().map(|p| HostPattern::parse(p).map_err(|m| bad(flag, m))).collect()
+        };
+        let host_guard = HostGuard {
+            deny: patterns("--deny-host", &args.deny_host)?,
+            allow: patterns("--allow-host", &args.allow_host)?,
+            production_ok: args.i_know_this_is_production,
+        };
+        let redactor = Redactor::new(&args.redact_header, args.mask_query_params.as_deref().unwrap_or(DEFAULT_MASKED_QUERY))
+            .map_err(|e| bad("--mask-query-params", format!("not a valid regex: {}", one_line(&e.to_string()))))?;
+        if let Some(h) = args.redact_header.iter().find(|h| HeaderName::from_bytes(h.trim().as_bytes()).is_err()) {
+            return Err(bad("--redact-header", format!("'{h}' is not a header name")));
+        }
         Ok(ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
-            format: FormatChoice::from_flag(&args.format)?,
-            target: parse_target(&args.target).map_err(|m| bad("--target", m))?,
+            format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
+            target,
             rate,
-            batch: args.batch,
+            batch,
             duration,
             looping: duration.is_some() && !args.once,
             concurrency,
-            timeout,
-            drain_timeout,
-            out,
+            timeout: duration_flag("--timeout", &args.timeout, "10s")?,
+            drain_timeout: duration_flag("--drain-timeout", &args.drain_timeout, "10s")?,
+            out: args.out.clone().unwrap_or_else(default_out_path),
             summary_json: args.summary_json.clone(),
-            progress: args.progress,
-            queue_capacity: args.queue_capacity,
-            methods: parse_methods(&args.allow_methods).map_err(|m| bad("--allow-methods", m))?,
+            progress: args.progress.unwrap_or(ProgressMode::Auto),
+            queue_capacity,
             max_bad_lines: args
                 .max_bad_lines
                 .as_deref()
                 .map(|s| parse_bad_line_limit(s).map_err(|m| bad("--max-bad-lines", m)))
                 .transpose()?,
-            threads: args.threads,
+            threads,
+            rules: PlanRules {
+                methods: parse_methods(args.allow_methods.as_deref().unwrap_or(DEFAULT_METHODS))
+                    .map_err(|m| bad("--allow-methods", m))?,
+                filters,
+                add_headers,
+                drop_headers,
+                host,
+                skip_bodyless: args.skip_bodyless,
+                production_ok: args.i_know_this_is_production,
+            },
+            host_guard,
+            redactor,
+            follow_redirects: args.follow_redirects,
+            use_env_proxy: args.use_env_proxy,
+            dry_run: args.dry_run,
         })
     }
+}
+
+/// `--header 'Name: value'` or `'Name: @file'`. Messages never repeat the value: it may be a secret.
+fn parse_header(index: usize, text: &str) -> Result<(HeaderName, HeaderValue), ConfigError> {
+    let expected = "expected 'Name: value' or 'Name: @file' (the value is not shown here)";
+    let Some((name, value)) = text.split_once(':') else {
+        return Err(bad("--header", format!("header #{index} has no ':' between name and value; {expected}")));
+    };
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| bad("--header", format!("header #{index}: '{}' is not a header name; {expected}", name.trim())))?;
+    let value = value.trim();
+    let value = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path.trim())
+            .map_err(|e| bad("--header", format!("{name}: cannot read the value from {}: {e}", path.trim())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        None => value.to_string(),
+    };
+    let value = HeaderValue::from_str(&value)
+        .map_err(|_| bad("--header", format!("{name}: the value has characters a header cannot carry; {expected}")))?;
+    Ok((name, value))
 }
 
 fn default_out_path() -> PathBuf {

@@ -25,6 +25,7 @@
 pub mod cli;
 pub mod config;
 pub mod display;
+pub mod filter;
 pub mod pacer;
 pub mod parse_command;
 pub mod plan;
@@ -32,6 +33,7 @@ pub mod replay;
 pub mod replay_command;
 pub mod report;
 pub mod run;
+pub mod safety;
 pub mod sink;
 pub mod source;
 

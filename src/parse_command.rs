@@ -12,7 +12,12 @@ use sluice_parsers::{Entry, Format};
 use crate::cli::{ParseArgs, ParseOutput};
 use crate::config::FormatChoice;
 use crate::display::{bytes_text, opt_text};
+use crate::safety::{ALWAYS_REDACTED, REDACTED};
 use crate::source::{Input, LogReader};
+
+fn is_secret(header: &str) -> bool {
+    ALWAYS_REDACTED.iter().any(|h| h.eq_ignore_ascii_case(header))
+}
 
 /// Rejected lines are shown one by one up to this many; the rest are only counted.
 const SHOWN_REJECTIONS: u64 = 20;
@@ -166,7 +171,12 @@ impl<'a> JsonEntry<'a> {
             user_agent: opt_text(&e.user_agent),
             request_time_ms: e.request_time_ms,
             vhost: opt_text(&e.vhost),
-            headers: e.headers.iter().map(|(k, v)| (k.as_ref(), bytes_text(v))).collect(),
+            // What the log holds of secrets (cookies, credentials) is not repeated on screen.
+            headers: e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_ref(), if is_secret(k) { Cow::Borrowed(REDACTED) } else { bytes_text(v) }))
+                .collect(),
             body: opt_text(&e.body),
             fields: e.fields.iter().map(|(k, v)| (k.as_ref(), bytes_text(v))).collect(),
         }

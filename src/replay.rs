@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method, Url};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
 use crate::run::Shared;
 
@@ -122,19 +123,33 @@ pub struct Outcome {
     pub bytes: u64,
 }
 
-/// The HTTP client, tuned for replay: no proxies from the environment, no redirects followed, no
-/// automatic decompression (bytes are counted as received), keep-alive connections for all senders.
-pub fn build_client(concurrency: usize, timeout: Duration) -> reqwest::Result<Client> {
-    Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(concurrency)
+/// The HTTP client, tuned for replay: no proxies from the environment (unless asked), no
+/// redirects followed (unless asked, and then only on the target's own host), no automatic
+/// decompression (bytes are counted as received), keep-alive connections shared by all senders.
+pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Client> {
+    let redirects = if config.follow_redirects {
+        let (host, port) = (target.host_str().unwrap_or_default().to_string(), target.port_or_known_default());
+        reqwest::redirect::Policy::custom(move |attempt| {
+            let same_host = attempt.url().host_str() == Some(host.as_str()) && attempt.url().port_or_known_default() == port;
+            if !same_host || attempt.previous().len() >= MAX_REDIRECTS { attempt.stop() } else { attempt.follow() }
+        })
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    let builder = Client::builder()
+        .redirect(redirects)
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(config.concurrency)
         .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
+        .tcp_nodelay(true);
+    // reqwest reads HTTP_PROXY and friends unless told not to.
+    let builder = if config.use_env_proxy { builder } else { builder.no_proxy() };
+    builder.build()
 }
+
+/// Redirects followed at most, with --follow-redirects.
+const MAX_REDIRECTS: usize = 10;
 
 /// Outcomes from all senders on their way to the writer thread. Pushing is a short uncontended
 /// lock (all senders usually share one thread); the writer is woken once per full batch or per

@@ -11,12 +11,17 @@ use crate::Outcome;
 use crate::cli::ReplayArgs;
 use crate::config::{Rate, ReplayConfig};
 use crate::report::Summary;
-use crate::run::Run;
+use crate::run::{DryRun, Run};
 use crate::sink::progress::ProgressDisplay;
 
 /// Runs a replay; returns how it ended.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
-    let config = ReplayConfig::try_from(args).map_err(crate::UsageError::from)?;
+    let config = ReplayConfig::from_args(args).map_err(crate::UsageError::from)?;
+    if config.dry_run {
+        let report = crate::run::dry_run(&config).map_err(crate::run_error)?;
+        eprint!("{}", dry_run_text(&report));
+        return Ok(if report.requests == 0 { Outcome::BadInput } else { Outcome::Ok });
+    }
     let run = Run::start(config).map_err(crate::run_error)?;
     let c = run.config();
     eprintln!(
@@ -75,6 +80,28 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Ok
     })
+}
+
+fn dry_run_text(r: &DryRun) -> String {
+    let mut t = format!("sluice replay --dry-run: nothing was sent — {} → {}\n", r.format, r.target);
+    t += &format!("  would send {} requests in one pass of the log; the first {}:\n", r.requests, r.first.len());
+    for req in &r.first {
+        t += &format!("    {req}\n");
+    }
+    let counts = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+    };
+    t += &format!("  by method  {}\n  by host    {}\n", counts(&r.by_method), counts(&r.by_host));
+    let log = &r.log;
+    t += &format!("  log        {} lines, {} accepted, {} rejected", log.lines_read, log.parse.accepted, log.parse.rejected);
+    if log.parse.rejected > 0 {
+        t += &format!(" ({})", log.parse.reasons_text());
+    }
+    if !log.plan.skipped.is_empty() {
+        t += &format!("; skipped {}", counts(&log.plan.skipped));
+    }
+    t.push('\n');
+    t
 }
 
 fn write_summary_json(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {

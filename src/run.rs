@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
 use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
-use crate::parse_command::{ParseStats, resolve_format};
+use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
 use crate::replay::{Job, Outcome, OutcomeBuffer, build_client, sender};
 use crate::report::Summary;
@@ -213,21 +213,11 @@ impl Run {
     /// Checks the inputs, opens the CSV and starts every stage. Errors here mean nothing was sent.
     pub fn start(config: ReplayConfig) -> Result<Run, RunError> {
         let started = Instant::now();
-        let mut reader = LogReader::new(config.inputs.clone()).map_err(|e| RunError::Input(e.to_string()))?;
-        let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
-        let (target, mock) = match &config.target {
-            Target::Url(url) => (url.clone(), None),
-            Target::Mock => {
-                let mock = sluice_mock::spawn_in_thread(crate::demo_mock_config())
-                    .map_err(|e| RunError::Internal(format!("cannot start the mock server: {e}")))?;
-                let url = reqwest::Url::parse(&mock.url()).map_err(|e| RunError::Internal(e.to_string()))?;
-                (url, Some(mock))
-            }
-        };
+        let Prepared { reader, format, target, mock } = prepare(&config)?;
         let clock = WallClock::now();
-        let sink = CsvSink::create(&config.out, clock)
+        let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
-        let client = build_client(config.concurrency, config.timeout).map_err(|e| RunError::Internal(e.to_string()))?;
+        let client = build_client(&config, &target).map_err(|e| RunError::Internal(e.to_string()))?;
 
         let shared = Arc::new(Shared::new());
         let (queue_tx, queue_rx) =
@@ -239,7 +229,7 @@ impl Run {
         *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
 
-        let planner = Planner::new(&target, config.methods.clone());
+        let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
             let (shared, looping, limit) = (shared.clone(), config.looping, config.max_bad_lines);
             let format = format.clone();
@@ -393,6 +383,107 @@ impl Run {
     }
 }
 
+/// What both a run and a dry run need: the log open, its format known, the target up and checked.
+struct Prepared {
+    reader: LogReader,
+    format: Format,
+    target: reqwest::Url,
+    mock: Option<sluice_mock::MockServer>,
+}
+
+/// Opens the inputs, settles the format and the target, and applies every safety check that must
+/// pass before a single request leaves: --deny-host/--allow-host on the resolved target, and the
+/// refusal to replay a log against the host that served it.
+fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
+    let mut reader = LogReader::new(config.inputs.clone()).map_err(|e| RunError::Input(e.to_string()))?;
+    let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
+    let (target, mock) = match &config.target {
+        Target::Url(url) => (url.clone(), None),
+        Target::Mock => {
+            let mock = sluice_mock::spawn_in_thread(crate::demo_mock_config())
+                .map_err(|e| RunError::Internal(format!("cannot start the mock server: {e}")))?;
+            let url = reqwest::Url::parse(&mock.url()).map_err(|e| RunError::Internal(e.to_string()))?;
+            (url, Some(mock))
+        }
+    };
+    let host = target.host_str().unwrap_or_default();
+    config.host_guard.check_target(host, target.port_or_known_default().unwrap_or(80)).map_err(RunError::Input)?;
+    let sample = reader.prefetch(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
+    let logged_hosts: Vec<String> = sample
+        .iter()
+        .filter_map(|line| format.parse_line(line).ok()?.vhost.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
+    Ok(Prepared { reader, format, target, mock })
+}
+
+/// What `--dry-run` found: the requests a run would send, without sending any.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DryRun {
+    pub format: String,
+    pub target: String,
+    /// The first requests, as `METHOD URL` plus their headers (secrets redacted) and body size.
+    pub first: Vec<String>,
+    pub requests: u64,
+    pub by_method: BTreeMap<String, u64>,
+    pub by_host: BTreeMap<String, u64>,
+    pub log: ReaderStats,
+}
+
+/// Requests a dry run describes one by one.
+const DRY_RUN_SHOWN: usize = 20;
+
+/// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
+pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
+    let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
+    let shared = Arc::new(Shared::new());
+    let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Vec<ReplayRequest>>(4);
+    let planner = Planner::new(&target, config.rules.clone());
+    let thread = spawn("sluice-reader", {
+        let (shared, limit, format) = (shared.clone(), config.max_bad_lines, format.clone());
+        move || read_log(reader, format, planner, queue_tx, shared, false, limit)
+    })?;
+    let mut report = DryRun {
+        format: format.name().to_string(),
+        target: target.to_string(),
+        first: Vec::new(),
+        requests: 0,
+        by_method: BTreeMap::new(),
+        by_host: BTreeMap::new(),
+        log: ReaderStats::default(),
+    };
+    for req in queue_rx.iter().flatten() {
+        report.requests += 1;
+        *report.by_method.entry(req.method.to_string()).or_default() += 1;
+        let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
+            Some((_, v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            None => req.url.host_str().map(|h| format!("{h}{}", req.url.port().map(|p| format!(":{p}")).unwrap_or_default())).unwrap_or_default(),
+        };
+        *report.by_host.entry(host).or_default() += 1;
+        if report.first.len() < DRY_RUN_SHOWN {
+            report.first.push(describe_request(&req, &config.redactor));
+        }
+    }
+    thread.join().map_err(|_| RunError::Internal("the reader thread panicked".into()))?;
+    report.log = shared.reader.lock().expect("not poisoned").clone();
+    if let Some(fatal) = &report.log.fatal {
+        return Err(RunError::Input(fatal.clone()));
+    }
+    Ok(report)
+}
+
+fn describe_request(req: &ReplayRequest, redactor: &crate::safety::Redactor) -> String {
+    let mut text = format!("{} {}", req.method, redactor.url(req.url.as_str()));
+    for (name, value) in &req.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        text.push_str(&format!("\n    {name}: {}", redactor.header_value(name.as_str(), &value)));
+    }
+    if let Some(body) = &req.body {
+        text.push_str(&format!("\n    ({} body bytes)", body.len()));
+    }
+    text
+}
+
 fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, RunError> {
     std::thread::Builder::new()
         .name(name.to_string())
@@ -443,7 +534,7 @@ fn read_log(
             let number = line.number;
             match format.parse_line(line.bytes) {
                 Ok(entry) => {
-                    let planned = planner.plan(&entry, number);
+                    let planned = planner.plan(&entry, line.input, number);
                     if first_pass {
                         stats.parse.accepted += 1;
                     }

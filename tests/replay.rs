@@ -52,7 +52,7 @@ fn every_row_matches_what_the_mock_received_and_answered() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
     let mut config = config_for("unique-targets.log", &server, Rate::PerSecond(400.0), &out);
-    config.methods = MethodFilter::All;
+    config.rules.methods = MethodFilter::All;
     let summary = Run::start(config).unwrap().wait().unwrap();
 
     let received = server.requests();
@@ -88,7 +88,7 @@ fn methods_targets_headers_and_bodies_arrive_as_logged() {
     let format = std::fs::read_to_string(fixture("custom-headers-body.format")).unwrap();
     let mut config = config_for("custom-headers-body.log", &server, Rate::PerSecond(200.0), &out);
     config.format = FormatChoice::from_flag(&format!("nginx:{}", format.trim())).unwrap();
-    config.methods = parse_methods("GET,POST").unwrap();
+    config.rules.methods = parse_methods("GET,POST").unwrap();
     let summary = Run::start(config).unwrap().wait().unwrap();
     assert_eq!(summary.requests_sent, 20);
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::display::{needs_neutralising, spreadsheet_time};
 use crate::replay::Outcome;
+use crate::safety::Redactor;
 
 pub const HEADER: [&str; 13] = [
     "seq",
@@ -54,17 +55,18 @@ fn millis(d: f64) -> String {
 pub struct CsvSink {
     writer: csv::Writer<BufWriter<File>>,
     clock: WallClock,
+    redactor: Redactor,
 }
 
 impl CsvSink {
     /// Creates (or truncates) the file and writes the header, so an unwritable path fails before
     /// anything is sent.
-    pub fn create(path: &Path, clock: WallClock) -> io::Result<CsvSink> {
+    pub fn create(path: &Path, clock: WallClock, redactor: Redactor) -> io::Result<CsvSink> {
         let file = File::create(path)?;
         let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, file));
         writer.write_record(HEADER)?;
         writer.flush()?;
-        Ok(CsvSink { writer, clock })
+        Ok(CsvSink { writer, clock, redactor })
     }
 
     pub fn write(&mut self, o: &Outcome) -> io::Result<()> {
@@ -73,7 +75,8 @@ impl CsvSink {
             None => -(o.scheduled.duration_since(o.sent).as_secs_f64() * 1e3),
         };
         let url = o.url.as_str();
-        let url_cell = if needs_neutralising(url) { format!("'{url}") } else { url.to_string() };
+        let url = if self.redactor.url_needs_masking(url) { self.redactor.url(url) } else { url.to_string() };
+        let url_cell = if needs_neutralising(&url) { format!("'{url}") } else { url };
         let (status, error) = match o.result {
             Ok(s) => (s.to_string(), ""),
             Err(kind) => (String::new(), kind.as_str()),

@@ -1,0 +1,381 @@
+//! Staging safety, rewriting and filters, through the CLI against the mock server on 127.0.0.1:
+//! for every rule, what the mock received (and did not) and what the CSV says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use predicates::prelude::*;
+use sluice_mock::{MockConfig, MockServer, RecordedRequest, spawn_in_thread};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn format_arg() -> String {
+    format!("nginx:{}", std::fs::read_to_string(fixture("staging-mix.format")).unwrap().trim())
+}
+
+struct Replay {
+    received: Vec<RecordedRequest>,
+    rows: Vec<HashMap<String, String>>,
+    stderr: String,
+    summary: serde_json::Value,
+    files: Vec<String>,
+}
+
+/// Replays fixtures/staging-mix.log against a fresh mock with extra flags; expects exit 0.
+fn replay(args: &[&str]) -> Replay {
+    replay_log(&fixture("staging-mix.log"), args, MockConfig::default())
+}
+
+fn replay_log(log: &Path, args: &[&str], mock: MockConfig) -> Replay {
+    let server = spawn_in_thread(mock).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
+    let output = sluice_cmd(&server)
+        .arg(log)
+        .args(["--format", &format_arg(), "--rate", "500", "--out", out.to_str().unwrap()])
+        .args(["--summary-json", json.to_str().unwrap(), "--progress", "always"])
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let rows = reader
+        .records()
+        .map(|r| headers.iter().map(String::from).zip(r.unwrap().iter().map(String::from)).collect())
+        .collect();
+    Replay {
+        received: server.requests(),
+        rows,
+        stderr,
+        summary: serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap(),
+        files: vec![std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&json).unwrap()],
+    }
+}
+
+fn sluice_cmd(server: &MockServer) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("sluice").unwrap();
+    cmd.args(["replay", "--target", &server.url()]);
+    cmd
+}
+
+fn targets(r: &Replay) -> Vec<String> {
+    r.received.iter().map(|q| q.target.clone()).collect()
+}
+
+fn skipped(r: &Replay) -> BTreeMap<String, u64> {
+    serde_json::from_value(r.summary["log"]["plan"]["skipped"].clone()).unwrap()
+}
+
+#[test]
+fn by_default_only_safe_methods_leave_and_absolute_urls_stay_on_the_target() {
+    let r = replay(&[]);
+    // 28 GET lines, 3 GET bot lines, and the absolute-URL line rewritten to the target.
+    assert_eq!(r.received.len(), 32);
+    assert!(r.received.iter().all(|q| q.method == "GET"));
+    assert!(targets(&r).contains(&"/steal?x=1".to_string()), "the path of an absolute URL goes to the target");
+    let host = r.received[0].header("host").unwrap().into_owned();
+    assert!(host.starts_with("127.0.0.1:"), "never evil.example or shop.example: {host}");
+    assert!(r.received.iter().all(|q| q.header("host").as_deref() == Some(host.as_str())));
+    let s = skipped(&r);
+    assert_eq!(s.get("method POST"), Some(&5));
+    assert_eq!(s.get("method PUT"), Some(&1));
+    assert_eq!(s.get("method DELETE"), Some(&1));
+    assert_eq!(s.get("connect/authority target"), Some(&1));
+    assert_eq!(r.summary["log"]["plan"]["absolute_urls_rewritten"], 1);
+    assert!(r.stderr.contains("method POST: 5"), "the summary says what each rule skipped: {}", r.stderr);
+    assert_eq!(r.rows.len(), 32);
+}
+
+#[test]
+fn widened_methods_send_logged_bodies_and_count_bodyless_requests() {
+    let r = replay(&["--allow-methods", "all"]);
+    let posts: Vec<_> = r.received.iter().filter(|q| q.method == "POST").collect();
+    assert_eq!(posts.len(), 5);
+    for q in &posts {
+        let n: u32 = q.target.rsplit('=').next().unwrap().parse().unwrap();
+        let expected = if n <= 31 { format!("{{\"n\":{n}}}") } else { String::new() };
+        assert_eq!(q.body_text(), expected, "{}", q.target);
+    }
+    assert!(r.received.iter().any(|q| q.method == "PUT") && r.received.iter().any(|q| q.method == "DELETE"));
+    assert_eq!(r.summary["log"]["plan"]["sent_without_body"], 3, "2 POST + 1 PUT had no logged body");
+    assert!(!r.received.iter().any(|q| q.method == "CONNECT"), "CONNECT is never replayed");
+
+    let skipping = replay(&["--allow-methods", "POST,PUT", "--skip-bodyless"]);
+    assert_eq!(skipping.received.len(), 3);
+    assert!(skipping.received.iter().all(|q| q.method == "POST" && !q.body.is_empty()));
+    assert_eq!(skipped(&skipping).get("--skip-bodyless"), Some(&3));
+}
+
+#[test]
+fn path_status_time_and_user_agent_filters() {
+    let r = replay(&["--include", "^/api/", "--exclude", "page=1[0-9]", "--exclude-user-agent", "(?i)bot"]);
+    let t = targets(&r);
+    assert_eq!(t.len(), 10, "{t:?}"); // /api/items 1..20, minus page=10..19
+    assert!(t.iter().all(|p| p.starts_with("/api/items/") && !p.contains("page=1") || p.ends_with("page=1")));
+    let s = skipped(&r);
+    assert_eq!(s.get("--include"), Some(&9)); // the GET lines for /static, /admin and the absolute URL
+    assert_eq!(s.get("--exclude page=1[0-9]"), Some(&10));
+    assert_eq!(s.get("--exclude-user-agent"), Some(&3));
+
+    let ok = replay(&["--orig-status", "2xx"]);
+    assert!(ok.received.iter().all(|q| !q.target.starts_with("/static") && !q.target.starts_with("/admin")));
+    assert_eq!(skipped(&ok).get("--orig-status"), Some(&8));
+
+    // Lines are logged one a minute from 10:01: the window [10:05, 10:10) holds five.
+    let window = replay(&["--from", "2026-11-21T10:05:00Z", "--until", "2026-11-21 10:10"]);
+    let paths: Vec<String> = targets(&window).iter().map(|t| t.split('?').next().unwrap().to_string()).collect();
+    assert_eq!(paths, (5..10).map(|i| format!("/api/items/{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn sampling_is_deterministic_by_line_and_seedable() {
+    let a = replay(&["--sample", "50%"]);
+    let b = replay(&["--sample", "50%", "--concurrency", "3"]);
+    let c = replay(&["--sample", "50%", "--sample-seed", "7"]);
+    let (ta, tb, tc) = (targets(&a), targets(&b), targets(&c));
+    assert_eq!(ta, tb, "the same lines every run");
+    assert_ne!(ta, tc, "another seed picks other lines");
+    assert!((8..=24).contains(&ta.len()), "about half of 32: {}", ta.len());
+}
+
+#[test]
+fn headers_are_added_dropped_and_the_host_is_set_or_preserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "from-a-file\n").unwrap();
+    let h = format!("X-Api-Key: @{}", secret.display());
+    let r = replay(&["-H", "X-Env: staging", "-H", &h, "--drop-header", "cookie", "--host-header", "staging.example"]);
+    for q in &r.received {
+        assert_eq!(q.header("x-env").as_deref(), Some("staging"));
+        assert_eq!(q.header("x-api-key").as_deref(), Some("from-a-file"));
+        assert_eq!(q.header("cookie"), None, "dropped");
+        assert!(q.header("authorization").unwrap().starts_with("Bearer PLANTED-auth-"), "logged headers are sent as logged");
+        assert_eq!(q.header("host").as_deref(), Some("staging.example"));
+        assert_eq!(q.header("user-agent").is_some(), true);
+    }
+    let preserved = replay(&["--preserve-host"]);
+    assert!(preserved.received.iter().all(|q| q.header("host").as_deref() == Some("shop.example")));
+    let replaced = replay(&["-H", "Authorization: Bearer staging-token"]);
+    assert!(replaced.received.iter().all(|q| q.header("authorization").as_deref() == Some("Bearer staging-token")));
+}
+
+#[test]
+fn the_production_host_and_denied_targets_are_refused_before_anything_is_sent() {
+    let server = spawn_in_thread(MockConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // This log says it was served by 127.0.0.1: replaying it at 127.0.0.1 is replaying production.
+    let log = dir.path().join("prod.log");
+    let text = std::fs::read_to_string(fixture("staging-mix.log")).unwrap().replace("\"shop.example\"", "\"127.0.0.1\"");
+    std::fs::write(&log, text).unwrap();
+    let out = dir.path().join("r.csv");
+    sluice_cmd(&server)
+        .arg(&log)
+        .args(["--format", &format_arg(), "--rate", "100", "--out", out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--i-know-this-is-production"));
+    assert_eq!(server.count(), 0);
+    assert!(!out.exists());
+    sluice_cmd(&server)
+        .arg(&log)
+        .args(["--format", &format_arg(), "--rate", "500", "--out", out.to_str().unwrap(), "--i-know-this-is-production"])
+        .assert()
+        .success();
+    assert_eq!(server.count(), 32);
+
+    for (flag, pattern) in [("--deny-host", "127.0.0.0/8"), ("--deny-host", "localhost"), ("--allow-host", "10.0.0.0/8")] {
+        let before = server.count();
+        let url = server.url().replace("127.0.0.1", "localhost");
+        assert_cmd::Command::cargo_bin("sluice")
+            .unwrap()
+            .args(["replay", fixture("staging-mix.log").to_str().unwrap(), "--target", &url])
+            .args(["--format", &format_arg(), "--rate", "100", "--out", out.to_str().unwrap(), flag, pattern])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+        assert_eq!(server.count(), before, "{flag} {pattern}: nothing may be sent");
+    }
+}
+
+#[test]
+fn environment_proxies_are_ignored_unless_asked_for() {
+    let target = spawn_in_thread(MockConfig::default()).unwrap();
+    let proxy = spawn_in_thread(MockConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.csv");
+    let run = |extra: &[&str]| {
+        sluice_cmd(&target)
+            .arg(fixture("staging-mix.log"))
+            .args(["--format", &format_arg(), "--rate", "500", "--out", out.to_str().unwrap()])
+            .args(extra)
+            .env("HTTP_PROXY", proxy.url())
+            .env("http_proxy", proxy.url())
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .assert()
+            .success();
+    };
+    run(&[]);
+    assert_eq!((target.count(), proxy.count()), (32, 0));
+    run(&["--use-env-proxy"]);
+    assert_eq!((target.count(), proxy.count()), (32, 32), "with --use-env-proxy every request went through the proxy");
+    assert!(proxy.requests()[0].target.starts_with("http://127.0.0.1:"), "proxies get absolute-form targets");
+}
+
+#[test]
+fn redirects_are_not_followed_by_default() {
+    let r = replay_log(
+        &fixture("staging-mix.log"),
+        &["--include", "^/api/items/1\\?"],
+        MockConfig::default().with_rule("/api/*=302".parse().unwrap()),
+    );
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.rows[0]["status"], "302");
+}
+
+#[test]
+fn dry_run_shows_what_would_be_sent_and_sends_nothing() {
+    let server = spawn_in_thread(MockConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.csv");
+    let assert = sluice_cmd(&server)
+        .arg(fixture("staging-mix.log"))
+        .args(["--format", &format_arg(), "--rate", "100", "--out", out.to_str().unwrap(), "--dry-run"])
+        .args(["--allow-methods", "GET,POST"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("would send 37 requests"))
+        .stderr(predicate::str::contains("GET: 32, POST: 5"))
+        .stderr(predicate::str::contains("authorization: [redacted]"))
+        .stderr(predicate::str::contains("token=***"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("PLANTED"), "{stderr}");
+    assert_eq!(server.count(), 0, "a dry run sends nothing");
+    assert!(!out.exists(), "and writes no CSV");
+}
+
+#[test]
+fn planted_secrets_never_reach_any_output() {
+    let r = replay(&["--allow-methods", "all", "--redact-header", "X-Api-Key", "-H", "X-Api-Key: PLANTED-key"]);
+    // The requests themselves carry them (they are sent as logged)…
+    assert!(r.received.iter().any(|q| q.header("authorization").is_some_and(|v| v.contains("PLANTED"))));
+    assert!(r.received.iter().any(|q| q.target.contains("token=PLANTED")));
+    // …but no output shows them.
+    for text in r.files.iter().chain([&r.stderr]) {
+        assert!(!text.contains("PLANTED"), "a secret leaked into:\n{text}");
+    }
+    let masked: Vec<_> = r.rows.iter().filter(|row| row["url"].contains("token=")).collect();
+    assert_eq!(masked.len(), 4);
+    assert!(masked.iter().all(|row| row["url"].contains("token=***")));
+}
+
+#[test]
+fn a_config_file_holds_options_and_flags_override_it() {
+    let server = spawn_in_thread(MockConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, out) = (dir.path().join("sluice.toml"), dir.path().join("r.csv"));
+    std::fs::write(
+        &config,
+        format!(
+            "target = \"{}\"\nrate = 50\nformat = '{}'\nallow-methods = \"GET,POST\"\nheader = [\"X-From: file\"]\n\
+             include = [\"^/api/\"]\nout = \"{}\"\n",
+            server.url(),
+            format_arg(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    assert_cmd::Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["replay", fixture("staging-mix.log").to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .args(["--rate", "1000", "-H", "X-From: flag"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1000/s"));
+    let received = server.requests();
+    assert_eq!(received.len(), 28, "GET and POST under /api/ (file), at the flag's rate");
+    assert!(received.iter().all(|q| q.header("x-from").as_deref() == Some("flag")), "a flag's list replaces the file's");
+
+    std::fs::write(&config, "rate = 10\nratee = 5\n").unwrap();
+    sluice_cmd(&server)
+        .args([fixture("staging-mix.log").to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--config").and(predicate::str::contains("unknown field `ratee`")));
+}
+
+#[test]
+fn bad_options_are_one_line_errors_naming_the_flag_before_anything_is_sent() {
+    let server = spawn_in_thread(MockConfig::default()).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--include", "(unclosed"], "--include: '(unclosed' is not a valid regex"),
+        (&["--exclude-user-agent", "[z-a]"], "--exclude-user-agent"),
+        (&["-H", "Authorization Bearer SECRET"], "--header: header #1 has no ':'"),
+        (&["-H", "Bad Name: x"], "--header"),
+        (&["-H", "X-Key: @/no/such/file"], "--header: x-key: cannot read the value from /no/such/file"),
+        (&["--allow-methods", "GET,P0ST!"], "--allow-methods"),
+        (&["--sample", "150%"], "--sample: '150%' must be a percentage"),
+        (&["--orig-status", "7xx"], "--orig-status"),
+        (&["--from", "yesterday"], "--from"),
+        (&["--deny-host", "10.0.0.0/40"], "--deny-host"),
+        (&["--host-header", "a", "--preserve-host"], "--host-header"),
+        (&["--mask-query-params", "("], "--mask-query-params"),
+    ];
+    for (flags, message) in cases {
+        let assert = sluice_cmd(&server)
+            .arg(fixture("staging-mix.log"))
+            .args(["--format", &format_arg(), "--rate", "10", "--out", "/dev/null"])
+            .args(*flags)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(*message));
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert_eq!(stderr.trim().lines().count(), 1, "{flags:?}: one line, got {stderr}");
+        assert!(!stderr.contains("SECRET"), "header values are never echoed: {stderr}");
+    }
+    assert_cmd::Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["replay", fixture("staging-mix.log").to_str().unwrap(), "--target", "gopher://127.0.0.1", "--rate", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--target"));
+    assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn spreadsheet_formulas_are_neutralised_in_every_text_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hostile.log");
+    let mut lines = String::new();
+    for (i, lead) in ["=", "+", "-", "@", "\\x09", "\\x0D"].iter().enumerate() {
+        lines += &format!(
+            "1.2.3.4 - - [21/Nov/2026:10:00:0{i} +0000] \"GET /x{i} HTTP/1.1\" 200 1 \"{lead}ref\" \"{lead}HYPERLINK(\\x22http://evil\\x22)\"\n"
+        );
+    }
+    std::fs::write(&log, lines).unwrap();
+    let assert = assert_cmd::Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["parse", log.to_str().unwrap(), "--format", "nginx", "--output", "csv"])
+        .assert()
+        .success();
+    let mut reader = csv::Reader::from_reader(assert.get_output().stdout.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    let ua = headers.iter().position(|h| h == "user_agent").unwrap();
+    let referer = headers.iter().position(|h| h == "referer").unwrap();
+    let mut n = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        for cell in [&row[ua], &row[referer]] {
+            assert!(cell.starts_with('\''), "not neutralised: {cell:?}");
+        }
+        n += 1;
+    }
+    assert_eq!(n, 6);
+}
