@@ -229,12 +229,22 @@ fn environment_proxies_are_ignored_unless_asked_for() {
 }
 
 #[test]
-fn redirects_are_not_followed_by_default() {
-    let r = replay_log(
-        &fixture("staging-mix.log"),
-        &["--include", "^/api/items/1\\?"],
-        MockConfig::default().with_rule("/api/*=302".parse().unwrap()),
-    );
+fn redirects_are_followed_only_when_asked_and_never_to_another_host() {
+    let one = ["--include", "^/api/items/1\\?"];
+    let redirecting = || MockConfig::default().with_rule("/api/*=redirect".parse().unwrap());
+    let r = replay_log(&fixture("staging-mix.log"), &one, redirecting());
+    assert_eq!(targets(&r), ["/api/items/1?page=1"]);
+    assert_eq!(r.rows[0]["status"], "302", "not followed by default");
+
+    let mut args = one.to_vec();
+    args.push("--follow-redirects");
+    let r = replay_log(&fixture("staging-mix.log"), &args, redirecting());
+    assert_eq!(targets(&r), ["/api/items/1?page=1", "/redirected/api/items/1?page=1"]);
+    assert_eq!((r.rows.len(), r.rows[0]["status"].as_str()), (1, "200"), "one request, its final answer");
+
+    // Location points at another host (127.0.0.2): never followed, the 302 is the answer.
+    let away = MockConfig::default().with_rule("/api/*=redirect-away".parse().unwrap());
+    let r = replay_log(&fixture("staging-mix.log"), &args, away);
     assert_eq!(r.received.len(), 1);
     assert_eq!(r.rows[0]["status"], "302");
 }

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use crate::config::{Decision, MockConfig, SEQ_HEADER};
 use crate::error::MockError;
 use crate::record::{FileRecorder, RecordedRequest};
-use crate::spec::Behavior;
+use crate::spec::{AWAY_ORIGIN, Behavior, REDIRECTED_PREFIX};
 
 /// Response header carrying the request's `seq`, so a client can match its answer to the record.
 pub const SEQ_RESPONSE_HEADER: &str = "x-sluice-mock-seq";
@@ -345,6 +345,10 @@ impl Stats {
             Behavior::Reset => &self.resets,
             Behavior::Garbage => &self.garbage,
             Behavior::Hang => &self.hangs,
+            Behavior::Redirect { .. } => match self.by_status.get(302) {
+                Some(counter) => counter,
+                None => return,
+            },
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -559,6 +563,16 @@ async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> R
     }
     match decision.behavior {
         Behavior::Status(code) => Ok(respond(&state, code, seq)),
+        Behavior::Redirect { away } => {
+            let mut response = respond(&state, 302, seq);
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let location =
+                if away { format!("{AWAY_ORIGIN}{path}") } else { format!("{REDIRECTED_PREFIX}{path}") };
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(hyper::header::LOCATION, value);
+            }
+            Ok(response)
+        }
         Behavior::Reset => {
             conn.fate.store(FATE_RESET, Ordering::Relaxed);
             Err(NoAnswer)

@@ -352,13 +352,24 @@ pub enum Behavior {
     /// Never answer; the request is released (connection closed, no answer) at shutdown, or ends
     /// when the client closes the connection.
     Hang,
+    /// Answer 302. `redirect` points to `/redirected<path>` on this server; `redirect-away` points
+    /// to the same path on another host (`127.0.0.2`, port 9: loopback, nothing listens), which
+    /// a well-behaved replayer must never follow.
+    Redirect { away: bool },
 }
+
+/// Where `redirect-away` points: another loopback host, so even a client that wrongly follows it
+/// sends nothing off the machine.
+pub const AWAY_ORIGIN: &str = "http://127.0.0.2:9";
+/// The path prefix `redirect` sends clients to.
+pub const REDIRECTED_PREFIX: &str = "/redirected";
 
 impl Behavior {
     /// The status answered, if this behaviour answers at all.
     pub fn status(self) -> Option<u16> {
         match self {
             Behavior::Status(code) => Some(code),
+            Behavior::Redirect { .. } => Some(302),
             _ => None,
         }
     }
@@ -370,6 +381,8 @@ impl Behavior {
             Behavior::Reset => "reset",
             Behavior::Garbage => "garbage",
             Behavior::Hang => "hang",
+            Behavior::Redirect { away: false } => "redirect",
+            Behavior::Redirect { away: true } => "redirect-away",
         }
     }
 }
@@ -383,6 +396,8 @@ impl FromStr for Behavior {
             "reset" => Ok(Behavior::Reset),
             "garbage" => Ok(Behavior::Garbage),
             "hang" => Ok(Behavior::Hang),
+            "redirect" => Ok(Behavior::Redirect { away: false }),
+            "redirect-away" => Ok(Behavior::Redirect { away: true }),
             _ => {
                 let code = s.strip_prefix("status:").unwrap_or(s);
                 parse_status(code)
