@@ -26,6 +26,7 @@ use crate::plan::{PlanStats, Planner, ReplayRequest};
 use crate::replay::{Job, Outcome, OutcomeBuffer, build_client, sender};
 use crate::report::Summary;
 use crate::sink::csv::{CsvSink, WallClock};
+use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
 use crate::sink::stats::Stats;
 use crate::source::LogReader;
@@ -212,6 +213,11 @@ pub struct Run {
 impl Run {
     /// Checks the inputs, opens the CSV and starts every stage. Errors here mean nothing was sent.
     pub fn start(config: ReplayConfig) -> Result<Run, RunError> {
+        Run::start_with_metrics(config, None)
+    }
+
+    /// Like [`Run::start`], also folding every outcome into `metrics` (shared by a daemon's runs).
+    pub fn start_with_metrics(config: ReplayConfig, metrics: Option<Arc<Metrics>>) -> Result<Run, RunError> {
         let started = Instant::now();
         let Prepared { reader, format, target, mock } = prepare(&config)?;
         let clock = WallClock::now();
@@ -237,7 +243,7 @@ impl Run {
         })?;
         let writer = spawn("sluice-writer", {
             let shared = shared.clone();
-            move || run_writer(sink, outcomes_rx, shared)
+            move || run_writer(sink, outcomes_rx, shared, metrics)
         })?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let pacer = spawn("sluice-pacer", {
@@ -457,7 +463,11 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         *report.by_method.entry(req.method.to_string()).or_default() += 1;
         let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
             Some((_, v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            None => req.url.host_str().map(|h| format!("{h}{}", req.url.port().map(|p| format!(":{p}")).unwrap_or_default())).unwrap_or_default(),
+            None => req
+                .url
+                .host_str()
+                .map(|h| format!("{h}{}", req.url.port().map(|p| format!(":{p}")).unwrap_or_default()))
+                .unwrap_or_default(),
         };
         *report.by_host.entry(host).or_default() += 1;
         if report.first.len() < DRY_RUN_SHOWN {

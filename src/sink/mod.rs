@@ -3,6 +3,7 @@
 //! small live snapshot for progress displays.
 
 pub mod csv;
+pub mod metrics;
 pub mod progress;
 pub mod stats;
 
@@ -15,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::replay::Outcome;
 use crate::run::{LiveStats, Shared};
 use csv::CsvSink;
+use metrics::Metrics;
 use stats::Stats;
 
 /// How often buffered rows reach the file: a killed run loses at most this much.
@@ -27,6 +29,7 @@ pub(crate) fn run_writer(
     mut sink: CsvSink,
     outcomes: Receiver<Vec<Outcome>>,
     shared: Arc<Shared>,
+    metrics: Option<Arc<Metrics>>,
 ) -> (Stats, Option<io::Error>) {
     let mut stats = Stats::default();
     let mut write_error = None;
@@ -35,6 +38,9 @@ pub(crate) fn run_writer(
     loop {
         match outcomes.recv_timeout(PUBLISH_EVERY) {
             Ok(batch) => {
+                if let Some(m) = &metrics {
+                    m.record(&batch);
+                }
                 for o in &batch {
                     if write_error.is_none()
                         && let Err(e) = sink.write(o)

@@ -1,0 +1,202 @@
+//! Process-wide Prometheus metrics, fed by every run's writer thread (one lock per batch of
+//! outcomes, never per request) and rendered in the Prometheus text exposition format.
+//!
+//! Labels are low-cardinality on purpose: method, status class, error kind. No paths, no run ids.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::replay::{ErrorKind, Outcome};
+
+/// Bucket upper bounds in seconds, shared by the latency and lag histograms: 0.5 ms to 10 s.
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(self.counts) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum, self.count
+        );
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent_by_method: BTreeMap<String, u64>,
+    responses_by_class: BTreeMap<&'static str, u64>,
+    errors_by_kind: BTreeMap<&'static str, u64>,
+    duration: Histogram,
+    lag: Histogram,
+}
+
+/// Gauges that describe the runs rather than their requests; the owner (CLI or daemon) reports them.
+#[derive(Debug, Clone, Default)]
+pub struct RunGauges {
+    pub inflight: u64,
+    /// Sum of the target rates of running runs (req/s).
+    pub target_rate: f64,
+    /// Runs by state (the daemon's view); empty for a single CLI run.
+    pub runs_by_state: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Mutex<Counters>,
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn record(&self, batch: &[Outcome]) {
+        let mut c = self.counters.lock().expect("not poisoned");
+        for o in batch {
+            *c.sent_by_method.entry(o.method.as_str().to_string()).or_default() += 1;
+            match o.result {
+                Ok(status) => *c.responses_by_class.entry(status_class(status)).or_default() += 1,
+                Err(kind) => *c.errors_by_kind.entry(kind.as_str()).or_default() += 1,
+            }
+            if o.result != Err(ErrorKind::Aborted) {
+                c.duration.observe(o.done.saturating_duration_since(o.sent).as_secs_f64());
+            }
+            c.lag.observe(o.sent.saturating_duration_since(o.scheduled).as_secs_f64());
+        }
+    }
+
+    /// The metrics in Prometheus text format (version 0.0.4).
+    pub fn render(&self, gauges: &RunGauges) -> String {
+        let c = self.counters.lock().expect("not poisoned");
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, label: &str, values: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (value, n) in values {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            }
+        };
+        counter(
+            &mut out,
+            "sluice_requests_sent_total",
+            "Requests sent, by method.",
+            "method",
+            c.sent_by_method.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        );
+        counter(
+            &mut out,
+            "sluice_responses_total",
+            "Responses received, by status class.",
+            "status_class",
+            c.responses_by_class.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        );
+        counter(
+            &mut out,
+            "sluice_request_errors_total",
+            "Requests that got no response, by kind.",
+            "kind",
+            c.errors_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        );
+        c.duration.render(&mut out, "sluice_request_duration_seconds", "From send to the end of the response body.");
+        c.lag.render(&mut out, "sluice_schedule_lag_seconds", "How late requests left behind their planned time.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_inflight_requests Requests sent and not yet answered.\n# TYPE sluice_inflight_requests gauge\n\
+             sluice_inflight_requests {}",
+            gauges.inflight
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_target_rate Requests per second the running replays aim for.\n# TYPE sluice_target_rate gauge\n\
+             sluice_target_rate {}",
+            gauges.target_rate
+        );
+        if !gauges.runs_by_state.is_empty() {
+            let _ = writeln!(out, "# HELP sluice_runs Runs known to the daemon, by state.\n# TYPE sluice_runs gauge");
+            for (state, n) in &gauges.runs_by_state {
+                let _ = writeln!(out, "sluice_runs{{state=\"{state}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluice_build_info Build information.\n# TYPE sluice_build_info gauge\n\
+             sluice_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn outcome(method: &str, result: Result<u16, ErrorKind>, latency_ms: u64) -> Outcome {
+        let t = Instant::now();
+        Outcome {
+            seq: 0,
+            log_line: 1,
+            log_time: None,
+            method: method.parse().unwrap(),
+            url: "http://127.0.0.1/".parse().unwrap(),
+            orig_status: None,
+            scheduled: t,
+            sent: t + Duration::from_millis(2),
+            done: t + Duration::from_millis(2 + latency_ms),
+            result,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::new();
+        m.record(&[
+            outcome("GET", Ok(200), 3),
+            outcome("GET", Ok(503), 30),
+            outcome("HEAD", Err(ErrorKind::Timeout), 10_000),
+        ]);
+        let text = m.render(&RunGauges { inflight: 2, target_rate: 100.0, ..Default::default() });
+        assert!(text.contains("sluice_requests_sent_total{method=\"GET\"} 2\n"));
+        assert!(text.contains("sluice_responses_total{status_class=\"5xx\"} 1\n"));
+        assert!(text.contains("sluice_request_errors_total{kind=\"timeout\"} 1\n"));
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("sluice_schedule_lag_seconds_bucket{le=\"0.0025\"} 3\n"));
+        assert!(text.contains("sluice_inflight_requests 2\n"));
+        assert!(text.contains("sluice_build_info{version="));
+    }
+}
