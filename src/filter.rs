@@ -60,7 +60,9 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    Err(format!("'{text}' is not a time; expected RFC 3339 (2026-11-21T14:00:00+01:00) or 'YYYY-MM-DD HH:MM[:SS]' in UTC"))
+    Err(format!(
+        "'{text}' is not a time; expected RFC 3339 (2026-11-21T14:00:00+01:00) or 'YYYY-MM-DD HH:MM[:SS]' in UTC"
+    ))
 }
 
 /// Keeps a fixed share of lines, chosen by a hash of (seed, file, line): the same lines every run

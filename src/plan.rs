@@ -257,7 +257,8 @@ impl Planner {
 
     fn is_target_host(&self, logged: &[u8]) -> bool {
         let logged = std::str::from_utf8(logged).unwrap_or_default();
-        let name = logged.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(logged, |(h, _)| h);
+        let name =
+            logged.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(logged, |(h, _)| h);
         name.eq_ignore_ascii_case(&self.target_host)
     }
 

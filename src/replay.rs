@@ -130,7 +130,8 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Clie
     let redirects = if config.follow_redirects {
         let (host, port) = (target.host_str().unwrap_or_default().to_string(), target.port_or_known_default());
         reqwest::redirect::Policy::custom(move |attempt| {
-            let same_host = attempt.url().host_str() == Some(host.as_str()) && attempt.url().port_or_known_default() == port;
+            let same_host =
+                attempt.url().host_str() == Some(host.as_str()) && attempt.url().port_or_known_default() == port;
             if !same_host || attempt.previous().len() >= MAX_REDIRECTS { attempt.stop() } else { attempt.follow() }
         })
     } else {

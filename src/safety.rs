@@ -36,7 +36,8 @@ impl HostPattern {
             return Err(format!("empty pattern; {allowed}"));
         }
         if let Some((addr, prefix)) = t.split_once('/') {
-            let network: IpAddr = addr.parse().map_err(|_| format!("'{text}': '{addr}' is not an IP address; {allowed}"))?;
+            let network: IpAddr =
+                addr.parse().map_err(|_| format!("'{text}': '{addr}' is not an IP address; {allowed}"))?;
             let max = if network.is_ipv4() { 32 } else { 128 };
             let prefix: u8 = prefix
                 .parse()
@@ -103,7 +104,11 @@ impl HostGuard {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<IpAddr> = match (bare, port).to_socket_addrs() {
             Ok(resolved) => resolved.map(|a| a.ip()).collect(),
-            Err(e) => return Err(format!("--target host {host} cannot be resolved ({e}); --deny-host/--allow-host need its address")),
+            Err(e) => {
+                return Err(format!(
+                    "--target host {host} cannot be resolved ({e}); --deny-host/--allow-host need its address"
+                ));
+            }
         };
         let shown = addrs.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
         if let Some(p) = self.deny.iter().find(|p| p.matches(bare, &addrs)) {
@@ -127,7 +132,10 @@ impl HostGuard {
         let target = target_host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         for logged in logged_hosts {
             // A logged Host may carry a port (`shop.example:443`).
-            let name = logged.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(logged, |(h, _)| h);
+            let name = logged
+                .rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(logged, |(h, _)| h);
             if name.eq_ignore_ascii_case(&target) {
                 return Err(format!(
                     "the log was served by {name}, and --target is that same host: this looks like replaying \

@@ -155,7 +155,10 @@ fn headers_are_added_dropped_and_the_host_is_set_or_preserved() {
         assert_eq!(q.header("x-env").as_deref(), Some("staging"));
         assert_eq!(q.header("x-api-key").as_deref(), Some("from-a-file"));
         assert_eq!(q.header("cookie"), None, "dropped");
-        assert!(q.header("authorization").unwrap().starts_with("Bearer PLANTED-auth-"), "logged headers are sent as logged");
+        assert!(
+            q.header("authorization").unwrap().starts_with("Bearer PLANTED-auth-"),
+            "logged headers are sent as logged"
+        );
         assert_eq!(q.header("host").as_deref(), Some("staging.example"));
         assert_eq!(q.header("user-agent").is_some(), true);
     }
@@ -171,7 +174,8 @@ fn the_production_host_and_denied_targets_are_refused_before_anything_is_sent() 
     let dir = tempfile::tempdir().unwrap();
     // This log says it was served by 127.0.0.1: replaying it at 127.0.0.1 is replaying production.
     let log = dir.path().join("prod.log");
-    let text = std::fs::read_to_string(fixture("staging-mix.log")).unwrap().replace("\"shop.example\"", "\"127.0.0.1\"");
+    let text =
+        std::fs::read_to_string(fixture("staging-mix.log")).unwrap().replace("\"shop.example\"", "\"127.0.0.1\"");
     std::fs::write(&log, text).unwrap();
     let out = dir.path().join("r.csv");
     sluice_cmd(&server)
@@ -184,12 +188,22 @@ fn the_production_host_and_denied_targets_are_refused_before_anything_is_sent() 
     assert!(!out.exists());
     sluice_cmd(&server)
         .arg(&log)
-        .args(["--format", &format_arg(), "--rate", "500", "--out", out.to_str().unwrap(), "--i-know-this-is-production"])
+        .args([
+            "--format",
+            &format_arg(),
+            "--rate",
+            "500",
+            "--out",
+            out.to_str().unwrap(),
+            "--i-know-this-is-production",
+        ])
         .assert()
         .success();
     assert_eq!(server.count(), 32);
 
-    for (flag, pattern) in [("--deny-host", "127.0.0.0/8"), ("--deny-host", "localhost"), ("--allow-host", "10.0.0.0/8")] {
+    for (flag, pattern) in
+        [("--deny-host", "127.0.0.0/8"), ("--deny-host", "localhost"), ("--allow-host", "10.0.0.0/8")]
+    {
         let before = server.count();
         let url = server.url().replace("127.0.0.1", "localhost");
         assert_cmd::Command::cargo_bin("sluice")
@@ -311,7 +325,10 @@ fn a_config_file_holds_options_and_flags_override_it() {
         .stderr(predicate::str::contains("1000/s"));
     let received = server.requests();
     assert_eq!(received.len(), 28, "GET and POST under /api/ (file), at the flag's rate");
-    assert!(received.iter().all(|q| q.header("x-from").as_deref() == Some("flag")), "a flag's list replaces the file's");
+    assert!(
+        received.iter().all(|q| q.header("x-from").as_deref() == Some("flag")),
+        "a flag's list replaces the file's"
+    );
 
     std::fs::write(&config, "rate = 10\nratee = 5\n").unwrap();
     sluice_cmd(&server)
