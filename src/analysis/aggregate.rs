@@ -1,0 +1,651 @@
+//! The streaming fold: every row is recorded once into HDR histograms and counters per group
+//! (the whole run, each route, each `route:` filter of an assertion, each time slice), and
+//! nothing else is kept, so memory depends on the number of routes and time slices, never on the
+//! number of rows. Groups merge exactly (histograms add), which is how files, the `other` route
+//! and coarser time slices are made.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hdrhistogram::{Counter, Histogram};
+
+use super::routes::{RouteGlob, Router, path_of};
+use super::rows::{Answer, FileError, Row, RowError, RowReader};
+
+/// Distinct routes followed one by one; later new ones are counted together as `other`, which
+/// bounds memory whatever the paths (up to ~100 KiB per route).
+pub const ROUTES_TRACKED: usize = 500;
+/// Time slices kept: past this, slices are merged into longer ones (1s → 2s → 10s → 20s → 1m …).
+pub const MAX_SLICES: usize = 720;
+/// Bad rows kept verbatim for the report; the rest are counted.
+const BAD_ROW_EXAMPLES: usize = 10;
+/// Histograms clamp here: anything slower is reported as an hour.
+const HOUR_US: u64 = 3_600_000_000;
+
+/// A histogram that grows with its largest value, so a group whose answers all take a few
+/// milliseconds stays small. 3 significant figures keep percentiles within 0.1%.
+fn histogram<T: Counter>(sigfig: u8) -> Histogram<T> {
+    Histogram::new(sigfig).expect("1..=5 significant figures is valid")
+}
+
+fn record<T: Counter>(h: &mut Histogram<T>, us: u64) {
+    // Cannot fail: auto-resizing histograms only refuse values past what a usize can index.
+    let _ = h.record(us.min(HOUR_US));
+}
+
+/// The classes a status matrix has: `1xx`…`5xx`, then `other` (a code outside 100–599), then
+/// `none` (no logged status) for originals or `error` (no answer) for replays.
+pub const CLASSES: usize = 7;
+pub const ORIG_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "none"];
+pub const REPLAYED_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
+/// Index of `none` / `error`.
+pub const NO_STATUS: usize = 6;
+
+pub fn class_of(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
+/// Whether a replayed class agrees with the logged status. A logged `304 Not Modified` agrees
+/// with a replayed 2xx: the replay does not send the client's cache validators, so a full answer
+/// is the right one.
+pub fn agrees(orig: u16, replayed: usize) -> bool {
+    class_of(orig) == replayed || (orig == 304 && replayed == 1)
+}
+
+fn replayed_class(answer: Answer<'_>) -> usize {
+    match answer {
+        Answer::Status(s) => class_of(s),
+        Answer::Error(_) => NO_STATUS,
+    }
+}
+
+/// Everything measured over one set of rows. Routes count in `u32` (half the memory; a route
+/// with four billion requests saturates its histograms rather than wrapping); the whole run and
+/// the assertion filters in `u64`.
+#[derive(Debug, Clone)]
+pub struct Group<C: Counter = u64> {
+    pub requests: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests without an answer, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// From the actual send, µs.
+    pub latency: Histogram<C>,
+    /// From the planned send time, µs.
+    pub from_schedule: Histogram<C>,
+    /// Lateness behind the plan, µs (early sends count as 0; see `earliest_lag_us`).
+    pub lag: Histogram<C>,
+    /// The most negative lag (how early the earliest send was), or 0.
+    pub earliest_lag_us: i64,
+    pub bytes: u64,
+    /// `matrix[logged class][replayed class]`.
+    pub matrix: [[u64; CLASSES]; CLASSES],
+    /// Requests whose replayed class does not [agree](agrees) with the logged status, by (logged
+    /// code, replayed code or `None` for no answer).
+    pub transitions: BTreeMap<(u16, Option<u16>), u64>,
+}
+
+impl<C: Counter> Default for Group<C> {
+    fn default() -> Self {
+        Group {
+            requests: 0,
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            latency: histogram(3),
+            from_schedule: histogram(3),
+            lag: histogram(3),
+            earliest_lag_us: 0,
+            bytes: 0,
+            matrix: [[0; CLASSES]; CLASSES],
+            transitions: BTreeMap::new(),
+        }
+    }
+}
+
+impl<C: Counter> Group<C> {
+    pub fn record(&mut self, row: &Row<'_>) {
+        self.requests += 1;
+        match row.answer {
+            Answer::Status(s) => *self.statuses.entry(s).or_default() += 1,
+            Answer::Error(kind) => match self.errors.get_mut(kind) {
+                Some(n) => *n += 1,
+                None => {
+                    self.errors.insert(kind.to_string(), 1);
+                }
+            },
+        }
+        if row.has_latency() {
+            record(&mut self.latency, row.latency_us.max(1));
+            record(&mut self.from_schedule, row.latency_from_schedule_us().max(1));
+        }
+        record(&mut self.lag, row.lag_us.max(0) as u64);
+        self.earliest_lag_us = self.earliest_lag_us.min(row.lag_us);
+        self.bytes += row.bytes;
+        self.record_status_pair(row);
+    }
+
+    fn record_status_pair(&mut self, row: &Row<'_>) {
+        let replayed = replayed_class(row.answer);
+        let Some(orig) = row.orig_status else {
+            self.matrix[NO_STATUS][replayed] += 1;
+            return;
+        };
+        self.matrix[class_of(orig)][replayed] += 1;
+        if !agrees(orig, replayed) {
+            let to = match row.answer {
+                Answer::Status(s) => Some(s),
+                Answer::Error(_) => None,
+            };
+            *self.transitions.entry((orig, to)).or_default() += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Group<C>) {
+        self.requests += other.requests;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.from_schedule, &other.from_schedule),
+            (&mut self.lag, &other.lag),
+        ] {
+            // Cannot fail: both sides auto-resize.
+            let _ = mine.add(theirs);
+        }
+        self.earliest_lag_us = self.earliest_lag_us.min(other.earliest_lag_us);
+        self.bytes += other.bytes;
+        for (row, theirs) in self.matrix.iter_mut().zip(other.matrix) {
+            for (cell, n) in row.iter_mut().zip(theirs) {
+                *cell += n;
+            }
+        }
+        for (k, v) in &other.transitions {
+            *self.transitions.entry(*k).or_default() += v;
+        }
+    }
+
+    pub fn responses(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// Requests without an answer (timeouts, resets, …).
+    pub fn errors(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Answered with a status in this class (index as in [`class_of`]).
+    pub fn class_count(&self, class: usize) -> u64 {
+        self.statuses.iter().filter(|(s, _)| class_of(**s) == class).map(|(_, n)| n).sum()
+    }
+
+    /// Requests that failed: no answer, or a 5xx.
+    pub fn failed(&self) -> u64 {
+        self.errors() + self.class_count(4)
+    }
+
+    /// Requests that had a logged status to compare with.
+    pub fn with_orig(&self) -> u64 {
+        self.matrix[..NO_STATUS].iter().flatten().sum()
+    }
+
+    /// Requests whose replayed status class does not [agree](agrees) with the logged one (no
+    /// answer counts as a class of its own).
+    pub fn mismatches(&self) -> u64 {
+        self.transitions.values().sum()
+    }
+}
+
+/// One time slice: enough for the over-time table and charts. Its histogram counts in `u32` (a
+/// slice never holds four billion requests): half the memory, which matters at hundreds of slices.
+#[derive(Debug, Clone)]
+pub struct Slice {
+    pub sent: u64,
+    /// By replayed class, as in [`REPLAYED_CLASS_NAMES`].
+    pub classes: [u64; CLASSES],
+    pub latency: Histogram<u32>,
+    pub lag_max_us: i64,
+    pub mismatches: u64,
+}
+
+impl Default for Slice {
+    fn default() -> Self {
+        Slice { sent: 0, classes: [0; CLASSES], latency: histogram(3), lag_max_us: 0, mismatches: 0 }
+    }
+}
+
+impl Slice {
+    fn record(&mut self, row: &Row<'_>) {
+        self.sent += 1;
+        let replayed = replayed_class(row.answer);
+        self.classes[replayed] += 1;
+        if row.has_latency() {
+            record(&mut self.latency, row.latency_us.max(1));
+        }
+        self.lag_max_us = self.lag_max_us.max(row.lag_us);
+        if row.orig_status.is_some_and(|o| !agrees(o, replayed)) {
+            self.mismatches += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Slice) {
+        self.sent += other.sent;
+        for (mine, theirs) in self.classes.iter_mut().zip(other.classes) {
+            *mine += theirs;
+        }
+        let _ = self.latency.add(&other.latency);
+        self.lag_max_us = self.lag_max_us.max(other.lag_max_us);
+        self.mismatches += other.mismatches;
+    }
+
+    /// No answer, or a 5xx.
+    pub fn failed(&self) -> u64 {
+        self.classes[4] + self.classes[NO_STATUS]
+    }
+}
+
+/// Rows by when they were sent, in slices of `interval_ms` counted from `origin_ms` (an hour
+/// boundary, so 1s, 10s and 1m slices line up with the clock).
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub origin_ms: i64,
+    pub interval_ms: i64,
+    /// Chosen by the user (`--interval`): coarsened only by doubling, and only when it must be.
+    pub fixed: bool,
+    pub slices: BTreeMap<i64, Slice>,
+}
+
+impl Timeline {
+    pub fn new(interval: Option<Duration>) -> Timeline {
+        let (interval_ms, fixed) = match interval {
+            Some(d) => ((d.as_millis() as i64).max(1), true),
+            None => (1000, false),
+        };
+        Timeline { origin_ms: i64::MIN, interval_ms, fixed, slices: BTreeMap::new() }
+    }
+
+    fn record(&mut self, row: &Row<'_>) {
+        if self.origin_ms == i64::MIN {
+            self.origin_ms = row.sent_ms.div_euclid(3_600_000) * 3_600_000;
+        }
+        let key = (row.sent_ms - self.origin_ms).div_euclid(self.interval_ms);
+        self.slices.entry(key).or_default().record(row);
+        if self.slices.len() > MAX_SLICES {
+            let next = next_interval(self.interval_ms, self.fixed);
+            self.coarsen_to(next);
+        }
+    }
+
+    /// Merges slices into longer ones; `interval_ms` must be a multiple of the current one.
+    pub fn coarsen_to(&mut self, interval_ms: i64) {
+        let factor = interval_ms / self.interval_ms;
+        if factor <= 1 {
+            return;
+        }
+        let mut merged: BTreeMap<i64, Slice> = BTreeMap::new();
+        for (key, slice) in std::mem::take(&mut self.slices) {
+            merged.entry(key.div_euclid(factor)).or_default().merge(&slice);
+        }
+        self.slices = merged;
+        self.interval_ms = interval_ms;
+    }
+
+    /// A copy with at most `max` slices, by the same steps the fold uses.
+    pub fn coarsened(&self, max: usize) -> Timeline {
+        let mut t = self.clone();
+        while t.slices.len() > max {
+            let next = next_interval(t.interval_ms, t.fixed);
+            t.coarsen_to(next);
+        }
+        t
+    }
+
+    /// When slice `key` starts, ms since the epoch.
+    pub fn start_ms(&self, key: i64) -> i64 {
+        self.origin_ms + key * self.interval_ms
+    }
+}
+
+/// The next longer slice: each step a multiple of the last, so slices merge exactly, and each a
+/// length people read at a glance.
+fn next_interval(ms: i64, fixed: bool) -> i64 {
+    const LADDER: [i64; 9] = [1_000, 2_000, 10_000, 20_000, 60_000, 120_000, 600_000, 1_200_000, 3_600_000];
+    if fixed {
+        return ms * 2;
+    }
+    LADDER.iter().copied().find(|&step| step > ms && step % ms == 0).unwrap_or(ms * 2)
+}
+
+/// The two ends of one file's plan, to infer its rate: `scheduled_at` is `T0 + floor(n/B)·B/N`,
+/// so the first request of the first and of the last slot give N exactly (up to the CSV's
+/// millisecond precision), whatever the batch size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanEnds {
+    first: Option<(i64, u64)>,
+    last: Option<(i64, u64)>,
+}
+
+impl PlanEnds {
+    fn observe(&mut self, scheduled_ms: i64, seq: u64) {
+        match &mut self.first {
+            Some((t, s)) if scheduled_ms == *t => *s = (*s).min(seq),
+            Some((t, _)) if scheduled_ms > *t => {}
+            _ => self.first = Some((scheduled_ms, seq)),
+        }
+        match &mut self.last {
+            Some((t, s)) if scheduled_ms == *t => *s = (*s).min(seq),
+            Some((t, _)) if scheduled_ms < *t => {}
+            _ => self.last = Some((scheduled_ms, seq)),
+        }
+    }
+
+    /// Requests per second of the plan, or `None` when the file spans too little to tell.
+    pub fn rate(&self) -> Option<f64> {
+        let ((t0, s0), (t1, s1)) = (self.first?, self.last?);
+        let span_ms = (t1 - t0) as f64;
+        if span_ms < 100.0 || s1 <= s0 + 1 {
+            return None;
+        }
+        let rate = (s1 - s0) as f64 * 1e3 / span_ms;
+        // Each end is rounded to the millisecond: snap to the simplest value that close.
+        Some(simplest_within(rate, rate * 2.0 / span_ms))
+    }
+}
+
+/// The number with the fewest decimals (0 to 3) within `tolerance` of `x`; else `x` to 3 decimals.
+fn simplest_within(x: f64, tolerance: f64) -> f64 {
+    for decimals in 0..=3 {
+        let scale = 10f64.powi(decimals);
+        let rounded = (x * scale).round() / scale;
+        if (rounded - x).abs() <= tolerance {
+            return rounded;
+        }
+    }
+    (x * 1e3).round() / 1e3
+}
+
+/// What one input file contributed.
+#[derive(Debug, Clone)]
+pub struct FileFacts {
+    pub name: String,
+    pub rows: u64,
+    pub plan: PlanEnds,
+    /// First and last `sent_at`, ms since the epoch.
+    pub sent_ms: Option<(i64, i64)>,
+}
+
+/// The spans of time in which requests were sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    /// Disjoint `[first send, last send]` spans, in order, ms since the epoch.
+    pub spans: Vec<(i64, i64)>,
+    /// The average time between two sends, ms.
+    pub gap_ms: f64,
+}
+
+impl Activity {
+    pub fn seconds(&self) -> f64 {
+        self.spans.iter().map(|(a, b)| (b - a) as f64 + self.gap_ms).sum::<f64>() / 1e3
+    }
+
+    /// How much of `[from, to)` was spent sending, ms (each span counted to one gap past its
+    /// last send, so the last slice's rate is not inflated).
+    pub fn covered_ms(&self, from: i64, to: i64) -> f64 {
+        self.spans.iter().map(|&(a, b)| ((to as f64).min(b as f64 + self.gap_ms) - from.max(a) as f64).max(0.0)).sum()
+    }
+}
+
+/// How to fold.
+#[derive(Debug, Clone, Default)]
+pub struct FoldOptions {
+    pub router: Router,
+    /// `--interval`; `None` chooses the finest slices that fit [`MAX_SLICES`].
+    pub interval: Option<Duration>,
+    /// Extra groups, one per distinct `route:` filter of the assertions.
+    pub filters: Vec<RouteGlob>,
+    /// Stop at the first bad row instead of skipping it.
+    pub strict: bool,
+}
+
+/// Why a fold stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// `--strict` and a bad row.
+    #[error("{0}")]
+    Row(RowError),
+}
+
+/// All groups, folded from every row of every file.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    pub overall: Group,
+    pub routes: HashMap<String, Group<u32>>,
+    /// Rows of routes first seen after [`ROUTES_TRACKED`] others.
+    pub untracked: Group<u32>,
+    pub filtered: Vec<(RouteGlob, Group)>,
+    pub timeline: Timeline,
+    pub files: Vec<FileFacts>,
+    pub first_sent_ms: Option<i64>,
+    pub last_sent_ms: Option<i64>,
+    /// Rows that could not be used (the first few verbatim), apart from cut-off last rows.
+    pub bad_rows: Vec<RowError>,
+    pub bad_row_count: u64,
+    /// A file's last row with too few fields: what a killed run leaves; skipped with a note.
+    pub cut_off_rows: Vec<RowError>,
+}
+
+impl Aggregate {
+    fn new(options: &FoldOptions) -> Aggregate {
+        Aggregate {
+            overall: Group::default(),
+            routes: HashMap::new(),
+            untracked: Group::default(),
+            filtered: options.filters.iter().map(|g| (g.clone(), Group::default())).collect(),
+            timeline: Timeline::new(options.interval),
+            files: Vec::new(),
+            first_sent_ms: None,
+            last_sent_ms: None,
+            bad_rows: Vec::new(),
+            bad_row_count: 0,
+            cut_off_rows: Vec::new(),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.overall.requests
+    }
+
+    fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
+        self.overall.record(row);
+        router.route_into(row.url, route);
+        self.route_group(route).record(row);
+        if !self.filtered.is_empty() {
+            let path = path_of(row.url);
+            for (glob, group) in &mut self.filtered {
+                if glob.matches_request(path, route) {
+                    group.record(row);
+                }
+            }
+        }
+        self.timeline.record(row);
+        self.first_sent_ms = Some(self.first_sent_ms.map_or(row.sent_ms, |t| t.min(row.sent_ms)));
+        self.last_sent_ms = Some(self.last_sent_ms.map_or(row.sent_ms, |t| t.max(row.sent_ms)));
+    }
+
+    fn route_group(&mut self, route: &str) -> &mut Group<u32> {
+        if !self.routes.contains_key(route) {
+            if self.routes.len() >= ROUTES_TRACKED {
+                return &mut self.untracked;
+            }
+            self.routes.insert(route.to_string(), Group::default());
+        }
+        self.routes.get_mut(route).expect("inserted above")
+    }
+
+    fn note_bad_row(&mut self, error: RowError) {
+        self.bad_row_count += 1;
+        if self.bad_rows.len() < BAD_ROW_EXAMPLES {
+            self.bad_rows.push(error);
+        }
+    }
+
+    /// When requests were being sent: each file's span of sends, overlapping spans joined (the
+    /// shards of one run overlap; separate runs do not, and the time between them is not counted).
+    pub fn activity(&self) -> Activity {
+        let mut spans: Vec<(i64, i64)> = self.files.iter().filter_map(|f| f.sent_ms).collect();
+        spans.sort_unstable();
+        let mut joined: Vec<(i64, i64)> = Vec::new();
+        for (start, end) in spans {
+            match joined.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => joined.push((start, end)),
+            }
+        }
+        // n requests over k spans leave n - k gaps between sends.
+        let sending_ms: i64 = joined.iter().map(|(a, b)| b - a).sum();
+        let gaps = self.rows().saturating_sub(joined.len() as u64);
+        let gap_ms = if gaps > 0 && sending_ms > 0 { sending_ms as f64 / gaps as f64 } else { 0.0 };
+        Activity { spans: joined, gap_ms }
+    }
+
+    /// Seconds of sending, counted so that `requests / seconds` is the achieved rate: each span
+    /// from its first send to its last, plus one average gap.
+    pub fn seconds(&self) -> f64 {
+        self.activity().seconds()
+    }
+
+    /// The plan's rate, when every file that tells agrees on it (shards of one plan do; separate
+    /// runs at different rates do not).
+    pub fn inferred_rate(&self) -> Option<f64> {
+        let rates: Vec<f64> = self.files.iter().filter_map(|f| f.plan.rate()).collect();
+        let first = *rates.first()?;
+        rates.iter().all(|r| (r - first).abs() <= first * 0.01).then_some(first)
+    }
+}
+
+/// Reads every file once, in order, folding each row as it comes.
+pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldError> {
+    let mut agg = Aggregate::new(options);
+    let mut route = String::with_capacity(128);
+    for path in files {
+        let mut reader = RowReader::open(path)?;
+        let mut facts =
+            FileFacts { name: reader.name().to_string(), rows: 0, plan: PlanEnds::default(), sent_ms: None };
+        let mut last_bad: Option<RowError> = None;
+        while let Some(next) = reader.next_row()? {
+            match next {
+                Ok(row) => {
+                    facts.rows += 1;
+                    facts.plan.observe(row.scheduled_ms, row.seq);
+                    facts.sent_ms = Some(
+                        facts
+                            .sent_ms
+                            .map_or((row.sent_ms, row.sent_ms), |(a, b)| (a.min(row.sent_ms), b.max(row.sent_ms))),
+                    );
+                    agg.record(&row, &options.router, &mut route);
+                }
+                Err(e) if options.strict => {
+                    let last = e.too_few_fields && reader.at_end();
+                    return Err(FoldError::Row(with_end_hint(e, last)));
+                }
+                Err(e) => {
+                    if let Some(earlier) = last_bad.replace(e) {
+                        agg.note_bad_row(earlier);
+                    }
+                }
+            }
+        }
+        // Only now is it known whether the last bad row was the file's last row.
+        if let Some(e) = last_bad {
+            if e.too_few_fields && e.line == reader.last_line() {
+                agg.cut_off_rows.push(with_end_hint(e, true));
+            } else {
+                agg.note_bad_row(e);
+            }
+        }
+        agg.files.push(facts);
+    }
+    Ok(agg)
+}
+
+fn with_end_hint(mut e: RowError, last: bool) -> RowError {
+    if last {
+        e.reason += " (the file's last row, cut off: what a killed run leaves)";
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_rate_is_inferred_from_its_two_ends_whatever_the_batch() {
+        let mut plan = PlanEnds::default();
+        // 300/s, batch 1, rows in completion order; times rounded to the millisecond.
+        for seq in [1u64, 0, 2, 899, 898, 450] {
+            plan.observe(1_000_000 + (seq as f64 * 1000.0 / 300.0).round() as i64, seq);
+        }
+        assert_eq!(plan.rate(), Some(300.0));
+        // 100/s in batches of 10: ten requests share each slot, 100 ms apart.
+        let mut batched = PlanEnds::default();
+        for seq in (0..500u64).rev() {
+            batched.observe(5_000 + (seq / 10 * 100) as i64, seq);
+        }
+        assert_eq!(batched.rate(), Some(100.0));
+        let mut short = PlanEnds::default();
+        short.observe(0, 0);
+        short.observe(50, 5);
+        assert_eq!(short.rate(), None, "50 ms is too short to tell");
+    }
+
+    #[test]
+    fn odd_rates_keep_their_decimals() {
+        assert_eq!(simplest_within(333.3331, 0.0007), 333.333);
+        assert_eq!(simplest_within(12.49, 0.02), 12.5);
+        assert_eq!(simplest_within(299.97, 0.2), 300.0);
+        assert_eq!(simplest_within(1000.0 / 21.6, 1e-6), 46.296);
+    }
+
+    #[test]
+    fn intervals_grow_by_steps_that_merge_exactly() {
+        let mut ms = 1000;
+        let mut seen = vec![];
+        for _ in 0..10 {
+            let next = next_interval(ms, false);
+            assert_eq!(next % ms, 0);
+            seen.push(next);
+            ms = next;
+        }
+        assert_eq!(seen[..5], [2_000, 10_000, 20_000, 60_000, 120_000]);
+        assert_eq!(next_interval(5_000, true), 10_000);
+        assert_eq!(next_interval(5_000, false), 10_000);
+        assert_eq!(next_interval(3_000, false), 60_000);
+    }
+
+    #[test]
+    fn a_logged_304_agrees_with_a_replayed_2xx_and_nothing_else_crosses_classes() {
+        assert!(agrees(304, 1));
+        assert!(agrees(304, 2));
+        assert!(!agrees(301, 1));
+        assert!(!agrees(200, 4));
+        assert!(!agrees(200, NO_STATUS));
+        assert!(agrees(404, 3));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(class_of(200), 1);
+        assert_eq!(class_of(599), 4);
+        assert_eq!(class_of(99), 5);
+        assert_eq!(class_of(600), 5);
+    }
+}

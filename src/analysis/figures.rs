@@ -1,0 +1,407 @@
+//! The report's figures, computed from the folded groups and nothing else: every percentile comes
+//! from a histogram (merged, for `other` and for coarser time slices), every rate from counts over
+//! the span of sends. Renderers only format these.
+
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
+use hdrhistogram::{Counter, Histogram};
+use serde::Serialize;
+
+use super::aggregate::{
+    Activity, Aggregate, CLASSES, Group, NO_STATUS, ORIG_CLASS_NAMES, REPLAYED_CLASS_NAMES, Slice, Timeline, class_of,
+};
+use super::assert::{Stat, Verdict};
+use crate::display::spreadsheet_time;
+use crate::report::{LagSummary, Percentiles};
+
+/// Where the target rate comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TargetRate {
+    /// From the CSV's plan (`scheduled_at` against `seq`).
+    Infer,
+    /// Given (`--target-rate N`, or the replay's own `--rate`).
+    Given(f64),
+    /// No target (`--rate max`, `--target-rate max`).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Routes listed one by one; the rest are merged into `other`.
+    pub max_routes: usize,
+    pub target: TargetRate,
+    /// Rows of the over-time table when the interval was not chosen.
+    pub max_table_slices: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions { max_routes: 20, target: TargetRate::Infer, max_table_slices: 60 }
+    }
+}
+
+/// Mismatched routes listed.
+const MISMATCH_ROUTES: usize = 10;
+/// Transitions listed per mismatched route.
+const TRANSITIONS: usize = 3;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub files: Vec<String>,
+    pub rows: u64,
+    /// Rows that could not be used (cut-off last rows included).
+    pub skipped_rows: u64,
+    /// Skipped rows other than a cut-off last row: damaged input.
+    pub unreadable_rows: u64,
+    /// Messages about skipped rows (the first few).
+    pub problems: Vec<String>,
+    pub overview: Overview,
+    pub routes: RouteTable,
+    pub status_matrix: StatusMatrix,
+    /// Routes whose replayed status class differs most from the logged one.
+    pub mismatched_routes: Vec<MismatchLine>,
+    pub over_time: OverTime,
+    /// The finer series the charts draw.
+    #[serde(skip)]
+    pub chart_time: OverTime,
+    pub assertions: Vec<Verdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub requests: u64,
+    /// Requests that got a status.
+    pub responses: u64,
+    /// Requests that got no answer (timeouts, resets, …).
+    pub errors: u64,
+    /// No answer, or a 5xx.
+    pub failed: u64,
+    /// `failed / requests`.
+    pub error_rate: f64,
+    pub statuses: BTreeMap<String, u64>,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub latency_ms: Percentiles,
+    pub latency_from_schedule_ms: Percentiles,
+    pub lag: LagSummary,
+    pub bytes_received: u64,
+    pub target_rate: Option<f64>,
+    /// `given`, `inferred`, `none` (no target), or `unknown` (could not be inferred).
+    pub target_rate_source: &'static str,
+    pub achieved_rate: f64,
+    /// Spent sending: from the first send to the last (of each run, when files are separate
+    /// runs), plus one average gap.
+    pub seconds: f64,
+    pub first_sent: Option<String>,
+    pub last_sent: Option<String>,
+    pub with_orig_status: u64,
+    pub mismatches: u64,
+    pub mismatch_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTable {
+    /// Sorted by failed requests, then status mismatches, then p99, then requests.
+    pub shown: Vec<RouteLine>,
+    /// Every route not shown, merged.
+    pub other: Option<RouteLine>,
+    /// How many routes `other` holds (at least, when `capped`).
+    pub other_routes: usize,
+    pub total_routes: usize,
+    /// More distinct routes than are followed one by one: the later ones are only in `other`.
+    pub capped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteLine {
+    pub route: String,
+    pub requests: u64,
+    pub rate: f64,
+    /// By replayed class (`2xx` … `5xx`, `error`); classes with no request are left out.
+    pub classes: BTreeMap<String, u64>,
+    pub statuses: BTreeMap<String, u64>,
+    pub failed: u64,
+    pub error_rate: f64,
+    pub with_orig_status: u64,
+    pub mismatches: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusMatrix {
+    /// Row labels: logged status classes present (`none`: no logged status).
+    pub logged: Vec<&'static str>,
+    /// Column labels: replayed classes present (`error`: no answer).
+    pub replayed: Vec<&'static str>,
+    /// `counts[row][column]`.
+    pub counts: Vec<Vec<u64>>,
+    /// Per row, requests whose replayed class does not agree with the logged status (a logged
+    /// 304 agrees with a replayed 2xx); `None` for the row without a logged status.
+    pub differs: Vec<Option<u64>>,
+    pub with_orig_status: u64,
+    pub mismatches: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MismatchLine {
+    pub route: String,
+    pub mismatches: u64,
+    pub with_orig_status: u64,
+    pub share: f64,
+    /// The most frequent (logged → replayed) pairs, most frequent first.
+    pub transitions: Vec<Transition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub logged: u16,
+    /// A status, or `error` for no answer.
+    pub replayed: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverTime {
+    pub interval_seconds: f64,
+    pub points: Vec<TimePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimePoint {
+    /// The slice's start, UTC.
+    pub start: String,
+    pub unix_ms: i64,
+    pub sent: u64,
+    /// Sent per second over the part of the slice the run covered.
+    pub rate: f64,
+    /// By replayed class; classes with no request are left out.
+    pub classes: BTreeMap<String, u64>,
+    /// No answer.
+    pub errors: u64,
+    /// No answer, or a 5xx.
+    pub failed: u64,
+    pub mismatches: u64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub lag_max_ms: f64,
+}
+
+pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
+    let problems: Vec<String> = agg.bad_rows.iter().chain(&agg.cut_off_rows).map(|e| e.to_string()).collect();
+    // The fold keeps at most MAX_SLICES slices: the charts draw them all; the tables want fewer
+    // unless the interval was chosen.
+    let table = if agg.timeline.fixed {
+        std::borrow::Cow::Borrowed(&agg.timeline)
+    } else {
+        std::borrow::Cow::Owned(agg.timeline.coarsened(opts.max_table_slices))
+    };
+    Report {
+        files: agg.files.iter().map(|f| f.name.clone()).collect(),
+        rows: agg.rows(),
+        skipped_rows: agg.bad_row_count + agg.cut_off_rows.len() as u64,
+        unreadable_rows: agg.bad_row_count,
+        problems,
+        overview: overview(agg, opts.target),
+        routes: route_table(agg, opts.max_routes),
+        status_matrix: status_matrix(&agg.overall),
+        mismatched_routes: mismatched_routes(agg),
+        over_time: over_time(agg, &table),
+        chart_time: over_time(agg, &agg.timeline),
+        assertions: Vec::new(),
+    }
+}
+
+/// The target rate and where it came from.
+pub fn target_rate(agg: &Aggregate, target: TargetRate) -> (Option<f64>, &'static str) {
+    match target {
+        TargetRate::Given(n) => (Some(n), "given"),
+        TargetRate::None => (None, "none"),
+        TargetRate::Infer => match agg.inferred_rate() {
+            Some(n) => (Some(n), "inferred"),
+            None => (None, "unknown"),
+        },
+    }
+}
+
+fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
+    let g = &agg.overall;
+    let seconds = agg.seconds();
+    let (target_rate, target_rate_source) = target_rate(agg, target);
+    let lag = percentiles(&g.lag);
+    Overview {
+        requests: g.requests,
+        responses: g.responses(),
+        errors: g.errors(),
+        failed: g.failed(),
+        error_rate: share(g.failed(), g.requests),
+        statuses: g.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        error_kinds: g.errors.clone(),
+        latency_ms: percentiles(&g.latency),
+        latency_from_schedule_ms: percentiles(&g.from_schedule),
+        lag: LagSummary {
+            p50_ms: lag.p50,
+            p99_ms: lag.p99,
+            max_ms: lag.max,
+            earliest_ms: g.earliest_lag_us as f64 / 1e3,
+        },
+        bytes_received: g.bytes,
+        target_rate,
+        target_rate_source,
+        achieved_rate: if seconds > 0.0 { g.requests as f64 / seconds } else { 0.0 },
+        seconds,
+        first_sent: agg.first_sent_ms.map(utc),
+        last_sent: agg.last_sent_ms.map(utc),
+        with_orig_status: g.with_orig(),
+        mismatches: g.mismatches(),
+        mismatch_rate: (g.with_orig() > 0).then(|| share(g.mismatches(), g.with_orig())),
+    }
+}
+
+pub fn percentiles<C: Counter>(h: &Histogram<C>) -> Percentiles {
+    let at = |s: Stat| s.of(h).unwrap_or(0.0);
+    Percentiles {
+        p50: at(Stat::P50),
+        p90: at(Stat::P90),
+        p99: at(Stat::P99),
+        p999: at(Stat::P999),
+        max: at(Stat::Max),
+        mean: at(Stat::Mean),
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+}
+
+fn utc(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map(spreadsheet_time).unwrap_or_default()
+}
+
+/// What hurts most first: failed requests, then status mismatches, then p99, then traffic.
+fn hurt_order(a: &(&String, &Group<u32>), b: &(&String, &Group<u32>)) -> std::cmp::Ordering {
+    let key = |g: &Group<u32>| (g.failed(), g.mismatches(), Stat::P99.of(&g.latency).unwrap_or(0.0), g.requests);
+    let (ka, kb) = (key(a.1), key(b.1));
+    kb.0.cmp(&ka.0).then(kb.1.cmp(&ka.1)).then(kb.2.total_cmp(&ka.2)).then(kb.3.cmp(&ka.3)).then(a.0.cmp(b.0))
+}
+
+fn route_table(agg: &Aggregate, max_routes: usize) -> RouteTable {
+    let seconds = agg.seconds();
+    let mut routes: Vec<(&String, &Group<u32>)> = agg.routes.iter().collect();
+    routes.sort_by(hurt_order);
+    let shown_count = routes.len().min(max_routes);
+    let mut other = agg.untracked.clone();
+    for (_, g) in &routes[shown_count..] {
+        other.merge(g);
+    }
+    RouteTable {
+        shown: routes[..shown_count].iter().map(|(name, g)| route_line(name, g, seconds)).collect(),
+        other: (other.requests > 0).then(|| route_line("other", &other, seconds)),
+        other_routes: routes.len() - shown_count,
+        total_routes: routes.len(),
+        capped: agg.untracked.requests > 0,
+    }
+}
+
+fn route_line<C: Counter>(name: &str, g: &Group<C>, seconds: f64) -> RouteLine {
+    RouteLine {
+        route: name.to_string(),
+        requests: g.requests,
+        rate: if seconds > 0.0 { g.requests as f64 / seconds } else { 0.0 },
+        classes: class_counts(|c| if c == NO_STATUS { g.errors() } else { g.class_count(c) }),
+        statuses: g.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        failed: g.failed(),
+        error_rate: share(g.failed(), g.requests),
+        with_orig_status: g.with_orig(),
+        mismatches: g.mismatches(),
+        p50_ms: Stat::P50.of(&g.latency),
+        p99_ms: Stat::P99.of(&g.latency),
+    }
+}
+
+fn class_counts(count: impl Fn(usize) -> u64) -> BTreeMap<String, u64> {
+    (0..CLASSES).map(|c| (REPLAYED_CLASS_NAMES[c].to_string(), count(c))).filter(|(_, n)| *n > 0).collect()
+}
+
+fn status_matrix<C: Counter>(g: &Group<C>) -> StatusMatrix {
+    let rows: Vec<usize> = (0..CLASSES).filter(|&r| g.matrix[r].iter().sum::<u64>() > 0).collect();
+    let cols: Vec<usize> = (0..CLASSES).filter(|&c| g.matrix.iter().map(|row| row[c]).sum::<u64>() > 0).collect();
+    StatusMatrix {
+        logged: rows.iter().map(|&r| ORIG_CLASS_NAMES[r]).collect(),
+        replayed: cols.iter().map(|&c| REPLAYED_CLASS_NAMES[c]).collect(),
+        counts: rows.iter().map(|&r| cols.iter().map(|&c| g.matrix[r][c]).collect()).collect(),
+        differs: rows.iter().map(|&r| (r != NO_STATUS).then(|| differing_in_class(g, r))).collect(),
+        with_orig_status: g.with_orig(),
+        mismatches: g.mismatches(),
+    }
+}
+
+fn differing_in_class<C: Counter>(g: &Group<C>, class: usize) -> u64 {
+    g.transitions.iter().filter(|((logged, _), _)| class_of(*logged) == class).map(|(_, n)| n).sum()
+}
+
+fn mismatched_routes(agg: &Aggregate) -> Vec<MismatchLine> {
+    let mut lines: Vec<MismatchLine> =
+        agg.routes.iter().filter(|(_, g)| g.mismatches() > 0).map(|(name, g)| mismatch_line(name, g)).collect();
+    lines.sort_by(|a, b| b.mismatches.cmp(&a.mismatches).then(b.share.total_cmp(&a.share)).then(a.route.cmp(&b.route)));
+    lines.truncate(MISMATCH_ROUTES);
+    lines
+}
+
+fn mismatch_line<C: Counter>(name: &str, g: &Group<C>) -> MismatchLine {
+    let mut pairs: Vec<(&(u16, Option<u16>), &u64)> = g.transitions.iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    MismatchLine {
+        route: name.to_string(),
+        mismatches: g.mismatches(),
+        with_orig_status: g.with_orig(),
+        share: share(g.mismatches(), g.with_orig()),
+        transitions: pairs
+            .into_iter()
+            .take(TRANSITIONS)
+            .map(|(&(logged, replayed), &count)| Transition {
+                logged,
+                replayed: replayed.map_or_else(|| "error".to_string(), |s| s.to_string()),
+                count,
+            })
+            .collect(),
+    }
+}
+
+/// Slices in order, with the empty ones filled in while requests were being sent (a stall shows
+/// as zeros, not as a line drawn across it); the time between separate runs is left out.
+fn over_time(agg: &Aggregate, t: &Timeline) -> OverTime {
+    let activity = agg.activity();
+    let (Some(&first), Some(&last)) = (t.slices.keys().next(), t.slices.keys().next_back()) else {
+        return OverTime { interval_seconds: t.interval_ms as f64 / 1e3, points: Vec::new() };
+    };
+    let empty = Slice::default();
+    let points = (first..=last)
+        .filter(|&k| t.slices.contains_key(&k) || activity.covered_ms(t.start_ms(k), t.start_ms(k + 1)) > 0.0)
+        .map(|k| time_point(t, k, t.slices.get(&k).unwrap_or(&empty), &activity))
+        .collect();
+    OverTime { interval_seconds: t.interval_ms as f64 / 1e3, points }
+}
+
+fn time_point(t: &Timeline, key: i64, s: &Slice, activity: &Activity) -> TimePoint {
+    let start = t.start_ms(key);
+    let covered_ms = activity.covered_ms(start, start + t.interval_ms);
+    let seconds = if covered_ms > 0.0 { covered_ms / 1e3 } else { t.interval_ms as f64 / 1e3 };
+    TimePoint {
+        start: utc(start),
+        unix_ms: start,
+        sent: s.sent,
+        rate: s.sent as f64 / seconds,
+        classes: class_counts(|c| s.classes[c]),
+        errors: s.classes[NO_STATUS],
+        failed: s.failed(),
+        mismatches: s.mismatches,
+        p50_ms: Stat::P50.of(&s.latency),
+        p90_ms: Stat::P90.of(&s.latency),
+        p99_ms: Stat::P99.of(&s.latency),
+        max_ms: Stat::Max.of(&s.latency),
+        lag_max_ms: s.lag_max_us as f64 / 1e3,
+    }
+}

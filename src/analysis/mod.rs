@@ -1,0 +1,70 @@
+//! `sluice report` as a library: results CSVs in, figures and assertion verdicts out.
+//!
+//! ```text
+//! results CSV(s) ──rows──▶ RowReader (header checked once; bad rows are values with a line number)
+//!                              │  one pass, streaming: nothing per row is kept
+//!                              ▼
+//!                 aggregate::fold: HDR histograms + counts per group
+//!                   whole run · each route template (routes) · each `route:` filter · time slices
+//!                              │
+//!                              ├──▶ assert::evaluate  → PASS/FAIL verdicts (exit code 1)
+//!                              ▼
+//!                 figures::build → Report ──▶ render::{text, json, markdown, html}
+//! ```
+//!
+//! `sluice report` ([`crate::report_command`]) and `sluice replay --report/--assert` both call
+//! [`analyse`] on a finished CSV.
+
+pub mod aggregate;
+pub mod assert;
+pub mod figures;
+pub mod render;
+pub mod routes;
+pub mod rows;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use aggregate::{Aggregate, FoldError, FoldOptions};
+pub use assert::{AssertError, Assertion, Verdict};
+pub use figures::{Report, ReportOptions, TargetRate};
+pub use render::ReportFormat;
+pub use routes::{RouteRule, Router};
+
+/// Everything `analyse` needs besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub route_rules: Vec<RouteRule>,
+    pub interval: Option<Duration>,
+    pub strict: bool,
+    pub report: ReportOptions,
+    pub assertions: Vec<Assertion>,
+}
+
+/// The report over `files`, with its assertions evaluated.
+pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldError> {
+    let mut filters: Vec<routes::RouteGlob> = Vec::new();
+    for glob in settings.assertions.iter().filter_map(|a| a.scope.clone()) {
+        if !filters.contains(&glob) {
+            filters.push(glob);
+        }
+    }
+    let options = FoldOptions {
+        router: Router::new(settings.route_rules.clone()),
+        interval: settings.interval,
+        filters,
+        strict: settings.strict,
+    };
+    let aggregate = aggregate::fold(files, &options)?;
+    let mut report = figures::build(&aggregate, &settings.report);
+    let (target_rate, _) = figures::target_rate(&aggregate, settings.report.target);
+    report.assertions =
+        assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target_rate });
+    Ok(report)
+}
+
+impl Report {
+    pub fn failed_assertions(&self) -> usize {
+        self.assertions.iter().filter(|v| !v.passed).count()
+    }
+}

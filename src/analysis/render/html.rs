@@ -1,0 +1,426 @@
+//! The report as one self-contained HTML file: inline CSS and SVG, no script, nothing fetched.
+//! Charts first (rate, latency, status mix and lag over time), then the route table and the
+//! logged-vs-replayed status matrix.
+
+use std::fmt::Write;
+
+use super::svg::{self, Layer, Line, TimeAxis};
+use super::{human_bytes, interval_text, ms, other_label, per_second, rate_line, routes_count, transitions_text};
+use crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
+use crate::analysis::assert::percent;
+use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The colour of a replayed status class, the same in every chart and table.
+fn class_color(class: &str) -> &'static str {
+    match class {
+        "2xx" => "#2e9e5b",
+        "3xx" => "#3b82c4",
+        "4xx" => "#e0a526",
+        "5xx" => "#d64541",
+        "error" => "#7b3fa0",
+        _ => "#9aa3ad",
+    }
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light; --ink:#1d232b; --muted:#5f6b78; --line:#e3e6ea; --bg:#f6f7f9; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--ink);
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif; }
+main { max-width:1140px; margin:0 auto; padding:24px 24px 48px; }
+h1 { font-size:22px; margin:0 0 2px; }
+h2 { font-size:16px; margin:0 0 8px; }
+.sub { color:var(--muted); margin:0 0 18px; word-break:break-all; }
+section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 18px; margin:0 0 16px; }
+.cards { display:grid; grid-template-columns:repeat(5,1fr); gap:12px; background:none; border:0; padding:0; }
+.card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:12px 14px; }
+.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.card .value { font-size:24px; font-weight:600; margin:2px 0; font-variant-numeric:tabular-nums; }
+.card .note { color:var(--muted); font-size:12px; }
+.bad { color:#c0392b; } .good { color:#23824a; }
+.legend { display:flex; gap:16px; flex-wrap:wrap; color:var(--muted); font-size:12px; margin:0 0 6px; }
+.legend i { display:inline-block; width:14px; height:10px; margin-right:6px; vertical-align:middle; border-radius:2px; }
+.chart { display:block; }
+.chart .tick { font-size:11px; fill:#5f6b78; font-variant-numeric:tabular-nums; }
+.chart .hover { fill:transparent; }
+.chart .hover:hover { fill:rgba(47,111,223,.08); }
+table { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
+th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
+th { color:var(--muted); font-weight:600; font-size:12px; }
+th:first-child, td:first-child { text-align:left; }
+td.route { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:13px; white-space:normal; word-break:break-all; }
+td.text, th.text { text-align:left; white-space:normal; }
+td.heat { min-width:64px; }
+.matrix td, .matrix th { text-align:center; }
+.matrix th:first-child, .matrix td:first-child { text-align:left; }
+.badge { display:inline-block; min-width:44px; text-align:center; border-radius:4px; padding:1px 6px; font-weight:700; font-size:12px; color:#fff; }
+.badge.pass { background:#2e9e5b; } .badge.fail { background:#d64541; }
+.assertions td { text-align:left; }
+.muted { color:var(--muted); }
+pre { margin:0; white-space:pre-wrap; font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
+@media (max-width:900px) { .cards { grid-template-columns:repeat(2,1fr); } }
+"#;
+
+pub fn render(r: &Report) -> String {
+    let mut body = String::new();
+    header(&mut body, r);
+    cards(&mut body, r);
+    assertions(&mut body, r);
+    charts(&mut body, &r.chart_time, r.overview.target_rate);
+    routes(&mut body, r);
+    status(&mut body, r);
+    details(&mut body, r);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>sluice report — {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
+        escape(&r.files.join(", "))
+    )
+}
+
+fn header(out: &mut String, r: &Report) {
+    let o = &r.overview;
+    let when = match (&o.first_sent, &o.last_sent) {
+        (Some(a), Some(b)) => format!(" · sent {a} → {b} UTC"),
+        _ => String::new(),
+    };
+    let skipped = if r.skipped_rows > 0 { format!(" ({} skipped)", r.skipped_rows) } else { String::new() };
+    let _ = writeln!(
+        out,
+        "<h1>sluice report</h1>\n<p class=\"sub\">{} — {} rows{skipped}{when}</p>",
+        escape(&r.files.join(", ")),
+        r.rows
+    );
+}
+
+fn card(out: &mut String, label: &str, value: &str, note: &str, class: &str) {
+    let _ = writeln!(
+        out,
+        "<div class=\"card\"><div class=\"label\">{label}</div><div class=\"value {class}\">{value}</div>\
+         <div class=\"note\">{note}</div></div>",
+    );
+}
+
+fn cards(out: &mut String, r: &Report) {
+    let o = &r.overview;
+    out.push_str("<section class=\"cards\">\n");
+    card(
+        out,
+        "requests",
+        &o.requests.to_string(),
+        &format!("in {:.2}s · {} received", o.seconds, human_bytes(o.bytes_received)),
+        "",
+    );
+    let (rate_note, rate_class) = match o.target_rate {
+        Some(t) => {
+            let share = o.achieved_rate / t;
+            (format!("{} of {t}/s target", percent(share)), if share >= 0.95 { "good" } else { "bad" })
+        }
+        None => (escape(&rate_line(o)).replace(&format!("{:.1}/s achieved ", o.achieved_rate), ""), ""),
+    };
+    card(out, "achieved rate", &format!("{:.1}/s", o.achieved_rate), &rate_note, rate_class);
+    card(
+        out,
+        "p99 latency",
+        &format!("{:.2} ms", o.latency_ms.p99),
+        &format!("p50 {:.2} · from plan p99 {:.2} ms", o.latency_ms.p50, o.latency_from_schedule_ms.p99),
+        "",
+    );
+    card(
+        out,
+        "error rate",
+        &percent(o.error_rate),
+        &format!("{} failed: {} no answer, {} 5xx", o.failed, o.errors, o.failed - o.errors),
+        if o.failed > 0 { "bad" } else { "good" },
+    );
+    match o.mismatch_rate {
+        Some(rate) => card(
+            out,
+            "status vs log",
+            &percent(rate),
+            &format!("{} of {} got another class", o.mismatches, o.with_orig_status),
+            if o.mismatches > 0 { "bad" } else { "good" },
+        ),
+        None => card(out, "status vs log", "–", "no logged status", ""),
+    }
+    out.push_str("</section>\n");
+}
+
+fn assertions(out: &mut String, r: &Report) {
+    if r.assertions.is_empty() {
+        return;
+    }
+    out.push_str("<section><h2>Assertions</h2>\n<table class=\"assertions\">\n");
+    for v in &r.assertions {
+        let (class, mark) = if v.passed { ("pass", "PASS") } else { ("fail", "FAIL") };
+        let _ = writeln!(
+            out,
+            "<tr><td><span class=\"badge {class}\">{mark}</span></td><td><code>{}</code></td><td>{}</td></tr>",
+            escape(&v.assertion),
+            escape(&v.measured)
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
+fn tooltip(p: &TimePoint) -> String {
+    let classes: Vec<String> = p.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "{} UTC\nsent {} · {:.1}/s\nfailed {} · no answer {}\np50 {} · p90 {} · p99 {} · max {} ms\nlag max {:.2} ms\n{}",
+        p.start,
+        p.sent,
+        p.rate,
+        p.failed,
+        p.errors,
+        ms(p.p50_ms),
+        ms(p.p90_ms),
+        ms(p.p99_ms),
+        ms(p.max_ms),
+        p.lag_max_ms,
+        classes.join(" · ")
+    )
+}
+
+fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
+    if t.points.is_empty() {
+        return;
+    }
+    let starts: Vec<i64> = t.points.iter().map(|p| p.unix_ms).collect();
+    let tips: Vec<String> = t.points.iter().map(tooltip).collect();
+    let axis = TimeAxis { starts_ms: &starts, interval_ms: (t.interval_seconds * 1e3).round() as i64, tooltips: &tips };
+    let every = interval_text(t.interval_seconds);
+
+    let mut rate_lines = vec![Line {
+        name: "achieved",
+        color: "#2f6fdf",
+        values: t.points.iter().map(|p| Some(p.rate)).collect(),
+        dashed: false,
+    }];
+    if let Some(target) = target {
+        rate_lines.push(Line {
+            name: "target",
+            color: "#444b55",
+            values: vec![Some(target); t.points.len()],
+            dashed: true,
+        });
+    }
+    let legend: Vec<(&str, &str, bool)> = rate_lines.iter().map(|l| (l.name, l.color, l.dashed)).collect();
+    chart_section(
+        out,
+        "Achieved vs target rate",
+        &format!("requests/s per {every} slice"),
+        &legend,
+        &svg::line_chart(&axis, &rate_lines, &|v| format!("{v}")),
+    );
+
+    let pick = |f: fn(&TimePoint) -> Option<f64>| t.points.iter().map(f).collect::<Vec<_>>();
+    let latency = [
+        Line { name: "p50", color: "#2e9e5b", values: pick(|p| p.p50_ms), dashed: false },
+        Line { name: "p90", color: "#e0a526", values: pick(|p| p.p90_ms), dashed: false },
+        Line { name: "p99", color: "#d64541", values: pick(|p| p.p99_ms), dashed: false },
+    ];
+    let legend: Vec<(&str, &str, bool)> = latency.iter().map(|l| (l.name, l.color, false)).collect();
+    chart_section(
+        out,
+        "Latency percentiles over time",
+        &format!("ms from the send, per {every} slice (max in the tooltip)"),
+        &legend,
+        &svg::line_chart(&axis, &latency, &|v| format!("{v} ms")),
+    );
+
+    let present: Vec<&str> =
+        REPLAYED_CLASS_NAMES.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
+    let layers: Vec<Layer<'_>> = present
+        .iter()
+        .map(|c| Layer {
+            name: c,
+            color: class_color(c),
+            values: t.points.iter().map(|p| p.classes.get(*c).copied().unwrap_or(0) as f64).collect(),
+        })
+        .collect();
+    let legend: Vec<(&str, &str, bool)> = layers.iter().map(|l| (l.name, l.color, false)).collect();
+    chart_section(
+        out,
+        "Status mix over time",
+        &format!("share of requests per {every} slice, by replayed status class"),
+        &legend,
+        &svg::share_bars(&axis, &layers),
+    );
+
+    let lag =
+        [Line { name: "max lag", color: "#7b3fa0", values: pick(|p| Some(p.lag_max_ms.max(0.0))), dashed: false }];
+    chart_section(
+        out,
+        "Lag behind the plan",
+        &format!("the latest send of each {every} slice, ms after its planned time"),
+        &[("max lag", "#7b3fa0", false)],
+        &svg::line_chart(&axis, &lag, &|v| format!("{v} ms")),
+    );
+}
+
+fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, bool)], chart: &str) {
+    let _ = writeln!(
+        out,
+        "<section><h2>{title}</h2><div class=\"legend\"><span class=\"muted\">{}</span></div>{}\n{chart}\n</section>",
+        escape(note),
+        svg::legend(legend)
+    );
+}
+
+fn mix(line: &RouteLine) -> String {
+    let parts: Vec<(f64, &str, String)> = REPLAYED_CLASS_NAMES
+        .iter()
+        .filter_map(|c| line.classes.get(*c).map(|n| (*n as f64, class_color(c), format!("{c}: {n}"))))
+        .collect();
+    svg::mix_bar(&parts)
+}
+
+fn routes(out: &mut String, r: &Report) {
+    let t = &r.routes;
+    if t.shown.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<section><h2>Routes</h2><p class=\"muted\">{}; most failed first (no answer or 5xx), then status \
+         mismatches, then p99.</p>\n<table>\n<tr><th>route</th><th>requests</th><th>rate/s</th><th>status mix</th>\
+         <th>2xx</th><th>4xx</th><th>5xx</th><th>no answer</th><th>failed</th><th>vs log</th><th>p50 ms</th><th>p99 ms</th></tr>",
+        routes_count(t)
+    );
+    for line in t.shown.iter().chain(&t.other) {
+        let name = if line.route == "other" { format!("<em>{}</em>", other_label(t)) } else { escape(&line.route) };
+        let count = |c: &str| line.classes.get(c).copied().unwrap_or(0);
+        let vs_log = if line.with_orig_status > 0 {
+            percent(line.mismatches as f64 / line.with_orig_status as f64)
+        } else {
+            "–".into()
+        };
+        let failed_class = if line.failed > 0 { " class=\"bad\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"route\">{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td{failed_class}>{}</td><td>{vs_log}</td><td>{}</td><td>{}</td></tr>",
+            line.requests,
+            per_second(line.rate),
+            mix(line),
+            count("2xx"),
+            count("4xx"),
+            count("5xx"),
+            count("error"),
+            percent(line.error_rate),
+            ms(line.p50_ms),
+            ms(line.p99_ms)
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
+/// How a matrix cell compares with the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Agreement {
+    Same,
+    Differs,
+    /// No logged status, or logged 3xx answered 2xx (a logged 304 agrees, a 301 does not).
+    Neutral,
+}
+
+fn agreement(logged: &str, replayed: &str) -> Agreement {
+    match (logged, replayed) {
+        ("none", _) | ("3xx", "2xx") => Agreement::Neutral,
+        (l, r) if l == r => Agreement::Same,
+        _ => Agreement::Differs,
+    }
+}
+
+/// A cell tinted by its share of the row: green where the class matches the log, red where not.
+fn heat_cell(n: u64, row_total: u64, agreement: Agreement) -> String {
+    let share = if row_total == 0 { 0.0 } else { n as f64 / row_total as f64 };
+    let alpha = if n == 0 { 0.0 } else { 0.12 + 0.6 * share };
+    let rgb = match agreement {
+        Agreement::Neutral => "120,130,140",
+        Agreement::Same => "46,158,91",
+        Agreement::Differs => "214,69,65",
+    };
+    format!("<td class=\"heat\" style=\"background:rgba({rgb},{alpha:.2})\" title=\"{}\">{n}</td>", percent(share))
+}
+
+fn status(out: &mut String, r: &Report) {
+    let m = &r.status_matrix;
+    if m.logged.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section><h2>Status class: logged → replayed</h2><p class=\"muted\">Rows: the class in the access log; \
+         columns: what the replay got. Red cells are requests that did not get the class production gave them; \
+         a logged 304 answered with a 2xx agrees (a replay sends no cache validators).</p>\n\
+         <table class=\"matrix\">\n<tr><th>logged \\ replayed</th>",
+    );
+    for c in &m.replayed {
+        let _ = write!(out, "<th>{c}</th>");
+    }
+    out.push_str("<th>total</th><th>differs</th></tr>\n");
+    for ((logged, counts), differs) in m.logged.iter().zip(&m.counts).zip(&m.differs) {
+        let total: u64 = counts.iter().sum();
+        let _ = write!(out, "<tr><th>{logged}</th>");
+        for (class, n) in m.replayed.iter().zip(counts) {
+            out.push_str(&heat_cell(*n, total, agreement(logged, class)));
+        }
+        let differs = differs.map_or_else(|| "–".to_string(), |d| percent(d as f64 / total as f64));
+        let _ = writeln!(out, "<td>{total}</td><td>{differs}</td></tr>");
+    }
+    out.push_str("</table>\n");
+    if m.with_orig_status > 0 {
+        let _ = writeln!(
+            out,
+            "<p>{} of {} requests with a logged status got another class ({}).</p>",
+            m.mismatches,
+            m.with_orig_status,
+            percent(m.mismatches as f64 / m.with_orig_status as f64)
+        );
+    }
+    mismatched_routes(out, r);
+    out.push_str("</section>\n");
+}
+
+fn mismatched_routes(out: &mut String, r: &Report) {
+    if r.mismatched_routes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Routes where the replay differs most from the log</h2>\n<table>\n<tr><th>route</th><th>differ</th>\
+         <th>of</th><th>share</th><th class=\"text\">most often (logged → replayed)</th></tr>\n",
+    );
+    for m in &r.mismatched_routes {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"route\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
+            escape(&m.route),
+            m.mismatches,
+            m.with_orig_status,
+            percent(m.share),
+            escape(&transitions_text(&m.transitions))
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+/// The run summary as text, for the numbers the cards leave out.
+fn details(out: &mut String, r: &Report) {
+    let summary = super::text::summary(r);
+    let _ = writeln!(out, "<section><h2>Summary</h2><pre>{}</pre></section>", escape(summary.trim_end()));
+}

@@ -1,0 +1,124 @@
+//! Renderers: the same [`Report`](super::figures::Report) as text (a 100-column terminal),
+//! JSON, Markdown (CI comments) and one self-contained HTML file with SVG charts.
+
+pub mod html;
+pub mod json;
+pub mod markdown;
+mod svg;
+pub mod text;
+
+use super::figures::{Overview, Report, TimePoint};
+
+/// `--format` of `sluice report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned tables for a 100-column terminal.
+    #[default]
+    Text,
+    /// Every figure, for programs.
+    Json,
+    /// GitHub-flavoured Markdown, e.g. for a CI comment.
+    Markdown,
+    /// One self-contained file with charts (no network fetches).
+    Html,
+}
+
+pub fn render(report: &Report, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Text => text::render(report),
+        ReportFormat::Json => json::render(report),
+        ReportFormat::Markdown => markdown::render(report),
+        ReportFormat::Html => html::render(report),
+    }
+}
+
+/// Milliseconds as tables show them.
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.2}"))
+}
+
+/// Requests per second: small rates keep their digits (a route at 0.011/s is not "0.0").
+fn per_second(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.1}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `other (980 routes)`, or `980+` when there were more routes than are followed.
+fn other_label(t: &super::figures::RouteTable) -> String {
+    format!("other ({}{} routes)", t.other_routes, if t.capped { "+" } else { "" })
+}
+
+/// `6 routes`, `20 of 37 routes`, `20 of 500+ routes`.
+fn routes_count(t: &super::figures::RouteTable) -> String {
+    let plus = if t.capped { "+" } else { "" };
+    if t.other.is_some() {
+        format!("{} of {}{plus} routes", t.shown.len(), t.total_routes)
+    } else {
+        format!("{} routes", t.shown.len())
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+/// `300.0/s achieved of 300/s target (inferred)`.
+fn rate_line(o: &Overview) -> String {
+    let achieved = format!("{:.1}/s achieved", o.achieved_rate);
+    match (o.target_rate, o.target_rate_source) {
+        (Some(t), "inferred") => format!("{achieved} of {t}/s target (inferred)"),
+        (Some(t), _) => format!("{achieved} of {t}/s target"),
+        (None, "none") => format!("{achieved} (no target: --rate max)"),
+        (None, _) => format!("{achieved} (target unknown)"),
+    }
+}
+
+/// `200: 691 (76.8%)  404: 123 (13.7%)`.
+fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, total: u64) -> String {
+    counts
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v} ({})", super::assert::percent(*v as f64 / total.max(1) as f64)))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// The time of day a slice starts, with the date only when the report spans several days, and
+/// milliseconds only for sub-second slices.
+fn slice_label(p: &TimePoint, one_day: bool, sub_second: bool) -> String {
+    let (date, time) = p.start.split_once(' ').unwrap_or(("", &p.start));
+    let time = if sub_second { time } else { time.split('.').next().unwrap_or(time) };
+    if one_day { time.to_string() } else { format!("{} {time}", &date[5..]) }
+}
+
+fn spans_one_day(points: &[TimePoint]) -> bool {
+    let day = |p: &TimePoint| p.start.get(..10).map(str::to_string);
+    points.first().map(day) == points.last().map(day)
+}
+
+/// `1s`, `10s`, `2m`, `1h`, `500ms`.
+fn interval_text(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0}ms", seconds * 1e3)
+    } else if seconds >= 3600.0 && seconds % 3600.0 == 0.0 {
+        format!("{}h", seconds / 3600.0)
+    } else if seconds >= 60.0 && seconds % 60.0 == 0.0 {
+        format!("{}m", seconds / 60.0)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `200→500 ×15, 200→error ×3`.
+fn transitions_text(t: &[super::figures::Transition]) -> String {
+    t.iter().map(|t| format!("{}→{} ×{}", t.logged, t.replayed, t.count)).collect::<Vec<_>>().join(", ")
+}

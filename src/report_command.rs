@@ -1,0 +1,162 @@
+//! `sluice report` as a user runs it, and the checks `sluice replay --report/--assert` runs on its
+//! own CSV once the run is over: flags checked first (a bad assertion stops before any reading),
+//! then one streaming pass, then the exit code: 2 for unreadable input, 1 for a failed assertion.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::analysis::render::{self, ReportFormat, text};
+use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, TargetRate};
+use crate::cli::{ReplayArgs, ReportArgs};
+use crate::config::{Rate, load_config_file, parse_duration, parse_rate};
+use crate::{Outcome, UsageError};
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
+    let settings = settings_from(args)?;
+    let report = analysis::analyse(&args.files, &settings).map_err(fold_error)?;
+    let rendered = render::render(&report, args.format);
+    let text_on_stdout = args.format == ReportFormat::Text && args.out.is_none();
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, rendered).map_err(|e| UsageError(format!("--out {}: {e}", path.display())))?
+        }
+        None => std::io::stdout().lock().write_all(rendered.as_bytes())?,
+    }
+    if !text_on_stdout {
+        // Whatever the format, a CI log shows what was skipped and what failed.
+        eprint!("{}", problems_text(&report));
+        if !report.assertions.is_empty() {
+            eprint!("assertions\n{}", analysis::assert::verdicts_text(&report.assertions));
+        }
+    }
+    Ok(outcome(&report))
+}
+
+/// Unreadable rows are bad input (2) even when skipped; then failed assertions (1).
+fn outcome(report: &Report) -> Outcome {
+    if report.unreadable_rows > 0 {
+        Outcome::BadInput
+    } else if report.failed_assertions() > 0 {
+        Outcome::AssertionFailed
+    } else {
+        Outcome::Ok
+    }
+}
+
+fn problems_text(report: &Report) -> String {
+    let mut t = String::new();
+    if report.skipped_rows > 0 {
+        t += &format!("sluice report: skipped {} row(s) that could not be read:\n", report.skipped_rows);
+        for p in &report.problems {
+            t += &format!("  {p}\n");
+        }
+        let unlisted = report.skipped_rows.saturating_sub(report.problems.len() as u64);
+        if unlisted > 0 {
+            t += &format!("  … and {unlisted} more\n");
+        }
+    }
+    t
+}
+
+fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
+    if args.routes == 0 {
+        return Err(UsageError("--routes: must be at least 1".into()));
+    }
+    let interval = args
+        .interval
+        .as_deref()
+        .map(|d| parse_duration(d).map_err(|m| UsageError(format!("--interval: {m}"))))
+        .transpose()?;
+    if interval.is_some_and(|d| d.as_millis() < 1) {
+        return Err(UsageError("--interval: must be at least 1ms".into()));
+    }
+    let target = match args.target_rate.as_deref() {
+        None => TargetRate::Infer,
+        Some(text) => match parse_rate(text).map_err(|m| UsageError(format!("--target-rate: {m}")))? {
+            Rate::PerSecond(n) => TargetRate::Given(n),
+            Rate::Max => TargetRate::None,
+        },
+    };
+    let route_rules = args
+        .route_rule
+        .iter()
+        .map(|r| RouteRule::parse(r).map_err(|m| UsageError(format!("--route-rule: {m}"))))
+        .collect::<Result<_, _>>()?;
+    Ok(Settings {
+        route_rules,
+        interval,
+        strict: args.strict,
+        report: ReportOptions { max_routes: args.routes, target, ..ReportOptions::default() },
+        assertions: parse_assertions(&args.assert)?,
+    })
+}
+
+pub fn parse_assertions(list: &[String]) -> Result<Vec<Assertion>, UsageError> {
+    list.iter().map(|a| Assertion::parse(a).map_err(|e| UsageError(e.to_string()))).collect()
+}
+
+fn fold_error(e: FoldError) -> anyhow::Error {
+    let message = match e {
+        FoldError::File(e) => e.to_string(),
+        FoldError::Row(e) => format!("{e} (--strict stops at the first row that cannot be read)"),
+    };
+    anyhow::Error::new(UsageError(message))
+}
+
+/// What `sluice replay --report/--assert` does after the run.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayChecks {
+    pub report: bool,
+    pub assertions: Vec<Assertion>,
+}
+
+impl ReplayChecks {
+    /// From the flags over the `--config` file (which may hold `report` and `assert` too).
+    pub fn from_args(args: &ReplayArgs) -> Result<ReplayChecks, UsageError> {
+        let merged = match &args.config {
+            Some(path) => args.clone().merged_over(load_config_file(path)?),
+            None => args.clone(),
+        };
+        Ok(ReplayChecks { report: merged.report, assertions: parse_assertions(&merged.assert)? })
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.report || !self.assertions.is_empty()
+    }
+
+    /// Refuses, before anything is sent, an assertion the run could never pass.
+    pub fn check_against(&self, rate: Rate) -> Result<(), UsageError> {
+        let of_target =
+            self.assertions.iter().find(|a| matches!(a.threshold, analysis::assert::Threshold::OfTarget(_)));
+        match (rate, of_target) {
+            (Rate::Max, Some(a)) => Err(UsageError(format!("--assert '{}': --rate max has no target rate", a.text))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reports on the finished run's CSV on stderr; returns whether every assertion passed.
+    pub fn run(&self, csv: &Path, rate: Rate) -> Result<bool, UsageError> {
+        let target = match rate {
+            Rate::PerSecond(n) => TargetRate::Given(n),
+            Rate::Max => TargetRate::None,
+        };
+        let settings = Settings {
+            report: ReportOptions { target, ..ReportOptions::default() },
+            assertions: self.assertions.clone(),
+            ..Settings::default()
+        };
+        let files: [PathBuf; 1] = [csv.to_path_buf()];
+        let report = analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))?;
+        let mut out = String::new();
+        if self.report {
+            out += &text::routes_and_status(&report);
+        }
+        out += &problems_text(&report);
+        if !report.assertions.is_empty() {
+            out += "\nassertions\n";
+            out += &analysis::assert::verdicts_text(&report.assertions);
+        }
+        eprint!("{out}");
+        Ok(report.failed_assertions() == 0)
+    }
+}
