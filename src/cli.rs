@@ -1,6 +1,7 @@
 //! Raw command-line flags (clap derive). Nothing here is validated beyond its syntax: see
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,8 +25,14 @@ pub enum Command {
     Parse(ParseArgs),
     /// Replay access logs against a target at a controlled rate and write the results as CSV.
     Replay(Box<ReplayArgs>),
+    /// Report on results CSVs: summary, routes, logged vs replayed status, over time; assertions for CI.
+    Report(ReportArgs),
     /// Run the built-in mock HTTP server (a test target on 127.0.0.1).
     Mock(sluice_mock::MockArgs),
+    /// Run replays on request over an HTTP API (loopback by default), with /metrics.
+    Daemon(crate::daemon::DaemonArgs),
+    /// Submit, list, watch, stop and download runs of a `sluice daemon`.
+    Runs(crate::client::RunsArgs),
 }
 
 const FORMAT_HELP: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -130,6 +137,11 @@ pub struct ReplayArgs {
     /// Live progress on stderr [default: auto: when stderr is a terminal].
     #[arg(long, value_enum, value_name = "WHEN")]
     pub progress: Option<ProgressMode>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (e.g. 127.0.0.1:9898).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip)] // a listening socket is a command-line decision, not a shared config file's
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Parsed requests buffered ahead of the pacer (memory stays flat whatever the log size) [default: 8192].
     #[arg(long, value_name = "N")]
@@ -244,7 +256,78 @@ pub struct ReplayArgs {
     /// Seed for --sample: another seed picks other lines [default: 0].
     #[arg(long, value_name = "N", help_heading = "Filters")]
     pub sample_seed: Option<u64>,
+
+    // ---- report --------------------------------------------------------------------------
+    /// After the run, also print the per-route table and the logged-vs-replayed status matrix.
+    #[arg(long, help_heading = "Report")]
+    pub report: bool,
+
+    /// Check a metric after the run, e.g. 'p99 < 250ms', 'error_rate < 1%', 'rate >= 95% of target',
+    /// 'route:/api/* p99 < 100ms' (see `sluice report --help`). Repeatable; a failure exits 1.
+    #[arg(long = "assert", value_name = "ASSERTION", help_heading = "Report")]
+    #[serde(alias = "assertions")]
+    pub assert: Vec<String>,
 }
+
+/// `sluice report`: flags only; checked in [`crate::report_command`].
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Results CSVs written by `sluice replay`, reported as one (e.g. the shards of a run); `-`
+    /// reads standard input.
+    #[arg(value_name = "FILES.csv", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::analysis::ReportFormat::Text)]
+    pub format: crate::analysis::ReportFormat,
+
+    /// Write the report to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Length of the over-time slices (e.g. 1s, 10s, 1m) [default: the shortest of 1s, 2s, 10s,
+    /// 20s, 1m, … that gives at most 60 rows; charts use finer slices].
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+
+    /// Routes listed one by one, most troubled first; the rest are merged into `other`.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub routes: usize,
+
+    /// Fold paths into a route of your own: the part the regex matches becomes TEMPLATE (`$1`
+    /// refers to a group), e.g. '^/sku/[^/]+=/sku/{sku}'. Tried in order before the automatic
+    /// folding of numbers, UUIDs and hex ids. Repeatable.
+    #[arg(long = "route-rule", value_name = "REGEX=TEMPLATE")]
+    pub route_rule: Vec<String>,
+
+    /// The rate the run aimed at, in requests/s, or `max` for none [default: inferred from the
+    /// CSV's plan: scheduled_at against seq].
+    #[arg(long, value_name = "N|max")]
+    pub target_rate: Option<String>,
+
+    /// Check a metric: `[route:PATTERN] METRIC OP VALUE`, e.g. 'p99 < 250ms', 'error_rate < 1%',
+    /// 'status_5xx == 0', 'rate >= 95% of target', 'mismatch_rate < 0.5%', 'route:/api/* p99 < 100ms'.
+    /// Repeatable; any failure exits 1.
+    #[arg(long = "assert", value_name = "ASSERTION", long_help = ASSERT_HELP)]
+    pub assert: Vec<String>,
+
+    /// Stop at the first row that cannot be read (exit 2) instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \
+'error_rate < 1%', 'status_5xx == 0', 'rate >= 95% of target', 'mismatch_rate < 0.5%', \
+'route:/api/* p99 < 100ms'. OP is <, <=, >, >=, == or !=. Latencies take a unit (us, ms, s); shares \
+a percentage or a fraction; `route:` matches the path or its route template (`*` is any text). \
+Repeatable; each prints PASS or FAIL with the measured value, and any failure exits 1.
+
+Metrics: p50 p90 p95 p99 p999 max mean (latency from the send); the same with _from_schedule \
+(from the planned send time); lag_p50 … lag_max (behind the plan); requests responses errors (no \
+answer) failed (no answer or 5xx) bytes; error_rate (failed share) transport_error_rate; \
+mismatches mismatch_rate (logged vs replayed status class); status_NNN status_Nxx and their \
+_rate shares; error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted \
+other); rate (requests/s, or N% of target).";
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
 apache-vhost, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>' [default: auto]";

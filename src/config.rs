@@ -154,7 +154,8 @@ impl ReplayConfig {
 pub fn load_config_file(path: &Path) -> Result<ReplayArgs, ConfigError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
     let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
     toml::Value::Table(normalised)
         .try_into::<ReplayArgs>()
@@ -186,6 +187,7 @@ impl ReplayArgs {
             out: self.out.or(file.out),
             summary_json: self.summary_json.or(file.summary_json),
             progress: self.progress.or(file.progress),
+            metrics_listen: self.metrics_listen,
             queue_capacity: self.queue_capacity.or(file.queue_capacity),
             max_bad_lines: self.max_bad_lines.or(file.max_bad_lines),
             threads: self.threads.or(file.threads),
@@ -211,6 +213,8 @@ impl ReplayArgs {
             exclude_user_agent: list(self.exclude_user_agent, file.exclude_user_agent),
             sample: self.sample.or(file.sample),
             sample_seed: self.sample_seed.or(file.sample_seed),
+            report: self.report || file.report,
+            assert: list(self.assert, file.assert),
         }
     }
 }
@@ -227,7 +231,8 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
-        let rate = parse_rate(&required(&args.rate, "--rate", "requests per second, or max")?).map_err(|m| bad("--rate", m))?;
+        let rate = parse_rate(&required(&args.rate, "--rate", "requests per second, or max")?)
+            .map_err(|m| bad("--rate", m))?;
         let duration =
             args.duration.as_deref().map(|d| parse_duration(d).map_err(|m| bad("--duration", m))).transpose()?;
         let concurrency = args.concurrency.unwrap_or(64);
@@ -256,13 +261,21 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
         };
         let regexes = |flag: &'static str, list: &[String]| -> Result<Vec<regex::bytes::Regex>, ConfigError> {
             list.iter()
-                .map(|r| regex::bytes::Regex::new(r).map_err(|e| bad(flag, format!("'{r}' is not a valid regex: {}", one_line(&e.to_string())))))
+                .map(|r| {
+                    regex::bytes::Regex::new(r)
+                        .map_err(|e| bad(flag, format!("'{r}' is not a valid regex: {}", one_line(&e.to_string()))))
+                })
                 .collect()
         };
         let filters = Filters {
             include: regexes("--include", &args.include)?,
             exclude: regexes("--exclude", &args.exclude)?,
-            orig_status: args.orig_status.as_deref().map(StatusSet::parse).transpose().map_err(|m| bad("--orig-status", m))?,
+            orig_status: args
+                .orig_status
+                .as_deref()
+                .map(StatusSet::parse)
+                .transpose()
+                .map_err(|m| bad("--orig-status", m))?,
             from: args.from.as_deref().map(parse_time).transpose().map_err(|m| bad("--from", m))?,
             until: args.until.as_deref().map(parse_time).transpose().map_err(|m| bad("--until", m))?,
             exclude_user_agent: regexes("--exclude-user-agent", &args.exclude_user_agent)?,
@@ -283,7 +296,8 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
         }
         let host = match (&args.host_header, args.preserve_host) {
             (Some(h), _) => HostRule::Fixed(
-                HeaderValue::from_str(h.trim()).map_err(|_| bad("--host-header", format!("'{h}' is not a valid Host value")))?,
+                HeaderValue::from_str(h.trim())
+                    .map_err(|_| bad("--host-header", format!("'{h}' is not a valid Host value")))?,
             ),
             (None, true) => HostRule::Logged,
             (None, false) => HostRule::Target,
@@ -297,7 +311,8 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
                     .map_err(|_| bad("--drop-header", format!("'{h}' is not a header name")))
             })
             .collect::<Result<_, _>>()?;
-        let add_headers = args.header.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<_, _>>()?;
+        let add_headers =
+            args.header.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<_, _>>()?;
         let patterns = |flag: &'static str, list: &[String]| -> Result<Vec<HostPattern>, ConfigError> {
             list.iter().map(|p| HostPattern::parse(p).map_err(|m| bad(flag, m))).collect()
         };
@@ -306,8 +321,9 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             allow: patterns("--allow-host", &args.allow_host)?,
             production_ok: args.i_know_this_is_production,
         };
-        let redactor = Redactor::new(&args.redact_header, args.mask_query_params.as_deref().unwrap_or(DEFAULT_MASKED_QUERY))
-            .map_err(|e| bad("--mask-query-params", format!("not a valid regex: {}", one_line(&e.to_string()))))?;
+        let redactor =
+            Redactor::new(&args.redact_header, args.mask_query_params.as_deref().unwrap_or(DEFAULT_MASKED_QUERY))
+                .map_err(|e| bad("--mask-query-params", format!("not a valid regex: {}", one_line(&e.to_string()))))?;
         if let Some(h) = args.redact_header.iter().find(|h| HeaderName::from_bytes(h.trim().as_bytes()).is_err()) {
             return Err(bad("--redact-header", format!("'{h}' is not a header name")));
         }

@@ -17,13 +17,20 @@
 //! sink: writer thread — CSV rows, HDR histograms, live progress
 //!   ▼
 //! report: summary (text, JSON) and exit code
+//!
+//! results CSV ──▶ analysis: streaming fold into HDR histograms per route and time slice
+//!   ▼
+//! `sluice report` / `replay --report`: routes, logged vs replayed status, over time; assertions
 //! ```
 //!
 //! Everything is driven through [`Run`]: the CLI, the daemon and the tests build a
 //! [`ReplayConfig`], start a run, watch it, cancel it and wait for its [`Summary`].
 
+pub mod analysis;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod display;
 pub mod filter;
 pub mod pacer;
@@ -32,6 +39,7 @@ pub mod plan;
 pub mod replay;
 pub mod replay_command;
 pub mod report;
+pub mod report_command;
 pub mod run;
 pub mod safety;
 pub mod sink;

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
             sluice::parse_command::run(&args).map(|any| if any { Outcome::Ok } else { Outcome::BadInput })
         }
         Command::Replay(args) => sluice::replay_command::run(&args),
+        Command::Report(args) => sluice::report_command::run(&args),
         Command::Mock(args) => run_mock(args),
+        Command::Daemon(args) => sluice::daemon::run(&args),
+        Command::Runs(args) => sluice::client::run(&args),
     };
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),

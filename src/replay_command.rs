@@ -17,13 +17,27 @@ use crate::sink::progress::ProgressDisplay;
 /// Runs a replay; returns how it ended.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let config = ReplayConfig::from_args(args).map_err(crate::UsageError::from)?;
+    // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
+    let checks = crate::report_command::ReplayChecks::from_args(args)?;
+    checks.check_against(config.rate)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::run_error)?;
         eprint!("{}", dry_run_text(&report));
         return Ok(if report.requests == 0 { Outcome::BadInput } else { Outcome::Ok });
     }
-    let run = Run::start(config).map_err(crate::run_error)?;
+    // Bound before the run starts, so a taken port fails the command before anything is sent.
+    let mut metrics_server = args.metrics_listen.map(crate::daemon::MetricsServer::bind).transpose()?;
+    let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
+    let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::run_error)?;
     let c = run.config();
+    if let (Some(server), Some(metrics)) = (&mut metrics_server, metrics) {
+        let rate = match c.rate {
+            Rate::PerSecond(n) => n,
+            Rate::Max => 0.0,
+        };
+        server.serve(metrics, run.handle(), rate)?;
+        eprintln!("sluice: metrics on http://{}/metrics while the run lasts", server.addr());
+    }
     eprintln!(
         "sluice: replaying {} ({}) → {} at {}{}; results → {}",
         c.inputs.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
@@ -63,6 +77,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     };
     let progress = ProgressDisplay::start(c.progress, handle, c.duration);
     let summary_json = c.summary_json.clone();
+    let (csv, rate) = (c.out.clone(), c.rate);
     let result = run.wait();
     progress.finish();
     signals_handle.close();
@@ -73,10 +88,21 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = summary_json {
         write_summary_json(&summary, &path)?;
     }
+    // The report reads the CSV the run has just flushed; an interrupted run still gets it.
+    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, rate)) {
+        None => (true, false),
+        Some(Ok(passed)) => (passed, false),
+        Some(Err(e)) => {
+            eprintln!("sluice: report: {e}");
+            (false, true)
+        }
+    };
     Ok(if summary.interrupted {
         Outcome::Interrupted
-    } else if summary.log.fatal.is_some() {
+    } else if summary.log.fatal.is_some() || report_failed {
         Outcome::BadInput
+    } else if !passed {
+        Outcome::AssertionFailed
     } else {
         Outcome::Ok
     })
@@ -93,7 +119,10 @@ fn dry_run_text(r: &DryRun) -> String {
     };
     t += &format!("  by method  {}\n  by host    {}\n", counts(&r.by_method), counts(&r.by_host));
     let log = &r.log;
-    t += &format!("  log        {} lines, {} accepted, {} rejected", log.lines_read, log.parse.accepted, log.parse.rejected);
+    t += &format!(
+        "  log        {} lines, {} accepted, {} rejected",
+        log.lines_read, log.parse.accepted, log.parse.rejected
+    );
     if log.parse.rejected > 0 {
         t += &format!(" ({})", log.parse.reasons_text());
     }

@@ -295,6 +295,6 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert!(err.to_string().starts_with(&format!("{}", reader.input_name(0))), "{err}");
+        assert!(err.to_string().starts_with(reader.input_name(0)), "{err}");
     }
 }

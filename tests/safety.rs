@@ -160,7 +160,7 @@ fn headers_are_added_dropped_and_the_host_is_set_or_preserved() {
             "logged headers are sent as logged"
         );
         assert_eq!(q.header("host").as_deref(), Some("staging.example"));
-        assert_eq!(q.header("user-agent").is_some(), true);
+        assert!(q.header("user-agent").is_some(), "the logged user agent is sent");
     }
     let preserved = replay(&["--preserve-host"]);
     assert!(preserved.received.iter().all(|q| q.header("host").as_deref() == Some("shop.example")));

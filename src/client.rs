@@ -1,0 +1,387 @@
+//! `sluice runs`: the daemon's API from the command line, so nobody has to hand-write curl.
+//!
+//! The daemon is `--daemon URL`, else `$SLUICE_DAEMON`, else `http://127.0.0.1:7878`; the token is
+//! `$SLUICE_TOKEN` (never a flag: argv is visible to every user of the machine). Whatever a
+//! script wants to read goes to stdout (ids, JSON, the CSV); progress and messages go to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+use crate::daemon::DEFAULT_LISTEN;
+use crate::daemon::auth::TOKEN_ENV;
+use crate::{Outcome, UsageError};
+
+/// The environment variable naming the daemon when `--daemon` is not given.
+pub const DAEMON_ENV: &str = "SLUICE_DAEMON";
+
+/// Small requests (everything but downloads and event streams) give up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The daemon's URL [default: $SLUICE_DAEMON, else http://127.0.0.1:7878]. The token is read
+    /// from $SLUICE_TOKEN.
+    #[arg(long, global = true, value_name = "URL")]
+    pub daemon: Option<String>,
+
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Submit a run: a JSON file of replay options (`-` reads stdin). Prints the run's id.
+    Submit {
+        /// e.g. {"logs":["access.log.gz"],"target":"http://127.0.0.1:8080","rate":200,"duration":"10m"}
+        #[arg(value_name = "REQUEST.json")]
+        request: PathBuf,
+        /// Upload this log first (under its file name); when the request names no `logs`, the
+        /// uploaded ones are replayed. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        upload: Vec<PathBuf>,
+        /// Then follow the run until it ends, like `watch`.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List runs, newest first.
+    List,
+    /// Show a run as JSON: state, options, progress, and the summary once it ended.
+    Show { id: String },
+    /// Follow a run's progress until it ends; exits 0 if it completed, 2 if it failed, 130 if it
+    /// was stopped or interrupted.
+    Watch { id: String },
+    /// Stop a run: a queued one at once, a running one after its in-flight requests drain.
+    Stop { id: String },
+    /// Download a run's CSV (also while it runs: the rows written so far), or its summary.
+    Results {
+        id: String,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The summary (JSON) instead of the CSV.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Delete a run that ended, with its CSV and summary.
+    Delete { id: String },
+}
+
+pub fn run(args: &RunsArgs) -> anyhow::Result<Outcome> {
+    let client = Client::new(args.daemon.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(client.command(&args.command))
+}
+
+struct Client {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(daemon: Option<&str>) -> anyhow::Result<Client> {
+        let text = daemon
+            .map(str::to_string)
+            .or_else(|| std::env::var(DAEMON_ENV).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
+        let base = reqwest::Url::parse(&text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| UsageError(format!("--daemon '{text}' is not a URL like http://127.0.0.1:7878")))?;
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).no_proxy().build()?;
+        let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        Ok(Client { base, http, token })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
+        let builder = self.http.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends, and turns a problem+json answer into an error that says what the daemon said.
+    async fn send(&self, builder: RequestBuilder) -> anyhow::Result<Response> {
+        let response = builder.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the daemon at {}: {e} (is `sluice daemon` running there? set --daemon or {DAEMON_ENV})",
+                self.base
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let detail = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        let hint = if status == StatusCode::UNAUTHORIZED && self.token.is_none() { " (set SLUICE_TOKEN)" } else { "" };
+        Err(UsageError(format!("the daemon answered {status}: {detail}{hint}")).into())
+    }
+
+    async fn json(&self, builder: RequestBuilder) -> anyhow::Result<Value> {
+        let response = self.send(builder.timeout(REQUEST_TIMEOUT)).await?;
+        let bytes = response.bytes().await?;
+        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
+    }
+
+    async fn command(&self, command: &RunsCommand) -> anyhow::Result<Outcome> {
+        match command {
+            RunsCommand::Submit { request, upload, follow } => {
+                let id = self.submit(request, upload).await?;
+                if *follow { self.watch(&id).await } else { Ok(Outcome::Ok) }
+            }
+            RunsCommand::List => {
+                let runs = self.json(self.request(Method::GET, "/v1/runs")).await?;
+                stdout(runs_table(runs.as_array().map(Vec::as_slice).unwrap_or_default()).as_bytes())?;
+                Ok(Outcome::Ok)
+            }
+            RunsCommand::Show { id } => {
+                // The daemon's own JSON, as it sent it (keys in its order).
+                let response = self.send(self.request(Method::GET, &run_path(id, "")).timeout(REQUEST_TIMEOUT)).await?;
+                let mut bytes = response.bytes().await?.to_vec();
+                bytes.push(b'\n');
+                stdout(&bytes)?;
+                Ok(Outcome::Ok)
+            }
+            RunsCommand::Watch { id } => self.watch(id).await,
+            RunsCommand::Stop { id } => {
+                let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
+                eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
+                Ok(Outcome::Ok)
+            }
+            RunsCommand::Results { id, out, summary } => {
+                let file = if *summary { "/summary.json" } else { "/results.csv" };
+                let mut response = self.send(self.request(Method::GET, &run_path(id, file))).await?;
+                let mut sink: Box<dyn Write> = match out {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::stdout().lock()),
+                };
+                while let Some(chunk) = response.chunk().await? {
+                    sink.write_all(&chunk)?;
+                }
+                sink.flush()?;
+                Ok(Outcome::Ok)
+            }
+            RunsCommand::Delete { id } => {
+                self.send(self.request(Method::DELETE, &run_path(id, "")).timeout(REQUEST_TIMEOUT)).await?;
+                eprintln!("sluice: run {id} deleted");
+                Ok(Outcome::Ok)
+            }
+        }
+    }
+
+    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<String> {
+        let text = if request == Path::new("-") {
+            std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
+        } else {
+            std::fs::read_to_string(request).map_err(|e| UsageError(format!("{}: {e}", request.display())))?
+        };
+        let mut body: Value =
+            serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: not JSON: {e}", request.display())))?;
+        let mut names = Vec::new();
+        for path in uploads {
+            names.push(self.upload(path).await?);
+        }
+        if let Some(object) = body.as_object_mut()
+            && !names.is_empty()
+            && object.get("logs").is_none_or(|l| l.as_array().is_some_and(Vec::is_empty))
+        {
+            object.insert("logs".into(), Value::from(names));
+        }
+        let run = self.json(self.request(Method::POST, "/v1/runs").json_body(&body)).await?;
+        let id = run["id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no run id"))?.to_string();
+        eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
+        stdout(format!("{id}\n").as_bytes())?;
+        Ok(id)
+    }
+
+    /// Streams a local log to the daemon under its file name; returns the name.
+    async fn upload(&self, path: &Path) -> anyhow::Result<String> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| UsageError(format!("--upload {}: not a file name", path.display())))?
+            .to_string();
+        let file =
+            tokio::fs::File::open(path).await.map_err(|e| UsageError(format!("--upload {}: {e}", path.display())))?;
+        let len = file.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let builder = self
+            .request(Method::PUT, &format!("/v1/logs/{}", encode(&name)))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        self.send(builder).await?;
+        eprintln!("sluice: uploaded {name} ({len} bytes)");
+        Ok(name)
+    }
+
+    /// Follows `/events` until the run ends; the exit code says how it ended.
+    async fn watch(&self, id: &str) -> anyhow::Result<Outcome> {
+        let mut response = self.send(self.request(Method::GET, &run_path(id, "/events"))).await?;
+        let mut buffer = Vec::new();
+        let mut last: Option<Value> = None;
+        while let Some(chunk) = response.chunk().await? {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = find_blank_line(&buffer) {
+                let block: Vec<u8> = buffer.drain(..end).collect();
+                let Some((event, data)) = parse_event(&String::from_utf8_lossy(&block)) else { continue };
+                let Ok(run) = serde_json::from_str::<Value>(&data) else { continue };
+                eprintln!("{}", progress_line(&run));
+                let ended = event == "end";
+                last = Some(run);
+                if ended {
+                    return Ok(final_outcome(last.as_ref()));
+                }
+            }
+        }
+        Ok(final_outcome(last.as_ref()))
+    }
+}
+
+/// Writes to stdout, returning errors (a closed pipe) instead of panicking like `print!`.
+fn stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+trait JsonBody {
+    fn json_body(self, value: &Value) -> Self;
+}
+
+impl JsonBody for RequestBuilder {
+    fn json_body(self, value: &Value) -> Self {
+        self.header(reqwest::header::CONTENT_TYPE, "application/json").body(value.to_string())
+    }
+}
+
+fn run_path(id: &str, rest: &str) -> String {
+    format!("/v1/runs/{}{rest}", encode(id))
+}
+
+/// Percent-encodes everything but unreserved characters, so an id or name is one path segment.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The end of the first event block (past its blank line), if a whole one is buffered.
+fn find_blank_line(buffer: &[u8]) -> Option<usize> {
+    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One server-sent event block → (event name, data); comments (keep-alives) give `None`.
+fn parse_event(block: &str) -> Option<(String, String)> {
+    let (mut event, mut data) = (String::from("message"), Vec::new());
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+        }
+    }
+    (!data.is_empty()).then(|| (event, data.join("\n")))
+}
+
+fn final_outcome(run: Option<&Value>) -> Outcome {
+    match run.and_then(|r| r["state"].as_str()) {
+        Some("completed") => Outcome::Ok,
+        Some("stopped" | "interrupted") => Outcome::Interrupted,
+        _ => Outcome::BadInput,
+    }
+}
+
+fn progress_line(run: &Value) -> String {
+    let p = &run["progress"];
+    let f = |key: &str| p[key].as_f64().unwrap_or(0.0);
+    let state = run["state"].as_str().unwrap_or("?");
+    let mut line = format!("sluice: run {} {state}", run["id"].as_str().unwrap_or("?"));
+    if p.is_object() {
+        line += &format!(
+            ": {} sent, {} answered, {} errors, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, lag p99 {:.1} ms",
+            f("sent"),
+            f("completed"),
+            f("errors"),
+            f("current_rate"),
+            f("p50_ms"),
+            f("p99_ms"),
+            f("lag_p99_ms")
+        );
+    }
+    if let Some(message) = run["message"].as_str() {
+        line += &format!(" — {message}");
+    }
+    line
+}
+
+fn runs_table(runs: &[Value]) -> String {
+    let mut text =
+        format!("{:<20} {:<11} {:<19} {:>9} {:>7}  {}\n", "ID", "STATE", "CREATED (UTC)", "SENT", "ERRORS", "TARGET");
+    for run in runs {
+        let created = run["created_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        text += &format!(
+            "{:<20} {:<11} {:<19} {:>9} {:>7}  {}\n",
+            run["id"].as_str().unwrap_or("?"),
+            run["state"].as_str().unwrap_or("?"),
+            created,
+            run["progress"]["sent"].as_u64().unwrap_or(0),
+            run["progress"]["errors"].as_u64().unwrap_or(0),
+            run["options"]["target"].as_str().unwrap_or("")
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_blocks_are_split_and_parsed() {
+        let stream = b"event: progress\ndata: {\"a\":1}\n\n: keep-alive\n\nevent: end\r\ndata: {}\r\n\r\n";
+        let end = find_blank_line(stream).unwrap();
+        assert_eq!(
+            parse_event(std::str::from_utf8(&stream[..end]).unwrap()).unwrap(),
+            ("progress".into(), "{\"a\":1}".into())
+        );
+        let rest = &stream[end..];
+        let end2 = find_blank_line(rest).unwrap();
+        assert!(parse_event(std::str::from_utf8(&rest[..end2]).unwrap()).is_none(), "a comment");
+        let last = &rest[end2..];
+        assert_eq!(parse_event(std::str::from_utf8(last).unwrap()).unwrap().0, "end");
+    }
+
+    #[test]
+    fn ids_and_names_stay_one_path_segment() {
+        assert_eq!(encode("20261121-220307-123"), "20261121-220307-123");
+        assert_eq!(encode("../x y"), "..%2Fx%20y");
+    }
+}

@@ -1,0 +1,474 @@
+//! The HTTP API: routes, the token check, and errors as `application/problem+json` (RFC 9457).
+//!
+//! Handlers are thin: they check the token, parse what the client sent, and call the
+//! [`Registry`]. Anything that writes files (and may wait on a disk sync) runs on the blocking
+//! pool, never on the async workers that answer `/metrics` and progress requests.
+
+use std::convert::Infallible;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, BodyDataStream, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::auth::Token;
+use super::registry::{Registry, RegistryError, RunRecord, RunState};
+use super::request::{Rejection, RunRequest, check_log_name, refused_key};
+use crate::sink::metrics::Metrics;
+
+/// A run request is a few hundred bytes; this leaves room for long header lists and filters.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How much of an oversized upload is read and dropped so the client sees the 413 (see [`discard`]).
+const DISCARD_BUDGET: u64 = 16 * 1024 * 1024;
+/// How often `/events` sends a snapshot.
+const EVENT_EVERY: Duration = Duration::from_secs(1);
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// `None`: no token configured (loopback only), and changes need none.
+    pub token: Option<Token>,
+    pub max_upload_bytes: u64,
+}
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/logs", get(list_logs))
+        .route("/v1/logs/{name}", put(upload_log))
+        .route("/v1/runs", get(list_runs).post(submit_run))
+        .route("/v1/runs/{id}", get(show_run).delete(delete_run))
+        .route("/v1/runs/{id}/events", get(events))
+        .route("/v1/runs/{id}/stop", post(stop_run))
+        .route("/v1/runs/{id}/results.csv", get(results_csv))
+        .route("/v1/runs/{id}/summary.json", get(summary_json))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+}
+
+/// An error as `application/problem+json`: a status, and a `detail` a person can act on.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    detail: String,
+    www_authenticate: Option<&'static str>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem { status, detail: detail.into(), www_authenticate: None }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+        if let Some(challenge) = self.www_authenticate {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}
+
+impl From<RegistryError> for Problem {
+    fn from(e: RegistryError) -> Problem {
+        match e {
+            RegistryError::Rejected(Rejection::Invalid(m)) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            RegistryError::Rejected(Rejection::Forbidden(m)) => Problem::new(StatusCode::FORBIDDEN, m),
+            RegistryError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
+            RegistryError::Conflict(m) => Problem::new(StatusCode::CONFLICT, m),
+            RegistryError::ShuttingDown => shutting_down(),
+            RegistryError::Io(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+fn shutting_down() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the daemon is shutting down and accepts no new work; submit again once it is back",
+    )
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec_pretty(value).expect("API values serialise");
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Changes need the token when one is configured. A missing and a wrong token are both 401
+/// (RFC 6750), with messages that say which it was.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(token) = &state.token else { return Ok(()) };
+    let (detail, challenge) = match headers.get(header::AUTHORIZATION) {
+        Some(value) if token.accepts(value.as_bytes()) => return Ok(()),
+        None => (
+            "this daemon needs a token to change anything: send 'Authorization: Bearer <token>' (`sluice runs` \
+             sends $SLUICE_TOKEN)",
+            "Bearer realm=\"sluice\"",
+        ),
+        Some(_) => (
+            "the token does not match the daemon's (its --token-file or SLUICE_TOKEN)",
+            "Bearer realm=\"sluice\", error=\"invalid_token\"",
+        ),
+    };
+    Err(Problem { status: StatusCode::UNAUTHORIZED, detail: detail.into(), www_authenticate: Some(challenge) })
+}
+
+/// Registry calls that may write and sync files, off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))?
+        .map_err(Problem::from)
+}
+
+fn find(state: &AppState, id: &str) -> Result<RunRecord, Problem> {
+    state.registry.get(id).ok_or_else(|| {
+        Problem::from(RegistryError::NotFound(format!(
+            "there is no run '{}' (GET /v1/runs lists them)",
+            id.escape_debug()
+        )))
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    let text = s.metrics.render(&s.registry.gauges());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn no_route() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; the API is /healthz, /metrics, /v1/logs[/{name}] and /v1/runs[/{id}[/events|/stop|\
+         /results.csv|/summary.json]]",
+    )
+}
+
+async fn wrong_method() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
+}
+
+// ---- logs --------------------------------------------------------------------------------------
+
+#[derive(serde::Serialize)]
+struct LogFile {
+    name: String,
+    bytes: u64,
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn list_logs(State(s): State<Shared>) -> Result<Response, Problem> {
+    let dir = s.registry.paths().logs_dir.clone();
+    let logs = blocking(move || {
+        let mut logs = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| RegistryError::Io(format!("cannot list the logs: {e}")))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Hidden files are uploads in progress.
+            if check_log_name(&name).is_err() {
+                continue;
+            }
+            if let Ok(meta) = entry.metadata()
+                && meta.is_file()
+            {
+                logs.push(LogFile { name, bytes: meta.len(), modified: meta.modified().ok().map(Into::into) });
+            }
+        }
+        logs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(logs)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &logs))
+}
+
+/// Streams the body to a hidden file in the logs directory and renames it into place when it is
+/// whole, so a run never sees half an upload and an oversized one leaves nothing behind. Bytes
+/// are kept as sent: a `.gz` stays compressed (runs recognise gzip by content).
+async fn upload_log(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
+    check_log_name(&name).map_err(|m| Problem::new(StatusCode::BAD_REQUEST, m))?;
+    if !s.registry.is_accepting() {
+        return Err(shutting_down());
+    }
+    let limit = s.max_upload_bytes;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than this daemon's limit of {} MiB (--max-upload-mib); compress it with gzip \
+                 or split it into several logs",
+                limit / (1024 * 1024)
+            ),
+        )
+    };
+    let mut stream = body.into_data_stream();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > limit
+    {
+        if n - limit <= DISCARD_BUDGET {
+            discard(&mut stream).await;
+        }
+        return Err(too_large());
+    }
+    let dir = s.registry.paths().logs_dir.clone();
+    static UPLOADS: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(".upload-{}-{}-{name}", std::process::id(), UPLOADS.fetch_add(1, Ordering::Relaxed)));
+    let written = receive(&mut stream, &tmp, limit).await;
+    let bytes = match written {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            discard(&mut stream).await;
+            return Err(too_large());
+        }
+        Err(problem) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(problem);
+        }
+    };
+    let target = dir.join(&name);
+    let replaced = tokio::fs::symlink_metadata(&target).await.is_ok();
+    tokio::fs::rename(&tmp, &target)
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the log: {e}")))?;
+    let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(json(status, &serde_json::json!({ "name": name, "bytes": bytes })))
+}
+
+/// Writes the body to `path`; `Ok(None)` when it grew past `limit`.
+async fn receive(stream: &mut BodyDataStream, path: &FsPath, limit: u64) -> Result<Option<u64>, Problem> {
+    let io = |e: std::io::Error| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the log: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")))?;
+        total += chunk.len() as u64;
+        if total > limit {
+            return Ok(None);
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.sync_all().await.map_err(io)?;
+    Ok(Some(total))
+}
+
+/// Reads and drops up to [`DISCARD_BUDGET`] more of a refused upload (for two seconds at most).
+/// A client still sending when the 413 is written would otherwise see its connection reset and
+/// never read the answer; a much larger upload is cut off instead.
+async fn discard(stream: &mut BodyDataStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut dropped = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            dropped += chunk.len() as u64;
+            if dropped > DISCARD_BUDGET {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+// ---- runs --------------------------------------------------------------------------------------
+
+async fn submit_run(State(s): State<Shared>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
+    if let Some(kind) = headers.get(header::CONTENT_TYPE)
+        && !kind.to_str().is_ok_and(|k| k.starts_with("application/json") || k.contains("+json"))
+    {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the run's options as JSON, with Content-Type: application/json (curl: -H 'Content-Type: \
+             application/json')",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("a run request may be at most {MAX_REQUEST_BYTES} bytes"))
+    })?;
+    let request = parse_run_request(&bytes)?;
+    let registry = s.registry.clone();
+    let record = blocking(move || registry.submit(request)).await?;
+    let mut response = json(StatusCode::CREATED, &record);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/runs/{}", record.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Malformed JSON is 400; JSON of the wrong shape (unknown key, wrong type, refused option) 422.
+pub fn parse_run_request(bytes: &[u8]) -> Result<RunRequest, Problem> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
+    let unprocessable = |m: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if !value.is_object() {
+        return Err(unprocessable(
+            "the body must be a JSON object of replay options, e.g. {\"logs\":[\"access.log.gz\"],\"target\":\
+             \"http://127.0.0.1:8080\",\"rate\":200}"
+                .into(),
+        ));
+    }
+    if let Some(m) = refused_key(&value) {
+        return Err(unprocessable(m));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, RunRequest>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            unprocessable(inner.to_string())
+        } else {
+            unprocessable(format!("{path}: {inner}"))
+        }
+    })
+}
+
+async fn list_runs(State(s): State<Shared>) -> Response {
+    json(StatusCode::OK, &s.registry.list())
+}
+
+async fn show_run(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+    Ok(json(StatusCode::OK, &find(&s, &id)?))
+}
+
+async fn stop_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
+    let registry = s.registry.clone();
+    let record = blocking(move || registry.stop(&id)).await?;
+    Ok(json(StatusCode::ACCEPTED, &record))
+}
+
+async fn delete_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
+    let registry = s.registry.clone();
+    blocking(move || registry.delete(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A snapshot of the run every second (`event: progress`), and a last one when it ends
+/// (`event: end`), after which the stream closes. Each `data` is the run as `GET /v1/runs/{id}`
+/// shows it.
+async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+    find(&s, &id)?;
+    let stream = futures_util::stream::unfold((s, id, true, false), |(s, id, first, ended)| async move {
+        if ended {
+            return None;
+        }
+        if !first {
+            tokio::time::sleep(EVENT_EVERY).await;
+        }
+        let record = s.registry.get(&id)?; // deleted meanwhile: the stream ends
+        let end = record.state.is_finished() || s.registry.is_closed();
+        let data = serde_json::to_string(&record).expect("records serialise");
+        let event = Event::default().event(if end { "end" } else { "progress" }).data(data);
+        Some((Ok::<_, Infallible>(event), (s, id, false, end)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The CSV as it is now. While the run is going it ends at the last whole row written so far;
+/// once the run ended it is the whole file.
+async fn results_csv(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let record = find(&s, &id)?;
+    let path: PathBuf = s.registry.paths().csv(&id);
+    let mut file = tokio::fs::File::open(&path).await.map_err(|_| match record.state {
+        RunState::Queued | RunState::Scheduled => Problem::new(
+            StatusCode::CONFLICT,
+            format!("run {id} is {} and has no results yet; they appear once it starts", record.state.as_str()),
+        ),
+        _ => Problem::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "run {id} has no CSV: it ended before sending anything ({})",
+                record.message.as_deref().unwrap_or(record.state.as_str())
+            ),
+        ),
+    })?;
+    let io = |e: std::io::Error| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the CSV: {e}"));
+    let mut len = file.metadata().await.map_err(io)?.len();
+    if !record.state.is_finished() {
+        len = whole_rows(&mut file, len).await.map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+    }
+    let chunks = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; left.min(64 * 1024) as usize];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"sluice-{id}.csv\"")),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+/// The length of `file`'s first `len` bytes up to and including the last newline.
+async fn whole_rows(file: &mut tokio::fs::File, len: u64) -> std::io::Result<u64> {
+    let tail = len.min(64 * 1024);
+    file.seek(std::io::SeekFrom::Start(len - tail)).await?;
+    let mut buf = vec![0u8; tail as usize];
+    file.read_exact(&mut buf).await?;
+    Ok(memchr::memrchr(b'\n', &buf).map_or(len - tail, |i| len - tail + i as u64 + 1))
+}
+
+async fn summary_json(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let record = find(&s, &id)?;
+    if !record.state.is_finished() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("run {id} is {}; its summary is written when it ends", record.state.as_str()),
+        ));
+    }
+    let bytes = tokio::fs::read(s.registry.paths().summary(&id)).await.map_err(|_| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "run {id} ended without a summary ({})",
+                record.message.as_deref().unwrap_or(record.state.as_str())
+            ),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}

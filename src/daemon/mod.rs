@@ -1,0 +1,419 @@
+//! `sluice daemon`: runs replays on request, over an HTTP API, next to a staging environment.
+//!
+//! ```text
+//! HTTP (axum, its own small tokio runtime)        run threads (one per run, each its own Run)
+//!   api.rs: routes, token check, problem+json  ─▶  registry.rs: records, queue, scheduler,
+//!   /metrics ◀── Metrics shared by every run        persistence under --state-dir
+//! ```
+//!
+//! A run is the same [`crate::Run`] the CLI drives: the registry starts it on a thread of its
+//! own and waits for its summary there, so the HTTP runtime never blocks on a run and a run's
+//! pacing never shares a runtime with the API. SIGTERM (or Ctrl-C) stops accepting work, drains
+//! the running runs (they end `interrupted`), flushes their CSVs and exits 0.
+
+pub mod api;
+pub mod auth;
+pub mod registry;
+pub mod request;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::Outcome;
+use crate::UsageError;
+use crate::run::RunHandle;
+use crate::sink::metrics::{Metrics, RunGauges};
+use auth::{Token, TokenSource};
+use registry::{Paths, Registry};
+use request::AllowList;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+const DEFAULT_MAX_UPLOAD_MIB: u64 = 1024;
+/// After the runs drained, how long open HTTP connections (event streams, downloads) may take
+/// to finish before the daemon exits anyway.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+
+/// Flags of `sluice daemon`. The token is deliberately not among them: argv is visible to every
+/// user of the machine.
+#[derive(Debug, Default, Clone, Args)]
+pub struct DaemonArgs {
+    /// Address to listen on. Anything but loopback requires a token (--token-file or SLUICE_TOKEN)
+    /// [default: 127.0.0.1:7878].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for run records, CSVs and summaries; created if missing. Required.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Directory uploaded logs are kept in; runs can only read logs from here [default: STATE_DIR/logs].
+    #[arg(long, value_name = "DIR")]
+    pub logs_dir: Option<PathBuf>,
+
+    /// File holding the API token (otherwise SLUICE_TOKEN is read). With a token, every request
+    /// that changes something needs 'Authorization: Bearer <token>'.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Targets runs may send to: 'loopback', 'mock' (the built-in mock server), or
+    /// http(s)://HOST[:PORT][/PREFIX] with HOST a name, an address, '*.domain' or '*', PORT a
+    /// number or '*'. Repeatable [default: loopback].
+    #[arg(long = "allow-target", value_name = "PATTERN")]
+    pub allow_target: Vec<String>,
+
+    /// Runs at once; more wait in a queue, in order [default: 1].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_runs: Option<usize>,
+
+    /// Largest log upload, in MiB [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub max_upload_mib: Option<u64>,
+
+    /// Read any of these options from a TOML file (keys named like the flags); flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The daemon's `--config` file: the same options as the flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DaemonFile {
+    listen: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
+    logs_dir: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    allow_target: Vec<String>,
+    max_concurrent_runs: Option<usize>,
+    max_upload_mib: Option<u64>,
+}
+
+/// Everything the daemon needs, checked.
+#[derive(Debug)]
+pub struct DaemonConfig {
+    pub listen: SocketAddr,
+    pub paths: Paths,
+    pub token: Option<(Token, TokenSource)>,
+    pub allow: AllowList,
+    pub max_concurrent_runs: usize,
+    pub max_upload_bytes: u64,
+}
+
+impl DaemonConfig {
+    /// Flags over the `--config` file, with the token from `token_env` (SLUICE_TOKEN) when no
+    /// file names one. Refuses a non-loopback address without a token before anything is bound.
+    pub fn resolve(args: &DaemonArgs, token_env: Option<String>) -> Result<DaemonConfig, UsageError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => DaemonFile::default(),
+        };
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().expect("a valid default address"),
+        };
+        let state_dir = args.state_dir.clone().or(file.state_dir).ok_or_else(|| {
+            UsageError("--state-dir is required: where run records and CSVs are kept (or state-dir in --config)".into())
+        })?;
+        let logs_dir = args.logs_dir.clone().or(file.logs_dir).unwrap_or_else(|| state_dir.join("logs"));
+        let token_file = args.token_file.clone().or(file.token_file);
+        let token = Token::load(token_file.as_deref(), token_env).map_err(UsageError)?;
+        if !listen.ip().is_loopback() && token.is_none() {
+            return Err(UsageError(format!(
+                "--listen {listen} is not a loopback address: set a token (--token-file FILE or SLUICE_TOKEN) so \
+                 only its holders can start runs and upload logs"
+            )));
+        }
+        let patterns = if args.allow_target.is_empty() { file.allow_target } else { args.allow_target.clone() };
+        let allow = AllowList::parse(&patterns).map_err(UsageError)?;
+        let max_concurrent_runs = args.max_concurrent_runs.or(file.max_concurrent_runs).unwrap_or(1);
+        if max_concurrent_runs == 0 || max_concurrent_runs > 64 {
+            return Err(UsageError("--max-concurrent-runs must be between 1 and 64".into()));
+        }
+        let mib = args.max_upload_mib.or(file.max_upload_mib).unwrap_or(DEFAULT_MAX_UPLOAD_MIB);
+        if mib == 0 || mib > 1024 * 1024 {
+            return Err(UsageError("--max-upload-mib must be between 1 and 1048576".into()));
+        }
+        Ok(DaemonConfig {
+            listen,
+            paths: Paths { state_dir, logs_dir },
+            token,
+            allow,
+            max_concurrent_runs,
+            max_upload_bytes: mib * 1024 * 1024,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<DaemonFile, UsageError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--config {shown}: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| UsageError(format!("--config {shown}: {e}")))?;
+    if table.contains_key("token") {
+        return Err(UsageError(format!(
+            "--config {shown}: `token` is not read from the config file; use token-file (or SLUICE_TOKEN)"
+        )));
+    }
+    let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
+    toml::Value::Table(normalised).try_into().map_err(|e: toml::de::Error| UsageError(format!("--config {shown}: {e}")))
+}
+
+/// `sluice daemon`: serves until SIGTERM or Ctrl-C, then drains and exits 0.
+pub fn run(args: &DaemonArgs) -> anyhow::Result<Outcome> {
+    let config = DaemonConfig::resolve(args, std::env::var(auth::TOKEN_ENV).ok())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-http")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(serve(config));
+    // Connections still open after the grace period are dropped rather than waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| Outcome::Ok)
+}
+
+async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+    let _lock = lock_state_dir(&config.paths.state_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let (registry, notes) =
+        Registry::open(config.paths.clone(), config.allow.clone(), config.max_concurrent_runs, metrics.clone())
+            .map_err(|e| UsageError(format!("--state-dir {}: {e}", config.paths.state_dir.display())))?;
+    for note in notes {
+        eprintln!("sluice daemon: {note}");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| UsageError(format!("--listen {}: {e}", config.listen)))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "sluice daemon: listening on http://{addr} (state {}, logs {}, token {}, targets: {}, {} run(s) at once)",
+        config.paths.state_dir.display(),
+        config.paths.logs_dir.display(),
+        match config.token.as_ref().map(|t| t.1) {
+            Some(TokenSource::File) => "from --token-file",
+            Some(TokenSource::Env) => "from SLUICE_TOKEN",
+            None => "none (loopback only)",
+        },
+        registry.allow_list().describe(),
+        config.max_concurrent_runs,
+    );
+    let state = Arc::new(api::AppState {
+        registry: registry.clone(),
+        metrics,
+        token: config.token.map(|t| t.0),
+        max_upload_bytes: config.max_upload_bytes,
+    });
+    let scheduler = tokio::spawn({
+        let registry = registry.clone();
+        async move {
+            // The first tick starts queued runs a previous daemon left; later ones come every
+            // second (rates, start_at) or as soon as something changed. Ticks may write records,
+            // so they run on the blocking pool.
+            loop {
+                let ticking = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || ticking.tick()).await;
+                tokio::select! {
+                    () = registry.changed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    });
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let mut server = tokio::spawn(
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let mut signals = Signals::new()?;
+    let which = tokio::select! {
+        which = signals.next() => which,
+        result = &mut server => {
+            return Err(anyhow::anyhow!("the HTTP server stopped: {result:?}"));
+        }
+    };
+    let running = registry.list().iter().filter(|r| r.state == registry::RunState::Running).count();
+    eprintln!(
+        "sluice daemon: {which}: accepting no new runs; draining {running} running run(s) (again to quit at once)"
+    );
+    registry.begin_shutdown();
+    tokio::select! {
+        () = registry::drained(&registry) => {}
+        which = signals.next() => {
+            eprintln!("sluice daemon: {which} again: quitting at once; CSVs hold what was flushed so far");
+            std::process::exit(130);
+        }
+    }
+    scheduler.abort();
+    registry.close();
+    stop_http.cancel();
+    let _ = tokio::time::timeout(HTTP_GRACE, server).await;
+    eprintln!("sluice daemon: runs drained and flushed; exiting");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, as one stream of names.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// One daemon per state directory: a second one would start the same queued runs and overwrite
+/// the same records. An advisory lock, released by the kernel however the holder dies.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| UsageError(format!("--state-dir {}: {e}", dir.display())))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("daemon.lock"))
+        .map_err(|e| UsageError(format!("--state-dir {}: {e}", dir.display())))?;
+    // SAFETY: flock on a file descriptor we own and keep open for the daemon's life.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(UsageError(format!(
+            "--state-dir {}: another sluice daemon is using this directory",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(file)
+}
+
+/// `sluice replay --metrics-listen ADDR`: `/metrics` for one CLI run, on a thread of its own.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    listener: Option<TcpListener>,
+    stop: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds first, so a taken port fails the command before any request is sent.
+    pub fn bind(addr: SocketAddr) -> Result<MetricsServer, UsageError> {
+        let listener = TcpListener::bind(addr).map_err(|e| UsageError(format!("--metrics-listen {addr}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| UsageError(format!("--metrics-listen {addr}: {e}")))?;
+        Ok(MetricsServer { addr, listener: Some(listener), stop: Default::default(), thread: None })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `metrics` with gauges read from `handle` until dropped.
+    pub fn serve(&mut self, metrics: Arc<Metrics>, handle: RunHandle, target_rate: f64) -> std::io::Result<()> {
+        let listener = self.listener.take().expect("serve is called once");
+        listener.set_nonblocking(true)?;
+        let stop = self.stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name("sluice-metrics".into()).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let (metrics, handle) = (metrics.clone(), handle.clone());
+                        async move {
+                            let p = handle.progress();
+                            let gauges = RunGauges {
+                                inflight: p.sent.saturating_sub(p.live.completed + p.live.errors),
+                                target_rate,
+                                ..RunGauges::default()
+                            };
+                            (
+                                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                                metrics.render(&gauges),
+                            )
+                        }
+                    }),
+                );
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            });
+        })?;
+        self.thread = Some(thread);
+        Ok(())
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: &str) -> DaemonArgs {
+        DaemonArgs { listen: Some(listen.parse().unwrap()), state_dir: Some("/tmp/s".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_a_token() {
+        // Checked before anything is bound: these tests never listen on anything.
+        let err = DaemonConfig::resolve(&args("0.0.0.0:7878"), None).unwrap_err();
+        assert!(err.0.contains("not a loopback address"), "{err}");
+        assert!(DaemonConfig::resolve(&args("0.0.0.0:7878"), Some("a-long-enough-token-123".into())).is_ok());
+        let config = DaemonConfig::resolve(&args("127.0.0.1:0"), None).unwrap();
+        assert!(config.token.is_none());
+        assert_eq!(config.paths.logs_dir, PathBuf::from("/tmp/s/logs"));
+        assert_eq!(config.allow, AllowList::default());
+    }
+
+    #[test]
+    fn the_config_file_holds_defaults_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nstate-dir = \"/var/lib/sluice\"\nallow-target = [\"mock\"]\n\
+             max-concurrent-runs = 3\n",
+        )
+        .unwrap();
+        let from_file =
+            DaemonConfig::resolve(&DaemonArgs { config: Some(path.clone()), ..Default::default() }, None).unwrap();
+        assert_eq!(from_file.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(from_file.paths.state_dir, PathBuf::from("/var/lib/sluice"));
+        assert_eq!(from_file.max_concurrent_runs, 3);
+        let flags = DaemonArgs { config: Some(path.clone()), max_concurrent_runs: Some(2), ..args("127.0.0.1:1") };
+        let merged = DaemonConfig::resolve(&flags, None).unwrap();
+        assert_eq!((merged.listen.port(), merged.max_concurrent_runs), (1, 2));
+        std::fs::write(&path, "token = \"secret-secret-secret\"\n").unwrap();
+        assert!(DaemonConfig::resolve(&DaemonArgs { config: Some(path.clone()), ..Default::default() }, None).is_err());
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(DaemonConfig::resolve(&DaemonArgs { config: Some(path), ..Default::default() }, None).is_err());
+    }
+
+    #[test]
+    fn missing_state_dir_and_bad_limits_are_usage_errors() {
+        assert!(DaemonConfig::resolve(&DaemonArgs::default(), None).unwrap_err().0.contains("--state-dir"));
+        assert!(
+            DaemonConfig::resolve(&DaemonArgs { max_concurrent_runs: Some(0), ..args("127.0.0.1:0") }, None).is_err()
+        );
+        assert!(
+            DaemonConfig::resolve(&DaemonArgs { allow_target: vec!["ftp://x".into()], ..args("127.0.0.1:0") }, None)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! What a client may ask the daemon to run, and the policy that bounds it.
+//!
+//! A [`RunRequest`] is the replay options as JSON, minus everything that names a file on the
+//! daemon's machine: logs are names inside `--logs-dir`, results go under `--state-dir`, and
+//! `out`, `summary_json`, `config`, `progress` and `@file` header values are refused. It becomes
+//! [`ReplayArgs`] and then a [`ReplayConfig`] through the CLI's own checks, so a daemon run is
+//! validated exactly like `sluice replay`. The target must also pass the daemon's allow-list
+//! ([`AllowList`]), so the API cannot be used to send traffic anywhere its operator did not allow.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ProgressMode, ReplayArgs};
+use crate::config::{ReplayConfig, Target, parse_target};
+
+/// Why a request is refused; the API turns each into a status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Well-formed JSON whose values cannot be run (422).
+    Invalid(String),
+    /// Valid, but outside what this daemon allows (403).
+    Forbidden(String),
+}
+
+/// Keys that would let a client read or write files of its choosing on the daemon's machine,
+/// refused with a message that says where the daemon puts things instead.
+const PATH_KEYS: [(&str, &str); 6] = [
+    ("out", "the daemon writes each run's CSV under its state directory: GET /v1/runs/{id}/results.csv"),
+    ("summary_json", "the daemon keeps each run's summary: GET /v1/runs/{id}/summary.json"),
+    ("config", "send the options themselves in this JSON object"),
+    ("files", "name uploaded logs in `logs` (PUT /v1/logs/{name} uploads one)"),
+    ("progress", "daemon runs report progress through GET /v1/runs/{id} and /events"),
+    ("dry_run", "use `sluice replay --dry-run` on your own machine"),
+];
+
+/// If `body` is a JSON object with a key the daemon refuses on principle, says which and why.
+pub fn refused_key(body: &serde_json::Value) -> Option<String> {
+    let object = body.as_object()?;
+    PATH_KEYS.iter().find(|(key, _)| object.contains_key(*key) || object.contains_key(&key.replace('_', "-"))).map(
+        |(key, instead)| {
+            format!(
+                "`{key}` is not accepted by the daemon, which never reads or writes paths a client names; {instead}"
+            )
+        },
+    )
+}
+
+/// A run as submitted to `POST /v1/runs`. Keys are the long flags of `sluice replay` in
+/// snake_case; lists are JSON lists and headers a JSON object. Unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunRequest {
+    /// Names of logs in the daemon's `--logs-dir`, replayed in order.
+    pub logs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<NumberOrText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub once: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bad_lines: Option<NumberOrText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Methods to replay, e.g. `["GET","HEAD"]`, or `["all"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub follow_redirects: bool,
+    #[serde(alias = "deny_host", skip_serializing_if = "Vec::is_empty")]
+    pub deny_hosts: Vec<String>,
+    #[serde(alias = "allow_host", skip_serializing_if = "Vec::is_empty")]
+    pub allow_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub i_know_this_is_production: bool,
+    #[serde(alias = "redact_header", skip_serializing_if = "Vec::is_empty")]
+    pub redact_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_query_params: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub preserve_host: bool,
+    /// Headers added to every request, name → value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(alias = "drop_header", skip_serializing_if = "Vec::is_empty")]
+    pub drop_headers: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub skip_bodyless: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_status: Option<NumberOrText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_user_agent: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<NumberOrText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_seed: Option<u64>,
+    /// Start no earlier than this (RFC 3339); the run is `scheduled` until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `"rate": 200` and `"rate": "200"` mean the same, as on the command line; kept as given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NumberOrText {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl std::fmt::Display for NumberOrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberOrText::Number(n) => n.fmt(f),
+            NumberOrText::Text(s) => s.fmt(f),
+        }
+    }
+}
+
+impl Serialize for NumberOrText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            NumberOrText::Number(n) => n.serialize(s),
+            NumberOrText::Text(t) => t.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumberOrText {
+    // A hand-written visitor, so a wrong type reads "expected a number or a string" rather than
+    // serde's "did not match any variant of untagged enum".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = NumberOrText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<NumberOrText, E> {
+                Ok(NumberOrText::Number(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<NumberOrText, E> {
+                Ok(NumberOrText::Number(v.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumberOrText, E> {
+                serde_json::Number::from_f64(v)
+                    .map(NumberOrText::Number)
+                    .ok_or_else(|| E::custom("expected a finite number"))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<NumberOrText, E> {
+                Ok(NumberOrText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Log names are single file names: letters, digits, `.`, `_`, `-`; not hidden, not `..`.
+pub fn check_log_name(name: &str) -> Result<(), String> {
+    let allowed = "a log name is one file name of letters, digits, '.', '_' and '-' (e.g. access.log.gz), \
+                   not starting with '.'";
+    if name.is_empty() || name.len() > 200 {
+        return Err(format!("log name must be 1 to 200 characters; {allowed}"));
+    }
+    if name.contains('/') || name.contains('\\') || name.contains("..") {
+        return Err(format!("'{}' is not a log name: paths are not accepted; {allowed}", printable(name)));
+    }
+    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(format!("'{}' is not a log name; {allowed}", printable(name)));
+    }
+    Ok(())
+}
+
+/// Echoes a client's text in a message without control characters.
+fn printable(text: &str) -> String {
+    text.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+impl RunRequest {
+    /// Checks everything that can be checked without touching the file system, and turns the
+    /// request into the CLI's options with the daemon's choices: logs inside `logs_dir`, the CSV
+    /// at `out`, no progress display.
+    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, allow: &AllowList) -> Result<ReplayArgs, Rejection> {
+        let invalid = |m: String| Rejection::Invalid(m);
+        if self.logs.is_empty() {
+            return Err(invalid("`logs` is required: the names of uploaded logs, e.g. [\"access.log.gz\"]".into()));
+        }
+        if self.logs.len() > 1000 {
+            return Err(invalid("`logs`: at most 1000 logs in one run".into()));
+        }
+        for (i, name) in self.logs.iter().enumerate() {
+            check_log_name(name).map_err(|m| invalid(format!("logs[{i}]: {m}")))?;
+        }
+        let Some(target) = &self.target else {
+            return Err(invalid("`target` is required, e.g. \"http://127.0.0.1:8080\"".into()));
+        };
+        let Some(rate) = &self.rate else {
+            return Err(invalid("`rate` is required: requests per second (e.g. 200) or \"max\"".into()));
+        };
+        allow.check(target)?;
+        let mut header = Vec::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            if name.contains(':') {
+                return Err(invalid(format!("headers: '{}' is not a header name", printable(name))));
+            }
+            if value.trim_start().starts_with('@') {
+                return Err(invalid(format!(
+                    "headers.{}: a value starting with '@' would read a file on the daemon's machine, which the API \
+                     does not allow; send the value itself",
+                    printable(name)
+                )));
+            }
+            header.push(format!("{name}: {value}"));
+        }
+        let args = ReplayArgs {
+            files: self.logs.iter().map(|name| logs_dir.join(name)).collect(),
+            target: Some(target.clone()),
+            rate: Some(rate.to_string()),
+            duration: self.duration.clone(),
+            once: self.once,
+            format: self.format.clone(),
+            concurrency: self.concurrency,
+            batch: self.batch,
+            timeout: self.timeout.clone(),
+            drain_timeout: self.drain_timeout.clone(),
+            out: Some(out),
+            progress: Some(ProgressMode::Never),
+            queue_capacity: self.queue_capacity,
+            max_bad_lines: self.max_bad_lines.as_ref().map(ToString::to_string),
+            threads: self.threads,
+            allow_methods: self.allow_methods.as_ref().map(|list| list.join(",")),
+            follow_redirects: self.follow_redirects,
+            deny_host: self.deny_hosts.clone(),
+            allow_host: self.allow_hosts.clone(),
+            i_know_this_is_production: self.i_know_this_is_production,
+            redact_header: self.redact_headers.clone(),
+            mask_query_params: self.mask_query_params.clone(),
+            host_header: self.host_header.clone(),
+            preserve_host: self.preserve_host,
+            header,
+            drop_header: self.drop_headers.clone(),
+            skip_bodyless: self.skip_bodyless,
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            orig_status: self.orig_status.as_ref().map(ToString::to_string),
+            from: self.from.clone(),
+            until: self.until.clone(),
+            exclude_user_agent: self.exclude_user_agent.clone(),
+            sample: self.sample.as_ref().map(ToString::to_string),
+            sample_seed: self.sample_seed,
+            ..ReplayArgs::default()
+        };
+        // The CLI's own validation, with its messages renamed to this API's keys.
+        ReplayConfig::try_from(&args).map_err(|e| invalid(format!("{}: {}", json_key(e.flag), e.message)))?;
+        Ok(args)
+    }
+
+    /// The validated configuration a run starts with.
+    pub fn to_config(&self, logs_dir: &Path, out: PathBuf, allow: &AllowList) -> Result<ReplayConfig, Rejection> {
+        let args = self.to_args(logs_dir, out, allow)?;
+        ReplayConfig::try_from(&args).map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))
+    }
+}
+
+/// `--allow-methods` → `allow_methods`; repeatable flags are plural keys here.
+fn json_key(flag: &str) -> String {
+    match flag {
+        "FILES" => "logs".into(),
+        "--header" => "headers".into(),
+        "--drop-header" => "drop_headers".into(),
+        "--deny-host" => "deny_hosts".into(),
+        "--allow-host" => "allow_hosts".into(),
+        "--redact-header" => "redact_headers".into(),
+        other => other.trim_start_matches('-').replace('-', "_"),
+    }
+}
+
+/// Which targets the daemon's runs may send to: `--allow-target`, repeatable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowList(Vec<AllowTarget>);
+
+/// One `--allow-target` pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllowTarget {
+    /// `loopback`: 127.0.0.0/8, ::1 and `localhost`, any port, http or https (the default).
+    Loopback,
+    /// `mock`: the built-in mock server (`"target": "mock"`), started inside the daemon.
+    Mock,
+    /// `http(s)://HOST[:PORT][/PREFIX]`: HOST is a name, an address, `*.domain` or `*`; PORT is a
+    /// number or `*` (omitted: the scheme's default); the target's path must start with PREFIX.
+    Url { scheme: String, host: HostMatch, port: Option<u16>, prefix: String, text: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostMatch {
+    Any,
+    Name(String),
+    Ip(IpAddr),
+    /// `*.example.com`: any name ending in `.example.com`.
+    Suffix(String),
+}
+
+impl Default for AllowList {
+    fn default() -> Self {
+        AllowList(vec![AllowTarget::Loopback])
+    }
+}
+
+impl AllowList {
+    /// The patterns given; none means [`AllowTarget::Loopback`] only.
+    pub fn parse(patterns: &[String]) -> Result<AllowList, String> {
+        if patterns.is_empty() {
+            return Ok(AllowList::default());
+        }
+        patterns.iter().map(|p| AllowTarget::parse(p)).collect::<Result<_, _>>().map(AllowList)
+    }
+
+    pub fn describe(&self) -> String {
+        self.0.iter().map(AllowTarget::to_string).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Checks a run's `target` (as written in the request) against the list.
+    pub fn check(&self, target: &str) -> Result<(), Rejection> {
+        let not_allowed = || {
+            Rejection::Forbidden(format!(
+                "target '{}' is not allowed by this daemon, which only sends to: {}; its operator can widen this \
+                 with --allow-target",
+                printable(target),
+                self.describe()
+            ))
+        };
+        match parse_target(target).map_err(|m| Rejection::Invalid(format!("target: {m}")))? {
+            Target::Mock if self.0.contains(&AllowTarget::Mock) => Ok(()),
+            Target::Mock => Err(not_allowed()),
+            Target::Url(url) => {
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(Rejection::Invalid(
+                        "target: credentials in the URL are not accepted; send them in `headers`".into(),
+                    ));
+                }
+                if self.0.iter().any(|a| a.matches(&url)) { Ok(()) } else { Err(not_allowed()) }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AllowTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowTarget::Loopback => f.write_str("loopback (127.0.0.0/8, ::1, localhost)"),
+            AllowTarget::Mock => f.write_str("mock"),
+            AllowTarget::Url { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+impl AllowTarget {
+    pub fn parse(text: &str) -> Result<AllowTarget, String> {
+        let expected = "expected 'loopback', 'mock' or http(s)://HOST[:PORT][/PREFIX] where HOST may be '*.domain' \
+                        or '*' and PORT may be '*'";
+        match text.trim() {
+            "loopback" => return Ok(AllowTarget::Loopback),
+            "mock" => return Ok(AllowTarget::Mock),
+            _ => {}
+        }
+        let bad = |why: &str| format!("--allow-target '{text}': {why}; {expected}");
+        let (scheme, rest) = text.trim().split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("only http and https"));
+        }
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if prefix.contains(['?', '#', '*']) {
+            return Err(bad("the path prefix may not contain '?', '#' or '*'"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            (format!("[{addr}]"), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        let port = match port {
+            None => Some(if scheme == "https" { 443 } else { 80 }),
+            Some("*") => None,
+            Some(p) => Some(p.parse::<u16>().map_err(|_| bad("the port is not a number or '*'"))?),
+        };
+        let host = host.to_ascii_lowercase();
+        let host = if host == "*" {
+            HostMatch::Any
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                return Err(bad("a wildcard host is '*.domain'"));
+            }
+            HostMatch::Suffix(format!(".{suffix}"))
+        } else if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            HostMatch::Ip(ip)
+        } else if host.is_empty() || host.contains(['*', '@', '[', ']']) {
+            return Err(bad("not a host"));
+        } else {
+            HostMatch::Name(host)
+        };
+        Ok(AllowTarget::Url { scheme, host, port, prefix: prefix.to_string(), text: text.trim().to_string() })
+    }
+
+    fn matches(&self, url: &reqwest::Url) -> bool {
+        let Some(target_host) = UrlHost::of(url) else {
+            return false;
+        };
+        match self {
+            AllowTarget::Mock => false,
+            AllowTarget::Loopback => match target_host {
+                UrlHost::Ip(ip) => ip.is_loopback(),
+                UrlHost::Name(name) => name == "localhost",
+            },
+            AllowTarget::Url { scheme, host, port, prefix, .. } => {
+                let host_ok = match (host, &target_host) {
+                    (HostMatch::Any, _) => true,
+                    (HostMatch::Name(n), UrlHost::Name(d)) => d == n,
+                    (HostMatch::Suffix(s), UrlHost::Name(d)) => d.ends_with(s.as_str()),
+                    (HostMatch::Ip(a), UrlHost::Ip(b)) => a == b,
+                    _ => false,
+                };
+                let path = url.path().trim_end_matches('/');
+                let prefix_ok = prefix.is_empty()
+                    || path == prefix
+                    || path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.starts_with('/'));
+                url.scheme() == scheme
+                    && host_ok
+                    && port.is_none_or(|p| url.port_or_known_default() == Some(p))
+                    && prefix_ok
+            }
+        }
+    }
+}
+
+/// A target URL's host: an address (IPv6 without its brackets) or a lower-case name.
+enum UrlHost {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl UrlHost {
+    fn of(url: &reqwest::Url) -> Option<UrlHost> {
+        let host = url.host_str()?;
+        Some(match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => UrlHost::Ip(ip),
+            Err(_) => UrlHost::Name(host.to_ascii_lowercase()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(list: &[&str], target: &str) -> bool {
+        let list = AllowList::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        match list.check(target) {
+            Ok(()) => true,
+            Err(Rejection::Forbidden(_)) => false,
+            Err(e) => panic!("{target}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn loopback_is_the_default_and_mock_must_be_allowed() {
+        for t in ["http://127.0.0.1:8080", "https://127.3.4.5", "http://[::1]:9000/x", "http://localhost:1"] {
+            assert!(allowed(&[], t), "{t}");
+        }
+        for t in ["http://10.0.0.1:8080", "http://example.com", "http://127.0.0.1.nip.io", "http://[::2]", "mock"] {
+            assert!(!allowed(&[], t), "{t}");
+        }
+        assert!(allowed(&["mock"], "mock"));
+        assert!(!allowed(&["mock"], "http://127.0.0.1:1"), "naming patterns replaces the loopback default");
+        assert!(allowed(&["mock", "loopback"], "http://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn url_patterns_match_scheme_host_port_and_path_prefix() {
+        let p = ["http://staging.internal:8080/shop"];
+        assert!(allowed(&p, "http://staging.internal:8080/shop"));
+        assert!(allowed(&p, "http://STAGING.internal:8080/shop/v2"));
+        assert!(!allowed(&p, "http://staging.internal:8080/shopping"));
+        assert!(!allowed(&p, "http://staging.internal:8080/"));
+        assert!(!allowed(&p, "https://staging.internal:8080/shop"));
+        assert!(!allowed(&p, "http://staging.internal:8081/shop"));
+        assert!(!allowed(&p, "http://staging.internal.evil.example:8080/shop"));
+        let wild = ["https://*.staging.example:*"];
+        assert!(allowed(&wild, "https://api.staging.example:8443"));
+        assert!(allowed(&wild, "https://a.b.staging.example"));
+        assert!(!allowed(&wild, "https://staging.example"));
+        assert!(!allowed(&wild, "https://evilstaging.example"));
+        assert!(allowed(&["http://10.1.2.3"], "http://10.1.2.3/"));
+        assert!(!allowed(&["http://10.1.2.3"], "http://10.1.2.3:8080/"));
+        assert!(allowed(&["http://[fd00::1]:*"], "http://[fd00::1]:81"));
+        for bad in ["ftp://x", "staging:8080", "http://*x.example", "http://h:port", "http://h/a*b", "http://"] {
+            assert!(AllowTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_target_are_refused() {
+        let list = AllowList::default();
+        assert!(matches!(list.check("http://user:pw@127.0.0.1:1"), Err(Rejection::Invalid(_))));
+    }
+
+    #[test]
+    fn log_names_are_plain_file_names() {
+        for ok in ["access.log", "access.log.gz", "a_b-c.1"] {
+            assert!(check_log_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "..", ".hidden", "a\\b", "a b", "x\n", "é.log"] {
+            assert!(check_log_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn request(json: &str) -> RunRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_request_becomes_the_clis_options_with_the_daemons_paths() {
+        let req = request(
+            r#"{"logs":["access.log.gz"],"format":"nginx","target":"http://127.0.0.1:8080","rate":200,
+                "duration":"10m","concurrency":64,"allow_methods":["GET","HEAD"],"headers":{"X-Test":"1"},
+                "start_at":"2026-11-22T02:00:00Z"}"#,
+        );
+        let args = req.to_args(Path::new("/logs"), "/state/r.csv".into(), &AllowList::default()).unwrap();
+        assert_eq!(args.files, vec![PathBuf::from("/logs/access.log.gz")]);
+        assert_eq!(args.out, Some(PathBuf::from("/state/r.csv")));
+        assert_eq!(args.rate.as_deref(), Some("200"));
+        assert_eq!(args.allow_methods.as_deref(), Some("GET,HEAD"));
+        assert_eq!(args.header, vec!["X-Test: 1".to_string()]);
+        assert_eq!(args.progress, Some(ProgressMode::Never));
+        assert!(args.summary_json.is_none() && args.config.is_none());
+        // Round trip: what the API shows is what was asked.
+        assert_eq!(request(&serde_json::to_string(&req).unwrap()), req);
+    }
+
+    #[test]
+    fn requests_that_reach_outside_the_daemons_directories_are_refused() {
+        let check = |json: &str| {
+            request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &AllowList::default()).unwrap_err()
+        };
+        let base = r#""target":"http://127.0.0.1:1","rate":1"#;
+        assert!(
+            matches!(check(&format!(r#"{{"logs":["../etc/passwd"],{base}}}"#)), Rejection::Invalid(m) if m.contains("logs[0]"))
+        );
+        assert!(
+            matches!(check(&format!(r#"{{"logs":["a"],"headers":{{"X":"@/etc/shadow"}},{base}}}"#)), Rejection::Invalid(m) if m.contains("'@'"))
+        );
+        assert!(matches!(check(r#"{"logs":["a"],"target":"http://192.0.2.1","rate":1}"#), Rejection::Forbidden(_)));
+        assert!(
+            matches!(check(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":0}"#), Rejection::Invalid(m) if m.starts_with("rate:"))
+        );
+        assert!(
+            matches!(check(r#"{"logs":["a"],"rate":1}"#), Rejection::Invalid(m) if m.contains("`target` is required"))
+        );
+        for key in ["out", "summary_json", "summary-json", "config", "progress"] {
+            let body: serde_json::Value = serde_json::from_str(&format!(r#"{{"{key}":"x"}}"#)).unwrap();
+            assert!(refused_key(&body).is_some(), "{key}");
+        }
+        assert!(serde_json::from_str::<RunRequest>(r#"{"logs":["a"],"bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<RunRequest>(r#"{"logs":"a"}"#).is_err());
+        assert!(
+            serde_json::from_str::<RunRequest>(r#"{"rate":true}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("a number or a string")
+        );
+    }
+}
