@@ -566,8 +566,7 @@ async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> R
         Behavior::Redirect { away } => {
             let mut response = respond(&state, 302, seq);
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let location =
-                if away { format!("{AWAY_ORIGIN}{path}") } else { format!("{REDIRECTED_PREFIX}{path}") };
+            let location = if away { format!("{AWAY_ORIGIN}{path}") } else { format!("{REDIRECTED_PREFIX}{path}") };
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(hyper::header::LOCATION, value);
             }
