@@ -83,9 +83,15 @@ pub(crate) const EXPECTED_BRACKET: &str = "`[` or `]`";
 pub(crate) const EXPECTED_SPACE: &str = "a space";
 pub(crate) const EXPECTED_TEXT: &str = "the format's separator text";
 
-/// Names what a literal of the format starts with, for `Reason::Expected`.
+/// Names a literal of the format that was not found, for `Reason::Expected`: by its first byte
+/// that is not a space (in ` "` the quote is what matters), or as a space.
 pub(crate) fn expected_literal(lit: &[u8]) -> &'static str {
-    match lit.first() {
+    expected_byte(lit.iter().copied().find(|&b| b != b' ').or(lit.first().copied()))
+}
+
+/// Names the byte the format wanted where the line differs.
+pub(crate) fn expected_byte(b: Option<u8>) -> &'static str {
+    match b {
         Some(b'"') => EXPECTED_QUOTE,
         Some(b'[' | b']') => EXPECTED_BRACKET,
         Some(b' ') => EXPECTED_SPACE,

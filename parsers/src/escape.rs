@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use memchr::{memchr, memchr2};
 
 /// Decodes the escapes of one raw value; borrows when there is nothing to decode.
+#[inline]
 pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
     match memchr(b'\\', raw) {
         None => Cow::Borrowed(raw),
@@ -20,6 +21,7 @@ pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Like [`unescape`] when the caller already knows whether a backslash is present.
+#[inline]
 pub(crate) fn unescape_if(raw: &[u8], has_backslash: bool) -> Cow<'_, [u8]> {
     if has_backslash { unescape(raw) } else { Cow::Borrowed(raw) }
 }
@@ -99,6 +101,7 @@ fn hex(d: u8) -> Option<u8> {
 
 /// Finds the next `"` in `hay` that is not escaped by a backslash, from `from` on. Returns its
 /// index and whether a backslash was seen on the way (so the value needs decoding).
+#[inline]
 pub(crate) fn find_unescaped_quote(hay: &[u8], mut from: usize, seen: &mut bool) -> Option<usize> {
     while let Some(rel) = memchr2(b'"', b'\\', &hay[from..]) {
         let at = from + rel;

@@ -347,7 +347,7 @@ fn time_rank(key: &str) -> Option<u8> {
 
 fn time(text: &[u8]) -> Option<DateTime<FixedOffset>> {
     parse_timestamp(text).or_else(|| match epoch_seconds(text) {
-        Ok((rest, t)) if rest.is_empty() => Some(t),
+        Ok(([], t)) => Some(t),
         _ => None,
     })
 }

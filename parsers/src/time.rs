@@ -5,6 +5,8 @@
 //! Every parser here has nom's shape (`input -> IResult<rest, value>`) so the template engine can
 //! treat it like any other field parser and point at the failing byte.
 
+use std::cell::Cell;
+
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use nom::IResult;
 use nom::error::{Error, ErrorKind};
@@ -13,19 +15,33 @@ fn fail<T>(at: &[u8]) -> IResult<&[u8], T> {
     Err(nom::Err::Error(Error::new(at, ErrorKind::Verify)))
 }
 
+#[inline]
 fn digits<const N: usize>(i: &[u8]) -> Option<u32> {
     let d = i.get(..N)?;
     d.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
 }
 
+#[inline]
 fn month(name: &[u8]) -> Option<u32> {
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
-    let name = name.get(..3)?;
-    MONTHS.iter().position(|m| m[..] == *name).map(|i| i as u32 + 1)
+    Some(match name.get(..3)? {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
 }
 
 /// `[+-]hhmm` or `[+-]hh:mm` → offset. Returns the offset and bytes used.
+#[inline]
 fn zone(i: &[u8]) -> Option<(FixedOffset, usize)> {
     let sign = match i.first()? {
         b'+' => 1,
@@ -41,24 +57,43 @@ fn zone(i: &[u8]) -> Option<(FixedOffset, usize)> {
     Some((FixedOffset::east_opt(secs)?, used))
 }
 
+#[inline]
 fn local(date: (i32, u32, u32), time: (u32, u32, u32), nanos: u32) -> Option<NaiveDateTime> {
     NaiveDate::from_ymd_opt(date.0, date.1, date.2)?.and_hms_nano_opt(time.0, time.1, time.2, nanos)
 }
 
+#[inline]
 fn with_offset(naive: NaiveDateTime, offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
     offset.from_local_datetime(&naive).single()
 }
 
 /// nginx `$time_local` / Apache `%t` without the brackets: `10/Oct/2000:13:55:36 -0700`.
+#[inline]
 pub(crate) fn clf_time(i: &[u8]) -> IResult<&[u8], DateTime<FixedOffset>> {
-    match clf_fields(i) {
-        Some(t) => Ok((&i[26..], t)),
+    let Some(text) = i.get(..26) else { return fail(i) };
+    // Busy logs write the same second on many lines in a row: remember the last one, per thread
+    // (a format is shared between threads).
+    let key: [u8; 26] = text.try_into().unwrap_or([0; 26]);
+    if let Some((last, t)) = LAST_CLF.get()
+        && last == key
+    {
+        return Ok((&i[26..], t));
+    }
+    match clf_fields(text) {
+        Some(t) => {
+            LAST_CLF.set(Some((key, t)));
+            Ok((&i[26..], t))
+        }
         None => fail(i),
     }
 }
 
+thread_local! {
+    static LAST_CLF: Cell<Option<([u8; 26], DateTime<FixedOffset>)>> = const { Cell::new(None) };
+}
+
+#[inline]
 fn clf_fields(i: &[u8]) -> Option<DateTime<FixedOffset>> {
-    let i = i.get(..26)?;
     if i[2] != b'/' || i[6] != b'/' || i[11] != b':' || i[14] != b':' || i[17] != b':' {
         return None;
     }
@@ -211,7 +246,7 @@ impl Strftime {
 /// seconds. Exposed for callers that read times outside a log line (e.g. a `--from` option).
 pub fn parse_timestamp(text: &[u8]) -> Option<DateTime<FixedOffset>> {
     let whole = |r: IResult<&[u8], DateTime<FixedOffset>>| match r {
-        Ok((rest, t)) if rest.is_empty() => Some(t),
+        Ok(([], t)) => Some(t),
         _ => None,
     };
     let text = text.strip_prefix(b"[").unwrap_or(text);

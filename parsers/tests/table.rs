@@ -123,7 +123,7 @@ fn presets_tolerate_extra_fields_custom_formats_do_not() {
         r#"nginx:$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#,
     );
     let e = err(&custom, line);
-    assert_eq!((e.reason.kind(), e.column), ("trailing_data", 102));
+    assert_eq!((e.reason.kind(), e.column), ("trailing_data", 101));
     // …but glued junk is not an extra field.
     assert_eq!(
         err(&format("apache-common"), r#"1.2.3.4 - u [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 301 368junk"#)
@@ -189,21 +189,21 @@ fn hostile_lines_are_rejected_with_a_kind_and_column() {
             "expected_closing_quote",
             108,
         ),
-        (&nginx, format!(r#"{head}"GET / HTTP/1.1" 2000 1 "-" "-""#), "bad_status", 60),
-        (&nginx, format!(r#"{head}"GET / HTTP/1.1" 200 12a "-" "-""#), "bad_number", 64),
+        (&nginx, format!(r#"{head}"GET / HTTP/1.1" 2000 1 "-" "-""#), "bad_status", 59),
+        (&nginx, format!(r#"{head}"GET / HTTP/1.1" 200 12a "-" "-""#), "bad_number", 63),
         (&nginx, r#"1.2.3.4 - - [29/Feb/2023:10:26:06 -0700] "GET / HTTP/1.1" 200 1 "-" "-""#.into(), "bad_time", 14),
         (&nginx, r#"1.2.3.4 - - [29/Abc/2023:10:26:06 -0700] "GET / HTTP/1.1" 200 1 "-" "-""#.into(), "bad_time", 14),
         (&nginx, r#"1.2.3.4 - - [29/Jul/2023:10:26:06] "GET / HTTP/1.1" 200 1 "-" "-""#.into(), "bad_time", 14),
         (
             &nginx,
             r#"192.168.202.254 [20/Jul/2009:22:59:26 +0000] "GET / HTTP/1.0" 200 134 "-" "gPXE/0.9.7""#.into(),
-            "expected_space",
-            85,
+            "expected_text",
+            87,
         ),
         (
             &nginx,
             r#"2025/01/03 16:41:26 [error] 31#31: *3 open() "/usr/share/nginx/html/favicon.ico" failed"#.into(),
-            "expected_space",
+            "expected_text",
             88,
         ),
         (&apache, "Bad line".into(), "expected_space", 9),
@@ -426,7 +426,7 @@ fn custom_apache_formats() {
         &f,
         r#"2019-05-05 20:49:14 +0000 [690] 403 172.21.0.1:44782 <-> 172.21.0.2:80 "GET" "/wsgi/test?q=foo" "/usr/local/app/run.wsgi" 16:140168282543872 "wsgi-script""#,
     );
-    assert_eq!(e.time.unwrap().to_rfc3339(), "2019-05-05T20:49:14+00:00");
+    assert_eq!(e.time.unwrap().to_rfc3339(), "2019-05-05T20:49:14.690+00:00");
     assert_eq!(
         (s(&e.method), s(&e.target), e.status, text(&e.remote_addr)),
         ("GET", "/wsgi/test?q=foo", Some(403), Some("172.21.0.1"))
@@ -494,7 +494,7 @@ fn custom_apache_formats() {
 #[test]
 fn custom_format_strictness() {
     let f = format(r#"nginx:$remote_addr [$time_local] "$request" $status"#);
-    assert_eq!(err(&f, "GET /api/foo/bar HTTP/1.1").reason.kind(), "expected_space");
+    assert_eq!(err(&f, "GET /api/foo/bar HTTP/1.1").reason.kind(), "expected_bracket");
     assert_eq!(err(&f, r#"1.2.3.4 [08/Nov/2013:13:39:18 +0000] "GET / HTTP/1.1" 200 x"#).reason.kind(), "bad_status");
     // A missing separator literal is reported where the line ended without it.
     let f = format(r#"nginx:$remote_addr|$remote_user "$request""#);
@@ -577,6 +577,10 @@ fn sniff_picks_the_most_specific_preset() {
     assert_eq!(sniff(&[vhost]).unwrap(), "apache-vhost");
     assert_eq!(sniff(&[json, "not json"]).unwrap(), "json");
     assert_eq!(sniff(&[junk, junk]).unwrap(), "nginx");
+    // Traefik's CLF is combined plus `72 "router" "url" 0ms`: not nginx `main`, whose last quoted
+    // field would swallow the rest.
+    let traefik = r#"10.0.0.2 - - [18/Nov/2018:21:34:30 +0000] "GET /dashboard/ HTTP/2.0" 401 17 "-" "Mozilla/5.0" 72 "Auth for frontend" "/dashboard/" 0ms"#;
+    assert_eq!(sniff(&[traefik]).unwrap(), "nginx");
     assert!(sniff(&["hello", "world"]).is_err());
     assert!(sniff(&[]).is_err());
 }

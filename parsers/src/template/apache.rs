@@ -163,9 +163,11 @@ fn time(arg: Option<&str>, name: &str, at: usize) -> Result<Vec<Part>, String> {
         Some("sec") => vec![var(Kind::Time(TimeKind::EpochSeconds))],
         Some("msec") => vec![var(Kind::Time(TimeKind::EpochUnits(1000)))],
         Some("usec") => vec![var(Kind::Time(TimeKind::EpochUnits(1_000_000)))],
+        Some("msec_frac") => vec![var(Kind::SubSecond { digits: 3 })],
+        Some("usec_frac") => vec![var(Kind::SubSecond { digits: 6 })],
         Some(f) => match Strftime::new(f) {
             Some(f) => vec![var(Kind::Time(TimeKind::Strftime(f)))],
-            // `msec_frac`, `%z` alone …: not a point in time by itself.
+            // `%z` alone, `%H:%M` …: not a point in time by itself.
             None => vec![var(Kind::Field)],
         },
     })
