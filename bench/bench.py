@@ -4,6 +4,8 @@
     python3 bench/bench.py parse   [--rounds 3]   # parse speed vs wc -l, and flat memory
     python3 bench/bench.py pacing  [--rounds 3]   # rate accuracy and lag at 1k/5k/20k req/s, CSV on
     python3 bench/bench.py memory  [--rounds 3]   # peak RSS: 2M-line log vs 10k-line log at max rate
+    python3 bench/bench.py throughput [--rounds 3] # --rate max vs oha -z and wrk -t1, 64 connections
+    python3 bench/bench.py cpu     [--rounds 3]   # loader CPU per 100k requests at 5k and 20k req/s vs oha -q
     python3 bench/bench.py all
 
 Each comparison runs its configurations interleaved, round after round, and reports the median
@@ -16,6 +18,7 @@ neutral target), else `sluice mock`. Every run is bounded in time.
 import argparse
 import csv
 import datetime
+import json
 import os
 import platform
 import resource
@@ -275,9 +278,144 @@ def bench_memory(rounds, seconds=15):
     record("Memory while streaming", lines)
 
 
+def oha_bin():
+    for candidate in (shutil.which("oha"), "/opt/oha/bin/oha", os.path.expanduser("~/.cargo/bin/oha")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def version_of(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    return (p.stdout or p.stderr).strip().splitlines()[0] if (p.stdout or p.stderr).strip() else "?"
+
+
+def bench_throughput(rounds, seconds=10):
+    log = ensure_log("get-2m.log", 2_000_000, get_only=True)
+    os.makedirs(OUT, exist_ok=True)
+    target = Target()
+    oha = oha_bin()
+    cmds = {
+        "sluice --rate max (CSV on)": [SLUICE, "replay", log, "--format", "nginx", "--target", target.url, "--rate", "max",
+                                       "--concurrency", "64", "--duration", f"{seconds}s",
+                                       "--out", os.path.join(OUT, "max.csv"), "--progress", "never",
+                                       "--summary-json", os.path.join(OUT, "max.json")],
+        "wrk -t1 -c64": ["wrk", "-t1", "-c64", f"-d{seconds}s", target.url + "/"],
+    }
+    if oha:
+        cmds["oha -c 64"] = [oha, "-z", f"{seconds}s", "-c", "64", "--no-tui", "--output-format", "json", target.url + "/"]
+    rates = {k: [] for k in cmds}
+    cpus = {k: [] for k in cmds}
+    try:
+        for _ in range(rounds):
+            for name, cmd in cmds.items():
+                if name.startswith("sluice"):
+                    wall, _, cpu, _ = timed(cmd)
+                    done = json.load(open(os.path.join(OUT, "max.json")))["requests_sent"]
+                elif name.startswith("wrk"):
+                    wall, _, cpu, _ = timed_capture(cmd)
+                    done = wrk_requests(LAST_STDOUT[0])
+                else:
+                    wall, _, cpu, _ = timed_capture(cmd)
+                    done = oha_requests(LAST_STDOUT[0])
+                rates[name].append(done / seconds)
+                cpus[name].append(cpu / (done / 1e5))
+                time.sleep(1)
+    finally:
+        target.close()
+    base = "oha -c 64" if oha else "wrk -t1 -c64"
+    lines = [
+        f"Target: {target.name} on 127.0.0.1 (same 2 cores). {seconds} s per run, 64 connections; sluice writes its CSV. "
+        f"{rounds} rounds interleaved; median (min–max). Peers: {version_of(['wrk', '-v']) if shutil.which('wrk') else '-'}; "
+        f"{version_of([oha, '--version']) if oha else 'oha not installed'}.",
+        "",
+        "| tool | req/s | CPU s / 100k req | × " + base + " (req/s) |",
+        "|---|---|---|---|",
+    ]
+    for k in cmds:
+        ratio = med([a / b for a, b in zip(rates[k], rates[base])])
+        lines.append(f"| `{k}` | {fmt_range(rates[k], '{:,.0f}')} | {fmt_range(cpus[k], '{:.2f}')} | {ratio:.2f} |")
+    lines += ["", "Commands: " + "; ".join(f"`{' '.join(c).replace(ROOT + '/', '')}`" for c in cmds.values()),
+              "", "Command: `python3 bench/bench.py throughput`"]
+    record("Max throughput", lines)
+
+
+def bench_cpu(rounds, seconds=10):
+    log = ensure_log("get-2m.log", 2_000_000, get_only=True)
+    os.makedirs(OUT, exist_ok=True)
+    oha = oha_bin()
+    if not oha:
+        sys.exit("oha is not installed: run bench/run.sh, which installs it")
+    target = Target()
+    res = {}
+    try:
+        for _ in range(rounds):
+            for rate in (5000, 20000):
+                for tool in ("sluice", "oha -q"):
+                    if tool == "sluice":
+                        cmd = [SLUICE, "replay", log, "--format", "nginx", "--target", target.url, "--rate", str(rate),
+                               "--concurrency", "64", "--duration", f"{seconds}s", "--out", os.path.join(OUT, "cpu.csv"),
+                               "--progress", "never", "--summary-json", os.path.join(OUT, "cpu.json")]
+                        _, _, cpu, _ = timed(cmd)
+                        done = json.load(open(os.path.join(OUT, "cpu.json")))["requests_sent"]
+                    else:
+                        cmd = [oha, "-z", f"{seconds}s", "-c", "64", "-q", str(rate), "--no-tui", "--output-format", "json",
+                               target.url + "/"]
+                        _, _, cpu, _ = timed_capture(cmd)
+                        done = oha_requests(LAST_STDOUT[0])
+                    res.setdefault((rate, tool), []).append((cpu / (done / 1e5), done / seconds))
+                    time.sleep(1)
+    finally:
+        target.close()
+    lines = [
+        f"Loader user+sys CPU per 100,000 requests at a fixed rate, {seconds} s, 64 connections, against {target.name}; "
+        f"sluice writes its CSV. {rounds} rounds interleaved; median (min–max).",
+        "",
+        "| rate | tool | CPU s / 100k req | achieved req/s | × oha |",
+        "|---|---|---|---|---|",
+    ]
+    for rate in (5000, 20000):
+        for tool in ("sluice", "oha -q"):
+            cpu = [c for c, _ in res[(rate, tool)]]
+            ratio = med([a[0] / b[0] for a, b in zip(res[(rate, tool)], res[(rate, "oha -q")])])
+            lines.append(f"| {rate:,} | {tool} | {fmt_range(cpu, '{:.2f}')} | "
+                         f"{fmt_range([r for _, r in res[(rate, tool)]], '{:,.0f}')} | {ratio:.2f} |")
+    lines += ["", "Command: `python3 bench/bench.py cpu`"]
+    record("CPU per 100k requests at a fixed rate", lines)
+
+
+LAST_STDOUT = [""]
+
+
+def timed_capture(cmd):
+    """Like timed(), keeping stdout (peers report their counts there)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_LIMIT, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
+    LAST_STDOUT[0] = p.stdout
+    return wall, after.ru_maxrss, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), p.stderr
+
+
+def wrk_requests(text):
+    for line in text.splitlines():
+        if "requests in" in line:
+            return int(line.strip().split()[0])
+    raise RuntimeError("no request count in wrk output:\n" + text)
+
+
+def oha_requests(text):
+    data = json.loads(text)
+    dist = data.get("statusCodeDistribution", {})
+    return sum(int(v) for v in dist.values())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["parse", "pacing", "memory", "all"])
+    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "all"])
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     build()
@@ -287,6 +425,10 @@ def main():
         bench_pacing(a.rounds)
     if a.what in ("memory", "all"):
         bench_memory(a.rounds)
+    if a.what in ("throughput", "all"):
+        bench_throughput(a.rounds)
+    if a.what in ("cpu", "all"):
+        bench_cpu(a.rounds)
 
 
 if __name__ == "__main__":

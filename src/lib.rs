@@ -44,6 +44,7 @@ pub mod run;
 pub mod safety;
 pub mod sink;
 pub mod source;
+pub mod transport;
 
 pub use config::{Rate, ReplayConfig, Target};
 pub use report::Summary;

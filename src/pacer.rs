@@ -146,6 +146,9 @@ impl<C: Clock + Clone> Pacer<C> {
 /// what lets one core keep up at tens of thousands of requests per second.
 const WAKE_QUANTUM: Duration = Duration::from_micros(200);
 
+/// Most requests in one hand-off from the pacer thread to the senders.
+pub(crate) const HANDOFF_CHUNK: usize = 64;
+
 /// Why scheduling stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,7 +204,7 @@ pub(crate) fn run_pacer(
     mut pacer: Pacer,
     deadline: Option<Duration>,
     queue: Receiver<Vec<ReplayRequest>>,
-    work: async_channel::Sender<Job>,
+    work: async_channel::Sender<Vec<Job>>,
     shared: Arc<Shared>,
 ) -> PacerReport {
     tighten_timer_slack();
@@ -236,6 +239,12 @@ pub(crate) fn run_pacer(
     shared.set_t0(t0);
     let mut pending = Some(first);
     let mut last_release = Duration::ZERO;
+    // Released requests go to the senders in one hand-off per wake-up (or per HANDOFF_CHUNK at
+    // --rate max): one cross-thread wake for many requests.
+    let mut outgoing: Vec<Job> = Vec::with_capacity(HANDOFF_CHUNK);
+    let hand_off = |outgoing: &mut Vec<Job>| -> bool {
+        outgoing.is_empty() || work.send_blocking(std::mem::replace(outgoing, Vec::with_capacity(HANDOFF_CHUNK))).is_ok()
+    };
     loop {
         if shared.is_stopping() {
             return report(&pacer, Some(t0), StopReason::Cancelled);
@@ -244,10 +253,14 @@ pub(crate) fn run_pacer(
         if let Some(d) = deadline
             && (elapsed >= d || pacer.next_slot().is_some_and(|slot| slot >= d))
         {
+            hand_off(&mut outgoing);
             return report(&pacer, Some(t0), StopReason::Deadline);
         }
         match pacer.next(elapsed) {
             Next::WaitUntil(at) => {
+                if !hand_off(&mut outgoing) {
+                    return report(&pacer, Some(t0), StopReason::Cancelled);
+                }
                 let at = at.max(last_release + WAKE_QUANTUM);
                 let wake = deadline.map_or(at, |d| at.min(d));
                 if !sleep_until(t0 + wake, &stop) {
@@ -260,6 +273,7 @@ pub(crate) fn run_pacer(
                 for seq_in_plan in first..first + u64::from(count) {
                     let Some(req) = pending.take().or_else(&mut next_request) else {
                         let reason = if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
+                        hand_off(&mut outgoing);
                         // Only the requests actually handed over count as released.
                         let mut r = report(&pacer, Some(t0), reason);
                         r.released = seq_in_plan;
@@ -270,12 +284,11 @@ pub(crate) fn run_pacer(
                     };
                     // At --rate max the plan time is the moment it was released.
                     let scheduled = if pacer.schedule.is_none() { Instant::now() } else { scheduled };
-                    if work.send_blocking(Job { req, scheduled }).is_err() {
-                        let mut r = report(&pacer, Some(t0), StopReason::Cancelled);
-                        r.released = seq_in_plan;
-                        return r;
-                    }
+                    outgoing.push(Job { req, scheduled });
                     shared.count_released();
+                }
+                if outgoing.len() >= HANDOFF_CHUNK && !hand_off(&mut outgoing) {
+                    return report(&pacer, Some(t0), StopReason::Cancelled);
                 }
             }
         }

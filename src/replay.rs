@@ -4,7 +4,6 @@
 //! handed to the writer thread in batches (a channel send per row would wake the writer for
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
 
-use std::error::Error as _;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
+use crate::transport::{Connection, Transport};
 use crate::run::Shared;
 
 /// Outcomes per hand-off to the writer thread.
@@ -57,13 +57,16 @@ impl ErrorKind {
         }
     }
 
-    /// Sorts a reqwest error into a short stable kind by walking its chain of causes.
+    /// Sorts a reqwest error into a short stable kind.
     pub fn classify(err: &reqwest::Error) -> ErrorKind {
-        if err.is_timeout() {
-            return ErrorKind::Timeout;
-        }
-        let mut source = err.source();
-        let mut saw_hyper_incomplete = false;
+        if err.is_timeout() { ErrorKind::Timeout } else { ErrorKind::from_chain(err, err.is_connect()) }
+    }
+
+    /// Sorts any error by walking its chain of causes for I/O and HTTP-level reasons.
+    /// `connecting` says the error happened while opening the connection.
+    pub fn from_chain(err: &(dyn std::error::Error + 'static), connecting: bool) -> ErrorKind {
+        let mut source = Some(err);
+        let mut incomplete = false;
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<io::Error>() {
                 match io.kind() {
@@ -80,15 +83,13 @@ impl ErrorKind {
                 }
             }
             if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_parse() || h.is_parse_status() {
+                if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
                     return ErrorKind::Protocol;
-                }
-                if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                    saw_hyper_incomplete = true;
                 }
                 if h.is_timeout() {
                     return ErrorKind::Timeout;
                 }
+                incomplete |= h.is_incomplete_message() || h.is_closed() || h.is_canceled();
             }
             let text = e.to_string().to_ascii_lowercase();
             if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
@@ -96,9 +97,9 @@ impl ErrorKind {
             }
             source = e.source();
         }
-        if saw_hyper_incomplete {
+        if incomplete {
             ErrorKind::Reset
-        } else if err.is_connect() {
+        } else if connecting {
             ErrorKind::Connect
         } else {
             ErrorKind::Other
@@ -189,12 +190,13 @@ impl OutcomeBuffer {
 /// One sender: takes released jobs until the channel closes, sends each, records the outcome.
 /// `abort` (the drain timeout ran out) turns the request in flight into an `aborted` outcome.
 pub(crate) async fn sender(
-    client: Client,
+    transport: Arc<Transport>,
     jobs: async_channel::Receiver<Job>,
     outcomes: Arc<OutcomeBuffer>,
     abort: CancellationToken,
     shared: Arc<Shared>,
 ) {
+    let mut connection = Connection::default();
     while let Ok(Job { req, scheduled }) = jobs.recv().await {
         // Released before a stop but not yet sent: it never left, so it is not a result.
         if shared.is_stopping() {
@@ -204,7 +206,7 @@ pub(crate) async fn sender(
         let (result, bytes) = tokio::select! {
             biased;
             _ = abort.cancelled() => (Err(ErrorKind::Aborted), 0),
-            r = send_one(&client, &req) => r,
+            r = transport.send(&mut connection, &req) => r,
         };
         outcomes.push(Outcome {
             seq: req.seq,
@@ -219,31 +221,5 @@ pub(crate) async fn sender(
             result,
             bytes,
         });
-    }
-}
-
-/// Sends one request and reads the whole response body: the status (or why there is none) and
-/// the body bytes received.
-async fn send_one(client: &Client, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
-    let mut builder = client.request(req.method.clone(), req.url.clone());
-    for (name, value) in &req.headers {
-        builder = builder.header(name, value);
-    }
-    if let Some(body) = &req.body {
-        builder = builder.body(body.clone());
-    }
-    let mut response = match builder.send().await {
-        Ok(response) => response,
-        Err(e) => return (Err(ErrorKind::classify(&e)), 0),
-    };
-    let status = response.status().as_u16();
-    // Count body bytes chunk by chunk; nothing is copied or kept.
-    let mut bytes = 0u64;
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes += chunk.len() as u64,
-            Ok(None) => return (Ok(status), bytes),
-            Err(e) => return (Err(ErrorKind::classify(&e)), bytes),
-        }
     }
 }

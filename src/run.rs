@@ -20,10 +20,11 @@ use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
-use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
+use crate::pacer::{HANDOFF_CHUNK, Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
-use crate::replay::{Job, Outcome, OutcomeBuffer, build_client, sender};
+use crate::replay::{Job, Outcome, OutcomeBuffer, sender};
+use crate::transport::Transport;
 use crate::report::Summary;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
@@ -112,7 +113,7 @@ pub struct Shared {
     stopping: AtomicBool,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
-    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
+    jobs: Mutex<Option<async_channel::Receiver<Vec<Job>>>>,
     released: AtomicU64,
     t0: OnceLock<Instant>,
     live: Mutex<LiveStats>,
@@ -223,7 +224,7 @@ impl Run {
         let clock = WallClock::now();
         let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
-        let client = build_client(&config, &target).map_err(|e| RunError::Internal(e.to_string()))?;
+        let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
 
         let shared = Arc::new(Shared::new());
         let (queue_tx, queue_rx) =
@@ -231,7 +232,8 @@ impl Run {
         // Released requests wait here for a free sender. Room for many, so the pacer never waits
         // on a thread wake-up per request; lag is still measured when a request actually leaves,
         // and on a stop whatever is still waiting here is dropped unsent.
-        let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>((config.batch as usize).max(RELEASED_CAPACITY));
+        let chunks = RELEASED_CAPACITY.max(config.batch as usize).div_ceil(HANDOFF_CHUNK);
+        let (jobs_tx, jobs_rx) = async_channel::bounded::<Vec<Job>>(chunks);
         *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
 
@@ -270,12 +272,24 @@ impl Run {
                 runtime.block_on(async move {
                     let abort = CancellationToken::new();
                     let outcomes = Arc::new(OutcomeBuffer::new(outcomes_tx));
+                    // The dispatcher unpacks the pacer's hand-offs on this thread, so handing a job to
+                    // an idle sender never crosses threads.
+                    let (local_tx, local_rx) = async_channel::bounded::<Job>(HANDOFF_CHUNK);
+                    let dispatcher = tokio::spawn(async move {
+                        while let Ok(chunk) = jobs_rx.recv().await {
+                            for job in chunk {
+                                if local_tx.send(job).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    });
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
-                        let (client, jobs, outcomes) = (client.clone(), jobs_rx.clone(), outcomes.clone());
-                        tasks.spawn(sender(client, jobs, outcomes, abort.clone(), shared.clone()));
+                        let (transport, jobs, outcomes) = (transport.clone(), local_rx.clone(), outcomes.clone());
+                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), shared.clone()));
                     }
-                    drop(jobs_rx);
+                    drop(local_rx);
                     let flusher = tokio::spawn({
                         let outcomes = outcomes.clone();
                         async move {
@@ -294,6 +308,7 @@ impl Run {
                         while tasks.join_next().await.is_some() {}
                     }
                     flusher.abort();
+                    dispatcher.abort();
                     outcomes.flush();
                 });
             }
