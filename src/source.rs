@@ -107,6 +107,8 @@ pub struct LogReader {
     bytes_in_input: u64,
     total_bytes: u64,
     buf: Vec<u8>,
+    /// Bytes of the reader's buffer handed out as the last line, released on the next read.
+    consumed: usize,
     /// Lines read ahead by [`LogReader::prefetch`], handed out again before anything new.
     pending: VecDeque<(usize, u64, Vec<u8>)>,
 }
@@ -127,6 +129,7 @@ impl LogReader {
             bytes_in_input: 0,
             total_bytes: 0,
             buf: Vec::with_capacity(4096),
+            consumed: 0,
             pending: VecDeque::new(),
         })
     }
@@ -156,6 +159,7 @@ impl LogReader {
         self.reader = None;
         self.line_number = 0;
         self.bytes_in_input = 0;
+        self.consumed = 0;
         self.pending.clear();
     }
 
@@ -179,6 +183,8 @@ impl LogReader {
         self.read_line()
     }
 
+    /// Most lines are handed out as a slice of the reader's own buffer (no copy); only a line
+    /// that straddles the end of the buffer is assembled in `buf`.
     fn read_line(&mut self) -> Result<Option<Line<'_>>, SourceError> {
         loop {
             if self.current >= self.inputs.len() {
@@ -188,15 +194,21 @@ impl LogReader {
                 self.reader = Some(self.inputs[self.current].open()?);
                 self.line_number = 0;
                 self.bytes_in_input = 0;
+                self.consumed = 0;
             }
-            let reader = self.reader.as_mut().expect("opened above");
-            self.buf.clear();
-            let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| SourceError::Read {
-                name: self.names[self.current].clone(),
-                line: self.line_number + 1,
-                source: e,
-            })?;
-            if n == 0 {
+            let (filled, newline) = {
+                let reader = self.reader.as_mut().expect("opened above");
+                // The previous line was a slice of the buffer: release it now that the caller is done.
+                reader.consume(std::mem::take(&mut self.consumed));
+                match reader.fill_buf() {
+                    Ok(available) => (available.len(), memchr::memchr(b'\n', available)),
+                    Err(source) => {
+                        let name = self.names[self.current].clone();
+                        return Err(SourceError::Read { name, line: self.line_number + 1, source });
+                    }
+                }
+            };
+            if filled == 0 {
                 if self.bytes_in_input == 0 {
                     return Err(SourceError::Empty { name: self.names[self.current].clone() });
                 }
@@ -204,17 +216,32 @@ impl LogReader {
                 self.current += 1;
                 continue;
             }
-            self.bytes_in_input += n as u64;
-            self.total_bytes += n as u64;
             self.line_number += 1;
-            let mut line = &self.buf[..];
-            if let Some(rest) = line.strip_suffix(b"\n") {
-                line = rest;
-            }
-            if let Some(rest) = line.strip_suffix(b"\r") {
-                line = rest;
-            }
-            return Ok(Some(Line { input: self.current, number: self.line_number, bytes: line }));
+            let (input, number) = (self.current, self.line_number);
+            let reader = self.reader.as_mut().expect("opened above");
+            let line = match newline {
+                Some(end) => {
+                    self.consumed = end + 1;
+                    self.bytes_in_input += end as u64 + 1;
+                    self.total_bytes += end as u64 + 1;
+                    // Already buffered: this returns the same bytes without reading.
+                    let available = reader.fill_buf().unwrap_or_default();
+                    &available[..end]
+                }
+                None => {
+                    self.buf.clear();
+                    let n = reader.read_until(b'\n', &mut self.buf).map_err(|source| SourceError::Read {
+                        name: self.names[input].clone(),
+                        line: number,
+                        source,
+                    })?;
+                    self.bytes_in_input += n as u64;
+                    self.total_bytes += n as u64;
+                    self.buf.strip_suffix(b"\n").unwrap_or(&self.buf)
+                }
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Ok(Some(Line { input, number, bytes: line }));
         }
     }
 }
