@@ -243,7 +243,8 @@ pub(crate) fn run_pacer(
     // --rate max): one cross-thread wake for many requests.
     let mut outgoing: Vec<Job> = Vec::with_capacity(HANDOFF_CHUNK);
     let hand_off = |outgoing: &mut Vec<Job>| -> bool {
-        outgoing.is_empty() || work.send_blocking(std::mem::replace(outgoing, Vec::with_capacity(HANDOFF_CHUNK))).is_ok()
+        outgoing.is_empty()
+            || work.send_blocking(std::mem::replace(outgoing, Vec::with_capacity(HANDOFF_CHUNK))).is_ok()
     };
     loop {
         if shared.is_stopping() {

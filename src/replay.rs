@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
-use crate::transport::{Connection, Transport};
 use crate::run::Shared;
+use crate::transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
 const OUTCOME_BATCH: usize = 256;
@@ -197,16 +197,27 @@ pub(crate) async fn sender(
     shared: Arc<Shared>,
 ) {
     let mut connection = Connection::default();
+    // Registered once per sender, not once per request: the token's waiter list is behind a lock.
+    let cancelled = abort.cancelled();
+    tokio::pin!(cancelled);
+    let mut aborted = false;
     while let Ok(Job { req, scheduled }) = jobs.recv().await {
         // Released before a stop but not yet sent: it never left, so it is not a result.
         if shared.is_stopping() {
             continue;
         }
         let sent = Instant::now();
-        let (result, bytes) = tokio::select! {
-            biased;
-            _ = abort.cancelled() => (Err(ErrorKind::Aborted), 0),
-            r = transport.send(&mut connection, &req) => r,
+        let (result, bytes) = if aborted {
+            (Err(ErrorKind::Aborted), 0)
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => {
+                    aborted = true;
+                    (Err(ErrorKind::Aborted), 0)
+                }
+                r = transport.send(&mut connection, &req) => r,
+            }
         };
         outcomes.push(Outcome {
             seq: req.seq,

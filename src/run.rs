@@ -24,13 +24,13 @@ use crate::pacer::{HANDOFF_CHUNK, Pacer, PacerReport, Schedule, StopReason, run_
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
 use crate::replay::{Job, Outcome, OutcomeBuffer, sender};
-use crate::transport::Transport;
 use crate::report::Summary;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
 use crate::sink::stats::Stats;
 use crate::source::LogReader;
+use crate::transport::Transport;
 
 /// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
 /// one thread wake-up) per chunk instead of per request.
