@@ -24,7 +24,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    /// The percentiles of a microsecond histogram, in milliseconds (zeros when it is empty).
+    pub fn of<C: hdrhistogram::Counter>(h: &Histogram<C>) -> Percentiles {
         if h.is_empty() {
             return Percentiles::default();
         }
@@ -205,7 +206,7 @@ fn join_counts(map: &BTreeMap<String, u64>, total: u64) -> String {
         .join("  ")
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         0..1_000 => format!("{n} B"),
         1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
-use hdrhistogram::{Counter, Histogram};
+use hdrhistogram::Counter;
 use serde::Serialize;
 
 use super::aggregate::{
@@ -230,7 +230,7 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
     let g = &agg.overall;
     let seconds = agg.seconds();
     let (target_rate, target_rate_source) = target_rate(agg, target);
-    let lag = percentiles(&g.lag);
+    let lag = Percentiles::of(&g.lag);
     Overview {
         requests: g.requests,
         responses: g.responses(),
@@ -239,8 +239,8 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
         error_rate: share(g.failed(), g.requests),
         statuses: g.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         error_kinds: g.errors.clone(),
-        latency_ms: percentiles(&g.latency),
-        latency_from_schedule_ms: percentiles(&g.from_schedule),
+        latency_ms: Percentiles::of(&g.latency),
+        latency_from_schedule_ms: Percentiles::of(&g.from_schedule),
         lag: LagSummary {
             p50_ms: lag.p50,
             p99_ms: lag.p99,
@@ -257,18 +257,6 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
         with_orig_status: g.with_orig(),
         mismatches: g.mismatches(),
         mismatch_rate: (g.with_orig() > 0).then(|| share(g.mismatches(), g.with_orig())),
-    }
-}
-
-pub fn percentiles<C: Counter>(h: &Histogram<C>) -> Percentiles {
-    let at = |s: Stat| s.of(h).unwrap_or(0.0);
-    Percentiles {
-        p50: at(Stat::P50),
-        p90: at(Stat::P90),
-        p99: at(Stat::P99),
-        p999: at(Stat::P999),
-        max: at(Stat::Max),
-        mean: at(Stat::Mean),
     }
 }
 

@@ -2,10 +2,11 @@
 //! Charts first (rate, latency, status mix and lag over time), then the route table and the
 //! logged-vs-replayed status matrix.
 
+use crate::report::human_bytes;
 use std::fmt::Write;
 
 use super::svg::{self, Layer, Line, TimeAxis};
-use super::{human_bytes, interval_text, ms, other_label, per_second, rate_line, routes_count, transitions_text};
+use super::{interval_text, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};

@@ -1,10 +1,11 @@
 //! The report as GitHub-flavoured Markdown: for a CI job's summary or a pull-request comment.
 
+use crate::report::human_bytes;
 use std::fmt::Write;
 
 use super::{
-    human_bytes, interval_text, join_counts, ms, other_label, per_second, rate_line, routes_count, slice_label,
-    spans_one_day, transitions_text,
+    interval_text, join_counts, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
+    transitions_text,
 };
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{Report, RouteLine};

@@ -63,15 +63,6 @@ fn routes_count(t: &super::figures::RouteTable) -> String {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} B"),
-        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
-}
-
 /// `300.0/s achieved of 300/s target (inferred)`.
 fn rate_line(o: &Overview) -> String {
     let achieved = format!("{:.1}/s achieved", o.achieved_rate);

@@ -1,11 +1,12 @@
 //! The report for a terminal: the run summary's layout, then aligned tables, all within
 //! [`WIDTH`] columns.
 
+use crate::report::human_bytes;
 use std::fmt::Write;
 
 use super::{
-    human_bytes, interval_text, join_counts, ms, other_label, per_second, rate_line, routes_count, slice_label,
-    spans_one_day, transitions_text,
+    interval_text, join_counts, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
+    transitions_text,
 };
 use crate::analysis::assert::{percent, verdicts_text};
 use crate::analysis::figures::{Overview, Report, RouteLine};
