@@ -353,10 +353,6 @@ impl Run {
         self.handle.cancel()
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.writer.is_finished()
-    }
-
     /// Waits for the run to end and returns its summary.
     pub fn wait(self) -> Result<Summary, RunError> {
         let pacer = self.pacer.join().map_err(|_| RunError::Internal("the pacer thread panicked".into()))?;
