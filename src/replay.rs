@@ -1,4 +1,5 @@
-//! Sending: a fixed pool of sender tasks on tokio, reqwest underneath, one [`Outcome`] per request.
+//! Sending: a fixed pool of sender tasks on tokio, each with its own connection (see
+//! [`crate::transport`]), one [`Outcome`] per request.
 //!
 //! The pool size is `--concurrency`, so in-flight requests can never exceed it. Outcomes are
 //! handed to the writer thread in batches (a channel send per row would wake the writer for

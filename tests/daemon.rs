@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,9 +15,8 @@ use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
+mod common;
+use common::{csv_rows, fixture, path_of};
 
 fn mock(config: MockConfig) -> MockServer {
     spawn_in_thread(config).expect("mock server starts on 127.0.0.1")
@@ -256,25 +255,6 @@ impl Http {
 }
 
 // ---- CSV and Prometheus text -------------------------------------------------------------------
-
-/// The CSV as rows of column → value; every row must be whole and well-formed.
-fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(bytes);
-    let headers = reader.headers().expect("a header row").clone();
-    assert_eq!(headers.iter().collect::<Vec<_>>(), sluice::sink::csv::HEADER.to_vec());
-    reader
-        .records()
-        .map(|r| headers.iter().map(String::from).zip(r.expect("a well-formed row").iter().map(String::from)).collect())
-        .collect()
-}
-
-fn path_of(url: &str) -> String {
-    let u = reqwest::Url::parse(url).unwrap();
-    match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_string(),
-    }
-}
 
 /// Parses the Prometheus text exposition format strictly enough to catch a malformed line:
 /// every sample belongs to a family declared by `# TYPE`, names and labels are well-formed,

@@ -2,7 +2,7 @@
 //! what the mock received, and what sluice wrote. Every run here is bounded in count and time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sluice::config::{FormatChoice, MethodFilter, parse_methods};
@@ -10,9 +10,8 @@ use sluice::source::Input;
 use sluice::{Rate, ReplayConfig, Run, RunError, Target};
 use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
+mod common;
+use common::{csv_rows, fixture, path_of};
 
 fn mock(config: MockConfig) -> MockServer {
     spawn_in_thread(config).expect("mock server starts on 127.0.0.1")
@@ -23,27 +22,8 @@ fn config_for(log: &str, server: &MockServer, rate: Rate, out: &Path) -> ReplayC
     ReplayConfig::new(vec![Input::File(fixture(log))], target, rate, out.to_path_buf())
 }
 
-/// The CSV as rows of column → value.
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).expect("CSV exists");
-    let headers = reader.headers().unwrap().clone();
-    assert_eq!(
-        headers.iter().collect::<Vec<_>>(),
-        sluice::sink::csv::HEADER.to_vec(),
-        "the CSV header is exactly the documented one"
-    );
-    reader
-        .records()
-        .map(|r| headers.iter().map(String::from).zip(r.expect("a well-formed row").iter().map(String::from)).collect())
-        .collect()
-}
-
-fn path_of(url: &str) -> String {
-    let u = reqwest::Url::parse(url).unwrap();
-    match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_string(),
-    }
+    csv_rows(&std::fs::read(path).expect("CSV exists"))
 }
 
 #[test]

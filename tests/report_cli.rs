@@ -10,8 +10,10 @@ use sluice::source::Input;
 use sluice::{Rate, ReplayConfig, Run, Target};
 use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
 
+mod common;
+
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name).display().to_string()
+    common::fixture(name).display().to_string()
 }
 
 fn sluice() -> assert_cmd::Command {
@@ -271,7 +273,6 @@ fn replay_report_and_assert_print_after_the_summary_and_decide_the_exit_code() {
 #[test]
 fn an_interrupted_replay_still_reports_and_exits_130_whatever_the_assertions() {
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
     use assert_cmd::cargo::CommandCargoExt;
 
@@ -286,18 +287,7 @@ fn an_interrupted_replay_still_reports_and_exits_130_whatever_the_assertions() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "sluice did not stop after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = common::sigint_and_wait(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("logged \\ replayed"), "{stderr}");
     assert!(stderr.contains("FAIL  requests > 1000000"), "{stderr}");

@@ -2,15 +2,14 @@
 //! for every rule, what the mock received (and did not) and what the CSV says.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use predicates::prelude::*;
 use sluice_mock::{MockConfig, MockServer, RecordedRequest, spawn_in_thread};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
+mod common;
+use common::fixture;
 
 fn format_arg() -> String {
     format!("nginx:{}", std::fs::read_to_string(fixture("staging-mix.format")).unwrap().trim())

@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests (each test crate uses its own subset).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A results CSV as rows of column → value; the header must be exactly the documented one and
+/// every row whole and well-formed.
+pub fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let headers = reader.headers().expect("a header row").clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        sluice::sink::csv::HEADER.to_vec(),
+        "the CSV header is exactly the documented one"
+    );
+    reader
+        .records()
+        .map(|r| headers.iter().map(String::from).zip(r.expect("a well-formed row").iter().map(String::from)).collect())
+        .collect()
+}
+
+/// The path and query of a URL, as a server receives them.
+pub fn path_of(url: &str) -> String {
+    let u = reqwest::Url::parse(url).unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+/// Sends a real SIGINT to a child started with piped stderr, waits (at most 20 s) for it to
+/// exit, and returns its status and everything it wrote to stderr.
+pub fn sigint_and_wait(child: &mut Child) -> (ExitStatus, String) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "sluice did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
