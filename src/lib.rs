@@ -33,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod display;
 pub mod filter;
+pub mod http1;
 pub mod pacer;
 pub mod parse_command;
 pub mod plan;

@@ -1,10 +1,10 @@
 //! How requests reach the target.
 //!
 //! - [`Transport::Direct`] (plain `http://` targets, the common staging case): every sender owns
-//!   one HTTP/1.1 keep-alive connection (hyper's connection-level client), so there is no pool
-//!   to lock, no per-request URL or proxy resolution, and no cross-task hand-off. This is the
-//!   architecture of the fastest peers (oha), and it measured ~2× the throughput of a pooled
-//!   reqwest client per CPU on this machine (see bench/RESULTS.md).
+//!   one HTTP/1.1 keep-alive connection ([`crate::http1`]) and writes to it and reads from it
+//!   itself, so there is no pool to lock, no per-request URL or proxy resolution, and no hand-off
+//!   to another task. It measured ~2× the throughput of a pooled reqwest client per CPU on this
+//!   machine even on hyper's connection client, and more without it (see bench/RESULTS.md).
 //! - [`Transport::Pooled`] (reqwest) whenever something needs its machinery: TLS (`https://`),
 //!   `--use-env-proxy`, `--follow-redirects`.
 //!
@@ -13,15 +13,11 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use reqwest::header::{HOST, HeaderValue};
-use reqwest::{Client, Url};
-use tokio::net::TcpStream;
+use reqwest::header::HOST;
+use reqwest::{Client, Method, Url};
 
 use crate::config::ReplayConfig;
+use crate::http1;
 use crate::plan::ReplayRequest;
 use crate::replay::ErrorKind;
 
@@ -30,9 +26,13 @@ pub enum Transport {
     Direct(Direct),
 }
 
-/// A sender's own state between requests: its connection, for the direct transport.
+/// A sender's own state between requests, for the direct transport: its open connection and the
+/// buffer its request heads are written into.
 #[derive(Default)]
-pub struct Connection(Option<SendRequest<Full<Bytes>>>);
+pub struct Connection {
+    open: Option<http1::Connection>,
+    head: Vec<u8>,
+}
 
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
@@ -52,10 +52,9 @@ impl Transport {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        let host = HeaderValue::from_str(&authority).map_err(|e| format!("--target host {authority}: {e}"))?;
         Ok(Transport::Direct(Direct {
             addr,
-            host,
+            host: authority,
             timeout: config.timeout,
             connect_timeout: config.timeout.min(Duration::from_secs(5)),
         }))
@@ -97,7 +96,7 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> (Result<u16, Error
 pub struct Direct {
     addr: SocketAddr,
     /// `host[:port]` of the target, the Host header unless the request sets its own.
-    host: HeaderValue,
+    host: String,
     timeout: Duration,
     connect_timeout: Duration,
 }
@@ -110,81 +109,83 @@ impl Direct {
         };
         // After any failure the connection's state is unknown: the next request gets a new one.
         if outcome.0.is_err() {
-            conn.0 = None;
+            conn.open = None;
         }
         outcome
     }
 
     async fn exchange(&self, conn: &mut Connection, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
-        // A kept-alive connection the server has closed meanwhile is not the request's fault: the
-        // request was never sent, so it goes once more on a fresh connection (as reqwest does).
-        let mut fresh = false;
-        let response = loop {
-            let sender = match conn.0.as_mut().filter(|s| !s.is_closed()) {
-                Some(sender) => sender,
+        self.write_head(&mut conn.head, req);
+        let body = req.body.as_deref().unwrap_or_default();
+        let is_head = req.method == Method::HEAD;
+        // A kept-alive connection the server closed meanwhile is not the request's fault. For a
+        // request that may be repeated, a reused connection that fails before any byte of an
+        // answer gets the request once more on a fresh one (as browsers and reqwest do); for one
+        // that may not, the connection is checked before sending instead, which costs a syscall.
+        let idempotent = req.method.is_idempotent();
+        loop {
+            if !idempotent && conn.open.as_mut().is_some_and(|c| c.is_closed_by_peer()) {
+                conn.open = None;
+            }
+            let reused = conn.open.is_some();
+            let open = match &mut conn.open {
+                Some(open) => open,
                 None => match self.connect().await {
-                    Ok(sender) => {
-                        fresh = true;
-                        conn.0.insert(sender)
-                    }
+                    Ok(open) => conn.open.insert(open),
                     Err(kind) => return (Err(kind), 0),
                 },
             };
-            if sender.ready().await.is_err() {
-                if fresh {
-                    return (Err(ErrorKind::Reset), 0);
+            match open.exchange(&conn.head, body, is_head).await {
+                Ok(response) => {
+                    if !response.reusable {
+                        conn.open = None;
+                    }
+                    return (Ok(response.status), response.body_bytes);
                 }
-                conn.0 = None;
-                continue;
-            }
-            match sender.send_request(self.request(req)).await {
-                Ok(response) => break response,
-                Err(e) if e.is_canceled() && !fresh => conn.0 = None,
-                Err(e) => return (Err(ErrorKind::from_chain(&e, false)), 0),
-            }
-        };
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes = 0u64;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(e) => return (Err(ErrorKind::from_chain(&e, false)), bytes),
+                Err(http1::Failure::Io { before_response: true, .. }) if reused && idempotent => conn.open = None,
+                Err(http1::Failure::Io { error, .. }) => return (Err(ErrorKind::from_chain(&error, false)), 0),
+                Err(http1::Failure::Protocol(_)) => return (Err(ErrorKind::Protocol), 0),
             }
         }
-        (Ok(status), bytes)
     }
 
-    fn request(&self, req: &ReplayRequest) -> hyper::Request<Full<Bytes>> {
-        // Origin form: the path and query exactly as planned.
-        let path_and_query = &req.url[url::Position::BeforePath..];
-        let mut request = hyper::Request::new(Full::new(req.body.clone().unwrap_or_default()));
-        *request.method_mut() = req.method.clone();
-        *request.uri_mut() = hyper::Uri::try_from(path_and_query).unwrap_or_else(|_| hyper::Uri::from_static("/"));
-        let headers = request.headers_mut();
-        headers.reserve(req.headers.len() + 1);
+    /// The request head in origin form: the path and query exactly as planned, the logged
+    /// headers, the target's Host unless one is set, and the body's length.
+    fn write_head(&self, out: &mut Vec<u8>, req: &ReplayRequest) {
+        out.clear();
+        out.extend_from_slice(req.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(req.url[url::Position::BeforePath..url::Position::AfterQuery].as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !req.headers.iter().any(|(name, _)| name == HOST) {
+            push_header(out, b"host", self.host.as_bytes());
+        }
         for (name, value) in &req.headers {
-            headers.append(name.clone(), value.clone());
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
-        if !headers.contains_key(HOST) {
-            headers.insert(HOST, self.host.clone());
+        match &req.body {
+            Some(body) => push_header(out, b"content-length", body.len().to_string().as_bytes()),
+            // A body-bearing method without one still says so, or the server waits for a body.
+            None if [Method::POST, Method::PUT, Method::PATCH].contains(&req.method) => {
+                push_header(out, b"content-length", b"0")
+            }
+            None => {}
         }
-        request
+        out.extend_from_slice(b"\r\n");
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ErrorKind> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(ErrorKind::from_chain(&e, true)),
-            Err(_) => return Err(ErrorKind::Timeout),
-        };
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(stream)).await.map_err(|e| ErrorKind::from_chain(&e, true))?;
-        // The connection task drives the socket; it ends when the sender is dropped or the peer closes.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+    async fn connect(&self) -> Result<http1::Connection, ErrorKind> {
+        match tokio::time::timeout(self.connect_timeout, http1::Connection::connect(self.addr)).await {
+            Ok(Ok(open)) => Ok(open),
+            Ok(Err(e)) => Err(ErrorKind::from_chain(&e, true)),
+            Err(_) => Err(ErrorKind::Timeout),
+        }
     }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
