@@ -189,3 +189,95 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers each connection's first request with a keep-alive response and then
+    /// closes it, as nginx does when its keepalive_timeout runs out between two requests.
+    /// Counts the requests it answered.
+    async fn closes_after_each_answer() -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut seen = Vec::new();
+                while !seen.ends_with(b"\r\n\r\n") {
+                    let mut chunk = [0u8; 1024];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if seen.ends_with(b"\r\n\r\n") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                }
+            }
+        });
+        (addr, answered)
+    }
+
+    fn request(method: Method) -> ReplayRequest {
+        ReplayRequest {
+            seq: 0,
+            log_line: 1,
+            log_time: None,
+            method,
+            url: Url::parse("http://t/x?y=1").unwrap(),
+            orig_status: None,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced_and_no_request_is_lost_or_sent_twice() {
+        for method in [Method::GET, Method::POST] {
+            let (addr, answered) = closes_after_each_answer().await;
+            let timeout = Duration::from_secs(5);
+            let direct = Direct { addr, host: "t".into(), timeout, connect_timeout: timeout };
+            let mut conn = Connection::default();
+            for _ in 0..3 {
+                assert_eq!(direct.send(&mut conn, &request(method.clone())).await, (Ok(200), 2), "{method}");
+                // Let the server's close arrive before the next request, as after an idle spell.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(answered.load(Ordering::SeqCst), 3, "{method}: each request answered exactly once");
+        }
+    }
+
+    #[test]
+    fn the_head_carries_the_planned_target_headers_host_and_body_length() {
+        let direct = Direct {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            host: "staging:8080".into(),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let mut head = Vec::new();
+        let mut req = request(Method::GET);
+        req.headers.push((reqwest::header::USER_AGENT, "ua/1".parse().unwrap()));
+        direct.write_head(&mut head, &req);
+        assert_eq!(head, b"GET /x?y=1 HTTP/1.1\r\nhost: staging:8080\r\nuser-agent: ua/1\r\n\r\n");
+
+        req.method = Method::POST;
+        req.headers = vec![(HOST, "preserved".parse().unwrap())];
+        direct.write_head(&mut head, &req);
+        assert_eq!(head, b"POST /x?y=1 HTTP/1.1\r\nhost: preserved\r\ncontent-length: 0\r\n\r\n");
+
+        req.body = Some(bytes::Bytes::from_static(b"a=1"));
+        direct.write_head(&mut head, &req);
+        assert!(head.ends_with(b"content-length: 3\r\n\r\n"));
+    }
+}
