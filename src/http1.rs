@@ -42,21 +42,10 @@ pub struct Response {
     pub reusable: bool,
 }
 
-/// How the body of a response is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
 /// One open connection and the bytes read from it but not yet used.
 pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
-    /// Requests answered on this connection so far.
-    pub served: u64,
 }
 
 impl Connection {
@@ -64,7 +53,7 @@ impl Connection {
         let stream = TcpStream::connect(addr).await?;
         // Requests are written whole; Nagle would only hold the next one back.
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, buf: Vec::with_capacity(READ_ROOM), served: 0 })
+        Ok(Connection { stream, buf: Vec::with_capacity(READ_ROOM) })
     }
 
     /// Whether the server has already closed this idle connection (or sent something unasked).
@@ -79,167 +68,190 @@ impl Connection {
     /// whole response.
     pub async fn exchange(&mut self, head: &[u8], body: &[u8], is_head: bool) -> Result<Response, Failure> {
         let io = |error| Failure::Io { error, before_response: true };
-        // Leftover bytes mean the server answered more than was asked: nothing after can be trusted.
-        if !self.buf.is_empty() {
-            return Err(Failure::Protocol("bytes arrived before the request was sent"));
-        }
         if body.is_empty() {
             self.stream.write_all(head).await.map_err(io)?;
         } else {
             let mut parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
             write_all_vectored(&mut self.stream, &mut parts).await.map_err(io)?;
         }
-        let (status, framing, keep_alive) = self.read_head(is_head).await?;
-        let body_bytes = match framing {
-            Framing::None => 0,
-            Framing::Length(n) => {
-                self.skip(n).await?;
-                n
-            }
-            Framing::Chunked => self.skip_chunked().await?,
-            Framing::UntilClose => self.skip_to_end().await?,
-        };
-        self.served += 1;
-        let reusable = keep_alive && framing != Framing::UntilClose && self.buf.is_empty();
-        Ok(Response { status, body_bytes, reusable })
-    }
-
-    /// Reads up to the end of the final (non-1xx) response head; returns its status, how its body
-    /// is framed and whether the server keeps the connection open.
-    async fn read_head(&mut self, is_head: bool) -> Result<(u16, Framing, bool), Failure> {
+        let mut decoder = ResponseDecoder::new(is_head);
         let mut received = false;
         loop {
-            if !self.buf.is_empty() {
-                received = true;
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.buf) {
-                    Ok(httparse::Status::Complete(len)) => {
-                        let status = response.code.unwrap_or_default();
-                        let head = Head::of(&response)?;
-                        self.consume(len);
-                        // 100 Continue, 103 Early Hints: the real answer follows. (101 is final: a
-                        // replay never asks to switch protocols, so the connection is not reused.)
-                        if (100..200).contains(&status) && status != 101 {
-                            continue;
-                        }
-                        let framing = if is_head || status == 204 || status == 304 || status == 101 {
-                            Framing::None
-                        } else {
-                            head.framing
-                        };
-                        return Ok((status, framing, head.keep_alive && status != 101));
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
-                        return Err(Failure::Protocol("response head too large"));
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(_) => return Err(Failure::Protocol("not an HTTP/1 response")),
-                }
+            let (used, done) = decoder.decode(&self.buf).map_err(Failure::Protocol)?;
+            if used == self.buf.len() {
+                self.buf.clear();
+            } else {
+                self.buf.drain(..used);
             }
-            self.fill(!received).await?;
-        }
-    }
-
-    /// Discards `n` body bytes.
-    async fn skip(&mut self, mut n: u64) -> Result<(), Failure> {
-        loop {
-            let take = n.min(self.buf.len() as u64);
-            self.consume(take as usize);
-            n -= take;
-            if n == 0 {
-                return Ok(());
+            if let Some(response) = done {
+                // Bytes beyond the response were never asked for: nothing after them can be trusted.
+                return Ok(Response { reusable: response.reusable && self.buf.is_empty(), ..response });
             }
-            self.fill(false).await?;
-        }
-    }
-
-    /// Discards a chunked body; returns its decoded length.
-    async fn skip_chunked(&mut self) -> Result<u64, Failure> {
-        let mut total = 0u64;
-        loop {
-            let size = loop {
-                match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((len, size))) => {
-                        self.consume(len);
-                        break size;
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
-                        return Err(Failure::Protocol("chunk size line too long"));
-                    }
-                    Ok(httparse::Status::Partial) => self.fill(false).await?,
-                    Err(_) => return Err(Failure::Protocol("bad chunk size")),
-                }
-            };
-            if size == 0 {
-                // Trailer fields, then the empty line that ends the message.
-                loop {
-                    match memchr::memmem::find(&self.buf, b"\r\n") {
-                        Some(0) => {
-                            self.consume(2);
-                            return Ok(total);
-                        }
-                        Some(end) => self.consume(end + 2),
-                        None if self.buf.len() > MAX_HEAD => return Err(Failure::Protocol("trailers too large")),
-                        None => self.fill(false).await?,
-                    }
-                }
-            }
-            self.skip(size).await?;
-            total += size;
-            while self.buf.len() < 2 {
-                self.fill(false).await?;
-            }
-            if &self.buf[..2] != b"\r\n" {
-                return Err(Failure::Protocol("chunk not followed by CRLF"));
-            }
-            self.consume(2);
-        }
-    }
-
-    /// Discards everything up to the server's close; returns how much that was.
-    async fn skip_to_end(&mut self) -> Result<u64, Failure> {
-        let mut total = self.buf.len() as u64;
-        self.buf.clear();
-        loop {
             self.buf.reserve(READ_ROOM);
             match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) => return Ok(total),
-                Ok(n) => total += n as u64,
-                Err(error) => return Err(Failure::Io { error, before_response: false }),
+                Ok(0) => {
+                    let eof = || Failure::Io { error: io::ErrorKind::UnexpectedEof.into(), before_response: !received };
+                    return decoder.finish().ok_or_else(eof);
+                }
+                Ok(_) => received = true,
+                Err(error) => return Err(Failure::Io { error, before_response: !received }),
             }
-            self.buf.clear();
-        }
-    }
-
-    /// Reads more bytes into the buffer; the end of the stream here is an error, since a message
-    /// is incomplete.
-    async fn fill(&mut self, before_response: bool) -> Result<(), Failure> {
-        self.buf.reserve(READ_ROOM);
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) => Err(Failure::Io { error: io::ErrorKind::UnexpectedEof.into(), before_response }),
-            Ok(_) => Ok(()),
-            Err(error) => Err(Failure::Io { error, before_response }),
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        if n == self.buf.len() {
-            self.buf.clear();
-        } else {
-            self.buf.drain(..n);
         }
     }
 }
 
+/// Reads one response from bytes as they arrive. It does no I/O itself, so it is tested and
+/// fuzzed on byte strings cut anywhere.
+pub struct ResponseDecoder {
+    is_head: bool,
+    state: State,
+    status: u16,
+    keep_alive: bool,
+    body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    /// Body bytes still to come, by Content-Length.
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    Trailers,
+    UntilClose,
+    Done,
+}
+
+impl ResponseDecoder {
+    /// `is_head`: the request was HEAD, so the response has no body whatever its headers say.
+    pub fn new(is_head: bool) -> ResponseDecoder {
+        ResponseDecoder { is_head, state: State::Head, status: 0, keep_alive: false, body_bytes: 0 }
+    }
+
+    /// Takes what it can from `input`: returns how many bytes it used and, once the response is
+    /// complete, the response. Never uses a byte past the response's end.
+    pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), &'static str> {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            match self.state {
+                State::Head => {
+                    let Some(head) = Head::parse(rest)? else {
+                        return if rest.len() > MAX_HEAD { Err("response head too large") } else { Ok((used, None)) };
+                    };
+                    used += head.len;
+                    // 100 Continue, 103 Early Hints: the real answer follows. (101 is final: a
+                    // replay never asks to switch protocols, so the connection is not reused.)
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue;
+                    }
+                    self.status = head.status;
+                    self.keep_alive = head.keep_alive && head.status != 101;
+                    let bodyless = self.is_head || matches!(head.status, 101 | 204 | 304);
+                    self.state = match head.framing {
+                        _ if bodyless => State::Done,
+                        Framing::Length(0) => State::Done,
+                        Framing::Length(n) => State::Length(n),
+                        Framing::Chunked => State::ChunkSize,
+                        Framing::UntilClose => State::UntilClose,
+                    };
+                }
+                State::Length(n) | State::ChunkData(n) => {
+                    let take = n.min(rest.len() as u64);
+                    used += take as usize;
+                    self.body_bytes += take;
+                    let left = n - take;
+                    let chunked = matches!(self.state, State::ChunkData(_));
+                    self.state = match (chunked, left) {
+                        (false, 0) => State::Done,
+                        (true, 0) => State::ChunkEnd,
+                        (false, _) => State::Length(left),
+                        (true, _) => State::ChunkData(left),
+                    };
+                    if left > 0 {
+                        return Ok((used, None));
+                    }
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((len, size))) => {
+                        used += len;
+                        self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
+                    }
+                    Ok(httparse::Status::Partial) if rest.len() > MAX_HEAD => return Err("chunk size line too long"),
+                    Ok(httparse::Status::Partial) => return Ok((used, None)),
+                    Err(_) => return Err("bad chunk size"),
+                },
+                State::ChunkEnd => match rest {
+                    [b'\r', b'\n', ..] => {
+                        used += 2;
+                        self.state = State::ChunkSize;
+                    }
+                    [] | [b'\r'] => return Ok((used, None)),
+                    _ => return Err("chunk data not followed by CRLF"),
+                },
+                // Trailer fields, then the empty line that ends the message.
+                State::Trailers => match memchr::memmem::find(rest, b"\r\n") {
+                    Some(0) => {
+                        used += 2;
+                        self.state = State::Done;
+                    }
+                    Some(end) => used += end + 2,
+                    None if rest.len() > MAX_HEAD => return Err("trailers too large"),
+                    None => return Ok((used, None)),
+                },
+                State::UntilClose => {
+                    self.body_bytes += rest.len() as u64;
+                    return Ok((input.len(), None));
+                }
+                State::Done => return Ok((used, Some(self.response()))),
+            }
+        }
+    }
+
+    /// The server closed the connection: the response, if the close is what ends it.
+    pub fn finish(&self) -> Option<Response> {
+        (self.state == State::UntilClose).then(|| self.response())
+    }
+
+    fn response(&self) -> Response {
+        Response {
+            status: self.status,
+            body_bytes: self.body_bytes,
+            reusable: self.keep_alive && self.state != State::UntilClose,
+        }
+    }
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
 /// What a response head says about the connection and the body.
 struct Head {
+    /// Bytes of the head, up to and including its empty line.
+    len: usize,
+    status: u16,
     framing: Framing,
     keep_alive: bool,
 }
 
 impl Head {
-    fn of(response: &httparse::Response) -> Result<Head, Failure> {
+    /// `None` until the whole head is there.
+    fn parse(input: &[u8]) -> Result<Option<Head>, &'static str> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(input) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),
+            Err(_) => return Err("not an HTTP/1 response"),
+        };
         let mut length: Option<u64> = None;
         let mut transfer_coding: Option<&[u8]> = None;
         // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes unless told otherwise.
@@ -250,9 +262,9 @@ impl Head {
                 let n = std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or(Failure::Protocol("bad Content-Length"))?;
+                    .ok_or("bad Content-Length")?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(Failure::Protocol("conflicting Content-Length"));
+                    return Err("conflicting Content-Length");
                 }
                 length = Some(n);
             } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -276,7 +288,7 @@ impl Head {
             (None, Some(n)) => Framing::Length(n),
             (None, None) => Framing::UntilClose,
         };
-        Ok(Head { framing, keep_alive })
+        Ok(Some(Head { len, status: response.code.unwrap_or_default(), framing, keep_alive }))
     }
 }
 
@@ -405,7 +417,6 @@ mod tests {
         assert_eq!(conn.exchange(GET, b"", false).await.unwrap().status, 200);
         assert!(!conn.is_closed_by_peer());
         assert_eq!(conn.exchange(GET, b"", false).await.unwrap().status, 200);
-        assert_eq!(conn.served, 2);
         drop(conn);
         assert_eq!(server.await.unwrap(), [GET, GET].concat());
     }
@@ -418,5 +429,107 @@ mod tests {
         // The close travels over loopback; give it a moment.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(conn.is_closed_by_peer());
+    }
+
+    /// Feeds `bytes` to a decoder `piece` bytes at a time, the way [`Connection::exchange`] does;
+    /// returns the outcome (`Ok(None)`: the bytes ended mid-response) and the bytes used (0 after
+    /// an error, when the connection is dropped anyway).
+    fn feed(bytes: &[u8], piece: usize, is_head: bool) -> (Result<Option<Response>, &'static str>, usize) {
+        let mut decoder = ResponseDecoder::new(is_head);
+        let (mut buf, mut consumed) = (Vec::new(), 0);
+        for chunk in bytes.chunks(piece.max(1)) {
+            buf.extend_from_slice(chunk);
+            match decoder.decode(&buf) {
+                Err(e) => return (Err(e), 0),
+                Ok((used, done)) => {
+                    assert!(used <= buf.len());
+                    buf.drain(..used);
+                    consumed += used;
+                    if done.is_some() {
+                        return (Ok(done), consumed);
+                    }
+                }
+            }
+        }
+        (Ok(decoder.finish()), consumed)
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Framed {
+        Length,
+        Chunked,
+        UntilClose,
+    }
+
+    proptest::proptest! {
+        /// Any well-formed response, cut anywhere: the right status and body length, and not one
+        /// byte of what follows it used.
+        #[test]
+        fn well_formed_responses_decode_the_same_however_they_arrive(
+            status in proptest::sample::select(vec![200u16, 201, 204, 301, 304, 404, 500, 503]),
+            framed in proptest::sample::select(vec![Framed::Length, Framed::Chunked, Framed::UntilClose]),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            chunk_sizes in proptest::collection::vec(1..64usize, 1..8),
+            (interim, is_head, close) in proptest::prelude::any::<(bool, bool, bool)>(),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+            piece in 1..80usize,
+        ) {
+            let bodyless = is_head || status == 204 || status == 304;
+            let mut bytes = Vec::new();
+            if interim {
+                bytes.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            bytes.extend_from_slice(format!("HTTP/1.1 {status} Whatever\r\nServer: t\r\n").as_bytes());
+            if close {
+                bytes.extend_from_slice(b"Connection: close\r\n");
+            }
+            match framed {
+                Framed::Length => bytes.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes()),
+                Framed::Chunked => bytes.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+                Framed::UntilClose => bytes.extend_from_slice(b"\r\n"),
+            }
+            if !bodyless {
+                match framed {
+                    Framed::Chunked => {
+                        let mut rest = &body[..];
+                        for size in chunk_sizes.iter().cycle() {
+                            if rest.is_empty() {
+                                break;
+                            }
+                            let (chunk, tail) = rest.split_at((*size).min(rest.len()));
+                            bytes.extend_from_slice(format!("{:x};n=v\r\n", chunk.len()).as_bytes());
+                            bytes.extend_from_slice(chunk);
+                            bytes.extend_from_slice(b"\r\n");
+                            rest = tail;
+                        }
+                        bytes.extend_from_slice(b"0\r\nX-Trailer: 1\r\n\r\n");
+                    }
+                    _ => bytes.extend_from_slice(&body),
+                }
+            }
+            let until_close = matches!(framed, Framed::UntilClose) && !bodyless;
+            let response_len = bytes.len();
+            if !until_close {
+                bytes.extend_from_slice(&extra);
+            }
+            let expected = Response {
+                status,
+                body_bytes: if bodyless { 0 } else { body.len() as u64 },
+                reusable: !close && !until_close,
+            };
+            proptest::prop_assert_eq!(feed(&bytes, piece, is_head), (Ok(Some(expected)), response_len));
+        }
+
+        /// Any bytes at all: no panic, and the same outcome whether they arrive whole or in pieces.
+        #[test]
+        fn any_bytes_give_one_outcome_however_they_arrive(
+            prefix in proptest::sample::select(vec![&b""[..], b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            piece in 1..40usize,
+            is_head in proptest::prelude::any::<bool>(),
+        ) {
+            let bytes = [prefix, &tail[..]].concat();
+            proptest::prop_assert_eq!(feed(&bytes, piece, is_head), feed(&bytes, bytes.len(), is_head));
+        }
     }
 }
