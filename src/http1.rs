@@ -10,6 +10,7 @@
 //! transfer coding is chunked; else Content-Length; else until the server closes.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -244,9 +245,14 @@ struct Head {
 impl Head {
     /// `None` until the whole head is there.
     fn parse(input: &[u8]) -> Result<Option<Head>, &'static str> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let len = match response.parse(input) {
+        // Left uninitialised: zeroing the array for every response cost more than parsing it.
+        let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            input,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),

@@ -8,11 +8,11 @@
 //! sluice_parsers: line → Entry (borrowed, zero-copy)
 //!   │  plan: method filter, target rewriting, headers → ReplayRequest
 //!   ▼
-//! bounded crossbeam queue                      ← backpressure: memory flat for any log size
+//! bounded queue                                ← backpressure: memory flat for any log size
 //!   │
-//! pacer thread: the plan T0 + n/N (batches of B), governor as the cap, precise sleeps
+//! pacer task: the plan T0 + n/N (batches of B), governor as the cap, timerfd sleeps
 //!   │
-//! replay: tokio + reqwest senders, at most C in flight   → Outcome { scheduled, sent, status | error, … }
+//! replay: tokio senders (own HTTP/1.1, or reqwest), at most C in flight → Outcome { scheduled, sent, status | error, … }
 //!   ▼
 //! sink: writer thread — CSV rows, HDR histograms, live progress
 //!   ▼
@@ -45,6 +45,7 @@ pub mod run;
 pub mod safety;
 pub mod sink;
 pub mod source;
+mod timer;
 pub mod transport;
 
 pub use config::{Rate, ReplayConfig, Target};

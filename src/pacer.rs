@@ -10,9 +10,12 @@
 //!   never makes governor push the plan later (with burst 1, GCRA turns every late wake-up into
 //!   permanent drift), small enough that catching up after a stall is bounded.
 //!
-//! The loop that drives this ([`run_pacer`]) runs on its own OS thread and sleeps with the kernel's
-//! high-resolution timer (timer slack lowered to 1 µs), not tokio's millisecond wheel: that is what
-//! keeps sends within tens of microseconds of the plan at a cost of one wake-up per due batch.
+//! The loop that drives this ([`run_pacer`]) is a task on the senders' runtime, so a released
+//! request reaches an idle sender without crossing threads. It sleeps on a kernel timer (timerfd)
+//! that the runtime polls with its sockets, not on tokio's millisecond wheel: sends stay within
+//! tens of microseconds of the plan, and a wake-up costs no thread switch. (A pacer on its own
+//! thread, sleeping with 1 µs timer slack, paced as well but cost a fifth of the loader's CPU at
+//! 5,000 req/s in context switches and cross-thread wake-ups; bench/RESULTS.md.)
 //!
 //! [`Pacer`] is generic over governor's clock so it can be tested with a fake clock.
 
@@ -20,15 +23,16 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, select};
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
 
 use crate::plan::ReplayRequest;
 use crate::replay::Job;
 use crate::run::Shared;
+use crate::timer::PreciseTimer;
 
 /// The ideal send plan for a fixed rate.
 #[derive(Debug, Clone, Copy)]
@@ -140,15 +144,12 @@ impl<C: Clock + Clone> Pacer<C> {
     }
 }
 
-/// The pacer thread wakes at most this often. At rates above 1/QUANTUM (2,000/s) the requests
+/// The pacer wakes at most this often. At rates above 1/QUANTUM (2,000/s) the requests
 /// due within one quantum leave together, each at most this late; in exchange the pacer and the
 /// sender runtime wake a couple of thousand times a second instead of once per request. Measured
 /// at 5,000/s: 500 µs cut the loader's CPU by about a quarter against 200 µs, with lag p99 still
 /// under 1 ms (bench/RESULTS.md).
 const WAKE_QUANTUM: Duration = Duration::from_micros(500);
-
-/// Most requests in one hand-off from the pacer thread to the senders.
-pub(crate) const HANDOFF_CHUNK: usize = 64;
 
 /// Why scheduling stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -162,7 +163,7 @@ pub enum StopReason {
     Cancelled,
 }
 
-/// What the pacer thread reports when it ends.
+/// What the pacer reports when it ends.
 #[derive(Debug, Clone, Copy)]
 pub struct PacerReport {
     pub released: u64,
@@ -174,55 +175,42 @@ pub struct PacerReport {
     pub reason: StopReason,
 }
 
-/// Lowers this thread's timer slack so sleeps end within microseconds rather than the default
-/// 50 µs window, which would otherwise show up directly as lag.
-fn tighten_timer_slack() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds) and affects only the calling thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
-    }
+/// Requests from the reader's queue, one at a time, until the log ends or the run stops.
+struct Incoming {
+    queue: async_channel::Receiver<Vec<ReplayRequest>>,
+    ready: std::vec::IntoIter<ReplayRequest>,
+    stop: CancellationToken,
 }
 
-/// Sleeps until `at` unless a stop is signalled first. Returns false when stopped.
-fn sleep_until(at: Instant, stop: &Receiver<()>) -> bool {
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return true;
-        }
-        match stop.recv_timeout(at - now) {
-            Err(RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return false,
-        }
-    }
-}
-
-/// The pacer thread: takes requests from the queue in plan order, waits for each one's slot, and
-/// hands it to the senders. When all senders are busy the hand-off blocks, the next slots pass,
-/// and the lateness shows up as lag: requests are never silently dropped or re-timed.
-pub(crate) fn run_pacer(
-    mut pacer: Pacer,
-    deadline: Option<Duration>,
-    queue: Receiver<Vec<ReplayRequest>>,
-    work: async_channel::Sender<Vec<Job>>,
-    shared: Arc<Shared>,
-) -> PacerReport {
-    tighten_timer_slack();
-    let stop = shared.stop_signal();
-    let mut ready: std::vec::IntoIter<ReplayRequest> = Vec::new().into_iter();
-    let mut next_request = || -> Option<ReplayRequest> {
-        if let Some(req) = ready.next() {
+impl Incoming {
+    async fn next(&mut self) -> Option<ReplayRequest> {
+        if let Some(req) = self.ready.next() {
             return Some(req);
         }
-        select! {
-            recv(queue) -> chunk => {
-                ready = chunk.ok()?.into_iter();
-                ready.next()
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => None,
+            chunk = self.queue.recv() => {
+                self.ready = chunk.ok()?.into_iter();
+                self.ready.next()
             }
-            recv(stop) -> _ => None,
         }
-    };
+    }
+}
+
+/// The pacer: takes requests from the queue in plan order, waits for each one's slot, and hands
+/// it to the senders. When all senders are busy the hand-off waits, the next slots pass, and the
+/// lateness shows up as lag: requests are never silently dropped or re-timed.
+pub(crate) async fn run_pacer(
+    mut pacer: Pacer,
+    deadline: Option<Duration>,
+    queue: async_channel::Receiver<Vec<ReplayRequest>>,
+    work: async_channel::Sender<Job>,
+    shared: Arc<Shared>,
+) -> PacerReport {
+    let stop = shared.stop_token();
+    let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone() };
+    let timer = PreciseTimer::new();
     let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason| {
         let span = match (reason, deadline) {
             (StopReason::Deadline, Some(d)) => d,
@@ -230,23 +218,16 @@ pub(crate) fn run_pacer(
         };
         PacerReport { released: pacer.released(), t0, span, reason }
     };
+    let stopped = |shared: &Shared| if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
 
     // T0 is when the first request is ready, so start-up (opening files, sniffing) is not lag.
-    let Some(first) = next_request() else {
-        let reason = if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
-        return report(&pacer, None, reason);
+    let Some(first) = incoming.next().await else {
+        return report(&pacer, None, stopped(&shared));
     };
     let t0 = Instant::now();
     shared.set_t0(t0);
     let mut pending = Some(first);
     let mut last_release = Duration::ZERO;
-    // Released requests go to the senders in one hand-off per wake-up (or per HANDOFF_CHUNK at
-    // --rate max): one cross-thread wake for many requests.
-    let mut outgoing: Vec<Job> = Vec::with_capacity(HANDOFF_CHUNK);
-    let hand_off = |outgoing: &mut Vec<Job>| -> bool {
-        outgoing.is_empty()
-            || work.send_blocking(std::mem::replace(outgoing, Vec::with_capacity(HANDOFF_CHUNK))).is_ok()
-    };
     loop {
         if shared.is_stopping() {
             return report(&pacer, Some(t0), StopReason::Cancelled);
@@ -255,27 +236,34 @@ pub(crate) fn run_pacer(
         if let Some(d) = deadline
             && (elapsed >= d || pacer.next_slot().is_some_and(|slot| slot >= d))
         {
-            hand_off(&mut outgoing);
             return report(&pacer, Some(t0), StopReason::Deadline);
         }
         match pacer.next(elapsed) {
             Next::WaitUntil(at) => {
-                if !hand_off(&mut outgoing) {
-                    return report(&pacer, Some(t0), StopReason::Cancelled);
-                }
                 let at = at.max(last_release + WAKE_QUANTUM);
                 let wake = deadline.map_or(at, |d| at.min(d));
-                if !sleep_until(t0 + wake, &stop) {
-                    return report(&pacer, Some(t0), StopReason::Cancelled);
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return report(&pacer, Some(t0), StopReason::Cancelled),
+                    _ = timer.sleep_until(t0 + wake) => {}
                 }
             }
             Next::Release { first, count, slot } => {
                 last_release = elapsed;
-                let scheduled = t0 + slot;
                 for seq_in_plan in first..first + u64::from(count) {
-                    let Some(req) = pending.take().or_else(&mut next_request) else {
-                        let reason = if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
-                        hand_off(&mut outgoing);
+                    let req = match pending.take() {
+                        Some(req) => Some(req),
+                        None => incoming.next().await,
+                    };
+                    // At --rate max the plan time is the moment it was released.
+                    let scheduled = if pacer.schedule.is_none() { Instant::now() } else { t0 + slot };
+                    // The hand-off fails only when a stop has closed it.
+                    let handed = match req {
+                        Some(req) => work.send(Job { req, scheduled }).await.is_ok(),
+                        None => false,
+                    };
+                    if !handed {
+                        let reason = stopped(&shared);
                         // Only the requests actually handed over count as released.
                         let mut r = report(&pacer, Some(t0), reason);
                         r.released = seq_in_plan;
@@ -283,14 +271,8 @@ pub(crate) fn run_pacer(
                             r.span = pacer.schedule.map(|s| s.slot(seq_in_plan)).unwrap_or(r.span).max(slot);
                         }
                         return r;
-                    };
-                    // At --rate max the plan time is the moment it was released.
-                    let scheduled = if pacer.schedule.is_none() { Instant::now() } else { scheduled };
-                    outgoing.push(Job { req, scheduled });
+                    }
                     shared.count_released();
-                }
-                if outgoing.len() >= HANDOFF_CHUNK && !hand_off(&mut outgoing) {
-                    return report(&pacer, Some(t0), StopReason::Cancelled);
                 }
             }
         }

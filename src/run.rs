@@ -2,10 +2,11 @@
 //! start it, read [`Run::progress`] at any time, [`Run::cancel`] it, [`Run::wait`] for its summary.
 //!
 //! Threads, and why each is one:
-//! - reader: file I/O, gunzip and parsing block; they feed a bounded crossbeam queue, so memory
-//!   stays flat for any log size (backpressure when the pacer is not taking).
-//! - pacer: blocking waits on the queue and precise kernel sleeps; never on a tokio worker.
-//! - senders: a tokio runtime (current-thread by default: measured fastest next to a local target).
+//! - reader: file I/O, gunzip and parsing block; they feed a bounded queue, so memory stays flat
+//!   for any log size (backpressure when the pacer is not taking).
+//! - senders: a tokio runtime (current-thread by default: measured fastest next to a local
+//!   target) running the pacer task and the sender tasks, so a released request reaches an idle
+//!   sender without a thread switch.
 //! - writer: the only owner of the CSV and the statistics.
 
 use std::collections::BTreeMap;
@@ -15,12 +16,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
-use crate::pacer::{HANDOFF_CHUNK, Pacer, PacerReport, Schedule, StopReason, run_pacer};
+use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
 use crate::replay::{Job, Outcome, OutcomeBuffer, sender};
@@ -111,9 +111,8 @@ pub struct Progress {
 /// State shared by the stages of one run.
 pub struct Shared {
     stopping: AtomicBool,
-    stop_tx: Mutex<Option<Sender<()>>>,
-    stop_rx: Receiver<()>,
-    jobs: Mutex<Option<async_channel::Receiver<Vec<Job>>>>,
+    stop: CancellationToken,
+    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
     released: AtomicU64,
     t0: OnceLock<Instant>,
     live: Mutex<LiveStats>,
@@ -122,11 +121,9 @@ pub struct Shared {
 
 impl Shared {
     fn new() -> Shared {
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         Shared {
             stopping: AtomicBool::new(false),
-            stop_tx: Mutex::new(Some(stop_tx)),
-            stop_rx,
+            stop: CancellationToken::new(),
             jobs: Mutex::new(None),
             released: AtomicU64::new(0),
             t0: OnceLock::new(),
@@ -143,15 +140,15 @@ impl Shared {
     /// to the senders so a pacer blocked on busy senders returns at once.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        self.stop_tx.lock().expect("not poisoned").take();
+        self.stop.cancel();
         if let Some(jobs) = self.jobs.lock().expect("not poisoned").as_ref() {
             jobs.close();
         }
     }
 
-    /// A receiver that becomes ready (disconnected) when the run is stopped.
-    pub fn stop_signal(&self) -> Receiver<()> {
-        self.stop_rx.clone()
+    /// A token cancelled when the run is stopped.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     pub fn count_released(&self) {
@@ -204,8 +201,8 @@ pub struct Run {
     target_url: String,
     started: Instant,
     reader: JoinHandle<()>,
-    pacer: JoinHandle<PacerReport>,
-    senders: JoinHandle<()>,
+    /// The senders' runtime, which also runs the pacer; it returns the pacer's report.
+    senders: JoinHandle<PacerReport>,
     writer: JoinHandle<(Stats, Option<std::io::Error>)>,
     // Kept alive for the run's length when the target is the built-in mock.
     _mock: Option<sluice_mock::MockServer>,
@@ -228,12 +225,10 @@ impl Run {
 
         let shared = Arc::new(Shared::new());
         let (queue_tx, queue_rx) =
-            crossbeam_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
-        // Released requests wait here for a free sender. Room for many, so the pacer never waits
-        // on a thread wake-up per request; lag is still measured when a request actually leaves,
-        // and on a stop whatever is still waiting here is dropped unsent.
-        let chunks = RELEASED_CAPACITY.max(config.batch as usize).div_ceil(HANDOFF_CHUNK);
-        let (jobs_tx, jobs_rx) = async_channel::bounded::<Vec<Job>>(chunks);
+            async_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
+        // Released requests wait here for a free sender. Lag is measured when a request actually
+        // leaves, and on a stop whatever is still waiting here is dropped unsent.
+        let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(RELEASED_CAPACITY.max(config.batch as usize));
         *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
 
@@ -247,19 +242,10 @@ impl Run {
             let shared = shared.clone();
             move || run_writer(sink, outcomes_rx, shared, metrics)
         })?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let pacer = spawn("sluice-pacer", {
-            let schedule = match config.rate {
-                Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),
-                Rate::Max => None,
-            };
-            let (shared, deadline) = (shared.clone(), config.duration);
-            move || {
-                let report = run_pacer(Pacer::new(schedule), deadline, queue_rx, jobs_tx, shared);
-                let _ = done_tx.send(());
-                report
-            }
-        })?;
+        let schedule = match config.rate {
+            Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),
+            Rate::Max => None,
+        };
         let runtime = if config.threads == 1 {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         } else {
@@ -267,29 +253,18 @@ impl Run {
         }
         .map_err(|e| RunError::Internal(format!("cannot start the async runtime: {e}")))?;
         let senders = spawn("sluice-senders", {
-            let (shared, concurrency, drain) = (shared.clone(), config.concurrency, config.drain_timeout);
+            let (shared, concurrency, drain, deadline) =
+                (shared.clone(), config.concurrency, config.drain_timeout, config.duration);
             move || {
                 runtime.block_on(async move {
                     let abort = CancellationToken::new();
                     let outcomes = Arc::new(OutcomeBuffer::new(outcomes_tx));
-                    // The dispatcher unpacks the pacer's hand-offs on this thread, so handing a job to
-                    // an idle sender never crosses threads.
-                    let (local_tx, local_rx) = async_channel::bounded::<Job>(HANDOFF_CHUNK);
-                    let dispatcher = tokio::spawn(async move {
-                        while let Ok(chunk) = jobs_rx.recv().await {
-                            for job in chunk {
-                                if local_tx.send(job).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    });
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
-                        let (transport, jobs, outcomes) = (transport.clone(), local_rx.clone(), outcomes.clone());
+                        let (transport, jobs, outcomes) = (transport.clone(), jobs_rx.clone(), outcomes.clone());
                         tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), shared.clone()));
                     }
-                    drop(local_rx);
+                    drop(jobs_rx);
                     let flusher = tokio::spawn({
                         let outcomes = outcomes.clone();
                         async move {
@@ -300,7 +275,10 @@ impl Run {
                             }
                         }
                     });
-                    let _ = done_rx.await;
+                    // The pacer owns the only job sender: when it ends, the senders finish what
+                    // was released and return.
+                    let pacer = tokio::spawn(run_pacer(Pacer::new(schedule), deadline, queue_rx, jobs_tx, shared));
+                    let report = pacer.await;
                     let drained =
                         tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
                     if drained.is_err() {
@@ -308,9 +286,10 @@ impl Run {
                         while tasks.join_next().await.is_some() {}
                     }
                     flusher.abort();
-                    dispatcher.abort();
                     outcomes.flush();
-                });
+                    // A panic in the pacer is a bug; it ends the thread, and `wait` reports it.
+                    report.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                })
             }
         })?;
         Ok(Run {
@@ -320,7 +299,6 @@ impl Run {
             config,
             started,
             reader,
-            pacer,
             senders,
             writer,
             _mock: mock,
@@ -355,8 +333,7 @@ impl Run {
 
     /// Waits for the run to end and returns its summary.
     pub fn wait(self) -> Result<Summary, RunError> {
-        let pacer = self.pacer.join().map_err(|_| RunError::Internal("the pacer thread panicked".into()))?;
-        self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
+        let pacer = self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
         let (stats, write_error) =
             self.writer.join().map_err(|_| RunError::Internal("the writer thread panicked".into()))?;
         // The reader may be blocked reading a terminal on stdin; its stats are in `shared` anyway.
@@ -454,7 +431,7 @@ const DRY_RUN_SHOWN: usize = 20;
 pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
     let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
     let shared = Arc::new(Shared::new());
-    let (queue_tx, queue_rx) = crossbeam_channel::bounded::<Vec<ReplayRequest>>(4);
+    let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
     let thread = spawn("sluice-reader", {
         let (shared, limit, format) = (shared.clone(), config.max_bad_lines, format.clone());
@@ -469,7 +446,7 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         by_host: BTreeMap::new(),
         log: ReaderStats::default(),
     };
-    for req in queue_rx.iter().flatten() {
+    for req in std::iter::from_fn(|| queue_rx.recv_blocking().ok()).flatten() {
         report.requests += 1;
         *report.by_method.entry(req.method.to_string()).or_default() += 1;
         let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
@@ -519,7 +496,7 @@ fn read_log(
     mut reader: LogReader,
     format: Format,
     mut planner: Planner,
-    queue: Sender<Vec<ReplayRequest>>,
+    queue: async_channel::Sender<Vec<ReplayRequest>>,
     shared: Arc<Shared>,
     looping: bool,
     limit: Option<BadLineLimit>,
@@ -563,7 +540,9 @@ fn read_log(
                         produced += 1;
                         chunk.push(req);
                         if chunk.len() == QUEUE_CHUNK
-                            && queue.send(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK))).is_err()
+                            && queue
+                                .send_blocking(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK)))
+                                .is_err()
                         {
                             break 'passes; // the pacer has stopped
                         }
@@ -596,7 +575,7 @@ fn read_log(
         first_pass = false;
         if !looping || produced == 0 || !reader.can_rewind() {
             if !chunk.is_empty() {
-                let _ = queue.send(chunk);
+                let _ = queue.send_blocking(chunk);
             }
             break;
         }
