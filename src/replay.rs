@@ -19,6 +19,10 @@ use crate::transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
 const OUTCOME_BATCH: usize = 256;
+/// Full batches that may wait for the writer thread (about 16k outcomes, a few MB). Beyond that
+/// a hand-off waits, so the senders pause and the delay shows as lag, rather than memory growing
+/// behind a slow disk.
+pub(crate) const OUTCOME_BACKLOG: usize = 64;
 
 /// A released request and the instant the plan wanted it sent.
 pub struct Job {
@@ -156,7 +160,8 @@ const MAX_REDIRECTS: usize = 10;
 
 /// Outcomes from all senders on their way to the writer thread. Pushing is a short uncontended
 /// lock (all senders usually share one thread); the writer is woken once per full batch or per
-/// [`OutcomeBuffer::FLUSH_EVERY`], not once per request.
+/// [`OutcomeBuffer::FLUSH_EVERY`], not once per request. The channel to the writer holds at most
+/// [`OUTCOME_BACKLOG`] batches.
 pub(crate) struct OutcomeBuffer {
     pending: Mutex<Vec<Outcome>>,
     writer: crossbeam_channel::Sender<Vec<Outcome>>,

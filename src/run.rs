@@ -23,7 +23,7 @@ use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
 use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{PlanStats, Planner, ReplayRequest};
-use crate::replay::{Job, Outcome, OutcomeBuffer, sender};
+use crate::replay::{Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
 use crate::report::Summary;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
@@ -230,7 +230,7 @@ impl Run {
         // leaves, and on a stop whatever is still waiting here is dropped unsent.
         let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(RELEASED_CAPACITY.max(config.batch as usize));
         *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
-        let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded::<Vec<Outcome>>();
+        let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded::<Vec<Outcome>>(OUTCOME_BACKLOG);
 
         let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
