@@ -50,6 +50,14 @@ pub struct LagSummary {
     pub earliest_ms: f64,
 }
 
+impl LagSummary {
+    /// From a histogram of lags in µs and the earliest send's offset from its plan time in µs.
+    pub fn of(lag: &hdrhistogram::Histogram<u64>, earliest_us: i64) -> LagSummary {
+        let p = Percentiles::of(lag);
+        LagSummary { p50_ms: p.p50, p99_ms: p.p99, max_ms: p.max, earliest_ms: earliest_us as f64 / 1e3 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub target: String,
@@ -92,7 +100,6 @@ impl Summary {
         started: Instant,
     ) -> Summary {
         let span = pacer.span.as_secs_f64();
-        let lag = Percentiles::of(&stats.lag);
         Summary {
             target: target.to_string(),
             format: format.to_string(),
@@ -113,12 +120,7 @@ impl Summary {
             error_kinds: stats.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
             latency_ms: Percentiles::of(&stats.latency),
             latency_from_schedule_ms: Percentiles::of(&stats.latency_from_schedule),
-            lag: LagSummary {
-                p50_ms: lag.p50,
-                p99_ms: lag.p99,
-                max_ms: lag.max,
-                earliest_ms: stats.earliest_us as f64 / 1e3,
-            },
+            lag: LagSummary::of(&stats.lag, stats.earliest_us),
             bytes_received: stats.bytes,
             log,
         }

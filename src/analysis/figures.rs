@@ -230,7 +230,6 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
     let g = &agg.overall;
     let seconds = agg.seconds();
     let (target_rate, target_rate_source) = target_rate(agg, target);
-    let lag = Percentiles::of(&g.lag);
     Overview {
         requests: g.requests,
         responses: g.responses(),
@@ -241,12 +240,7 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
         error_kinds: g.errors.clone(),
         latency_ms: Percentiles::of(&g.latency),
         latency_from_schedule_ms: Percentiles::of(&g.from_schedule),
-        lag: LagSummary {
-            p50_ms: lag.p50,
-            p99_ms: lag.p99,
-            max_ms: lag.max,
-            earliest_ms: g.earliest_lag_us as f64 / 1e3,
-        },
+        lag: LagSummary::of(&g.lag, g.earliest_lag_us),
         bytes_received: g.bytes,
         target_rate,
         target_rate_source,

@@ -6,7 +6,7 @@ use crate::report::human_bytes;
 use std::fmt::Write;
 
 use super::svg::{self, Layer, Line, TimeAxis};
-use super::{interval_text, ms, other_label, per_second, rate_line, routes_count, transitions_text};
+use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
@@ -385,14 +385,8 @@ fn status(out: &mut String, r: &Report) {
         let _ = writeln!(out, "<td>{total}</td><td>{differs}</td></tr>");
     }
     out.push_str("</table>\n");
-    if m.with_orig_status > 0 {
-        let _ = writeln!(
-            out,
-            "<p>{} of {} requests with a logged status got another class ({}).</p>",
-            m.mismatches,
-            m.with_orig_status,
-            percent(m.mismatches as f64 / m.with_orig_status as f64)
-        );
+    if let Some(sentence) = mismatch_sentence(m) {
+        let _ = writeln!(out, "<p>{sentence}.</p>");
     }
     mismatched_routes(out, r);
     out.push_str("</section>\n");

@@ -4,8 +4,8 @@ use crate::report::human_bytes;
 use std::fmt::Write;
 
 use super::{
-    interval_text, join_counts, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
-    transitions_text,
+    interval_text, join_counts, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label,
+    spans_one_day, transitions_text,
 };
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{Report, RouteLine};
@@ -145,14 +145,8 @@ fn status_matrix(t: &mut String, r: &Report) {
         row
     });
     table(t, &headers, "lr", rows);
-    if m.with_orig_status > 0 {
-        let _ = writeln!(
-            t,
-            "\n{} of {} requests with a logged status got another class ({}).",
-            m.mismatches,
-            m.with_orig_status,
-            percent(m.mismatches as f64 / m.with_orig_status as f64)
-        );
+    if let Some(sentence) = mismatch_sentence(m) {
+        let _ = writeln!(t, "\n{sentence}.");
     }
     if m.logged.contains(&"3xx") {
         let _ = writeln!(t, "\nA logged 304 answered with a 2xx agrees: a replay sends no cache validators.");

@@ -7,7 +7,7 @@ pub mod markdown;
 mod svg;
 pub mod text;
 
-use super::figures::{Overview, Report, TimePoint};
+use super::figures::{Overview, Report, StatusMatrix, TimePoint};
 
 /// `--format` of `sluice report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -72,6 +72,19 @@ fn rate_line(o: &Overview) -> String {
         (None, "none") => format!("{achieved} (no target: --rate max)"),
         (None, _) => format!("{achieved} (target unknown)"),
     }
+}
+
+/// `12 of 900 requests with a logged status got another class (1.3%)`; `None` when no request
+/// had a logged status.
+fn mismatch_sentence(m: &StatusMatrix) -> Option<String> {
+    (m.with_orig_status > 0).then(|| {
+        format!(
+            "{} of {} requests with a logged status got another class ({})",
+            m.mismatches,
+            m.with_orig_status,
+            super::assert::percent(m.mismatches as f64 / m.with_orig_status as f64)
+        )
+    })
 }
 
 /// `200: 691 (76.8%)  404: 123 (13.7%)`.
