@@ -75,8 +75,12 @@ pub struct ReaderStats {
 /// A small live view of the writer's statistics, for progress displays.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct LiveStats {
+    /// Requests that got an HTTP status.
     pub completed: u64,
+    /// Requests that got no answer (connect, timeout, reset, …).
     pub errors: u64,
+    /// Answered requests by status class.
+    pub classes: StatusClasses,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub lag_p99_ms: f64,
@@ -90,10 +94,58 @@ impl From<&Stats> for LiveStats {
         LiveStats {
             completed: s.completed,
             errors: s.error_count(),
+            classes: StatusClasses::of(&s.statuses),
             p50_ms: ms(&s.latency, 0.5),
             p99_ms: ms(&s.latency, 0.99),
             lag_p99_ms: ms(&s.lag, 0.99),
         }
+    }
+}
+
+/// Answered requests by status class, as a progress line shows them (`2xx 1546 4xx 259 5xx 195`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StatusClasses {
+    #[serde(rename = "1xx")]
+    pub informational: u64,
+    #[serde(rename = "2xx")]
+    pub success: u64,
+    #[serde(rename = "3xx")]
+    pub redirect: u64,
+    #[serde(rename = "4xx")]
+    pub client_error: u64,
+    #[serde(rename = "5xx")]
+    pub server_error: u64,
+}
+
+impl StatusClasses {
+    pub fn of(statuses: &BTreeMap<u16, u64>) -> StatusClasses {
+        let mut c = StatusClasses::default();
+        for (&status, &n) in statuses {
+            match status / 100 {
+                1 => c.informational += n,
+                2 => c.success += n,
+                3 => c.redirect += n,
+                4 => c.client_error += n,
+                _ => c.server_error += n,
+            }
+        }
+        c
+    }
+
+    /// `2xx 1546 4xx 259 5xx 195`: the classes seen (2xx always), in order.
+    pub fn to_text(&self) -> String {
+        let all = [
+            ("1xx", self.informational),
+            ("2xx", self.success),
+            ("3xx", self.redirect),
+            ("4xx", self.client_error),
+            ("5xx", self.server_error),
+        ];
+        all.iter()
+            .filter(|(name, n)| *n > 0 || *name == "2xx")
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
