@@ -47,6 +47,9 @@ pub struct Response {
 pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Body bytes of the current (or last) response received so far: kept here rather than in
+    /// the exchange's future, so a response cut off by a timeout still counts what arrived.
+    body_received: u64,
 }
 
 impl Connection {
@@ -54,7 +57,7 @@ impl Connection {
         let stream = TcpStream::connect(addr).await?;
         // Requests are written whole; Nagle would only hold the next one back.
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, buf: Vec::with_capacity(READ_ROOM) })
+        Ok(Connection { stream, buf: Vec::with_capacity(READ_ROOM), body_received: 0 })
     }
 
     /// Whether the server has already closed this idle connection (or sent something unasked).
@@ -65,9 +68,15 @@ impl Connection {
         !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// Body bytes of the current response received so far, whatever became of it.
+    pub fn body_received(&self) -> u64 {
+        self.body_received
+    }
+
     /// Sends one request (`head` is the complete request head, `body` follows it) and reads the
     /// whole response.
     pub async fn exchange(&mut self, head: &[u8], body: &[u8], is_head: bool) -> Result<Response, Failure> {
+        self.body_received = 0;
         let io = |error| Failure::Io { error, before_response: true };
         if body.is_empty() {
             self.stream.write_all(head).await.map_err(io)?;
@@ -79,6 +88,7 @@ impl Connection {
         let mut received = false;
         loop {
             let (used, done) = decoder.decode(&self.buf).map_err(Failure::Protocol)?;
+            self.body_received = decoder.body_bytes;
             if used == self.buf.len() {
                 self.buf.clear();
             } else {

@@ -52,13 +52,15 @@ pub use config::{Rate, ReplayConfig, Target};
 pub use report::Summary;
 pub use run::{Run, RunError, RunHandle};
 
-/// How a command ended, as an exit code: 0 ok, 1 an assertion failed, 2 bad input or usage,
-/// 130 interrupted.
+/// How a command ended, as an exit code: 0 ok, 1 an assertion failed (or an `--abort-on`
+/// condition stopped the run), 2 bad input or usage (or the results could not be written),
+/// 4 no request got an answer, 130 interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     AssertionFailed,
     BadInput,
+    NothingAnswered,
     Interrupted,
 }
 
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::Ok => 0,
             Outcome::AssertionFailed => 1,
             Outcome::BadInput => 2,
+            Outcome::NothingAnswered => 4,
             Outcome::Interrupted => 130,
         }
     }

@@ -29,8 +29,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::ReplayRequest;
-use crate::replay::Job;
+use crate::plan::{LogPosition, ReplayRequest};
+use crate::replay::{Job, Outcome, OutcomeBuffer};
 use crate::run::Shared;
 use crate::timer::PreciseTimer;
 
@@ -161,6 +161,10 @@ pub enum StopReason {
     EndOfLog,
     /// Cancelled: Ctrl-C, SIGTERM, a stop request, or too many bad log lines.
     Cancelled,
+    /// An `--abort-on` condition held.
+    AbortCondition,
+    /// The results could not be written (a full disk).
+    OutputError,
 }
 
 /// What the pacer reports when it ends.
@@ -173,6 +177,9 @@ pub struct PacerReport {
     /// released, or (at `--rate max`) the time to the last release. Achieved rate = released / span.
     pub span: Duration,
     pub reason: StopReason,
+    /// How far into the log the last released request was: the lines actually replayed, as
+    /// against the lines the reader had read ahead.
+    pub replayed: LogPosition,
 }
 
 /// Requests from the reader's queue, one at a time, until the log ends or the run stops.
@@ -206,37 +213,57 @@ pub(crate) async fn run_pacer(
     deadline: Option<Duration>,
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     work: async_channel::Sender<Job>,
+    outcomes: Arc<OutcomeBuffer>,
     shared: Arc<Shared>,
 ) -> PacerReport {
     let stop = shared.stop_token();
     let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone() };
     let timer = PreciseTimer::new();
-    let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason| {
+    let mut replayed = LogPosition::default();
+    let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason, replayed: LogPosition| {
         let span = match (reason, deadline) {
             (StopReason::Deadline, Some(d)) => d,
             _ => pacer.next_slot().unwrap_or_else(|| t0.map(|t| t.elapsed()).unwrap_or_default()),
         };
-        PacerReport { released: pacer.released(), t0, span, reason }
+        PacerReport { released: pacer.released(), t0, span, reason, replayed }
     };
-    let stopped = |shared: &Shared| if shared.is_stopping() { StopReason::Cancelled } else { StopReason::EndOfLog };
+    let stopped = |shared: &Shared| match shared.stop_reason() {
+        Some(reason) => reason,
+        None if shared.is_stopping() => StopReason::Cancelled,
+        None => StopReason::EndOfLog,
+    };
 
     // T0 is when the first request is ready, so start-up (opening files, sniffing) is not lag.
     let Some(first) = incoming.next().await else {
-        return report(&pacer, None, stopped(&shared));
+        return report(&pacer, None, stopped(&shared), replayed);
     };
     let t0 = Instant::now();
     shared.set_t0(t0);
+    // The end of the duration also reaches a pacer blocked on busy senders: the stop closes the
+    // hand-off, so the run ends at `duration + drain timeout` whatever the target does.
+    let _deadline_guard = deadline.map(|d| {
+        let shared = shared.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            tokio::time::sleep_until((t0 + d).into()).await;
+            shared.stop_because(StopReason::Deadline);
+        }))
+    });
     let mut pending = Some(first);
     let mut last_release = Duration::ZERO;
     loop {
         if shared.is_stopping() {
-            return report(&pacer, Some(t0), StopReason::Cancelled);
+            return report(&pacer, Some(t0), stopped(&shared), replayed);
         }
         let elapsed = t0.elapsed();
         if let Some(d) = deadline
             && (elapsed >= d || pacer.next_slot().is_some_and(|slot| slot >= d))
         {
-            return report(&pacer, Some(t0), StopReason::Deadline);
+            // Past the end: what was released but not yet taken by a sender is not sent. (When
+            // only the next slot is past it, the released requests may still leave in time.)
+            if elapsed >= d {
+                shared.stop_because(StopReason::Deadline);
+            }
+            return report(&pacer, Some(t0), StopReason::Deadline, replayed);
         }
         match pacer.next(elapsed) {
             Next::WaitUntil(at) => {
@@ -244,7 +271,7 @@ pub(crate) async fn run_pacer(
                 let wake = deadline.map_or(at, |d| at.min(d));
                 tokio::select! {
                     biased;
-                    _ = stop.cancelled() => return report(&pacer, Some(t0), StopReason::Cancelled),
+                    _ = stop.cancelled() => return report(&pacer, Some(t0), stopped(&shared), replayed),
                     _ = timer.sleep_until(t0 + wake) => {}
                 }
             }
@@ -257,25 +284,45 @@ pub(crate) async fn run_pacer(
                     };
                     // At --rate max the plan time is the moment it was released.
                     let scheduled = if pacer.schedule.is_none() { Instant::now() } else { t0 + slot };
-                    // The hand-off fails only when a stop has closed it.
+                    // The hand-off fails only when a stop has closed it. A request whose slot came
+                    // but that could not be handed over is part of the plan: it gets its row.
+                    if let Some(req) = &req {
+                        replayed = req.position;
+                    }
                     let handed = match req {
-                        Some(req) => work.send(Job { req, scheduled }).await.is_ok(),
+                        Some(req) => match work.send(Job { req, scheduled }).await {
+                            Ok(()) => true,
+                            Err(async_channel::SendError(job)) => {
+                                if pacer.schedule.is_some() {
+                                    outcomes.push(Outcome::not_sent(job.req, job.scheduled));
+                                }
+                                false
+                            }
+                        },
                         None => false,
                     };
                     if !handed {
                         let reason = stopped(&shared);
                         // Only the requests actually handed over count as released.
-                        let mut r = report(&pacer, Some(t0), reason);
+                        let mut r = report(&pacer, Some(t0), reason, replayed);
                         r.released = seq_in_plan;
                         if reason == StopReason::EndOfLog && pacer.schedule.is_some() {
                             r.span = pacer.schedule.map(|s| s.slot(seq_in_plan)).unwrap_or(r.span).max(slot);
                         }
                         return r;
                     }
-                    shared.count_released();
                 }
             }
         }
+    }
+}
+
+/// Aborts a task when dropped: the deadline watcher must not outlive the pacer.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

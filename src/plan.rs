@@ -25,6 +25,22 @@ pub struct ReplayRequest {
     pub orig_status: Option<u16>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<Bytes>,
+    /// How far into the log the reader was when it planned this request.
+    pub position: LogPosition,
+}
+
+/// How far the reader had read, counted across loops of the log: what "replayed up to here"
+/// means in the summary, as against what was only read ahead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LogPosition {
+    /// Lines read, this one included.
+    pub lines: u64,
+    /// Of those, lines that could not be read as the format.
+    pub rejected: u64,
+    /// Of those, well-formed lines that the rules skipped.
+    pub skipped: u64,
+    /// Passes over the log, this one included (1 unless looping).
+    pub passes: u64,
 }
 
 /// Why a well-formed log line is not replayed. Counted, never silently dropped.
@@ -246,6 +262,7 @@ impl Planner {
         self.next_seq += 1;
         Ok(ReplayRequest {
             seq,
+            position: LogPosition::default(),
             log_line,
             log_time: entry.time.map(|t| t.with_timezone(&Utc)),
             method,

@@ -5,6 +5,7 @@
 //! handed to the writer thread in batches (a channel send per row would wake the writer for
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +47,12 @@ pub enum ErrorKind {
     Protocol,
     /// Still in flight when the drain timeout ran out after scheduling stopped.
     Aborted,
+    /// This machine ran out of something the request needed (file descriptors, local ports,
+    /// memory for a socket): not the target's fault.
+    Local,
+    /// Released by the pacer but never sent: scheduling stopped (end of the duration, Ctrl-C, a
+    /// full disk, an `--abort-on` condition) before a sender took it. Not counted as sent.
+    NotSent,
     Other,
 }
 
@@ -58,6 +65,8 @@ impl ErrorKind {
             ErrorKind::Tls => "tls",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Aborted => "aborted",
+            ErrorKind::Local => "local",
+            ErrorKind::NotSent => "not_sent",
             ErrorKind::Other => "other",
         }
     }
@@ -74,12 +83,14 @@ impl ErrorKind {
         let mut incomplete = false;
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<io::Error>() {
+                if is_local_exhaustion(io) {
+                    return ErrorKind::Local;
+                }
                 match io.kind() {
                     io::ErrorKind::TimedOut => return ErrorKind::Timeout,
                     io::ErrorKind::ConnectionRefused
                     | io::ErrorKind::HostUnreachable
-                    | io::ErrorKind::NetworkUnreachable
-                    | io::ErrorKind::AddrNotAvailable => return ErrorKind::Connect,
+                    | io::ErrorKind::NetworkUnreachable => return ErrorKind::Connect,
                     io::ErrorKind::ConnectionReset
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe
@@ -112,6 +123,50 @@ impl ErrorKind {
     }
 }
 
+/// Out of file descriptors (EMFILE, ENFILE), of local ports (EADDRNOTAVAIL on connect), or of
+/// socket buffers (ENOBUFS, ENOMEM): the loader's machine is the limit, not the target.
+fn is_local_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM))
+        || e.kind() == io::ErrorKind::AddrNotAvailable
+}
+
+/// A failure with what the error said, for the summary's first message per kind
+/// (`connect: Connection refused (127.0.0.1:1)`).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure { kind, message: message.into() }
+    }
+
+    /// From any error: its kind, and its chain of causes as one line, without the OS error number.
+    pub fn from_error(err: &(dyn std::error::Error + 'static), connecting: bool) -> Failure {
+        Failure { kind: ErrorKind::from_chain(err, connecting), message: error_text(err) }
+    }
+}
+
+/// `a: b: c` for an error and its causes, each said once, without `(os error N)`.
+pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string();
+        let text = match text.find(" (os error ") {
+            Some(at) => text[..at].to_string(),
+            None => text,
+        };
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
 /// What happened to one request.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -122,11 +177,20 @@ pub struct Outcome {
     pub url: Url,
     pub orig_status: Option<u16>,
     pub scheduled: Instant,
-    pub sent: Instant,
+    /// When it left; `None` for a request that never did ([`ErrorKind::NotSent`]).
+    pub sent: Option<Instant>,
     pub done: Instant,
     pub result: Result<u16, ErrorKind>,
-    /// Response body bytes received.
+    /// Response body bytes received, whatever the outcome (a response cut off by a timeout or a
+    /// reset counts what arrived).
     pub bytes: u64,
+}
+
+impl Outcome {
+    /// Whether the request got an HTTP status.
+    pub fn answered(&self) -> bool {
+        self.result.is_ok()
+    }
 }
 
 /// The HTTP client, tuned for replay: no proxies from the environment (unless asked), no
@@ -175,7 +239,7 @@ impl OutcomeBuffer {
         OutcomeBuffer { pending: Mutex::new(Vec::with_capacity(OUTCOME_BATCH)), writer }
     }
 
-    fn push(&self, outcome: Outcome) {
+    pub(crate) fn push(&self, outcome: Outcome) {
         let mut pending = self.pending.lock().expect("not poisoned");
         pending.push(outcome);
         if pending.len() >= OUTCOME_BATCH {
@@ -194,7 +258,8 @@ impl OutcomeBuffer {
 }
 
 /// One sender: takes released jobs until the channel closes, sends each, records the outcome.
-/// `abort` (the drain timeout ran out) turns the request in flight into an `aborted` outcome.
+/// A job taken after scheduling stopped never leaves: it is recorded as `not_sent`. `abort` (the
+/// drain timeout ran out) turns the request in flight into an `aborted` outcome.
 pub(crate) async fn sender(
     transport: Arc<Transport>,
     jobs: async_channel::Receiver<Job>,
@@ -208,23 +273,29 @@ pub(crate) async fn sender(
     tokio::pin!(cancelled);
     let mut aborted = false;
     while let Ok(Job { req, scheduled }) = jobs.recv().await {
-        // Released before a stop but not yet sent: it never left, so it is not a result.
-        if shared.is_stopping() {
+        let now = Instant::now();
+        if aborted || !shared.may_send(now) {
+            // At --rate max nothing was planned for a time: a request still waiting for a sender
+            // was only read ahead, and is dropped like the rest of the read-ahead.
+            if shared.is_paced() {
+                outcomes.push(Outcome::not_sent(req, scheduled));
+            }
             continue;
         }
-        let sent = Instant::now();
-        let (result, bytes) = if aborted {
-            (Err(ErrorKind::Aborted), 0)
-        } else {
-            tokio::select! {
-                biased;
-                _ = &mut cancelled => {
-                    aborted = true;
-                    (Err(ErrorKind::Aborted), 0)
-                }
-                r = transport.send(&mut connection, &req) => r,
+        shared.count_sent();
+        let (result, bytes) = tokio::select! {
+            biased;
+            _ = &mut cancelled => {
+                aborted = true;
+                (Err(Failure::new(ErrorKind::Aborted, "still in flight when the drain timeout ran out")),
+                 connection.body_received())
             }
+            r = transport.send(&mut connection, &req) => r,
         };
+        let result = result.map_err(|failure| {
+            shared.failures.record(&failure);
+            failure.kind
+        });
         outcomes.push(Outcome {
             seq: req.seq,
             log_line: req.log_line,
@@ -233,10 +304,71 @@ pub(crate) async fn sender(
             url: req.url,
             orig_status: req.orig_status,
             scheduled,
-            sent,
+            sent: Some(now),
             done: Instant::now(),
             result,
             bytes,
         });
+    }
+}
+
+impl Outcome {
+    /// The row of a request that was released but never left.
+    pub fn not_sent(req: ReplayRequest, scheduled: Instant) -> Outcome {
+        Outcome {
+            seq: req.seq,
+            log_line: req.log_line,
+            log_time: req.log_time,
+            method: req.method,
+            url: req.url,
+            orig_status: req.orig_status,
+            scheduled,
+            sent: None,
+            done: Instant::now(),
+            result: Err(ErrorKind::NotSent),
+            bytes: 0,
+        }
+    }
+}
+
+/// The first distinct failure messages of each kind, with counts, for the summary
+/// (`connect: Connection refused (127.0.0.1:1) ×150`). Bounded: a few messages per kind, each
+/// cut to a line's length; later distinct messages are only counted by kind.
+#[derive(Debug, Default)]
+pub struct FailureSamples {
+    by_kind: Mutex<BTreeMap<ErrorKind, Vec<FailureSample>>>,
+}
+
+/// One distinct failure message and how many failures said it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailureSample {
+    pub message: String,
+    pub count: u64,
+}
+
+/// Distinct messages kept per error kind.
+const SAMPLES_PER_KIND: usize = 3;
+/// Characters kept of a message.
+const SAMPLE_CHARS: usize = 200;
+
+impl FailureSamples {
+    pub fn record(&self, failure: &Failure) {
+        let mut by_kind = self.by_kind.lock().expect("not poisoned");
+        let samples = by_kind.entry(failure.kind).or_default();
+        let message: &str = match failure.message.char_indices().nth(SAMPLE_CHARS) {
+            Some((cut, _)) => &failure.message[..cut],
+            None => &failure.message,
+        };
+        if let Some(sample) = samples.iter_mut().find(|s| s.message == message) {
+            sample.count += 1;
+        } else if samples.len() < SAMPLES_PER_KIND {
+            samples.push(FailureSample { message: message.to_string(), count: 1 });
+        }
+    }
+
+    /// Kind → its first distinct messages, in the order first seen.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<FailureSample>> {
+        let by_kind = self.by_kind.lock().expect("not poisoned");
+        by_kind.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()
     }
 }

@@ -97,15 +97,26 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
             (false, true)
         }
     };
-    Ok(if summary.interrupted {
+    if summary.nothing_answered() {
+        eprintln!("sluice: {}", summary.nothing_answered_text());
+    }
+    Ok(outcome_of(&summary, passed, report_failed))
+}
+
+/// The exit of a finished run, most serious first: interrupted; the input or the output failed;
+/// nothing was answered (so nothing about the target was measured); a check failed.
+fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -> Outcome {
+    if summary.interrupted {
         Outcome::Interrupted
-    } else if summary.log.fatal.is_some() || report_failed {
+    } else if summary.log.fatal.is_some() || summary.output_error.is_some() || report_failed {
         Outcome::BadInput
-    } else if !passed {
+    } else if summary.nothing_answered() {
+        Outcome::NothingAnswered
+    } else if !assertions_passed || summary.aborted_by.is_some() {
         Outcome::AssertionFailed
     } else {
         Outcome::Ok
-    })
+    }
 }
 
 fn dry_run_text(r: &DryRun) -> String {

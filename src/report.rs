@@ -8,7 +8,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::config::{Rate, ReplayConfig};
+use crate::analysis::render::join_counts;
 use crate::pacer::{PacerReport, StopReason};
+use crate::plan::LogPosition;
+use crate::replay::FailureSample;
 use crate::run::{ReaderStats, counts};
 use crate::sink::stats::Stats;
 
@@ -24,6 +27,11 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// Nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.max == 0.0
+    }
+
     /// The percentiles of a microsecond histogram, in milliseconds (zeros when it is empty).
     pub fn of<C: hdrhistogram::Counter>(h: &Histogram<C>) -> Percentiles {
         if h.is_empty() {
@@ -72,19 +80,35 @@ pub struct Summary {
     pub wall_seconds: f64,
     pub stopped_by: StopReason,
     pub interrupted: bool,
+    /// Requests that left (answered or not). Requests that never left are in `not_sent`.
     pub requests_sent: u64,
+    /// Requests whose planned time came but that never left: scheduling stopped first.
+    pub not_sent: u64,
     /// Requests that got an HTTP status.
     pub responses: u64,
+    /// Requests that left and got no answer.
     pub errors: u64,
     pub statuses: BTreeMap<String, u64>,
     pub error_kinds: BTreeMap<String, u64>,
-    /// From the actual send.
+    /// The first distinct messages of each error kind, with how many failures said each.
+    pub error_messages: BTreeMap<String, Vec<FailureSample>>,
+    /// Of answered requests only, from the actual send.
     pub latency_ms: Percentiles,
-    /// From the planned send time: what a user arriving on schedule would have waited.
+    /// Of answered requests only, from the planned send time: what a user arriving on schedule
+    /// would have waited.
     pub latency_from_schedule_ms: Percentiles,
+    /// Of requests without an answer (aborted ones aside): from the send to the failure.
+    pub time_to_failure_ms: Percentiles,
     pub lag: LagSummary,
     pub bytes_received: u64,
+    /// The lines the replay went through, up to its last planned request (counted across loops).
+    pub replayed: LogPosition,
+    /// What the reader read of the log: the first pass, which can run ahead of the replay.
     pub log: ReaderStats,
+    /// The `--abort-on` condition that stopped the run, as written, with what was measured.
+    pub aborted_by: Option<String>,
+    /// Why the results could not be written (the run stopped there; the CSV holds whole rows).
+    pub output_error: Option<String>,
 }
 
 impl Summary {
@@ -96,7 +120,7 @@ impl Summary {
         pacer: &PacerReport,
         stats: &Stats,
         log: ReaderStats,
-        interrupted: bool,
+        ending: Ending,
         started: Instant,
     ) -> Summary {
         let span = pacer.span.as_secs_f64();
@@ -108,22 +132,48 @@ impl Summary {
                 Rate::PerSecond(n) => Some(n),
                 Rate::Max => None,
             },
-            achieved_rate: if span > 0.0 { stats.total() as f64 / span } else { 0.0 },
+            achieved_rate: if span > 0.0 { stats.sent() as f64 / span } else { 0.0 },
             scheduling_seconds: span,
             wall_seconds: stats.last_done.unwrap_or_else(Instant::now).saturating_duration_since(started).as_secs_f64(),
             stopped_by: pacer.reason,
-            interrupted,
-            requests_sent: stats.total(),
+            interrupted: ending.interrupted,
+            requests_sent: stats.sent(),
+            not_sent: stats.not_sent,
             responses: stats.completed,
             errors: stats.error_count(),
             statuses: counts(&stats.statuses),
             error_kinds: stats.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
+            error_messages: ending.error_messages,
             latency_ms: Percentiles::of(&stats.latency),
             latency_from_schedule_ms: Percentiles::of(&stats.latency_from_schedule),
+            time_to_failure_ms: Percentiles::of(&stats.time_to_failure),
             lag: LagSummary::of(&stats.lag, stats.earliest_us),
             bytes_received: stats.bytes,
+            replayed: pacer.replayed,
             log,
+            aborted_by: ending.aborted_by,
+            output_error: ending.output_error,
         }
+    }
+
+    /// No request got an answer: the run measured nothing about the target. Exit 4, never 0.
+    pub fn nothing_answered(&self) -> bool {
+        self.responses == 0
+    }
+
+    /// One line saying why nothing was answered, with the first error message
+    /// (`no request got an answer: 150 sent, 150 connect — connect: Connection refused (127.0.0.1:1)`).
+    pub fn nothing_answered_text(&self) -> String {
+        if self.requests_sent == 0 {
+            return format!("no request left ({} not sent: scheduling stopped before any could)", self.not_sent);
+        }
+        let first = self
+            .error_messages
+            .iter()
+            .max_by_key(|(_, samples)| samples.iter().map(|s| s.count).sum::<u64>())
+            .and_then(|(kind, samples)| samples.first().map(|s| format!(" — {kind}: {}", s.message)))
+            .unwrap_or_default();
+        format!("no request got an answer: {} sent, none answered{first}", self.requests_sent)
     }
 
     /// The summary as people read it at the end of a run (fits 100 columns).
@@ -138,24 +188,41 @@ impl Summary {
             (_, StopReason::Deadline) => "duration reached",
             (_, StopReason::EndOfLog) => "log replayed",
             (_, StopReason::Cancelled) => "stopped",
+            (_, StopReason::AbortCondition) => "aborted by --abort-on",
+            (_, StopReason::OutputError) => "stopped: results could not be written",
         };
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
+        let not_sent =
+            if self.not_sent > 0 { format!("; {} not sent (scheduling stopped first)", self.not_sent) } else { String::new() };
         let _ = writeln!(
             t,
-            "  requests   {} sent in {:.2}s: {rate}; {} responses, {} errors",
+            "  requests   {} sent in {:.2}s: {rate}; {} answered, {} no answer{not_sent}",
             self.requests_sent, self.scheduling_seconds, self.responses, self.errors
         );
         if !self.statuses.is_empty() {
             let _ = writeln!(t, "  statuses   {}", join_counts(&self.statuses, self.requests_sent));
         }
         if !self.error_kinds.is_empty() {
-            let _ = writeln!(t, "  errors     {}", join_counts(&self.error_kinds, self.requests_sent));
+            let _ = writeln!(t, "  no answer  {}", join_counts(&self.error_kinds, self.requests_sent));
+            for (kind, samples) in &self.error_messages {
+                for sample in samples {
+                    let _ = writeln!(t, "             {kind}: {} ×{}", sample.message, sample.count);
+                }
+            }
+            if !self.time_to_failure_ms.is_empty() {
+                let p = &self.time_to_failure_ms;
+                let _ = writeln!(t, "             failed after p50 {:.2}  p99 {:.2}  max {:.2} ms", p.p50, p.p99, p.max);
+            }
         }
         let row = |p: &Percentiles| {
             format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
         };
-        let _ = writeln!(t, "  latency    {}", row(&self.latency_ms));
-        let _ = writeln!(t, "   from plan {}", row(&self.latency_from_schedule_ms));
+        if self.responses == 0 {
+            let _ = writeln!(t, "  latency    none: no request got an answer");
+        } else {
+            let _ = writeln!(t, "  latency    {} (of {} answered)", row(&self.latency_ms), self.responses);
+            let _ = writeln!(t, "   from plan {}", row(&self.latency_from_schedule_ms));
+        }
         let _ = writeln!(
             t,
             "  lag        p50 {:.3}  p99 {:.3}  max {:.3} ms behind plan{}",
@@ -170,10 +237,20 @@ impl Summary {
         );
         let _ = writeln!(t, "  received   {}", human_bytes(self.bytes_received));
         let log = &self.log;
+        let replayed = &self.replayed;
+        let passes = match replayed.passes {
+            0 | 1 => String::new(),
+            n => format!(" over {n} passes"),
+        };
+        let _ = writeln!(
+            t,
+            "  replayed   {} log lines{passes}, up to the last planned request: {} unreadable, {} skipped by rules",
+            replayed.lines, replayed.rejected, replayed.skipped
+        );
         let skipped: u64 = log.plan.skipped.values().sum();
         let _ = write!(
             t,
-            "  log        {} lines, {} accepted, {} rejected",
+            "  read       {} lines (first pass, read ahead of the replay): {} accepted, {} rejected",
             log.lines_read, log.parse.accepted, log.parse.rejected
         );
         if log.parse.rejected > 0 {
@@ -186,26 +263,36 @@ impl Summary {
         if log.plan.absolute_urls_rewritten > 0 {
             let _ = write!(t, ", {} absolute URLs sent to the target instead", log.plan.absolute_urls_rewritten);
         }
-        if log.passes > 1 {
-            let _ = write!(t, "; read {} times (looped)", log.passes);
-        }
         t.push('\n');
-        for example in &log.bad_line_examples {
+        // Bad lines the replay reached; the others were only read ahead.
+        let reached = log.bad_line_positions.iter().filter(|at| **at <= replayed.lines).count();
+        for example in &log.bad_line_examples[..reached.min(log.bad_line_examples.len())] {
             let _ = writeln!(t, "             {example}");
+        }
+        if reached < log.bad_line_examples.len() {
+            let _ = writeln!(t, "             ({} more examples among lines only read ahead, not replayed)", log.bad_line_examples.len() - reached);
         }
         if let Some(fatal) = &log.fatal {
             let _ = writeln!(t, "  stopped    {fatal}");
+        }
+        if let Some(condition) = &self.aborted_by {
+            let _ = writeln!(t, "  aborted    --abort-on {condition}");
+        }
+        if let Some(error) = &self.output_error {
+            let _ = writeln!(t, "  stopped    cannot write {}: {error} (the CSV holds every whole row written)", self.csv);
         }
         let _ = writeln!(t, "  results    {}", self.csv);
         t
     }
 }
 
-fn join_counts(map: &BTreeMap<String, u64>, total: u64) -> String {
-    map.iter()
-        .map(|(k, v)| format!("{k}: {v} ({:.1}%)", *v as f64 * 100.0 / total.max(1) as f64))
-        .collect::<Vec<_>>()
-        .join("  ")
+/// How a run ended, besides what the stages counted.
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
+    pub interrupted: bool,
+    pub error_messages: BTreeMap<String, Vec<FailureSample>>,
+    pub aborted_by: Option<String>,
+    pub output_error: Option<String>,
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
 use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
-use crate::plan::{PlanStats, Planner, ReplayRequest};
-use crate::replay::{Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
-use crate::report::Summary;
+use crate::plan::{LogPosition, PlanStats, Planner, ReplayRequest};
+use crate::replay::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
+use crate::report::{Ending, Summary};
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
@@ -66,6 +66,9 @@ pub struct ReaderStats {
     pub plan: PlanStats,
     /// The first few rejected lines as `FILE:LINE: reason`.
     pub bad_line_examples: Vec<String>,
+    /// Where each example is, in lines read (to tell lines replayed from lines read ahead).
+    #[serde(skip)]
+    pub bad_line_positions: Vec<u64>,
     /// Full passes over the log (more than 1 when looping).
     pub passes: u64,
     /// Set when the reader ended the run: too many bad lines, or a read error.
@@ -154,7 +157,7 @@ impl StatusClasses {
 pub struct Progress {
     /// Since the first request was released.
     pub elapsed: Duration,
-    /// Requests handed to the senders so far.
+    /// Requests that have left so far.
     pub sent: u64,
     pub live: LiveStats,
     pub lines_rejected: u64,
@@ -163,24 +166,38 @@ pub struct Progress {
 /// State shared by the stages of one run.
 pub struct Shared {
     stopping: AtomicBool,
+    /// Why scheduling stopped early, when it did: the first reason given wins.
+    stop_reason: OnceLock<StopReason>,
     stop: CancellationToken,
     jobs: Mutex<Option<async_channel::Receiver<Job>>>,
-    released: AtomicU64,
+    /// Requests that actually left (a sender started sending them).
+    sent: AtomicU64,
     t0: OnceLock<Instant>,
+    duration: Option<Duration>,
+    /// Requests have plan times (not `--rate max`).
+    paced: bool,
     live: Mutex<LiveStats>,
     reader: Mutex<ReaderStats>,
+    pub(crate) failures: FailureSamples,
+    /// The `--abort-on` condition that stopped the run, with what was measured.
+    pub(crate) aborted_by: Mutex<Option<String>>,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    fn new(duration: Option<Duration>, paced: bool) -> Shared {
         Shared {
             stopping: AtomicBool::new(false),
+            stop_reason: OnceLock::new(),
             stop: CancellationToken::new(),
             jobs: Mutex::new(None),
-            released: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             t0: OnceLock::new(),
+            duration,
+            paced,
             live: Mutex::new(LiveStats::default()),
             reader: Mutex::new(ReaderStats::default()),
+            failures: FailureSamples::default(),
+            aborted_by: Mutex::new(None),
         }
     }
 
@@ -188,9 +205,31 @@ impl Shared {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    /// Stops scheduling: wakes the pacer out of any sleep or queue wait, and closes the hand-off
-    /// to the senders so a pacer blocked on busy senders returns at once.
-    pub fn stop(&self) {
+    /// Whether a request taken now may still leave: scheduling has not stopped and the duration
+    /// has not run out (nothing is sent after `--duration`, however late the senders are).
+    pub fn may_send(&self, now: Instant) -> bool {
+        !self.is_stopping()
+            && match (self.t0.get(), self.duration) {
+                (Some(t0), Some(d)) => now < *t0 + d,
+                _ => true,
+            }
+    }
+
+    pub fn is_paced(&self) -> bool {
+        self.paced
+    }
+
+    /// Why scheduling stopped early, if something stopped it.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason.get().copied()
+    }
+
+    /// Stops scheduling (a user's cancel, a bad log, a full disk, an abort condition, the end of
+    /// the duration): wakes the pacer out of any sleep or queue wait, and closes the hand-off to
+    /// the senders, so a pacer blocked on busy senders returns at once; what was already handed
+    /// over is recorded as not sent.
+    pub fn stop_because(&self, reason: StopReason) {
+        let _ = self.stop_reason.set(reason);
         self.stopping.store(true, Ordering::Relaxed);
         self.stop.cancel();
         if let Some(jobs) = self.jobs.lock().expect("not poisoned").as_ref() {
@@ -198,13 +237,17 @@ impl Shared {
         }
     }
 
+    pub fn stop(&self) {
+        self.stop_because(StopReason::Cancelled)
+    }
+
     /// A token cancelled when the run is stopped.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
 
-    pub fn count_released(&self) {
-        self.released.fetch_add(1, Ordering::Relaxed);
+    pub fn count_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_t0(&self, t0: Instant) {
@@ -228,7 +271,7 @@ impl RunHandle {
     pub fn progress(&self) -> Progress {
         Progress {
             elapsed: self.shared.t0.get().map(|t| t.elapsed()).unwrap_or_default(),
-            sent: self.shared.released.load(Ordering::Relaxed),
+            sent: self.shared.sent.load(Ordering::Relaxed),
             live: *self.shared.live.lock().expect("not poisoned"),
             lines_rejected: self.shared.reader.lock().expect("not poisoned").parse.rejected,
         }
@@ -269,13 +312,14 @@ impl Run {
     /// Like [`Run::start`], also folding every outcome into `metrics` (shared by a daemon's runs).
     pub fn start_with_metrics(config: ReplayConfig, metrics: Option<Arc<Metrics>>) -> Result<Run, RunError> {
         let started = Instant::now();
+        check_open_files(&config)?;
         let Prepared { reader, format, target, mock } = prepare(&config)?;
         let clock = WallClock::now();
         let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
 
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(config.duration, config.rate != Rate::Max));
         let (queue_tx, queue_rx) =
             async_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
         // Released requests wait here for a free sender. Lag is measured when a request actually
@@ -329,7 +373,14 @@ impl Run {
                     });
                     // The pacer owns the only job sender: when it ends, the senders finish what
                     // was released and return.
-                    let pacer = tokio::spawn(run_pacer(Pacer::new(schedule), deadline, queue_rx, jobs_tx, shared));
+                    let pacer = tokio::spawn(run_pacer(
+                        Pacer::new(schedule),
+                        deadline,
+                        queue_rx,
+                        jobs_tx,
+                        outcomes.clone(),
+                        shared,
+                    ));
                     let report = pacer.await;
                     let drained =
                         tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
@@ -395,10 +446,7 @@ impl Run {
         }
         let reader = self.handle.shared.reader.lock().expect("not poisoned").clone();
         let cancelled = self.handle.was_cancelled();
-        if let Some(e) = write_error {
-            return Err(RunError::Output { path: self.config.out.clone(), reason: e.to_string() });
-        }
-        if pacer.released == 0 && !cancelled {
+        if pacer.released == 0 && !cancelled && write_error.is_none() {
             let _ = std::fs::remove_file(&self.config.out);
             let why = reader.fatal.clone().unwrap_or_else(|| {
                 format!(
@@ -415,7 +463,12 @@ impl Run {
             });
             return Err(RunError::NoReplayableLines(why));
         }
-        let interrupted = cancelled && pacer.reason == StopReason::Cancelled;
+        let ending = Ending {
+            interrupted: cancelled && pacer.reason == StopReason::Cancelled,
+            error_messages: self.handle.shared.failures.snapshot(),
+            aborted_by: self.handle.shared.aborted_by.lock().expect("not poisoned").clone(),
+            output_error: write_error.map(|e| e.to_string()),
+        };
         Ok(Summary::build(
             &self.config,
             &self.format_name,
@@ -423,10 +476,50 @@ impl Run {
             &pacer,
             &stats,
             reader,
-            interrupted,
+            ending,
             self.started,
         ))
     }
+}
+
+/// Open files a run needs besides its connections: logs, the CSV, the runtime's poller and
+/// timers, a metrics listener.
+const SPARE_FILES: u64 = 64;
+
+/// Raises this process's soft limit on open files to its hard limit (distributions default the
+/// soft limit to 1024, far below what `--concurrency` may ask) and refuses a run whose
+/// connections cannot fit: running out half-way would look like a failing target.
+fn check_open_files(config: &ReplayConfig) -> Result<(), RunError> {
+    let limit = raise_open_files_limit();
+    // The built-in mock runs in this process: each connection is open at both ends.
+    let per_connection = if config.target == Target::Mock { 2 } else { 1 };
+    let needed = config.concurrency as u64 * per_connection + SPARE_FILES;
+    if limit < needed {
+        return Err(RunError::Input(format!(
+            "--concurrency {} needs about {needed} open files, but this process may open only {limit} \
+             (its hard limit, `ulimit -Hn`): lower --concurrency or raise the limit",
+            config.concurrency
+        )));
+    }
+    Ok(())
+}
+
+/// The soft limit on open files after raising it as far as the hard limit allows.
+pub fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return u64::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// What both a run and a dry run need: the log open, its format known, the target up and checked.
@@ -482,7 +575,7 @@ const DRY_RUN_SHOWN: usize = 20;
 /// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
 pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
     let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::new(None, true));
     let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
     let thread = spawn("sluice-reader", {
@@ -561,6 +654,7 @@ fn read_log(
         s.plan = planner.stats.clone();
     };
     let names = reader.input_names();
+    let mut position = LogPosition { passes: 1, ..LogPosition::default() };
     let mut first_pass = true;
     let mut first_pass_plan = None;
     'passes: loop {
@@ -581,6 +675,7 @@ fn read_log(
             if first_pass {
                 stats.lines_read += 1;
             }
+            position.lines += 1;
             let number = line.number;
             match format.parse_line(line.bytes) {
                 Ok(entry) => {
@@ -588,7 +683,11 @@ fn read_log(
                     if first_pass {
                         stats.parse.accepted += 1;
                     }
-                    if let Ok(req) = planned {
+                    if planned.is_err() {
+                        position.skipped += 1;
+                    }
+                    if let Ok(mut req) = planned {
+                        req.position = position;
                         produced += 1;
                         chunk.push(req);
                         if chunk.len() == QUEUE_CHUNK
@@ -601,10 +700,12 @@ fn read_log(
                     }
                 }
                 Err(e) if first_pass => {
+                    position.rejected += 1;
                     stats.parse.reject(e.reason.kind());
                     let where_ = format!("{}:{}", names[line.input], number);
                     if stats.bad_line_examples.len() < BAD_LINE_EXAMPLES {
                         stats.bad_line_examples.push(format!("{where_}: {e}"));
+                        stats.bad_line_positions.push(position.lines);
                     }
                     if let Some(why) = bad_line_limit_exceeded(limit, &stats) {
                         stats.fatal = Some(format!("stopped at {where_}: {why}"));
@@ -613,7 +714,7 @@ fn read_log(
                     }
                     publish(&stats, &planner);
                 }
-                Err(_) => {}
+                Err(_) => position.rejected += 1,
             }
             if first_pass && stats.lines_read % 4096 == 0 {
                 publish(&stats, &planner);
@@ -632,6 +733,7 @@ fn read_log(
             break;
         }
         reader.rewind();
+        position.passes += 1;
     }
     let mut s = shared.reader.lock().expect("not poisoned");
     *s = stats;

@@ -20,7 +20,7 @@ use reqwest::{Client, Method, Url};
 use crate::config::ReplayConfig;
 use crate::http1;
 use crate::plan::ReplayRequest;
-use crate::replay::ErrorKind;
+use crate::replay::{ErrorKind, Failure};
 
 pub enum Transport {
     Pooled(Client),
@@ -34,6 +34,17 @@ pub struct Connection {
     open: Option<http1::Connection>,
     head: Vec<u8>,
 }
+
+impl Connection {
+    /// Body bytes of the response in progress (or the last one), for a request cut off before
+    /// its answer was complete. Known on the direct transport only.
+    pub fn body_received(&self) -> u64 {
+        self.open.as_ref().map_or(0, http1::Connection::body_received)
+    }
+}
+
+/// What one request got: its status or why there is none, and the body bytes received.
+pub type Sent = (Result<u16, Failure>, u64);
 
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
@@ -61,7 +72,7 @@ impl Transport {
         }))
     }
 
-    pub async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
+    pub async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> Sent {
         match self {
             Transport::Pooled(client) => send_pooled(client, req).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
@@ -70,7 +81,7 @@ impl Transport {
 }
 
 /// Sends one request through reqwest and reads the whole response body.
-async fn send_pooled(client: &Client, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
+async fn send_pooled(client: &Client, req: &ReplayRequest) -> Sent {
     let mut builder = client.request(req.method.clone(), req.url.clone());
     for (name, value) in &req.headers {
         builder = builder.header(name, value);
@@ -80,7 +91,7 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> (Result<u16, Error
     }
     let mut response = match builder.send().await {
         Ok(response) => response,
-        Err(e) => return (Err(ErrorKind::classify(&e)), 0),
+        Err(e) => return (Err(pooled_failure(e)), 0),
     };
     let status = response.status().as_u16();
     // Count body bytes chunk by chunk; nothing is copied or kept.
@@ -89,9 +100,15 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> (Result<u16, Error
         match response.chunk().await {
             Ok(Some(chunk)) => bytes += chunk.len() as u64,
             Ok(None) => return (Ok(status), bytes),
-            Err(e) => return (Err(ErrorKind::classify(&e)), bytes),
+            Err(e) => return (Err(pooled_failure(e)), bytes),
         }
     }
+}
+
+/// reqwest's errors name the URL, whose query may carry a secret: the message leaves it out.
+fn pooled_failure(e: reqwest::Error) -> Failure {
+    let kind = ErrorKind::classify(&e);
+    Failure::new(kind, crate::replay::error_text(&e.without_url()))
 }
 
 pub struct Direct {
@@ -103,10 +120,13 @@ pub struct Direct {
 }
 
 impl Direct {
-    async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
+    async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> Sent {
         let outcome = match tokio::time::timeout(self.timeout, self.exchange(conn, req)).await {
             Ok(outcome) => outcome,
-            Err(_) => (Err(ErrorKind::Timeout), 0),
+            Err(_) => (
+                Err(Failure::new(ErrorKind::Timeout, format!("no complete answer within {:?}", self.timeout))),
+                conn.body_received(),
+            ),
         };
         // After any failure the connection's state is unknown: the next request gets a new one.
         if outcome.0.is_err() {
@@ -115,7 +135,7 @@ impl Direct {
         outcome
     }
 
-    async fn exchange(&self, conn: &mut Connection, req: &ReplayRequest) -> (Result<u16, ErrorKind>, u64) {
+    async fn exchange(&self, conn: &mut Connection, req: &ReplayRequest) -> Sent {
         self.write_head(&mut conn.head, req);
         let body = req.body.as_deref().unwrap_or_default();
         let is_head = req.method == Method::HEAD;
@@ -133,7 +153,7 @@ impl Direct {
                 Some(open) => open,
                 None => match self.connect().await {
                     Ok(open) => conn.open.insert(open),
-                    Err(kind) => return (Err(kind), 0),
+                    Err(failure) => return (Err(failure), 0),
                 },
             };
             match open.exchange(&conn.head, body, is_head).await {
@@ -144,8 +164,12 @@ impl Direct {
                     return (Ok(response.status), response.body_bytes);
                 }
                 Err(http1::Failure::Io { before_response: true, .. }) if reused && idempotent => conn.open = None,
-                Err(http1::Failure::Io { error, .. }) => return (Err(ErrorKind::from_chain(&error, false)), 0),
-                Err(http1::Failure::Protocol(_)) => return (Err(ErrorKind::Protocol), 0),
+                Err(http1::Failure::Io { error, .. }) => {
+                    return (Err(Failure::from_error(&error, false)), open.body_received());
+                }
+                Err(http1::Failure::Protocol(why)) => {
+                    return (Err(Failure::new(ErrorKind::Protocol, why)), open.body_received());
+                }
             }
         }
     }
@@ -178,11 +202,17 @@ impl Direct {
         out.extend_from_slice(b"\r\n");
     }
 
-    async fn connect(&self) -> Result<http1::Connection, ErrorKind> {
+    async fn connect(&self) -> Result<http1::Connection, Failure> {
         match tokio::time::timeout(self.connect_timeout, http1::Connection::connect(self.addr)).await {
             Ok(Ok(open)) => Ok(open),
-            Ok(Err(e)) => Err(ErrorKind::from_chain(&e, true)),
-            Err(_) => Err(ErrorKind::Timeout),
+            Ok(Err(e)) => {
+                let failure = Failure::from_error(&e, true);
+                Err(Failure { message: format!("{} ({})", failure.message, self.addr), ..failure })
+            }
+            Err(_) => Err(Failure::new(
+                ErrorKind::Timeout,
+                format!("no connection within {:?} ({})", self.connect_timeout, self.addr),
+            )),
         }
     }
 }
@@ -242,6 +272,7 @@ mod tests {
             orig_status: None,
             headers: Vec::new(),
             body: None,
+            position: Default::default(),
         }
     }
 
@@ -253,7 +284,8 @@ mod tests {
             let direct = Direct { addr, host: "t".into(), timeout, connect_timeout: timeout };
             let mut conn = Connection::default();
             for _ in 0..3 {
-                assert_eq!(direct.send(&mut conn, &request(method.clone())).await, (Ok(200), 2), "{method}");
+                let (result, bytes) = direct.send(&mut conn, &request(method.clone())).await;
+                assert_eq!((result.ok(), bytes), (Some(200), 2), "{method}");
                 // Let the server's close arrive before the next request, as after an idle spell.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -68,7 +68,10 @@ fn replayed_class(answer: Answer<'_>) -> usize {
 /// the assertion filters in `u64`.
 #[derive(Debug, Clone)]
 pub struct Group<C: Counter = u64> {
+    /// Requests that left (answered or not).
     pub requests: u64,
+    /// Requests whose planned time came but that never left: not in `requests` or anything else.
+    pub not_sent: u64,
     pub statuses: BTreeMap<u16, u64>,
     /// Requests without an answer, by kind.
     pub errors: BTreeMap<String, u64>,
@@ -92,6 +95,7 @@ impl<C: Counter> Default for Group<C> {
     fn default() -> Self {
         Group {
             requests: 0,
+            not_sent: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             latency: histogram(3),
@@ -145,6 +149,7 @@ impl<C: Counter> Group<C> {
 
     pub fn merge(&mut self, other: &Group<C>) {
         self.requests += other.requests;
+        self.not_sent += other.not_sent;
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }
@@ -459,13 +464,19 @@ impl Aggregate {
         }
     }
 
+    /// Rows read: requests sent and requests never sent.
     pub fn rows(&self) -> u64 {
-        self.overall.requests
+        self.overall.requests + self.overall.not_sent
     }
 
     fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
-        self.overall.record(row);
         router.route_into(row.url, route);
+        if !row.was_sent() {
+            self.overall.not_sent += 1;
+            self.route_group(route).not_sent += 1;
+            return;
+        }
+        self.overall.record(row);
         self.route_group(route).record(row);
         if !self.filtered.is_empty() {
             let path = path_of(row.url);
@@ -511,7 +522,7 @@ impl Aggregate {
         }
         // n requests over k spans leave n - k gaps between sends.
         let sending_ms: i64 = joined.iter().map(|(a, b)| b - a).sum();
-        let gaps = self.rows().saturating_sub(joined.len() as u64);
+        let gaps = self.overall.requests.saturating_sub(joined.len() as u64);
         let gap_ms = if gaps > 0 && sending_ms > 0 { sending_ms as f64 / gaps as f64 } else { 0.0 };
         Activity { spans: joined, gap_ms }
     }
@@ -545,6 +556,10 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
                 Ok(row) => {
                     facts.rows += 1;
                     facts.plan.observe(row.scheduled_ms, row.seq);
+                    if !row.was_sent() {
+                        agg.record(&row, &options.router, &mut route);
+                        continue;
+                    }
                     facts.sent_ms = Some(
                         facts
                             .sent_ms

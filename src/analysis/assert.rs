@@ -18,17 +18,18 @@ use super::aggregate::{Aggregate, Group, NO_STATUS, class_of};
 use super::routes::RouteGlob;
 
 /// The error kinds the CSV's `error` column holds (see [`crate::replay::ErrorKind`]).
-pub const ERROR_KINDS: [&str; 7] = ["timeout", "connect", "reset", "tls", "protocol", "aborted", "other"];
+pub const ERROR_KINDS: [&str; 8] = ["timeout", "connect", "reset", "tls", "protocol", "aborted", "local", "other"];
 
 /// The metric names, for an unknown-metric message and `--help`.
 pub const KNOWN_METRICS: &str = "\
-p50 p90 p95 p99 p999 max mean (latency from the send, e.g. `p99 < 250ms`); \
+p50 p90 p95 p99 p999 max mean (latency of answered requests from the send, e.g. `p99 < 250ms`; \
+with no answered request, a latency assertion fails); \
 the same with `_from_schedule` (from the planned send time: `p99_from_schedule`); \
 lag_p50 lag_p90 lag_p99 lag_p999 lag_max lag_mean (behind the plan); \
-requests responses errors (no answer) failed (no answer or 5xx) bytes; \
+requests (sent) responses errors (no answer) failed (no answer or 5xx) not_sent bytes; \
 error_rate (failed share, e.g. `< 1%`) transport_error_rate mismatch_rate mismatches \
 (logged vs replayed status class); status_NNN status_Nxx and status_NNN_rate status_Nxx_rate; \
-error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted other); \
+error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted local other); \
 rate (requests/s, or `rate >= 95% of target`)";
 
 /// A latency statistic.
@@ -92,6 +93,7 @@ pub enum Metric {
     Responses,
     Errors,
     Failed,
+    NotSent,
     Bytes,
     ErrorRate,
     TransportErrorRate,
@@ -127,6 +129,7 @@ impl Metric {
             "responses" => Metric::Responses,
             "errors" => Metric::Errors,
             "failed" => Metric::Failed,
+            "not_sent" => Metric::NotSent,
             "bytes" => Metric::Bytes,
             "error_rate" => Metric::ErrorRate,
             "transport_error_rate" => Metric::TransportErrorRate,
@@ -439,7 +442,7 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
         Some(glob) => ctx.aggregate.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
     };
     let measured = match group {
-        Some(g) if g.requests > 0 => measure(a, g, ctx),
+        Some(g) if g.requests > 0 || a.metric == Metric::NotSent => measure(a, g, ctx),
         _ => Err(match &a.scope {
             Some(glob) => format!("no request matched route:{}", glob.as_str()),
             None => "no requests".to_string(),
@@ -471,18 +474,20 @@ fn measure(a: &Assertion, g: &Group, ctx: Context<'_>) -> Result<(f64, String, f
         Ok((f, format!("{name} = {} ({k} of {n})", percent(f)), f))
     };
     // Lag is shown to the microsecond, as in the run summary; latency to 10 µs.
-    let latency = |h: &hdrhistogram::Histogram<u64>, stat: Stat, decimals: usize| match stat.of(h) {
+    let latency = |h: &hdrhistogram::Histogram<u64>, stat: Stat, decimals: usize, none: &str| match stat.of(h) {
         Some(ms) => Ok((ms, format!("{name} = {ms:.decimals$} ms"), ms)),
-        None => Err("no latency measured (every request was aborted)".to_string()),
+        None => Err(none.to_string()),
     };
+    let unanswered = "no answered request: no latency to measure";
     match &a.metric {
-        Metric::Latency(stat) => latency(&g.latency, *stat, 2),
-        Metric::LatencyFromSchedule(stat) => latency(&g.from_schedule, *stat, 2),
-        Metric::Lag(stat) => latency(&g.lag, *stat, 3),
+        Metric::Latency(stat) => latency(&g.latency, *stat, 2, unanswered),
+        Metric::LatencyFromSchedule(stat) => latency(&g.from_schedule, *stat, 2, unanswered),
+        Metric::Lag(stat) => latency(&g.lag, *stat, 3, "no request left: no lag to measure"),
         Metric::Requests => count(g.requests),
         Metric::Responses => count(g.responses()),
         Metric::Errors => count(g.errors()),
         Metric::Failed => count(g.failed()),
+        Metric::NotSent => count(g.not_sent),
         Metric::Bytes => count(g.bytes),
         Metric::ErrorRate => fraction(g.failed(), g.requests),
         Metric::TransportErrorRate => fraction(g.errors(), g.requests),

@@ -70,7 +70,10 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
+    /// Requests that left (answered or not).
     pub requests: u64,
+    /// Requests whose planned time came but that never left (scheduling stopped first).
+    pub not_sent: u64,
     /// Requests that got a status.
     pub responses: u64,
     /// Requests that got no answer (timeouts, resets, …).
@@ -232,6 +235,7 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
     let (target_rate, target_rate_source) = target_rate(agg, target);
     Overview {
         requests: g.requests,
+        not_sent: g.not_sent,
         responses: g.responses(),
         errors: g.errors(),
         failed: g.failed(),

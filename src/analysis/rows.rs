@@ -57,11 +57,21 @@ pub struct Row<'a> {
     pub bytes: u64,
 }
 
+/// The `error` of a request that never left (see [`crate::replay::ErrorKind::NotSent`]).
+pub const NOT_SENT: &str = "not_sent";
+
 impl Row<'_> {
-    /// Aborted requests never finished: their latency would only measure the drain timeout (the
-    /// run's own statistics leave them out the same way).
+    /// Latency is of answered requests only: a failure's time says how long it took to fail,
+    /// and an aborted request's only measures the drain timeout (the run's own statistics
+    /// leave them out the same way).
     pub fn has_latency(&self) -> bool {
-        self.answer != Answer::Error("aborted")
+        matches!(self.answer, Answer::Status(_))
+    }
+
+    /// Whether the request left at all (its planned time came, but scheduling may have stopped
+    /// before it could).
+    pub fn was_sent(&self) -> bool {
+        self.answer != Answer::Error(NOT_SENT)
     }
 
     /// From the planned send time to the end of the answer (coordinated omission corrected).
@@ -194,16 +204,24 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
         (None, "") => return Err("neither a status nor an error".into()),
         (None, kind) => Answer::Error(kind),
     };
+    let scheduled_ms = time_ms(field(SCHEDULED_AT)?, "scheduled_at")?;
+    // A request that never left has no send time, lag or latency.
+    let not_sent = answer == Answer::Error(NOT_SENT);
+    let unless_not_sent = |column: usize| -> Result<Option<&str>, String> {
+        let text = field(column)?;
+        Ok(if not_sent && text.is_empty() { None } else { Some(text) })
+    };
     Ok(Row {
         seq: integer(field(SEQ)?, "seq")?,
-        scheduled_ms: time_ms(field(SCHEDULED_AT)?, "scheduled_at")?,
-        sent_ms: time_ms(field(SENT_AT)?, "sent_at")?,
-        lag_us: millis_as_micros(field(LAG_MS)?, "lag_ms")?,
+        scheduled_ms,
+        sent_ms: unless_not_sent(SENT_AT)?.map_or(Ok(scheduled_ms), |t| time_ms(t, "sent_at"))?,
+        lag_us: unless_not_sent(LAG_MS)?.map_or(Ok(0), |t| millis_as_micros(t, "lag_ms"))?,
         method: field(METHOD)?,
         url: unneutralised(field(URL)?),
         orig_status: optional_status(field(ORIG_STATUS)?, "orig_status")?,
         answer,
-        latency_us: millis_as_micros(field(LATENCY_MS)?, "latency_ms").and_then(|v| non_negative(v, "latency_ms"))?,
+        latency_us: unless_not_sent(LATENCY_MS)?
+            .map_or(Ok(0), |t| millis_as_micros(t, "latency_ms").and_then(|v| non_negative(v, "latency_ms")))?,
         bytes: integer(field(BYTES)?, "bytes")?,
     })
 }

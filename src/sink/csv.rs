@@ -1,8 +1,10 @@
 //! The results CSV: one row per request, header first, RFC 4180, UTC times spreadsheets read.
 
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -99,8 +101,32 @@ fn push_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
     push_padded(out, (t.timestamp_subsec_millis()).min(999), 3);
 }
 
+/// The results file under the CSV writer. After its first failed write (a full disk) it writes
+/// nothing more, so no later flush (buffers dropping at the end) can append a piece of a row
+/// past the cut back to the last whole row.
+struct ResultsFile {
+    file: File,
+    failed: Arc<AtomicBool>,
+}
+
+impl Write for ResultsFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the results file failed earlier"));
+        }
+        self.file.write(buf).inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 pub struct CsvSink {
-    writer: csv::Writer<BufWriter<File>>,
+    writer: csv::Writer<BufWriter<ResultsFile>>,
+    /// The same file, to cut it back after a failure, and the flag that silences the writer.
+    file: File,
+    failed: Arc<AtomicBool>,
     clock: WallClock,
     redactor: Redactor,
     scratch: Vec<u8>,
@@ -111,10 +137,37 @@ impl CsvSink {
     /// anything is sent.
     pub fn create(path: &Path, clock: WallClock, redactor: Redactor) -> io::Result<CsvSink> {
         let file = File::create(path)?;
-        let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, file));
+        let failed = Arc::new(AtomicBool::new(false));
+        let results = ResultsFile { file: file.try_clone()?, failed: failed.clone() };
+        let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, results));
         writer.write_record(HEADER)?;
         writer.flush()?;
-        Ok(CsvSink { writer, clock, redactor, scratch: Vec::with_capacity(256) })
+        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256) })
+    }
+
+    /// After a write error: writes nothing more and cuts the file back to its last whole row, so
+    /// a spreadsheet (or `sluice report`) reads every row in it. A row never holds a raw line
+    /// break (URLs cannot carry one), so the last `\n` is the end of the last whole row.
+    pub fn cut_to_whole_rows(&mut self) -> io::Result<()> {
+        self.failed.store(true, Ordering::Relaxed);
+        let file = &self.file;
+        let len = file.metadata()?.len();
+        let mut end = len;
+        let mut tail = vec![0u8; 64 * 1024];
+        while end > 0 {
+            let start = end.saturating_sub(tail.len() as u64);
+            let chunk = &mut tail[..(end - start) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(file, chunk, start)?;
+            if let Some(at) = memchr::memrchr(b'\n', chunk) {
+                let whole = start + at as u64 + 1;
+                if whole < len {
+                    file.set_len(whole)?;
+                }
+                return Ok(());
+            }
+            end = start;
+        }
+        file.set_len(0)
     }
 
     /// Writes one row. Formatting goes through one reused scratch buffer with hand-written
@@ -125,7 +178,7 @@ impl CsvSink {
         let masked = self.redactor.url_needs_masking(url).then(|| self.redactor.url(url));
         let url = masked.as_deref().unwrap_or(url);
         let neutralise = needs_neutralising(url);
-        let times = [o.log_time, Some(self.clock.at(o.scheduled)), Some(self.clock.at(o.sent))];
+        let times = [o.log_time, Some(self.clock.at(o.scheduled)), o.sent.map(|t| self.clock.at(t))];
         let scratch = &mut self.scratch;
         let writer = &mut self.writer;
         let mut field = |fill: &dyn Fn(&mut Vec<u8>)| -> io::Result<()> {
@@ -142,12 +195,14 @@ impl CsvSink {
                 }
             })?;
         }
-        field(&|b| match o.sent.checked_duration_since(o.scheduled) {
-            Some(late) => push_millis(b, late),
-            None => {
+        // A request that never left has no send time, lag or latency: the cells stay empty.
+        field(&|b| match o.sent.map(|sent| (sent, sent.checked_duration_since(o.scheduled))) {
+            Some((_, Some(late))) => push_millis(b, late),
+            Some((sent, None)) => {
                 b.push(b'-');
-                push_millis(b, o.scheduled.duration_since(o.sent))
+                push_millis(b, o.scheduled.duration_since(sent))
             }
+            None => {}
         })?;
         field(&|b| b.extend_from_slice(o.method.as_str().as_bytes()))?;
         field(&|b| {
@@ -166,7 +221,11 @@ impl CsvSink {
                 push_u64(b, u64::from(s))
             }
         })?;
-        field(&|b| push_millis(b, o.done.saturating_duration_since(o.sent)))?;
+        field(&|b| {
+            if let Some(sent) = o.sent {
+                push_millis(b, o.done.saturating_duration_since(sent))
+            }
+        })?;
         field(&|b| push_u64(b, o.bytes))?;
         field(&|b| {
             if let Err(kind) = o.result {
@@ -179,7 +238,7 @@ impl CsvSink {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()?;
-        self.writer.get_ref().get_ref().sync_data().or(Ok(()))
+        self.file.sync_data().or(Ok(()))
     }
 }
 

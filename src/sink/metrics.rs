@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::replay::{ErrorKind, Outcome};
+use crate::replay::Outcome;
 
 /// Bucket upper bounds in seconds, shared by the latency and lag histograms: 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -48,6 +48,7 @@ struct Counters {
     sent_by_method: BTreeMap<String, u64>,
     responses_by_class: BTreeMap<&'static str, u64>,
     errors_by_kind: BTreeMap<&'static str, u64>,
+    not_sent: u64,
     duration: Histogram,
     lag: Histogram,
 }
@@ -86,15 +87,19 @@ impl Metrics {
     pub fn record(&self, batch: &[Outcome]) {
         let mut c = self.counters.lock().expect("not poisoned");
         for o in batch {
+            let Some(sent) = o.sent else {
+                c.not_sent += 1;
+                continue;
+            };
             *c.sent_by_method.entry(o.method.as_str().to_string()).or_default() += 1;
             match o.result {
-                Ok(status) => *c.responses_by_class.entry(status_class(status)).or_default() += 1,
+                Ok(status) => {
+                    *c.responses_by_class.entry(status_class(status)).or_default() += 1;
+                    c.duration.observe(o.done.saturating_duration_since(sent).as_secs_f64());
+                }
                 Err(kind) => *c.errors_by_kind.entry(kind.as_str()).or_default() += 1,
             }
-            if o.result != Err(ErrorKind::Aborted) {
-                c.duration.observe(o.done.saturating_duration_since(o.sent).as_secs_f64());
-            }
-            c.lag.observe(o.sent.saturating_duration_since(o.scheduled).as_secs_f64());
+            c.lag.observe(sent.saturating_duration_since(o.scheduled).as_secs_f64());
         }
     }
 
@@ -125,11 +130,23 @@ impl Metrics {
         counter(
             &mut out,
             "sluice_request_errors_total",
-            "Requests that got no response, by kind.",
+            "Requests that left and got no response, by kind.",
             "kind",
             c.errors_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         );
-        c.duration.render(&mut out, "sluice_request_duration_seconds", "From send to the end of the response body.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_requests_not_sent_total Requests whose planned time came but that never left \
+             (scheduling stopped first); not counted in sluice_requests_sent_total.\n\
+             # TYPE sluice_requests_not_sent_total counter\nsluice_requests_not_sent_total {}",
+            c.not_sent
+        );
+        c.duration.render(
+            &mut out,
+            "sluice_request_duration_seconds",
+            "Latency of answered requests only: from send to the end of the response body. Requests \
+             without an answer are counted in sluice_request_errors_total, not here.",
+        );
         c.lag.render(&mut out, "sluice_schedule_lag_seconds", "How late requests left behind their planned time.");
         let _ = writeln!(
             out,
@@ -162,6 +179,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::ErrorKind;
     use std::time::{Duration, Instant};
 
     fn outcome(method: &str, result: Result<u16, ErrorKind>, latency_ms: u64) -> Outcome {
@@ -174,7 +192,7 @@ mod tests {
             url: "http://127.0.0.1/".parse().unwrap(),
             orig_status: None,
             scheduled: t,
-            sent: t + Duration::from_millis(2),
+            sent: Some(t + Duration::from_millis(2)),
             done: t + Duration::from_millis(2 + latency_ms),
             result,
             bytes: 0,
@@ -194,7 +212,8 @@ mod tests {
         assert!(text.contains("sluice_responses_total{status_class=\"5xx\"} 1\n"));
         assert!(text.contains("sluice_request_errors_total{kind=\"timeout\"} 1\n"));
         assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        // Latency is of answered requests: the timeout is not in it.
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("sluice_schedule_lag_seconds_bucket{le=\"0.0025\"} 3\n"));
         assert!(text.contains("sluice_inflight_requests 2\n"));
         assert!(text.contains("sluice_build_info{version="));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::pacer::StopReason;
 use crate::replay::Outcome;
 use crate::run::{LiveStats, Shared};
 use csv::CsvSink;
@@ -23,8 +24,9 @@ use stats::Stats;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs until every sender has dropped its end of `outcomes`. A write error (disk full) is kept
-/// and returned at the end; outcomes keep being counted so the summary stays right.
+/// Runs until every sender has dropped its end of `outcomes`. A write error (a full disk) stops
+/// scheduling at once; the outcomes still coming (the drain) keep being counted so the summary
+/// stays right, the CSV is cut back to its last whole row, and the error is returned at the end.
 pub(crate) fn run_writer(
     mut sink: CsvSink,
     outcomes: Receiver<Vec<Outcome>>,
@@ -45,7 +47,7 @@ pub(crate) fn run_writer(
                     if write_error.is_none()
                         && let Err(e) = sink.write(o)
                     {
-                        write_error = Some(e);
+                        fail(&mut write_error, e, &shared);
                     }
                     stats.record(o);
                 }
@@ -59,7 +61,7 @@ pub(crate) fn run_writer(
         }
         if last_flush.elapsed() >= FLUSH_EVERY && write_error.is_none() {
             if let Err(e) = sink.flush() {
-                write_error = Some(e);
+                fail(&mut write_error, e, &shared);
             }
             last_flush = Instant::now();
         }
@@ -67,8 +69,17 @@ pub(crate) fn run_writer(
     if write_error.is_none()
         && let Err(e) = sink.flush()
     {
-        write_error = Some(e);
+        fail(&mut write_error, e, &shared);
+    }
+    if write_error.is_some() {
+        // Best effort: the disk that failed may fail this too; the summary names the first error.
+        let _ = sink.cut_to_whole_rows();
     }
     shared.publish(LiveStats::from(&stats));
     (stats, write_error)
+}
+
+fn fail(write_error: &mut Option<io::Error>, e: io::Error, shared: &Shared) {
+    shared.stop_because(StopReason::OutputError);
+    *write_error = Some(e);
 }

@@ -21,13 +21,18 @@ fn micros(d: Duration) -> u64 {
 pub struct Stats {
     /// Requests that got an HTTP status.
     pub completed: u64,
-    /// Requests that got no status, by kind.
+    /// Requests that left but got no status, by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Requests whose slot came but that never left (scheduling stopped first).
+    pub not_sent: u64,
     pub statuses: BTreeMap<u16, u64>,
-    /// From the actual send to the end of the response body.
+    /// Of answered requests only: from the actual send to the end of the response body.
     pub latency: Histogram<u64>,
-    /// From the planned send time to the end of the response body (coordinated omission corrected).
+    /// Of answered requests only: from the planned send time to the end of the response body
+    /// (coordinated omission corrected).
     pub latency_from_schedule: Histogram<u64>,
+    /// Of requests that got no answer (but not aborted ones): from the send to the failure.
+    pub time_to_failure: Histogram<u64>,
     /// Lateness of each send behind its plan time (early sends count as 0 here; see `earliest_us`).
     pub lag: Histogram<u64>,
     /// The most negative lag seen, in µs (how early the earliest send was), if any send was early.
@@ -41,9 +46,11 @@ impl Default for Stats {
         Stats {
             completed: 0,
             errors: BTreeMap::new(),
+            not_sent: 0,
             statuses: BTreeMap::new(),
             latency: histogram(),
             latency_from_schedule: histogram(),
+            time_to_failure: histogram(),
             lag: histogram(),
             earliest_us: 0,
             bytes: 0,
@@ -54,23 +61,31 @@ impl Default for Stats {
 
 impl Stats {
     pub fn record(&mut self, o: &Outcome) {
+        let Some(sent) = o.sent else {
+            self.not_sent += 1;
+            return;
+        };
+        let took = micros(o.done.saturating_duration_since(sent)).max(1);
         match o.result {
             Ok(status) => {
                 self.completed += 1;
                 *self.statuses.entry(status).or_default() += 1;
+                self.latency.saturating_record(took);
+                self.latency_from_schedule.saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
             }
-            Err(kind) => *self.errors.entry(kind).or_default() += 1,
+            Err(kind) => {
+                *self.errors.entry(kind).or_default() += 1;
+                // Aborted requests never finished: their time would only measure the drain timeout.
+                if kind != ErrorKind::Aborted {
+                    self.time_to_failure.saturating_record(took);
+                }
+            }
         }
-        // Aborted requests never finished: their "latency" would only measure the drain timeout.
-        if o.result != Err(ErrorKind::Aborted) {
-            self.latency.saturating_record(micros(o.done.saturating_duration_since(o.sent)).max(1));
-            self.latency_from_schedule.saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
-        }
-        match o.sent.checked_duration_since(o.scheduled) {
+        match sent.checked_duration_since(o.scheduled) {
             Some(late) => self.lag.saturating_record(micros(late)),
             None => {
                 self.lag.saturating_record(0);
-                let early = micros(o.scheduled.duration_since(o.sent)) as i64;
+                let early = micros(o.scheduled.duration_since(sent)) as i64;
                 self.earliest_us = self.earliest_us.min(-early);
             }
         }
@@ -78,11 +93,13 @@ impl Stats {
         self.last_done = Some(self.last_done.map_or(o.done, |d| d.max(o.done)));
     }
 
+    /// Requests that left and got no answer.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
-    pub fn total(&self) -> u64 {
+    /// Requests that left: answered or not.
+    pub fn sent(&self) -> u64 {
         self.completed + self.error_count()
     }
 }

@@ -88,7 +88,7 @@ fn mismatch_sentence(m: &StatusMatrix) -> Option<String> {
 }
 
 /// `200: 691 (76.8%)  404: 123 (13.7%)`.
-fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, total: u64) -> String {
+pub(crate) fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, total: u64) -> String {
     counts
         .into_iter()
         .map(|(k, v)| format!("{k}: {v} ({})", super::assert::percent(*v as f64 / total.max(1) as f64)))

@@ -40,7 +40,8 @@ pub fn summary(r: &Report) -> String {
     let skipped = if r.skipped_rows > 0 { format!(" ({} skipped)", r.skipped_rows) } else { String::new() };
     let _ = writeln!(t, "sluice report: {} — {} rows{skipped}", r.files.join(", "), r.rows);
     let requests = format!("  requests   {} sent in {:.2}s: {}", o.requests, o.seconds, rate_line(o));
-    let answers = format!("{} responses, {} errors", o.responses, o.errors);
+    let not_sent = if o.not_sent > 0 { format!(", {} not sent", o.not_sent) } else { String::new() };
+    let answers = format!("{} answered, {} no answer{not_sent}", o.responses, o.errors);
     if requests.chars().count() + answers.len() + 2 <= WIDTH {
         let _ = writeln!(t, "{requests}; {answers}");
     } else {
@@ -50,7 +51,7 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(t, "  statuses   {}", join_counts(&o.statuses, o.requests));
     }
     if !o.error_kinds.is_empty() {
-        let _ = writeln!(t, "  errors     {}", join_counts(&o.error_kinds, o.requests));
+        let _ = writeln!(t, "  no answer  {}", join_counts(&o.error_kinds, o.requests));
     }
     let _ = writeln!(t, "  failed     {} ({}): no answer or 5xx", o.failed, percent(o.error_rate));
     latency_lines(&mut t, o);
@@ -80,8 +81,12 @@ fn latency_lines(t: &mut String, o: &Overview) {
     let row = |p: &crate::report::Percentiles| {
         format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
     };
-    let _ = writeln!(t, "  latency    {}", row(&o.latency_ms));
-    let _ = writeln!(t, "   from plan {}", row(&o.latency_from_schedule_ms));
+    if o.responses == 0 {
+        let _ = writeln!(t, "  latency    none: no request got an answer");
+    } else {
+        let _ = writeln!(t, "  latency    {} (of {} answered)", row(&o.latency_ms), o.responses);
+        let _ = writeln!(t, "   from plan {}", row(&o.latency_from_schedule_ms));
+    }
     let early =
         if o.lag.earliest_ms < 0.0 { format!("; earliest {:.3} ms early", -o.lag.earliest_ms) } else { String::new() };
     let _ = writeln!(
