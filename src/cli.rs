@@ -267,6 +267,14 @@ pub struct ReplayArgs {
     #[arg(long = "assert", value_name = "ASSERTION", help_heading = "Report")]
     #[serde(alias = "assertions")]
     pub assert: Vec<String>,
+
+    /// Stop the run early when a condition holds: any assertion expression, judged once a second
+    /// on every request so far, or with `for D` on the requests that finished in the last D
+    /// (once the run has gone for D), e.g. 'error_rate > 50% for 10s', 'p99 > 2s for 1m'.
+    /// Scheduling stops, requests in flight drain, the summary names the condition; exit 1.
+    /// Repeatable.
+    #[arg(long = "abort-on", value_name = "CONDITION", help_heading = "Report")]
+    pub abort_on: Vec<String>,
 }
 
 /// `sluice report`: flags only; checked in [`crate::report_command`].

@@ -12,6 +12,7 @@ use crate::cli::{ProgressMode, ReplayArgs};
 use crate::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::{HostRule, PlanRules};
 use crate::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
+use crate::sink::abort::AbortCondition;
 use crate::source::Input;
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,8 @@ pub struct ReplayConfig {
     pub follow_redirects: bool,
     pub use_env_proxy: bool,
     pub dry_run: bool,
+    /// `--abort-on` conditions, judged while the run goes.
+    pub abort_on: Vec<AbortCondition>,
 }
 
 pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
@@ -138,6 +141,7 @@ impl ReplayConfig {
             follow_redirects: false,
             use_env_proxy: false,
             dry_run: false,
+            abort_on: Vec::new(),
         }
     }
 
@@ -215,6 +219,7 @@ impl ReplayArgs {
             sample_seed: self.sample_seed.or(file.sample_seed),
             report: self.report || file.report,
             assert: list(self.assert, file.assert),
+            abort_on: list(self.abort_on, file.abort_on),
         }
     }
 }
@@ -363,6 +368,11 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             follow_redirects: args.follow_redirects,
             use_env_proxy: args.use_env_proxy,
             dry_run: args.dry_run,
+            abort_on: args
+                .abort_on
+                .iter()
+                .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -48,8 +48,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
             Rate::Max => "max rate".into(),
         },
         match (c.duration, c.looping) {
-            (Some(d), true) => format!(" for {}", humanize(d)),
-            (Some(d), false) => format!(" once, for at most {}", humanize(d)),
+            (Some(d), true) => format!(" for {}", crate::display::human_duration(d)),
+            (Some(d), false) => format!(" once, for at most {}", crate::display::human_duration(d)),
             (None, _) => " once through the log".into(),
         },
         c.out.display()
@@ -147,15 +147,4 @@ fn dry_run_text(r: &DryRun) -> String {
 fn write_summary_json(summary: &Summary, path: &std::path::Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)?;
     std::fs::write(path, text + "\n").map_err(|e| anyhow::anyhow!("--summary-json {}: {e}", path.display()))
-}
-
-fn humanize(d: std::time::Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 3600.0 {
-        format!("{:.0}h{:02.0}m", (s / 3600.0).floor(), (s % 3600.0) / 60.0)
-    } else if s >= 60.0 {
-        format!("{:.0}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
-    } else {
-        format!("{s}s")
-    }
 }

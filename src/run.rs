@@ -27,6 +27,7 @@ use crate::replay::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer
 use crate::report::{Ending, Summary};
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
+use crate::sink::abort::AbortWatch;
 use crate::sink::run_writer;
 use crate::sink::stats::Stats;
 use crate::source::LogReader;
@@ -250,6 +251,11 @@ impl Shared {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The run's first release, once it happened.
+    pub fn t0(&self) -> Option<Instant> {
+        self.t0.get().copied()
+    }
+
     pub fn set_t0(&self, t0: Instant) {
         let _ = self.t0.set(t0);
     }
@@ -334,9 +340,14 @@ impl Run {
             let format = format.clone();
             move || read_log(reader, format, planner, queue_tx, shared, looping, limit)
         })?;
+        let target_rate = match config.rate {
+            Rate::PerSecond(n) => Some(n),
+            Rate::Max => None,
+        };
+        let abort = AbortWatch::new(&config.abort_on, target_rate);
         let writer = spawn("sluice-writer", {
             let shared = shared.clone();
-            move || run_writer(sink, outcomes_rx, shared, metrics)
+            move || run_writer(sink, outcomes_rx, shared, metrics, abort)
         })?;
         let schedule = match config.rate {
             Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),

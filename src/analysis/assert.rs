@@ -441,12 +441,24 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
         None => Some(&ctx.aggregate.overall),
         Some(glob) => ctx.aggregate.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
     };
-    let measured = match group {
-        Some(g) if g.requests > 0 || a.metric == Metric::NotSent => measure(a, g, ctx),
-        _ => Err(match &a.scope {
-            Some(glob) => format!("no request matched route:{}", glob.as_str()),
-            None => "no requests".to_string(),
-        }),
+    match group {
+        Some(g) => evaluate_group(a, g, ctx.aggregate.seconds(), ctx.target_rate),
+        None => Verdict {
+            assertion: a.text.clone(),
+            passed: false,
+            measured: no_requests(a),
+            value: None,
+        },
+    }
+}
+
+/// One assertion over one group of requests sent over `seconds` (the group must already be the
+/// assertion's own: the whole run, or its `route:`). Also what `--abort-on` judges live.
+pub fn evaluate_group(a: &Assertion, g: &Group, seconds: f64, target_rate: Option<f64>) -> Verdict {
+    let measured = if g.requests > 0 || a.metric == Metric::NotSent {
+        measure(a, g, seconds, target_rate)
+    } else {
+        Err(no_requests(a))
     };
     match measured {
         Ok((value, shown, compared)) => Verdict {
@@ -459,6 +471,13 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
     }
 }
 
+fn no_requests(a: &Assertion) -> String {
+    match &a.scope {
+        Some(glob) => format!("no request matched route:{}", glob.as_str()),
+        None => "no requests".to_string(),
+    }
+}
+
 fn threshold_value(t: Threshold) -> f64 {
     match t {
         Threshold::Value(v) | Threshold::OfTarget(v) => v,
@@ -466,7 +485,7 @@ fn threshold_value(t: Threshold) -> f64 {
 }
 
 /// (value in the metric's unit, how to show it, what to compare with the threshold).
-fn measure(a: &Assertion, g: &Group, ctx: Context<'_>) -> Result<(f64, String, f64), String> {
+fn measure(a: &Assertion, g: &Group, seconds: f64, target_rate: Option<f64>) -> Result<(f64, String, f64), String> {
     let name = a.name.as_str();
     let count = |n: u64| Ok((n as f64, format!("{name} = {n}"), n as f64));
     let fraction = |k: u64, n: u64| {
@@ -504,7 +523,7 @@ fn measure(a: &Assertion, g: &Group, ctx: Context<'_>) -> Result<(f64, String, f
             let n = g.errors.get(kind).copied().unwrap_or(0);
             if *share { fraction(n, g.requests) } else { count(n) }
         }
-        Metric::Rate => measure_rate(a, g, ctx, name),
+        Metric::Rate => measure_rate(a, g, seconds, target_rate, name),
     }
 }
 
@@ -519,13 +538,18 @@ fn status_count(g: &Group, sel: StatusSel) -> u64 {
     }
 }
 
-fn measure_rate(a: &Assertion, g: &Group, ctx: Context<'_>, name: &str) -> Result<(f64, String, f64), String> {
-    let seconds = ctx.aggregate.seconds();
+fn measure_rate(
+    a: &Assertion,
+    g: &Group,
+    seconds: f64,
+    target_rate: Option<f64>,
+    name: &str,
+) -> Result<(f64, String, f64), String> {
     if seconds <= 0.0 {
         return Err("too few requests to measure a rate".to_string());
     }
     let rate = g.requests as f64 / seconds;
-    match (a.threshold, ctx.target_rate) {
+    match (a.threshold, target_rate) {
         (Threshold::OfTarget(_), Some(target)) => {
             let share = rate / target;
             Ok((rate, format!("{name} = {rate:.1}/s = {} of {target}/s target", percent(share)), share))

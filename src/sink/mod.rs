@@ -2,6 +2,7 @@
 //! batches of outcomes; it writes each as a row, folds it into the histograms, and publishes a
 //! small live snapshot for progress displays.
 
+pub mod abort;
 pub mod csv;
 pub mod metrics;
 pub mod progress;
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::pacer::StopReason;
 use crate::replay::Outcome;
 use crate::run::{LiveStats, Shared};
+use abort::AbortWatch;
 use csv::CsvSink;
 use metrics::Metrics;
 use stats::Stats;
@@ -32,6 +34,7 @@ pub(crate) fn run_writer(
     outcomes: Receiver<Vec<Outcome>>,
     shared: Arc<Shared>,
     metrics: Option<Arc<Metrics>>,
+    mut abort: Option<AbortWatch>,
 ) -> (Stats, Option<io::Error>) {
     let mut stats = Stats::default();
     let mut write_error = None;
@@ -50,10 +53,21 @@ pub(crate) fn run_writer(
                         fail(&mut write_error, e, &shared);
                     }
                     stats.record(o);
+                    if let Some(watch) = &mut abort {
+                        watch.record(o);
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(watch) = &mut abort
+            && let Some(condition) = watch.check(Instant::now(), shared.t0())
+        {
+            *shared.aborted_by.lock().expect("not poisoned") = Some(condition);
+            shared.stop_because(StopReason::AbortCondition);
+            // Judged once: the drain that follows must not overwrite what stopped the run.
+            abort = None;
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             shared.publish(LiveStats::from(&stats));
