@@ -372,3 +372,32 @@ impl FailureSamples {
         by_kind.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_local_resources_is_not_the_targets_fault() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(ErrorKind::from_chain(&e, true), ErrorKind::Local, "errno {errno}");
+        }
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(ErrorKind::from_chain(&refused, true), ErrorKind::Connect);
+        let failure = Failure::from_error(&refused, true);
+        assert_eq!(failure.message, "Connection refused", "no `(os error N)`");
+    }
+
+    #[test]
+    fn failure_samples_keep_a_few_distinct_messages_per_kind_with_counts() {
+        let samples = FailureSamples::default();
+        for i in 0..10 {
+            samples.record(&Failure::new(ErrorKind::Connect, format!("refused {}", i % 5)));
+        }
+        let snapshot = samples.snapshot();
+        let connect = &snapshot["connect"];
+        assert_eq!(connect.len(), SAMPLES_PER_KIND);
+        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2 });
+    }
+}

@@ -145,7 +145,13 @@ fn concurrency_is_never_exceeded_and_a_slow_target_shows_up_as_lag() {
     assert!(server.peak_concurrency() <= 4, "peak {}", server.peak_concurrency());
     assert!(server.peak_concurrency() >= 3, "the slots were used: peak {}", server.peak_concurrency());
     let rows = read_csv(&out);
-    let lags: Vec<f64> = rows.iter().map(|r| r["lag_ms"].parse().unwrap()).collect();
+    // Requests still waiting for a slot when the duration ended never left: their rows say so.
+    let (sent, not_sent): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r["error"] != "not_sent");
+    assert_eq!(sent.len() as u64, summary.requests_sent);
+    assert_eq!(not_sent.len() as u64, summary.not_sent);
+    assert!(summary.not_sent > 0, "at 400/s against 80/s of capacity, part of the plan never left");
+    assert!(not_sent.iter().all(|r| r["sent_at"].is_empty() && r["lag_ms"].is_empty()));
+    let lags: Vec<f64> = sent.iter().map(|r| r["lag_ms"].parse().unwrap()).collect();
     let last = *lags.last().unwrap();
     assert!(last > 500.0, "lag grows when the target cannot keep up: last lag {last} ms");
     assert!(summary.lag.p99_ms > 500.0);
@@ -219,7 +225,10 @@ fn cancel_drains_and_aborts_what_does_not_finish() {
     assert!(summary.interrupted);
     assert_eq!(summary.error_kinds.get("aborted"), Some(&8), "{:?}", summary.error_kinds);
     assert_eq!(summary.requests_sent, 8, "nothing left after the stop");
-    assert_eq!(read_csv(&out).len(), 8);
+    // What was released but still waiting for a sender at the stop has its row, as not sent.
+    let rows = read_csv(&out);
+    assert_eq!(rows.len() as u64, 8 + summary.not_sent);
+    assert_eq!(rows.iter().filter(|r| r["error"] == "not_sent").count() as u64, summary.not_sent);
 }
 
 #[test]

@@ -136,7 +136,8 @@ impl CsvSink {
     /// Creates (or truncates) the file and writes the header, so an unwritable path fails before
     /// anything is sent.
     pub fn create(path: &Path, clock: WallClock, redactor: Redactor) -> io::Result<CsvSink> {
-        let file = File::create(path)?;
+        // Readable too: after a failure the tail is read back to find the last whole row.
+        let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
         let failed = Arc::new(AtomicBool::new(false));
         let results = ResultsFile { file: file.try_clone()?, failed: failed.clone() };
         let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, results));
