@@ -186,6 +186,12 @@ impl Summary {
         if log.plan.absolute_urls_rewritten > 0 {
             let _ = write!(t, ", {} absolute URLs sent to the target instead", log.plan.absolute_urls_rewritten);
         }
+        if log.plan.dot_segments_resolved > 0 {
+            let _ = write!(t, ", {} paths with dot segments resolved", log.plan.dot_segments_resolved);
+        }
+        if log.plan.method_override_headers_dropped > 0 {
+            let _ = write!(t, ", {} method-override headers dropped", log.plan.method_override_headers_dropped);
+        }
         if log.passes > 1 {
             let _ = write!(t, "; read {} times (looped)", log.passes);
         }
