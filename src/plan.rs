@@ -11,6 +11,7 @@ use sluice_parsers::Entry;
 
 use crate::config::MethodFilter;
 use crate::filter::Filters;
+use crate::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
 
 /// One request ready to send, owned, in plan order.
 #[derive(Debug, Clone)]
@@ -68,6 +69,11 @@ pub enum Skip {
     OutsideWindow,
     /// Its user agent matched `--exclude-user-agent`.
     UserAgent,
+    /// A path segment some servers resolve to `.` or `..` (`..%2f`, `..;`) that cannot be resolved
+    /// here without changing what the path means; only with a target prefix, which it could leave.
+    HiddenDotSegment,
+    /// A `_method` parameter (query or form body) asks for this method, which is not allowed.
+    MethodParam(String),
 }
 
 impl Skip {
@@ -85,6 +91,8 @@ impl Skip {
             Skip::OrigStatus => "--orig-status".into(),
             Skip::OutsideWindow => "--from/--until".into(),
             Skip::UserAgent => "--exclude-user-agent".into(),
+            Skip::HiddenDotSegment => "dot segment hidden by %2f, %5c or ; (would leave the prefix)".into(),
+            Skip::MethodParam(m) => format!("_method {m}"),
         }
     }
 }
@@ -97,6 +105,11 @@ pub struct PlanStats {
     pub absolute_urls_rewritten: u64,
     /// Body-bearing requests with no logged body, sent with an empty one.
     pub sent_without_body: u64,
+    /// Paths whose `.` and `..` segments were resolved before the target's prefix was put in front.
+    pub dot_segments_resolved: u64,
+    /// Logged `X-HTTP-Method-Override` (and alike) headers not sent: they named a method that is
+    /// not allowed.
+    pub method_override_headers_dropped: u64,
 }
 
 /// What the Host header of each request is.
@@ -154,6 +167,10 @@ const NOT_REPLAYED: [&str; 10] = [
     "expect",
 ];
 
+/// Headers that ask a server (Rails, Symfony, Express, ASP.NET…) to treat the request as another
+/// method; sent only when `--allow-methods` allows the method they name.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
 /// Methods whose requests normally carry a body.
 const BODY_METHODS: [&[u8]; 3] = [b"POST", b"PUT", b"PATCH"];
 
@@ -161,13 +178,15 @@ const BODY_METHODS: [&[u8]; 3] = [b"POST", b"PUT", b"PATCH"];
 pub struct Planner {
     /// The target, parsed once; each request's URL is a copy with its own path and query.
     origin: Url,
-    /// The target's path prefix without a trailing `/`.
-    prefix: String,
+    /// Every planned URL stays inside it; its prefix goes in front of each logged path.
+    scope: TargetScope,
     target_host: String,
     rules: PlanRules,
     next_seq: u64,
     pub stats: PlanStats,
     url_buf: String,
+    /// Where each path segment written to `url_buf` starts, for `..` to go back to.
+    segment_starts: Vec<usize>,
 }
 
 impl Planner {
@@ -177,13 +196,14 @@ impl Planner {
         origin.set_query(None);
         origin.set_fragment(None);
         Planner {
-            prefix: target.path().trim_end_matches('/').to_string(),
+            scope: TargetScope::of(target),
             origin,
             target_host: host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase(),
             rules,
             next_seq: 0,
             stats: PlanStats::default(),
             url_buf: String::with_capacity(256),
+            segment_starts: Vec::with_capacity(16),
         }
     }
 
@@ -206,7 +226,7 @@ impl Planner {
         if bodyless && self.rules.skip_bodyless {
             return self.skip(Skip::Bodyless);
         }
-        let path = match origin_form(&entry.target) {
+        let path_and_query = match origin_form(&entry.target) {
             Target::Path(p) => p,
             Target::Absolute(p) => {
                 self.stats.absolute_urls_rewritten += 1;
@@ -216,19 +236,34 @@ impl Planner {
             Target::Other => return self.skip(Skip::NotAPath),
         };
         let method = Method::from_bytes(method_bytes).map_err(|_| Skip::NotAPath)?;
-        self.url_buf.clear();
-        self.url_buf.push_str(&self.prefix);
-        push_percent_encoded(&mut self.url_buf, path);
-        // Setting path and query on a copy of the parsed target costs a fraction of parsing a
-        // whole URL (scheme, host, IDNA) per request, and normalises the path the same way.
-        let mut url = self.origin.clone();
-        match self.url_buf.split_once('?') {
-            Some((path, query)) => {
-                url.set_path(path);
-                url.set_query(Some(query));
-            }
-            None => url.set_path(&self.url_buf),
+        let (path, query) = match path_and_query.iter().position(|&b| b == b'?') {
+            Some(q) => (&path_and_query[..q], Some(&path_and_query[q + 1..])),
+            None => (path_and_query, None),
+        };
+        if let Some(named) = self.disallowed_method_param(query, entry) {
+            return self.skip(Skip::MethodParam(named));
         }
+        self.url_buf.clear();
+        self.url_buf.push_str(self.scope.prefix());
+        let refuse_hidden = !self.scope.prefix().is_empty();
+        match push_resolved_path(&mut self.url_buf, path, &mut self.segment_starts, refuse_hidden) {
+            Ok(Resolved::AsLogged) => {}
+            Ok(Resolved::DotSegments) => self.stats.dot_segments_resolved += 1,
+            Err(skip) => return self.skip(skip),
+        }
+        let path_end = self.url_buf.len();
+        if let Some(query) = query {
+            push_percent_encoded(&mut self.url_buf, query);
+        }
+        // Setting path and query on a copy of the parsed target costs a fraction of parsing a
+        // whole URL (scheme, host, IDNA) per request. The path has no dot segments left for it
+        // to resolve, so it cannot climb above the prefix.
+        let mut url = self.origin.clone();
+        url.set_path(&self.url_buf[..path_end]);
+        if query.is_some() {
+            url.set_query(Some(&self.url_buf[path_end..]));
+        }
+        debug_assert!(self.scope.contains(&url), "{url} left the target's scope");
 
         let mut headers = Vec::new();
         let logged = [("user-agent", &entry.user_agent), ("referer", &entry.referer)];
@@ -236,9 +271,14 @@ impl Planner {
             self.push_logged(&mut headers, name, value);
         }
         for (name, value) in &entry.headers {
-            if !NOT_REPLAYED.contains(&name.as_ref()) {
-                self.push_logged(&mut headers, name, value);
+            if NOT_REPLAYED.contains(&name.as_ref()) {
+                continue;
             }
+            if METHOD_OVERRIDE_HEADERS.contains(&name.as_ref()) && !self.allows_named_method(value) {
+                self.stats.method_override_headers_dropped += 1;
+                continue;
+            }
+            self.push_logged(&mut headers, name, value);
         }
         match &self.rules.host {
             HostRule::Target => {}
@@ -282,6 +322,37 @@ impl Planner {
         }
     }
 
+    /// Whether `--allow-methods` allows the method an override header or parameter names
+    /// (servers read it trimmed and in any case).
+    fn allows_named_method(&self, named: &[u8]) -> bool {
+        self.rules.methods.allows(&named.trim_ascii().to_ascii_uppercase())
+    }
+
+    /// The method a `_method` parameter in the query or a form body names, when it is not allowed.
+    /// Rails, Symfony/Laravel and Express's method-override treat such a POST as that method.
+    fn disallowed_method_param(&self, query: Option<&[u8]>, entry: &Entry<'_>) -> Option<String> {
+        if matches!(self.rules.methods, MethodFilter::All) {
+            return None;
+        }
+        let content_type = entry.headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_ref());
+        let body = entry.body.as_deref().unwrap_or_default();
+        // Logs often leave the content type out; a browser form's default is urlencoded.
+        let urlencoded =
+            content_type.is_none_or(|ct| starts_with_ignore_case(ct, b"application/x-www-form-urlencoded"));
+        let from_form = if urlencoded {
+            form_pairs(body).find(|(name, _)| is_method_param(name)).map(|(_, value)| value)
+        } else if content_type.is_some_and(|ct| starts_with_ignore_case(ct, b"multipart/form-data")) {
+            multipart_method_field(body)
+        } else {
+            None
+        };
+        let from_query = query.into_iter().flat_map(form_pairs).filter(|(name, _)| is_method_param(name));
+        from_query.map(|(_, value)| value).chain(from_form).find_map(|raw| {
+            let decoded: Vec<u8> = form_decoded(raw).collect();
+            (!self.allows_named_method(&decoded)).then(|| method_key(decoded.trim_ascii()))
+        })
+    }
+
     fn is_target_host(&self, logged: &[u8]) -> bool {
         let logged = std::str::from_utf8(logged).unwrap_or_default();
         let name =
@@ -300,6 +371,89 @@ fn push_header(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: 
     if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
         headers.push((n, v));
     }
+}
+
+fn starts_with_ignore_case(text: &[u8], start: &[u8]) -> bool {
+    text.len() >= start.len() && text[..start.len()].eq_ignore_ascii_case(start)
+}
+
+fn is_method_param(encoded_name: &[u8]) -> bool {
+    form_decoded(encoded_name).eq(b"_method".iter().copied())
+}
+
+/// The value of a `_method` field in a multipart body (Rails forms with file uploads carry one).
+fn multipart_method_field(body: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b"name=\"_method\"";
+    let at = body.windows(FIELD.len()).position(|w| w == FIELD)?;
+    let after = &body[at + FIELD.len()..];
+    let start = after.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let value = &after[start..];
+    Some(&value[..value.windows(2).position(|w| w == b"\r\n").unwrap_or(value.len())])
+}
+
+/// A named method as a summary key: a method-like token as it is, anything else as one key, so
+/// junk values cannot grow the counts without bound.
+fn method_key(named: &[u8]) -> String {
+    let token = (1..=20).contains(&named.len()) && named.iter().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b));
+    if token { String::from_utf8_lossy(named).to_ascii_uppercase() } else { "(not a method name)".into() }
+}
+
+/// How a logged path was written under the prefix.
+enum Resolved {
+    AsLogged,
+    DotSegments,
+}
+
+/// Writes the logged path after the prefix already in `out`, with its `.` and `..` segments (in
+/// every spelling: `%2e`, `\` as a separator) resolved first, as the server that logged it did,
+/// so `/../etc/passwd` under the prefix `/app` becomes `/app/etc/passwd`: `..` stops at the prefix.
+/// With `refuse_hidden`, a segment some servers would still resolve (`..%2f`, `..;`) refuses the
+/// line instead: decoding it here would change what an ordinary `%2F` in a path means.
+fn push_resolved_path(
+    out: &mut String,
+    path: &[u8],
+    segment_starts: &mut Vec<usize>,
+    refuse_hidden: bool,
+) -> Result<Resolved, Skip> {
+    let Some(rest) = path.strip_prefix(b"/") else {
+        // Only an absolute URL with no path at all (`http://host?q`) comes here without a `/`.
+        return Ok(Resolved::AsLogged);
+    };
+    // The common path has nothing that is or hides a dot segment: written as logged, one scan.
+    if !rest.iter().any(|&b| matches!(b, b'.' | b'\\' | b'%' | b';')) {
+        out.push('/');
+        push_percent_encoded(out, rest);
+        return Ok(Resolved::AsLogged);
+    }
+    segment_starts.clear();
+    let mut resolved = Resolved::AsLogged;
+    let mut segments = rest.split(|&b| b == b'/' || b == b'\\').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match dot_segment(segment) {
+            Some(dots) => {
+                resolved = Resolved::DotSegments;
+                if dots == DotSegment::Parent
+                    && let Some(start) = segment_starts.pop()
+                {
+                    out.truncate(start);
+                }
+                // `/a/..` and `/a/.` name a directory: `/a/` and `/`.
+                if last {
+                    out.push('/');
+                }
+            }
+            None => {
+                if refuse_hidden && hides_dot_segment(segment) {
+                    return Err(Skip::HiddenDotSegment);
+                }
+                segment_starts.push(out.len());
+                out.push('/');
+                push_percent_encoded(out, segment);
+            }
+        }
+    }
+    Ok(resolved)
 }
 
 enum Target<'a> {
@@ -352,6 +506,7 @@ fn push_percent_encoded(out: &mut String, path: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::borrow::Cow;
 
     fn entry<'a>(method: &'a [u8], target: &'a [u8]) -> Entry<'a> {
@@ -408,6 +563,84 @@ mod tests {
         assert_eq!(p.plan(&entry(b"CONNECT", b"evil.example:443"), 0, 2).unwrap_err(), Skip::Tunnel);
         assert_eq!(p.plan(&entry(b"GET", b"evil.example:443"), 0, 3).unwrap_err(), Skip::Tunnel);
         assert_eq!(p.plan(&entry(b"GET", b"*"), 0, 4).unwrap_err(), Skip::NotAPath);
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_before_the_prefix_and_hidden_ones_refused() {
+        let mut p = planner();
+        for (logged, sent) in [
+            ("/../etc/passwd", "/prefix/etc/passwd"),
+            ("/a/%2E%2e/%2e%2E/b/./c/.", "/prefix/b/c/"),
+            ("/a\\..\\..\\b", "/prefix/b"),
+            ("/a/..", "/prefix/"),
+            ("/a//..", "/prefix/a/"),
+            ("/", "/prefix/"),
+            ("/x.y/z..?q=/../..", "/prefix/x.y/z..?q=/../.."),
+            ("http://evil.example/../x", "/prefix/x"),
+        ] {
+            let r = p.plan(&entry(b"GET", logged.as_bytes()), 0, 1).unwrap();
+            assert_eq!(&r.url[url::Position::BeforePath..], sent, "{logged}");
+        }
+        assert_eq!(p.stats.dot_segments_resolved, 6);
+        for hidden in ["/..%2f..%2fetc/passwd", "/..;/etc", "/a/%2e%2e%5Cb"] {
+            assert_eq!(p.plan(&entry(b"GET", hidden.as_bytes()), 0, 1).unwrap_err(), Skip::HiddenDotSegment);
+        }
+        // Without a prefix there is nothing to leave: sent as logged.
+        let mut root = Planner::new(&Url::parse("http://127.0.0.1:8080").unwrap(), PlanRules::default());
+        let r = root.plan(&entry(b"GET", b"/..%2f..%2fetc/passwd"), 0, 1).unwrap();
+        assert_eq!(r.url.path(), "/..%2f..%2fetc/passwd");
+    }
+
+    proptest! {
+        #[test]
+        fn no_logged_path_leaves_the_prefix(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec!["/", "\\", ".", "..", "%2e", "%2E", "%2f", "%5C", ";", "a", "?", "#", "%", " "]),
+                0..16,
+            )
+        ) {
+            let mut p = planner();
+            let logged = format!("/{}", pieces.concat());
+            match p.plan(&entry(b"GET", logged.as_bytes()), 0, 1) {
+                Ok(r) => {
+                    let path = r.url.path();
+                    prop_assert!(path == "/prefix" || path.starts_with("/prefix/"), "{logged} -> {path}");
+                    prop_assert!(p.scope.contains(&r.url), "{logged} -> {}", r.url);
+                }
+                Err(skip) => prop_assert_eq!(skip, Skip::HiddenDotSegment),
+            }
+        }
+    }
+
+    #[test]
+    fn method_overrides_are_sent_only_for_allowed_methods() {
+        let mut p = planner();
+        let mut e = entry(b"GET", b"/x");
+        e.headers = vec![
+            (Cow::Borrowed("x-http-method-override"), Cow::Borrowed(b"DELETE")),
+            (Cow::Borrowed("x-http-method"), Cow::Borrowed(b" head ")),
+            (Cow::Borrowed("x-method-override"), Cow::Borrowed(b"put")),
+        ];
+        let r = p.plan(&e, 0, 1).unwrap();
+        let sent: Vec<_> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(sent, ["user-agent", "x-http-method"], "HEAD is allowed; DELETE and PUT are not");
+        assert_eq!(p.stats.method_override_headers_dropped, 2);
+
+        let mut p = Planner::new(
+            &Url::parse("http://127.0.0.1:8080/").unwrap(),
+            PlanRules { methods: crate::config::parse_methods("GET,POST").unwrap(), ..PlanRules::default() },
+        );
+        let mut post = entry(b"POST", b"/f?a=1");
+        post.body = Some(Cow::Borrowed(b"x=1&%5f%6Dethod=delete"));
+        assert_eq!(p.plan(&post, 0, 1).unwrap_err(), Skip::MethodParam("DELETE".into()));
+        post.body = Some(Cow::Borrowed(b"_method=POST"));
+        assert!(p.plan(&post, 0, 2).is_ok());
+        let query = entry(b"POST", b"/f?_method=%3Cscript%3E");
+        assert_eq!(p.plan(&query, 0, 3).unwrap_err(), Skip::MethodParam("(not a method name)".into()));
+        post.headers.push((Cow::Borrowed("content-type"), Cow::Borrowed(b"application/json")));
+        post.body = Some(Cow::Borrowed(b"_method=DELETE"));
+        assert!(p.plan(&post, 0, 4).is_ok(), "not a form");
+        assert_eq!(p.stats.skipped.get("_method DELETE"), Some(&1));
     }
 
     #[test]

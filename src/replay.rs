@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
 use crate::run::Shared;
+use crate::safety::TargetScope;
 use crate::transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
@@ -194,15 +195,19 @@ impl Outcome {
 }
 
 /// The HTTP client, tuned for replay: no proxies from the environment (unless asked), no
-/// redirects followed (unless asked, and then only on the target's own host), no automatic
-/// decompression (bytes are counted as received), keep-alive connections shared by all senders.
+/// redirects followed (unless asked, and then only within the target: same scheme, host and
+/// port, under its path prefix), no automatic decompression (bytes are counted as received),
+/// keep-alive connections shared by all senders.
 pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Client> {
     let redirects = if config.follow_redirects {
-        let (host, port) = (target.host_str().unwrap_or_default().to_string(), target.port_or_known_default());
+        let scope = TargetScope::of(target);
+        // A redirect that is not followed is the answer: its 3xx is what the CSV records.
         reqwest::redirect::Policy::custom(move |attempt| {
-            let same_host =
-                attempt.url().host_str() == Some(host.as_str()) && attempt.url().port_or_known_default() == port;
-            if !same_host || attempt.previous().len() >= MAX_REDIRECTS { attempt.stop() } else { attempt.follow() }
+            if !scope.contains(attempt.url()) || attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
         })
     } else {
         reqwest::redirect::Policy::none()

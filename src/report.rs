@@ -263,6 +263,12 @@ impl Summary {
         if log.plan.absolute_urls_rewritten > 0 {
             let _ = write!(t, ", {} absolute URLs sent to the target instead", log.plan.absolute_urls_rewritten);
         }
+        if log.plan.dot_segments_resolved > 0 {
+            let _ = write!(t, ", {} paths with dot segments resolved", log.plan.dot_segments_resolved);
+        }
+        if log.plan.method_override_headers_dropped > 0 {
+            let _ = write!(t, ", {} method-override headers dropped", log.plan.method_override_headers_dropped);
+        }
         t.push('\n');
         // Bad lines the replay reached; the others were only read ahead.
         let reached = log.bad_line_positions.iter().filter(|at| **at <= replayed.lines).count();

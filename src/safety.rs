@@ -3,12 +3,16 @@
 //! - [`HostGuard`] checks the target's name and resolved addresses against `--deny-host` /
 //!   `--allow-host` before any request leaves, and refuses a target that the log itself says is
 //!   the production host (unless `--i-know-this-is-production`).
+//! - [`TargetScope`] is the part of the target a replay may reach: its scheme, host, port and
+//!   paths under its prefix. Planned requests and followed redirects stay inside it.
 //! - [`Redactor`] keeps secrets out of every output: header values (Authorization, Cookie, …) and
 //!   query parameters named like credentials in the CSV's url column.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use regex::Regex;
+use reqwest::Url;
 
 /// Header values that never appear in any output, whatever the flags say.
 pub const ALWAYS_REDACTED: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
@@ -197,18 +201,17 @@ impl Redactor {
         let mut out = String::with_capacity(url.len());
         out.push_str(head);
         out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
+        for piece in query.split_inclusive(PARAM_SEPARATORS) {
+            let (pair, separator) = piece.split_at(piece.len() - usize::from(piece.ends_with(PARAM_SEPARATORS)));
             match pair.split_once('=') {
-                Some((name, _)) if self.query.is_match(name) => {
+                Some((name, _)) if self.is_secret_param(name) => {
                     out.push_str(name);
                     out.push('=');
                     out.push_str(MASK);
                 }
                 _ => out.push_str(pair),
             }
+            out.push_str(separator);
         }
         if let Some(f) = fragment {
             out.push('#');
@@ -220,8 +223,160 @@ impl Redactor {
     /// True when [`Redactor::url`] would change this URL (so the common case costs no allocation).
     pub fn url_needs_masking(&self, url: &str) -> bool {
         url.split_once('?').is_some_and(|(_, q)| {
-            q.split('&').any(|pair| pair.split_once('=').is_some_and(|(name, _)| self.query.is_match(name)))
+            let q = q.split_once('#').map_or(q, |(q, _)| q);
+            q.split(PARAM_SEPARATORS)
+                .any(|pair| pair.split_once('=').is_some_and(|(name, _)| self.is_secret_param(name)))
         })
+    }
+
+    /// Names are matched as the server reads them, decoded: `tok%65n` is `token`.
+    fn is_secret_param(&self, name: &str) -> bool {
+        let decoded = match name.contains(['%', '+']) {
+            true => {
+                Cow::Owned(String::from_utf8_lossy(&form_decoded(name.as_bytes()).collect::<Vec<u8>>()).into_owned())
+            }
+            false => Cow::Borrowed(name),
+        };
+        self.query.is_match(&decoded)
+    }
+}
+
+/// What separates query and form parameters. Some servers (Rack, older Python and Java ones) also
+/// split on `;`, so a secret after a `;` is masked too, and a `_method` after one is seen.
+const PARAM_SEPARATORS: [char; 2] = ['&', ';'];
+
+/// The `name=value` pairs of a query string or a form body, still encoded; a pair without `=`
+/// has an empty value.
+pub fn form_pairs(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    text.split(|&b| b == b'&' || b == b';').filter(|pair| !pair.is_empty()).map(|pair| {
+        match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        }
+    })
+}
+
+/// A query or form component decoded as servers decode it: `%XX` escapes and `+` for a space. A
+/// `%` not followed by two hex digits stays as it is.
+pub fn form_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16)).map(|d| d as u8);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *raw.get(i)?;
+        i += 1;
+        Some(match b {
+            b'+' => b' ',
+            b'%' => match (hex(raw.get(i)), hex(raw.get(i + 1))) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    high << 4 | low
+                }
+                _ => b'%',
+            },
+            _ => b,
+        })
+    })
+}
+
+/// A path segment that means "this directory" or "the parent directory".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotSegment {
+    Current,
+    Parent,
+}
+
+/// `.` and `..` in every spelling URL parsers and servers resolve: any dot may be written `%2e`
+/// or `%2E` (`%2e%2E`, `.%2e`, …).
+pub fn dot_segment(segment: &[u8]) -> Option<DotSegment> {
+    let mut rest = segment;
+    let mut dots = 0;
+    while !rest.is_empty() && dots < 3 {
+        rest = if rest[0] == b'.' {
+            &rest[1..]
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            &rest[3..]
+        } else {
+            return None;
+        };
+        dots += 1;
+    }
+    match (dots, rest.is_empty()) {
+        (1, true) => Some(DotSegment::Current),
+        (2, true) => Some(DotSegment::Parent),
+        _ => None,
+    }
+}
+
+/// Whether a path segment holds a `.` or `..` that the URL parser leaves alone but some servers
+/// resolve: behind an encoded separator (`..%2f`, `..%5C`, which nginx decodes before resolving)
+/// or before a `;` parameter (`..;`, which Tomcat drops).
+pub fn hides_dot_segment(segment: &[u8]) -> bool {
+    // Nothing can hide in the common segment, which has neither.
+    if !segment.iter().any(|&b| b == b'%' || b == b';') {
+        return false;
+    }
+    let hidden = |piece: &[u8]| {
+        let name = piece.split(|&b| b == b';').next().unwrap_or(piece);
+        name.len() != segment.len() && dot_segment(name).is_some()
+    };
+    let mut start = 0;
+    let mut i = 0;
+    while i + 3 <= segment.len() {
+        let escape = &segment[i..i + 3];
+        if escape.eq_ignore_ascii_case(b"%2f") || escape.eq_ignore_ascii_case(b"%5c") {
+            if hidden(&segment[start..i]) {
+                return true;
+            }
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    hidden(&segment[start..])
+}
+
+/// The part of the target's URL space a replay may reach: the target's scheme, host and port,
+/// and paths under its path prefix (`/app` in `http://staging/app`).
+#[derive(Debug, Clone)]
+pub struct TargetScope {
+    scheme: String,
+    host: Option<String>,
+    port: Option<u16>,
+    /// Without a trailing `/`; empty for the whole host.
+    prefix: String,
+}
+
+impl TargetScope {
+    pub fn of(target: &Url) -> TargetScope {
+        TargetScope {
+            scheme: target.scheme().to_string(),
+            host: target.host_str().map(str::to_string),
+            port: target.port_or_known_default(),
+            prefix: target.path().trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn contains(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str() == self.host.as_deref()
+            && url.port_or_known_default() == self.port
+            && self.contains_path(url.path())
+    }
+
+    /// Whether a request with this path reaches only what is under the prefix: it starts with
+    /// the prefix at a segment boundary, and no segment after it climbs up, in any spelling.
+    pub fn contains_path(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(self.prefix.as_str()) else { return false };
+        if self.prefix.is_empty() {
+            return true;
+        }
+        (rest.is_empty() || rest.starts_with('/'))
+            && rest.split('/').all(|s| dot_segment(s.as_bytes()).is_none() && !hides_dot_segment(s.as_bytes()))
     }
 }
 
@@ -279,5 +434,77 @@ mod tests {
         assert!(!r.url_needs_masking("http://h/p?a=1&b=2"));
         assert!(r.url_needs_masking("http://h/p?password=2"));
         assert_eq!(r.url("http://h/p"), "http://h/p");
+    }
+
+    #[test]
+    fn query_names_are_matched_decoded_and_after_either_separator() {
+        let r = Redactor::default();
+        for (url, masked) in [
+            ("http://h/p?tok%65n=S&a=1", "http://h/p?tok%65n=***&a=1"),
+            ("http://h/p?%54OKEN=S", "http://h/p?%54OKEN=***"),
+            ("http://h/p?api+k%45y=S", "http://h/p?api+k%45y=***"),
+            ("http://h/p?a=1;sig=S;b=2", "http://h/p?a=1;sig=***;b=2"),
+            ("http://h/p?a=%zz&password=S#f", "http://h/p?a=%zz&password=***#f"),
+        ] {
+            assert!(r.url_needs_masking(url), "{url}");
+            assert_eq!(r.url(url), masked);
+        }
+        assert!(!r.url_needs_masking("http://h/p?a=1;b=tok%65n"), "values are not names");
+        assert!(!r.url_needs_masking("http://h/p?a=1#token=x"), "nor is the fragment");
+    }
+
+    #[test]
+    fn form_components_decode_as_servers_decode_them() {
+        let d = |s: &str| String::from_utf8(form_decoded(s.as_bytes()).collect()).unwrap();
+        assert_eq!(d("%5Fmethod"), "_method");
+        assert_eq!(d("a+b%2Bc"), "a b+c");
+        assert_eq!(d("100%"), "100%");
+        assert_eq!(d("%g1%4"), "%g1%4");
+        let pairs: Vec<_> = form_pairs(b"a=1&&b;c=x=y").collect();
+        assert_eq!(pairs, [(&b"a"[..], &b"1"[..]), (b"b", b""), (b"c", b"x=y")]);
+    }
+
+    #[test]
+    fn dot_segments_in_every_spelling() {
+        for current in [".", "%2e", "%2E"] {
+            assert_eq!(dot_segment(current.as_bytes()), Some(DotSegment::Current), "{current}");
+        }
+        for parent in ["..", "%2e%2e", "%2E%2e", ".%2E", "%2e."] {
+            assert_eq!(dot_segment(parent.as_bytes()), Some(DotSegment::Parent), "{parent}");
+        }
+        for other in ["", "...", "a.", ".a", "%2", "%2e%2e%2e", "%2f", ".. "] {
+            assert_eq!(dot_segment(other.as_bytes()), None, "{other:?}");
+        }
+        for hidden in ["..%2f..%2fetc", "%2e%2e%5Cx", "..;", "..;jsessionid=1", "a%2F.%2Fb", "x%2f%2e%2e"] {
+            assert!(hides_dot_segment(hidden.as_bytes()), "{hidden}");
+        }
+        for plain in ["..", "%2e%2e", "a%2fb", "a;b", "v1.2%2F3", "app.js"] {
+            assert!(!hides_dot_segment(plain.as_bytes()), "{plain}");
+        }
+    }
+
+    #[test]
+    fn the_scope_is_the_targets_scheme_host_port_and_prefix() {
+        let scope = TargetScope::of(&Url::parse("http://127.0.0.1:8080/app/").unwrap());
+        assert_eq!(scope.prefix(), "/app");
+        let within = |u: &str| scope.contains(&Url::parse(u).unwrap());
+        assert!(within("http://127.0.0.1:8080/app"));
+        assert!(within("http://127.0.0.1:8080/app/x/y?q=1"));
+        for outside in [
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/apple",
+            "http://127.0.0.1:8080/app/../etc",
+            "http://127.0.0.1:8080/app/..%2Fetc",
+            "http://127.0.0.1:8080/app/..;/etc",
+            "https://127.0.0.1:8080/app/x",
+            "http://127.0.0.2:8080/app/x",
+            "http://127.0.0.1:8081/app/x",
+            "http://localhost:8080/app/x",
+        ] {
+            assert!(!within(outside), "{outside}");
+        }
+        let whole = TargetScope::of(&Url::parse("http://h").unwrap());
+        assert!(whole.contains(&Url::parse("http://h:80/any/..%2fthing").unwrap()), "no prefix to leave");
+        assert!(!whole.contains(&Url::parse("http://h:81/").unwrap()));
     }
 }

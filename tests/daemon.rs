@@ -942,3 +942,27 @@ fn replay_serves_metrics_while_the_run_lasts() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_run_allowed_only_under_a_prefix_sends_nothing_outside_it_whatever_the_log_says() {
+    let server = mock(MockConfig::default());
+    let state = tempfile::tempdir().unwrap();
+    let target = format!("{}/prefix", server.url());
+    let daemon = Daemon::start(state.path(), None, &["--allow-target", &target]);
+    let http = daemon.http(None);
+    let log = state.path().join("hostile.log");
+    let paths = ["/../etc/passwd", "/%2e%2e/etc/passwd", "/%2E%2e/%2e./etc/passwd", "/a/..%2f..%2fetc/passwd", "/ok"];
+    let lines: String = paths
+        .iter()
+        .map(|p| format!("10.0.0.1 - - [21/Nov/2026:10:00:00 +0000] \"GET {p} HTTP/1.1\" 200 1 \"-\" \"t\"\n"))
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    assert_eq!(http.upload("hostile.log", &log).status, 201);
+
+    let created = http.submit(json!({"logs": ["hostile.log"], "target": target, "rate": 100, "format": "nginx"}));
+    let run = http.wait_finished(created["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(run["state"], "completed", "{run:#}");
+    let mut received: Vec<String> = server.requests().into_iter().map(|q| q.target).collect();
+    received.sort();
+    assert_eq!(received, ["/prefix/etc/passwd", "/prefix/etc/passwd", "/prefix/etc/passwd", "/prefix/ok"]);
+}

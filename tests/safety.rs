@@ -29,12 +29,20 @@ fn replay(args: &[&str]) -> Replay {
 }
 
 fn replay_log(log: &Path, args: &[&str], mock: MockConfig) -> Replay {
+    replay_at(log, &format_arg(), "", args, mock)
+}
+
+/// Replays `log` in `format` against a fresh mock, with `--target` the mock's URL followed by
+/// `target_path` (a prefix such as `/prefix`); expects exit 0.
+fn replay_at(log: &Path, format: &str, target_path: &str, args: &[&str], mock: MockConfig) -> Replay {
     let server = spawn_in_thread(mock).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
-    let output = sluice_cmd(&server)
+    let output = assert_cmd::Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["replay", "--target", &format!("{}{target_path}", server.url())])
         .arg(log)
-        .args(["--format", &format_arg(), "--rate", "500", "--out", out.to_str().unwrap()])
+        .args(["--format", format, "--rate", "500", "--out", out.to_str().unwrap()])
         .args(["--summary-json", json.to_str().unwrap(), "--progress", "always"])
         .args(args)
         .timeout(Duration::from_secs(60))
@@ -410,4 +418,218 @@ fn spreadsheet_formulas_are_neutralised_in_every_text_cell() {
         n += 1;
     }
     assert_eq!(n, 6);
+}
+
+/// A log in nginx format whose lines carry these request headers and a body, written in `dir`.
+/// Each line is (request line, header values, body), escaped as nginx writes them (`\x0D`);
+/// `-` is a value that was not there.
+fn hostile_log(dir: &Path, headers: &[&str], lines: &[(&str, &[&str], &str)]) -> (std::path::PathBuf, String) {
+    let logged: String = headers.iter().map(|h| format!(" \"$http_{}\"", h.replace('-', "_"))).collect();
+    let format =
+        format!("nginx:$remote_addr [$time_local] \"$request\" $status $body_bytes_sent{logged} \"$request_body\"");
+    let mut text = String::new();
+    for (i, (request, values, body)) in lines.iter().enumerate() {
+        assert_eq!(values.len(), headers.len(), "{request}");
+        let values: String = values.iter().map(|v| format!(" \"{v}\"")).collect();
+        text += &format!("10.0.0.{i} [21/Nov/2026:10:00:00 +0000] \"{request}\" 200 1{values} \"{body}\"\n");
+    }
+    let path = dir.join("hostile.log");
+    std::fs::write(&path, text).unwrap();
+    (path, format)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn dot_segments_in_any_spelling_never_leave_the_target_prefix() {
+    let resolved = [
+        ("GET /../etc/passwd HTTP/1.1", "/prefix/etc/passwd"),
+        ("GET /%2e%2e/etc/passwd HTTP/1.1", "/prefix/etc/passwd"),
+        ("GET /%2E%2e/x/%2e%2E/../etc/passwd HTTP/1.1", "/prefix/etc/passwd"),
+        ("GET /\\x5C..\\x5C..\\x5Cetc\\x5Cpasswd HTTP/1.1", "/prefix/etc/passwd"),
+        ("GET /./a/./../../b HTTP/1.1", "/prefix/b"),
+        ("GET /a/b/.. HTTP/1.1", "/prefix/a/"),
+        ("GET http://evil.example/../../etc/passwd HTTP/1.1", "/prefix/etc/passwd"),
+    ];
+    let as_logged = [("GET /app.js?next=../../x HTTP/1.1", "/prefix/app.js?next=../../x")];
+    // Segments nginx or Tomcat would still resolve, which cannot be resolved without decoding.
+    let refused = [
+        "GET /a/..%2f..%2fetc/passwd HTTP/1.1",
+        "GET /..;/etc/passwd HTTP/1.1",
+        "GET /s/%2e%2e%5C%2e%2e%5Cetc HTTP/1.1",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<(&str, &[&str], &str)> =
+        resolved.iter().chain(&as_logged).map(|(r, _)| *r).chain(refused).map(|r| (r, &[][..], "-")).collect();
+    let (log, format) = hostile_log(dir.path(), &[], &lines);
+    let r = replay_at(&log, &format, "/prefix", &[], MockConfig::default());
+
+    let expected: Vec<String> = resolved.iter().chain(&as_logged).map(|(_, sent)| sent.to_string()).collect();
+    assert_eq!(sorted(targets(&r)), sorted(expected), "what the server received");
+    let csv_paths: Vec<String> = r.rows.iter().map(|row| common::path_of(&row["url"])).collect();
+    assert_eq!(sorted(csv_paths), sorted(targets(&r)), "the CSV says what was sent");
+    let s = skipped(&r);
+    assert_eq!(s.get("dot segment hidden by %2f, %5c or ; (would leave the prefix)"), Some(&3), "{s:?}");
+    assert_eq!(r.summary["log"]["plan"]["dot_segments_resolved"], 7);
+    assert!(r.stderr.contains("7 paths with dot segments resolved"), "{}", r.stderr);
+    assert!(r.stderr.contains("dot segment hidden by %2f, %5c or ; (would leave the prefix): 3"), "{}", r.stderr);
+}
+
+#[test]
+fn redirects_are_followed_only_under_the_target_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, format) = hostile_log(dir.path(), &[], &[("GET /items/1 HTTP/1.1", &[], "-")]);
+    let follow = ["--follow-redirects"];
+    // Under /api, the mock's redirect (to /redirected/api/…, the same host and port) leaves the prefix.
+    let outside = MockConfig::default().with_rule("/api/*=redirect".parse().unwrap());
+    let r = replay_at(&log, &format, "/api", &follow, outside);
+    assert_eq!(targets(&r), ["/api/items/1"], "the redirect out of the prefix is not followed");
+    assert_eq!(r.rows[0]["status"], "302", "its 302 is the answer");
+
+    // Under /redirected, the redirect to /redirected/redirected/… stays inside: followed.
+    let inside = MockConfig::default().with_rule("/redirected/items/*=redirect".parse().unwrap());
+    let r = replay_at(&log, &format, "/redirected", &follow, inside);
+    assert_eq!(targets(&r), ["/redirected/items/1", "/redirected/redirected/items/1"]);
+    assert_eq!(r.rows[0]["status"], "200");
+}
+
+#[test]
+fn method_overrides_never_turn_a_replay_into_a_method_that_is_not_allowed() {
+    let headers = ["x-http-method-override", "x-http-method", "x-method-override", "content-type"];
+    let form = "application/x-www-form-urlencoded";
+    let multipart = "multipart/form-data; boundary=b";
+    let multipart_body =
+        "--b\\x0D\\x0AContent-Disposition: form-data; name=\\x22_method\\x22\\x0D\\x0A\\x0D\\x0Adelete\\x0D\\x0A--b--";
+    let lines: &[(&str, &[&str], &str)] = &[
+        ("GET /o/1 HTTP/1.1", &["DELETE", "-", "-", "-"], "-"),
+        ("GET /o/2 HTTP/1.1", &["-", " delete", "-", "-"], "-"),
+        ("GET /o/3 HTTP/1.1", &["-", "-", "PUT", "-"], "-"),
+        ("GET /o/4 HTTP/1.1", &["POST", "-", "-", "-"], "-"),
+        ("POST /o/5 HTTP/1.1", &["-", "-", "-", form], "a=1&_method=DELETE"),
+        ("POST /o/6 HTTP/1.1", &["-", "-", "-", "-"], "%5Fmethod=del%65te"),
+        ("POST /o/7?_method=PATCH HTTP/1.1", &["-", "-", "-", "-"], "-"),
+        ("POST /o/8 HTTP/1.1", &["-", "-", "-", multipart], multipart_body),
+        ("POST /o/9 HTTP/1.1", &["-", "-", "-", form], "_method=post&x=1"),
+        ("POST /o/10 HTTP/1.1", &["-", "-", "-", "application/json"], "{\\x22_method\\x22:\\x22DELETE\\x22}"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (log, format) = hostile_log(dir.path(), &headers, lines);
+
+    let r = replay_at(&log, &format, "", &["--allow-methods", "GET,POST"], MockConfig::default());
+    assert_eq!(sorted(targets(&r)), ["/o/1", "/o/10", "/o/2", "/o/3", "/o/4", "/o/9"]);
+    for q in &r.received {
+        let overrides: Vec<_> = headers[..3].iter().filter_map(|h| q.header(h)).collect();
+        let allowed = q.target == "/o/4" && overrides == ["POST"];
+        assert!(overrides.is_empty() || allowed, "{} carried {overrides:?}", q.target);
+    }
+    assert_eq!(r.received.iter().find(|q| q.target == "/o/4").unwrap().header(headers[0]).as_deref(), Some("POST"));
+    let s = skipped(&r);
+    assert_eq!((s.get("_method DELETE"), s.get("_method PATCH")), (Some(&3), Some(&1)), "{s:?}");
+    assert_eq!(r.summary["log"]["plan"]["method_override_headers_dropped"], 3);
+    assert!(r.stderr.contains("3 method-override headers dropped"), "{}", r.stderr);
+    assert!(r.stderr.contains("_method DELETE: 3"), "{}", r.stderr);
+
+    // Once the method they name is allowed, they are sent as logged.
+    let all = replay_at(&log, &format, "", &["--allow-methods", "all"], MockConfig::default());
+    assert_eq!(all.received.len(), 10);
+    let sent_override = all.received.iter().find(|q| q.target == "/o/1").unwrap().header(headers[0]);
+    assert_eq!(sent_override.as_deref(), Some("DELETE"));
+    assert_eq!(all.summary["log"]["plan"]["method_override_headers_dropped"], 0);
+}
+
+#[test]
+fn query_parameters_are_masked_by_their_decoded_names() {
+    let lines: &[(&str, &[&str], &str)] = &[
+        ("GET /p?tok%65n=PLANTED-1&a=1 HTTP/1.1", &[], "-"),
+        ("GET /p?pass%77ord=PLANTED-2 HTTP/1.1", &[], "-"),
+        ("GET /p?%73ig=PLANTED-3 HTTP/1.1", &[], "-"),
+        ("GET /p?a=1;token=PLANTED-4 HTTP/1.1", &[], "-"),
+        ("GET /p?x=1&SECRE%54=PLANTED-5 HTTP/1.1", &[], "-"),
+        ("GET /p?api+k%45y=PLANTED-6 HTTP/1.1", &[], "-"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (log, format) = hostile_log(dir.path(), &[], lines);
+    let r = replay_at(&log, &format, "", &[], MockConfig::default());
+    assert_eq!(r.received.len(), 6);
+    assert!(r.received.iter().all(|q| q.target.contains("=PLANTED-")), "the requests carry them as logged");
+    for text in r.files.iter().chain([&r.stderr]) {
+        assert!(!text.contains("PLANTED"), "a secret leaked into:\n{text}");
+    }
+    let urls: Vec<&str> = r.rows.iter().map(|row| row["url"].as_str()).collect();
+    assert!(urls.iter().any(|u| u.ends_with("/p?tok%65n=***&a=1")), "{urls:?}");
+    assert!(urls.iter().any(|u| u.ends_with("/p?a=1;token=***")), "{urls:?}");
+
+    let server = spawn_in_thread(MockConfig::default()).unwrap();
+    let assert = sluice_cmd(&server)
+        .arg(&log)
+        .args(["--format", &format, "--rate", "100", "--out", "/dev/null", "--dry-run"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pass%77ord=***"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("PLANTED"), "{stderr}");
+}
+
+#[test]
+fn formula_like_methods_are_neutralised_in_the_csv() {
+    let methods = ["-2+3", "-cmd|'calc'!A0", "+HYPERLINK"];
+    let requests: Vec<String> = methods.iter().map(|m| format!("{m} /m HTTP/1.1")).collect();
+    let lines: Vec<(&str, &[&str], &str)> = requests.iter().map(|r| (r.as_str(), &[][..], "-")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, format) = hostile_log(dir.path(), &[], &lines);
+    let r = replay_at(&log, &format, "", &["--allow-methods", "all"], MockConfig::default());
+    let sent: Vec<String> = r.received.iter().map(|q| q.method.clone()).collect();
+    assert_eq!(sorted(sent), sorted(methods.iter().map(|m| m.to_string()).collect()), "sent as logged");
+    let written: Vec<String> = r.rows.iter().map(|row| row["method"].clone()).collect();
+    assert_eq!(sorted(written), sorted(methods.iter().map(|m| format!("'{m}")).collect()));
+    for row in &r.rows {
+        for (column, cell) in row {
+            assert!(!display_is_formula(cell), "{column} = {cell:?}");
+        }
+    }
+}
+
+/// What a spreadsheet would evaluate, except numbers (a negative `lag_ms` is a number).
+fn display_is_formula(cell: &str) -> bool {
+    cell.parse::<f64>().is_err() && matches!(cell.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+#[test]
+fn logged_control_bytes_and_hop_by_hop_headers_never_reach_the_wire_as_written() {
+    let headers = ["x-note", "transfer-encoding", "content-length", "connection", "upgrade", "expect", "te"];
+    let hop = ["chunked", "999", "close, upgrade", "websocket", "100-continue", "trailers"];
+    let with = |note: &'static str| -> Vec<&'static str> { [note].into_iter().chain(hop).collect() };
+    let (crlf, nul, plain) = (with("ok\\x0D\\x0AX-Injected: 2"), with("a\\x00b"), with("fine"));
+    let lines: &[(&str, &[&str], &str)] = &[
+        ("GET /a\\x0D\\x0AX-Injected: 1 HTTP/1.1", &crlf, "-"),
+        ("GET /nul\\x00byte HTTP/1.1", &nul, "-"),
+        ("POST /form HTTP/1.1", &plain, "a=1"),
+        ("GET http://127.0.0.1@evil.example:8080/abs?x=1 HTTP/1.1", &plain, "-"),
+        ("CONNECT evil.example:443 HTTP/1.1", &plain, "-"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (log, format) = hostile_log(dir.path(), &headers, lines);
+    let r = replay_at(&log, &format, "", &["--allow-methods", "all"], MockConfig::default());
+
+    assert_eq!(sorted(targets(&r)), ["/a%0D%0AX-Injected:%201", "/abs?x=1", "/form", "/nul%00byte"]);
+    for q in &r.received {
+        assert_eq!(q.header("x-injected"), None, "{}: no header was smuggled in", q.target);
+        for h in ["transfer-encoding", "upgrade", "expect", "te"] {
+            assert_eq!(q.header(h), None, "{}: {h} is never replayed", q.target);
+        }
+        assert_ne!(q.header("connection").as_deref(), Some("close, upgrade"), "{}", q.target);
+        let length = q.header("content-length");
+        assert_eq!(length.as_deref(), (q.method == "POST").then_some("3"), "{}: the body's own length", q.target);
+        assert!(q.header("host").unwrap().starts_with("127.0.0.1:"), "{}", q.target);
+        assert!(q.method != "CONNECT");
+    }
+    let note = |target: &str| r.received.iter().find(|q| q.target == target).unwrap().header("x-note");
+    assert_eq!((note("/a%0D%0AX-Injected:%201"), note("/nul%00byte")), (None, None), "left out, not altered");
+    assert_eq!(note("/form").as_deref(), Some("fine"));
+    assert_eq!(r.received.iter().find(|q| q.target == "/form").unwrap().body_text(), "a=1");
+    assert_eq!(skipped(&r).get("connect/authority target"), Some(&1));
+    assert_eq!(r.summary["log"]["plan"]["absolute_urls_rewritten"], 1);
 }

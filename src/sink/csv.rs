@@ -205,7 +205,15 @@ impl CsvSink {
             }
             None => {}
         })?;
-        field(&|b| b.extend_from_slice(o.method.as_str().as_bytes()))?;
+        // `--allow-methods all` replays any logged token, and `-2+3` is one.
+        let method = o.method.as_str();
+        let neutralise_method = needs_neutralising(method);
+        field(&|b| {
+            if neutralise_method {
+                b.push(b'\'');
+            }
+            b.extend_from_slice(method.as_bytes())
+        })?;
         field(&|b| {
             if neutralise {
                 b.push(b'\'');
