@@ -140,8 +140,8 @@ impl Client {
     async fn command(&self, command: &RunsCommand) -> anyhow::Result<Outcome> {
         match command {
             RunsCommand::Submit { request, upload, follow } => {
-                let id = self.submit(request, upload).await?;
-                if *follow { self.watch(&id).await } else { Ok(Outcome::Ok) }
+                let (id, shown) = self.submit(request, upload).await?;
+                if *follow { self.watch(&id, shown).await } else { Ok(Outcome::Ok) }
             }
             RunsCommand::List => {
                 let runs = self.json(self.request(Method::GET, "/v1/runs")).await?;
@@ -156,7 +156,7 @@ impl Client {
                 stdout(&bytes)?;
                 Ok(Outcome::Ok)
             }
-            RunsCommand::Watch { id } => self.watch(id).await,
+            RunsCommand::Watch { id } => self.watch(id, String::new()).await,
             RunsCommand::Stop { id } => {
                 let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
                 eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
@@ -185,7 +185,8 @@ impl Client {
         }
     }
 
-    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<String> {
+    /// Returns the run's id and the line printed about it.
+    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<(String, String)> {
         let text = if request == Path::new("-") {
             std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
         } else {
@@ -205,9 +206,10 @@ impl Client {
         }
         let run = self.json(self.request(Method::POST, "/v1/runs").json_body(&body)).await?;
         let id = run["id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no run id"))?.to_string();
-        eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
+        let line = progress_line(&run);
+        eprintln!("{line}");
         stdout(format!("{id}\n").as_bytes())?;
-        Ok(id)
+        Ok((id, line))
     }
 
     /// Streams a local log to the daemon under its file name; returns the name.
@@ -230,13 +232,12 @@ impl Client {
         Ok(name)
     }
 
-    /// Follows `/events` until the run ends, a line per change, then the run's final figures;
-    /// the exit code says how it ended.
-    async fn watch(&self, id: &str) -> anyhow::Result<Outcome> {
+    /// Follows `/events` until the run ends, a line per change (`shown` is the last line already
+    /// printed), then the run's final figures; the exit code says how it ended.
+    async fn watch(&self, id: &str, mut shown: String) -> anyhow::Result<Outcome> {
         let mut response = self.send(self.request(Method::GET, &run_path(id, "/events"))).await?;
         let mut buffer = Vec::new();
         let mut last: Option<Value> = None;
-        let mut shown = String::new();
         while let Some(chunk) = response.chunk().await? {
             buffer.extend_from_slice(&chunk);
             while let Some(end) = find_blank_line(&buffer) {
