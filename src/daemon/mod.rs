@@ -489,6 +489,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/sluice.toml");
+        let config = DaemonConfig::resolve(&DaemonArgs { config: Some(path), ..args("127.0.0.1:0") }, None).unwrap();
+        assert_eq!(config.policy.caps, Caps::default(), "the example shows the defaults");
+        assert_eq!(config.max_upload_bytes, 4096 * 1024 * 1024);
+    }
+
+    #[test]
     fn caps_come_from_flags_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
