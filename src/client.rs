@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::daemon::DEFAULT_LISTEN;
 use crate::daemon::auth::TOKEN_ENV;
+use crate::run::StatusClasses;
 use crate::{Outcome, UsageError};
 
 /// The environment variable naming the daemon when `--daemon` is not given.
@@ -139,8 +140,8 @@ impl Client {
     async fn command(&self, command: &RunsCommand) -> anyhow::Result<Outcome> {
         match command {
             RunsCommand::Submit { request, upload, follow } => {
-                let id = self.submit(request, upload).await?;
-                if *follow { self.watch(&id).await } else { Ok(Outcome::Ok) }
+                let (id, shown) = self.submit(request, upload).await?;
+                if *follow { self.watch(&id, shown).await } else { Ok(Outcome::Ok) }
             }
             RunsCommand::List => {
                 let runs = self.json(self.request(Method::GET, "/v1/runs")).await?;
@@ -155,7 +156,7 @@ impl Client {
                 stdout(&bytes)?;
                 Ok(Outcome::Ok)
             }
-            RunsCommand::Watch { id } => self.watch(id).await,
+            RunsCommand::Watch { id } => self.watch(id, String::new()).await,
             RunsCommand::Stop { id } => {
                 let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
                 eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
@@ -184,7 +185,8 @@ impl Client {
         }
     }
 
-    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<String> {
+    /// Returns the run's id and the line printed about it.
+    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<(String, String)> {
         let text = if request == Path::new("-") {
             std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
         } else {
@@ -204,9 +206,10 @@ impl Client {
         }
         let run = self.json(self.request(Method::POST, "/v1/runs").json_body(&body)).await?;
         let id = run["id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no run id"))?.to_string();
-        eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
+        let line = progress_line(&run);
+        eprintln!("{line}");
         stdout(format!("{id}\n").as_bytes())?;
-        Ok(id)
+        Ok((id, line))
     }
 
     /// Streams a local log to the daemon under its file name; returns the name.
@@ -229,8 +232,9 @@ impl Client {
         Ok(name)
     }
 
-    /// Follows `/events` until the run ends; the exit code says how it ended.
-    async fn watch(&self, id: &str) -> anyhow::Result<Outcome> {
+    /// Follows `/events` until the run ends, a line per change (`shown` is the last line already
+    /// printed), then the run's final figures; the exit code says how it ended.
+    async fn watch(&self, id: &str, mut shown: String) -> anyhow::Result<Outcome> {
         let mut response = self.send(self.request(Method::GET, &run_path(id, "/events"))).await?;
         let mut buffer = Vec::new();
         let mut last: Option<Value> = None;
@@ -240,13 +244,23 @@ impl Client {
                 let block: Vec<u8> = buffer.drain(..end).collect();
                 let Some((event, data)) = parse_event(&String::from_utf8_lossy(&block)) else { continue };
                 let Ok(run) = serde_json::from_str::<Value>(&data) else { continue };
-                eprintln!("{}", progress_line(&run));
-                let ended = event == "end";
-                last = Some(run);
-                if ended {
-                    return Ok(final_outcome(last.as_ref()));
+                if event == "end" {
+                    eprintln!("{}", final_line(&run));
+                    return Ok(final_outcome(Some(&run)));
                 }
+                // A run between its last request and its summary (draining, flushing) sends the
+                // same snapshot again: said once.
+                let line = progress_line(&run);
+                if line != shown {
+                    eprintln!("{line}");
+                    shown = line;
+                }
+                last = Some(run);
             }
+        }
+        // The stream ended without its `end` event (the daemon stopped): say what is known.
+        if let Some(run) = &last {
+            eprintln!("sluice: the daemon closed the event stream before run {id} ended; last seen {}", run["state"]);
         }
         Ok(final_outcome(last.as_ref()))
     }
@@ -315,6 +329,13 @@ fn final_outcome(run: Option<&Value>) -> Outcome {
     }
 }
 
+/// `2xx 1546 4xx 259 5xx 195 no answer 0`: answered requests by status class, then the ones
+/// that got no answer, from a run's `progress`.
+fn answers(progress: &Value) -> String {
+    let classes: StatusClasses = serde_json::from_value(progress["classes"].clone()).unwrap_or_default();
+    format!("{} no answer {}", classes.to_text(), progress["errors"].as_u64().unwrap_or(0))
+}
+
 fn progress_line(run: &Value) -> String {
     let p = &run["progress"];
     let f = |key: &str| p[key].as_f64().unwrap_or(0.0);
@@ -322,15 +343,43 @@ fn progress_line(run: &Value) -> String {
     let mut line = format!("sluice: run {} {state}", run["id"].as_str().unwrap_or("?"));
     if p.is_object() {
         line += &format!(
-            ": {} sent, {} answered, {} errors, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, lag p99 {:.1} ms",
-            f("sent"),
-            f("completed"),
-            f("errors"),
+            ": {} sent, {}, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, lag p99 {:.1} ms",
+            p["sent"].as_u64().unwrap_or(0),
+            answers(p),
             f("current_rate"),
             f("p50_ms"),
             f("p99_ms"),
             f("lag_p99_ms")
         );
+    }
+    if let Some(message) = run["message"].as_str() {
+        line += &format!(" — {message}");
+    }
+    line
+}
+
+/// How a run ended: its state, what was sent, the status mix (each code, from the summary) and
+/// the latencies; or why it ended without a summary.
+fn final_line(run: &Value) -> String {
+    let state = run["state"].as_str().unwrap_or("?");
+    let mut line = format!("sluice: run {} {state}", run["id"].as_str().unwrap_or("?"));
+    let summary = &run["summary"];
+    if summary.is_object() {
+        let statuses = summary["statuses"]
+            .as_object()
+            .map(|codes| codes.iter().map(|(code, n)| format!("{code} {n}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        line += &format!(
+            ": {} sent in {:.1} s; {}; statuses: {}; p50 {:.1} ms, p99 {:.1} ms",
+            summary["requests_sent"].as_u64().unwrap_or(0),
+            summary["scheduling_seconds"].as_f64().unwrap_or(0.0),
+            answers(&run["progress"]),
+            if statuses.is_empty() { "none".to_string() } else { statuses },
+            summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            summary["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        );
+    } else if run["progress"].is_object() {
+        line += &format!(": {} sent, {}", run["progress"]["sent"].as_u64().unwrap_or(0), answers(&run["progress"]));
     }
     if let Some(message) = run["message"].as_str() {
         line += &format!(" — {message}");

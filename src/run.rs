@@ -107,7 +107,7 @@ impl From<&Stats> for LiveStats {
 }
 
 /// Answered requests by status class, as a progress line shows them (`2xx 1546 4xx 259 5xx 195`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusClasses {
     #[serde(rename = "1xx")]
     pub informational: u64,

@@ -5,254 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
-
-const TOKEN: &str = "test-token-0123456789abcdef";
+use sluice_mock::MockConfig;
 
 mod common;
 use common::{csv_rows, fixture, path_of};
-
-fn mock(config: MockConfig) -> MockServer {
-    spawn_in_thread(config).expect("mock server starts on 127.0.0.1")
-}
-
-// ---- a daemon process --------------------------------------------------------------------------
-
-struct Daemon {
-    child: Child,
-    url: String,
-    /// What it said before it was listening (notes about the runs it found).
-    early: Vec<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    /// Starts `sluice daemon --listen 127.0.0.1:0` and waits (up to 30 s) for its address.
-    fn start(state: &Path, token: Option<&str>, extra: &[&str]) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.args(["daemon", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state)
-            .args(extra)
-            .env_remove("SLUICE_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(token) = token {
-            cmd.env("SLUICE_TOKEN", token);
-        }
-        let mut child = cmd.spawn().expect("the sluice binary starts");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let url = rest.split_whitespace().next().unwrap().to_string();
-                        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-                        return Daemon { child, url, early: seen, stderr: rx };
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("the daemon did not start: {seen:?}");
-                }
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the daemon did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Everything it printed so far (lines read once are not returned again).
-    fn stderr_text(&self) -> String {
-        self.early.iter().cloned().chain(self.stderr.try_iter()).collect::<Vec<_>>().join("\n")
-    }
-
-    fn http(&self, token: Option<&str>) -> Http {
-        Http::new(&self.url, token)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-// ---- a small blocking HTTP client --------------------------------------------------------------
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-}
-
-struct Http {
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-impl Http {
-    fn new(base: &str, token: Option<&str>) -> Http {
-        Http {
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            client: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap(),
-            base: base.to_string(),
-            token: token.map(String::from),
-        }
-    }
-
-    fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Reply {
-        let mut builder = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            builder = builder.bearer_auth(token);
-        }
-        let builder = f(builder);
-        self.runtime.block_on(async {
-            let response = builder.send().await.expect("the daemon answers");
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await.expect("a whole body").to_vec();
-            Reply { status, headers, body }
-        })
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        self.send(reqwest::Method::GET, path, |b| b)
-    }
-
-    fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.post_raw(path, &body.to_string())
-    }
-
-    fn post_raw(&self, path: &str, body: &str) -> Reply {
-        let body = body.to_string();
-        self.send(reqwest::Method::POST, path, |b| b.header("content-type", "application/json").body(body))
-    }
-
-    fn put(&self, path: &str, body: Vec<u8>) -> Reply {
-        self.send(reqwest::Method::PUT, path, |b| b.body(body))
-    }
-
-    fn delete(&self, path: &str) -> Reply {
-        self.send(reqwest::Method::DELETE, path, |b| b)
-    }
-
-    fn upload(&self, name: &str, file: &Path) -> Reply {
-        self.put(&format!("/v1/logs/{name}"), std::fs::read(file).unwrap())
-    }
-
-    fn submit(&self, body: Value) -> Value {
-        let reply = self.post_json("/v1/runs", &body);
-        assert_eq!(reply.status, 201, "{}", reply.text());
-        reply.json()
-    }
-
-    fn run(&self, id: &str) -> Value {
-        let reply = self.get(&format!("/v1/runs/{id}"));
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        reply.json()
-    }
-
-    /// Polls a run until `done` holds, up to `limit`.
-    fn wait_for(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let run = self.run(id);
-            if done(&run) {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "run {id} did not get there within {limit:?}: {run:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_finished(&self, id: &str, limit: Duration) -> Value {
-        self.wait_for(id, limit, |r| {
-            matches!(r["state"].as_str(), Some("completed" | "stopped" | "failed" | "interrupted"))
-        })
-    }
-
-    /// Follows `/events` to the end (bounded by `limit`); returns (event, data) pairs.
-    fn events(&self, id: &str, limit: Duration) -> Vec<(String, Value)> {
-        let url = format!("{}/v1/runs/{id}/events", self.base);
-        self.runtime.block_on(async {
-            let mut response = self.client.get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-            let mut buffer = String::new();
-            let mut events = Vec::new();
-            let deadline = tokio::time::Instant::now() + limit;
-            loop {
-                let chunk = tokio::time::timeout_at(deadline, response.chunk()).await.expect("events end in time");
-                let Some(chunk) = chunk.unwrap() else { break };
-                buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let event = block.lines().find_map(|l| l.strip_prefix("event: ")).map(String::from);
-                    let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-                    if let (Some(event), Some(data)) = (event, data) {
-                        events.push((event, serde_json::from_str(data).unwrap()));
-                    }
-                }
-            }
-            events
-        })
-    }
-}
+mod daemon_support;
+use daemon_support::{Daemon, Http, Reply, TOKEN, mock};
 
 // ---- CSV and Prometheus text -------------------------------------------------------------------
 
@@ -350,7 +113,7 @@ fn a_run_submitted_over_the_api_replays_the_log_and_its_csv_matches_what_the_moc
 
     let created = http.submit(json!({
         "logs": ["unique-targets.log"], "target": server.url(), "rate": 200, "allow_methods": ["all"],
-        "headers": {"X-Test": "1"}
+        "headers": {"X-Test": "1"}, "public_headers": ["X-Test"]
     }));
     let id = created["id"].as_str().unwrap().to_string();
     assert!(["queued", "running"].contains(&created["state"].as_str().unwrap()), "{created}");
@@ -365,10 +128,13 @@ fn a_run_submitted_over_the_api_replays_the_log_and_its_csv_matches_what_the_moc
 
     let run = http.run(&id);
     assert_eq!(run["state"], "completed");
-    assert_eq!(run["options"]["headers"]["X-Test"], "1", "the options are shown as submitted");
+    assert_eq!(run["options"]["headers"]["X-Test"], "1", "the options are shown as submitted (a public header)");
     let summary = &run["summary"];
     assert_eq!(count(&summary["requests_sent"]), 200);
     assert_eq!(count(&run["progress"]["sent"]), 200);
+    let classes = &run["progress"]["classes"];
+    let answered: u64 = ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().map(|c| count(&classes[c])).sum();
+    assert_eq!(answered, count(&run["progress"]["completed"]), "status classes add up to the answered: {classes}");
     assert_eq!(http.get(&format!("/v1/runs/{id}/summary.json")).json()["requests_sent"], summary["requests_sent"]);
 
     // The CSV, request by request, against what the mock received and answered.
@@ -717,7 +483,7 @@ fn bad_input_gets_the_right_4xx_with_a_clear_message_and_changes_nothing() {
     expect(anonymous.put("/v1/logs/x.log", b"GET / HTTP/1.1".to_vec()), 401, "token");
     expect(wrong.post_raw("/v1/runs/whatever/stop", ""), 401, "does not match");
     expect(anonymous.delete("/v1/runs/whatever"), 401, "token");
-    assert_eq!(anonymous.get("/v1/runs").status, 200, "reading needs no token");
+    expect(anonymous.get("/v1/runs"), 401, "Authorization: Bearer");
     assert_eq!(anonymous.get("/healthz").status, 200);
 
     // The body.
@@ -863,8 +629,21 @@ fn sluice_runs_submits_follows_lists_and_downloads_with_the_token_from_the_envir
     assert_eq!(submit.status.code(), Some(0), "{stderr}");
     let id = String::from_utf8(submit.stdout).unwrap().trim().to_string();
     assert_eq!(id.len(), 19, "stdout is the run id: {id:?}");
-    assert!(stderr.contains("uploaded unique-targets.log") && stderr.contains("completed"), "{stderr}");
+    assert!(stderr.contains("uploaded unique-targets.log"), "{stderr}");
     assert_eq!(server.count(), 200);
+    // Progress by status class and no-answer, a line per change, and the final status mix last.
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&format!("sluice: run {id} "))).collect();
+    assert!(lines.windows(2).all(|w| w[0] != w[1]), "no line repeated: {stderr}");
+    let mut mix: BTreeMap<u16, u64> = BTreeMap::new();
+    for r in server.requests() {
+        *mix.entry(r.status().unwrap()).or_default() += 1;
+    }
+    let mix = mix.iter().map(|(code, n)| format!("{code} {n}")).collect::<Vec<_>>().join(", ");
+    let last = lines.last().unwrap();
+    assert!(last.contains(" completed: 200 sent") && last.contains(&format!("statuses: {mix};")), "{stderr}");
+    assert!(last.contains(" no answer 0"), "{stderr}");
+    assert!(lines.iter().filter(|l| l.contains(" sent, ")).all(|l| l.contains(" no answer ")), "{stderr}");
+    assert_eq!(lines.iter().filter(|l| l.ends_with(" running")).count(), 1, "'running' said once: {stderr}");
 
     let list = String::from_utf8(sluice(&["list"]).stdout).unwrap();
     assert!(

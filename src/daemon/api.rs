@@ -1,5 +1,9 @@
 //! The HTTP API: routes, the token check, and errors as `application/problem+json` (RFC 9457).
 //!
+//! With a token configured, every `/v1` request needs it, reads included: run records name
+//! targets and schedules, and CSVs hold the URLs of real traffic. `/healthz` and `/metrics`
+//! (counters without ids, paths or values) stay open for probes and Prometheus.
+//!
 //! Handlers are thin: they check the token, parse what the client sent, and call the
 //! [`Registry`]. Anything that writes files (and may wait on a disk sync) runs on the blocking
 //! pool, never on the async workers that answer `/metrics` and progress requests.
@@ -22,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::auth::Token;
 use super::registry::{Registry, RegistryError, RunRecord, RunState};
-use super::request::{Rejection, RunRequest, check_log_name, refused_key};
+use super::request::{MAX_LINE_BYTES, Rejection, RunRequest, UploadCheck, UploadRefusal, check_log_name, refused_key};
 use crate::sink::metrics::Metrics;
 
 /// A run request is a few hundred bytes; this leaves room for long header lists and filters.
@@ -97,6 +101,7 @@ impl From<RegistryError> for Problem {
             RegistryError::Rejected(Rejection::Forbidden(m)) => Problem::new(StatusCode::FORBIDDEN, m),
             RegistryError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
             RegistryError::Conflict(m) => Problem::new(StatusCode::CONFLICT, m),
+            RegistryError::TooMany(m) => Problem::new(StatusCode::TOO_MANY_REQUESTS, m),
             RegistryError::ShuttingDown => shutting_down(),
             RegistryError::Io(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
@@ -115,15 +120,15 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Changes need the token when one is configured. A missing and a wrong token are both 401
-/// (RFC 6750), with messages that say which it was.
+/// Every `/v1` request needs the token when one is configured. A missing and a wrong token are
+/// both 401 (RFC 6750), with messages that say which it was and never repeat what was sent. Only
+/// the header counts: a token in the query string would end up in proxy and access logs.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     let Some(token) = &state.token else { return Ok(()) };
     let (detail, challenge) = match headers.get(header::AUTHORIZATION) {
         Some(value) if token.accepts(value.as_bytes()) => return Ok(()),
         None => (
-            "this daemon needs a token to change anything: send 'Authorization: Bearer <token>' (`sluice runs` \
-             sends $SLUICE_TOKEN)",
+            "this daemon needs a token: send 'Authorization: Bearer <token>' (`sluice runs` sends $SLUICE_TOKEN)",
             "Bearer realm=\"sluice\"",
         ),
         Some(_) => (
@@ -183,7 +188,8 @@ struct LogFile {
     modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn list_logs(State(s): State<Shared>) -> Result<Response, Problem> {
+async fn list_logs(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
     let dir = s.registry.paths().logs_dir.clone();
     let logs = blocking(move || {
         let mut logs = Vec::new();
@@ -208,8 +214,10 @@ async fn list_logs(State(s): State<Shared>) -> Result<Response, Problem> {
 }
 
 /// Streams the body to a hidden file in the logs directory and renames it into place when it is
-/// whole, so a run never sees half an upload and an oversized one leaves nothing behind. Bytes
-/// are kept as sent: a `.gz` stays compressed (runs recognise gzip by content).
+/// whole, so a run never sees half an upload and a refused one leaves nothing behind. Bytes are
+/// kept as sent: a `.gz` stays compressed (runs recognise gzip by content). The limit applies to
+/// what a run will read, so a gzip upload is decompressed on the way in (and dropped) to measure
+/// it; see [`UploadCheck`].
 async fn upload_log(
     State(s): State<Shared>,
     Path(name): Path<String>,
@@ -222,16 +230,7 @@ async fn upload_log(
         return Err(shutting_down());
     }
     let limit = s.max_upload_bytes;
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is larger than this daemon's limit of {} MiB (--max-upload-mib); compress it with gzip \
-                 or split it into several logs",
-                limit / (1024 * 1024)
-            ),
-        )
-    };
+    let too_large = || refused(limit, &UploadRefusal::TooLarge { decompressed: false });
     let mut stream = body.into_data_stream();
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(n) = declared
@@ -245,15 +244,14 @@ async fn upload_log(
     let dir = s.registry.paths().logs_dir.clone();
     static UPLOADS: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(".upload-{}-{}-{name}", std::process::id(), UPLOADS.fetch_add(1, Ordering::Relaxed)));
-    let written = receive(&mut stream, &tmp, limit).await;
-    let bytes = match written {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
+    let bytes = match receive(&mut stream, &tmp, limit).await {
+        Received::Stored(bytes) => bytes,
+        Received::Refused(why) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             discard(&mut stream).await;
-            return Err(too_large());
+            return Err(refused(limit, &why));
         }
-        Err(problem) => {
+        Received::Failed(problem) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(problem);
         }
@@ -267,21 +265,99 @@ async fn upload_log(
     Ok(json(status, &serde_json::json!({ "name": name, "bytes": bytes })))
 }
 
-/// Writes the body to `path`; `Ok(None)` when it grew past `limit`.
-async fn receive(stream: &mut BodyDataStream, path: &FsPath, limit: u64) -> Result<Option<u64>, Problem> {
-    let io = |e: std::io::Error| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the log: {e}"));
-    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+/// How receiving an upload ended.
+enum Received {
+    /// Whole, within every limit: its size as sent.
+    Stored(u64),
+    /// Refused on what it holds (the client may still be sending).
+    Refused(UploadRefusal),
+    /// The connection or the disk failed.
+    Failed(Problem),
+}
+
+/// The answer to a refused upload.
+fn refused(limit: u64, why: &UploadRefusal) -> Problem {
+    let mib = limit / (1024 * 1024);
+    match why {
+        UploadRefusal::TooLarge { decompressed: false } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than this daemon's limit of {mib} MiB (--max-upload-mib); compress it with gzip \
+                 or split it into several logs"
+            ),
+        ),
+        UploadRefusal::TooLarge { decompressed: true } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload decompresses to more than this daemon's limit of {mib} MiB (--max-upload-mib counts what \
+                 a run reads); split the log into several"
+            ),
+        ),
+        UploadRefusal::LineTooLong { line } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "line {line} of the log is longer than {} KiB, which no access log line is; check that this is the \
+                 log you meant",
+                MAX_LINE_BYTES / 1024
+            ),
+        ),
+        UploadRefusal::NotGzip(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the upload starts like gzip but does not decompress ({e}); send the whole .gz file"),
+        ),
+    }
+}
+
+/// Writes the body to `path` while checking it as a run will read it.
+async fn receive(stream: &mut BodyDataStream, path: &FsPath, limit: u64) -> Received {
+    let io = |e: std::io::Error| {
+        Received::Failed(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the log: {e}")))
+    };
+    let mut file = match tokio::fs::File::create(path).await {
+        Ok(file) => file,
+        Err(e) => return io(e),
+    };
+    let mut check = UploadCheck::new(limit);
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                return Received::Failed(Problem::new(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")));
+            }
+        };
         total += chunk.len() as u64;
         if total > limit {
-            return Ok(None);
+            return Received::Refused(UploadRefusal::TooLarge { decompressed: false });
         }
-        file.write_all(&chunk).await.map_err(io)?;
+        let checked = if check.is_gzip() {
+            // Inflating may take milliseconds per chunk: off the workers that answer the API.
+            let bytes = chunk.clone();
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let result = check.feed(&bytes);
+                (check, result)
+            })
+            .await
+            .expect("the upload check does not panic");
+            check = back;
+            result
+        } else {
+            check.feed(&chunk)
+        };
+        if let Err(why) = checked {
+            return Received::Refused(why);
+        }
+        if let Err(e) = file.write_all(&chunk).await {
+            return io(e);
+        }
     }
-    file.sync_all().await.map_err(io)?;
-    Ok(Some(total))
+    if let Err(why) = check.finish() {
+        return Received::Refused(why);
+    }
+    match file.sync_all().await {
+        Ok(()) => Received::Stored(total),
+        Err(e) => io(e),
+    }
 }
 
 /// Reads and drops up to [`DISCARD_BUDGET`] more of a refused upload (for two seconds at most).
@@ -353,11 +429,13 @@ pub fn parse_run_request(bytes: &[u8]) -> Result<RunRequest, Problem> {
     })
 }
 
-async fn list_runs(State(s): State<Shared>) -> Response {
-    json(StatusCode::OK, &s.registry.list())
+async fn list_runs(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
+    Ok(json(StatusCode::OK, &s.registry.list()))
 }
 
-async fn show_run(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn show_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
     Ok(json(StatusCode::OK, &find(&s, &id)?))
 }
 
@@ -378,7 +456,8 @@ async fn delete_run(State(s): State<Shared>, Path(id): Path<String>, headers: He
 /// A snapshot of the run every second (`event: progress`), and a last one when it ends
 /// (`event: end`), after which the stream closes. Each `data` is the run as `GET /v1/runs/{id}`
 /// shows it.
-async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn events(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
     find(&s, &id)?;
     let stream = futures_util::stream::unfold((s, id, true, false), |(s, id, first, ended)| async move {
         if ended {
@@ -398,7 +477,8 @@ async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Result<Respo
 
 /// The CSV as it is now. While the run is going it ends at the last whole row written so far;
 /// once the run ended it is the whole file.
-async fn results_csv(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn results_csv(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
     let record = find(&s, &id)?;
     let path: PathBuf = s.registry.paths().csv(&id);
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| match record.state {
@@ -453,7 +533,12 @@ async fn whole_rows(file: &mut tokio::fs::File, len: u64) -> std::io::Result<u64
     Ok(memchr::memrchr(b'\n', &buf).map_or(len - tail, |i| len - tail + i as u64 + 1))
 }
 
-async fn summary_json(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn summary_json(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&s, &headers)?;
     let record = find(&s, &id)?;
     if !record.state.is_finished() {
         return Err(Problem::new(

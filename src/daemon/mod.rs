@@ -25,14 +25,20 @@ use clap::Args;
 
 use crate::Outcome;
 use crate::UsageError;
+use crate::config::parse_duration;
 use crate::run::RunHandle;
 use crate::sink::metrics::{Metrics, RunGauges};
 use auth::{Token, TokenSource};
 use registry::{Paths, Registry};
-use request::AllowList;
+use request::{AllowList, Caps, Policy};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 const DEFAULT_MAX_UPLOAD_MIB: u64 = 1024;
+/// The most any cap may be set to: the CLI's own bounds, and what one daemon can hold.
+const CEILING_RATE: f64 = 10_000_000.0;
+const CEILING_CONCURRENCY: usize = 100_000;
+const CEILING_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+const CEILING_QUEUED_RUNS: usize = 10_000;
 /// After the runs drained, how long open HTTP connections (event streams, downloads) may take
 /// to finish before the daemon exits anyway.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
@@ -69,9 +75,26 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "N")]
     pub max_concurrent_runs: Option<usize>,
 
-    /// Largest log upload, in MiB [default: 1024].
+    /// Largest log upload, in MiB, counted both as sent and, for gzip, as decompressed (what a
+    /// run reads) [default: 1024].
     #[arg(long, value_name = "MIB")]
     pub max_upload_mib: Option<u64>,
+
+    /// Highest `rate` a run may ask for, in requests per second; `"max"` is refused [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_rate: Option<f64>,
+
+    /// Highest `concurrency` (requests in flight) a run may ask for [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+
+    /// Longest `duration` a run may ask for; a run without one is ended here too [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+
+    /// Runs that may wait at once (queued + scheduled); more are refused with 429 [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_queued_runs: Option<usize>,
 
     /// Read any of these options from a TOML file (keys named like the flags); flags win.
     #[arg(long, value_name = "FILE")]
@@ -89,6 +112,10 @@ struct DaemonFile {
     allow_target: Vec<String>,
     max_concurrent_runs: Option<usize>,
     max_upload_mib: Option<u64>,
+    max_rate: Option<f64>,
+    max_concurrency: Option<usize>,
+    max_duration: Option<String>,
+    max_queued_runs: Option<usize>,
 }
 
 /// Everything the daemon needs, checked.
@@ -97,7 +124,7 @@ pub struct DaemonConfig {
     pub listen: SocketAddr,
     pub paths: Paths,
     pub token: Option<(Token, TokenSource)>,
-    pub allow: AllowList,
+    pub policy: Policy,
     pub max_concurrent_runs: usize,
     pub max_upload_bytes: u64,
 }
@@ -110,6 +137,7 @@ impl DaemonConfig {
             Some(path) => load_file(path)?,
             None => DaemonFile::default(),
         };
+        let caps = resolve_caps(args, &file)?;
         let listen = match args.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse().expect("a valid default address"),
@@ -140,11 +168,36 @@ impl DaemonConfig {
             listen,
             paths: Paths { state_dir, logs_dir },
             token,
-            allow,
+            policy: Policy { allow, caps },
             max_concurrent_runs,
             max_upload_bytes: mib * 1024 * 1024,
         })
     }
+}
+
+/// The caps on what a caller may ask, flags over the file, each within its ceiling.
+fn resolve_caps(args: &DaemonArgs, file: &DaemonFile) -> Result<Caps, UsageError> {
+    let default = Caps::default();
+    let max_rate = args.max_rate.or(file.max_rate).unwrap_or(default.max_rate);
+    if !(max_rate.is_finite() && max_rate > 0.0 && max_rate <= CEILING_RATE) {
+        return Err(UsageError(format!("--max-rate must be more than 0 and at most {CEILING_RATE}")));
+    }
+    let max_concurrency = args.max_concurrency.or(file.max_concurrency).unwrap_or(default.max_concurrency);
+    if max_concurrency == 0 || max_concurrency > CEILING_CONCURRENCY {
+        return Err(UsageError(format!("--max-concurrency must be between 1 and {CEILING_CONCURRENCY}")));
+    }
+    let max_duration = match args.max_duration.clone().or(file.max_duration.clone()) {
+        Some(text) => parse_duration(&text).map_err(|m| UsageError(format!("--max-duration: {m}")))?,
+        None => default.max_duration,
+    };
+    if max_duration > CEILING_DURATION {
+        return Err(UsageError("--max-duration must be at most 30 days (720h)".into()));
+    }
+    let max_queued_runs = args.max_queued_runs.or(file.max_queued_runs).unwrap_or(default.max_queued_runs);
+    if max_queued_runs == 0 || max_queued_runs > CEILING_QUEUED_RUNS {
+        return Err(UsageError(format!("--max-queued-runs must be between 1 and {CEILING_QUEUED_RUNS}")));
+    }
+    Ok(Caps { max_rate, max_concurrency, max_duration, max_queued_runs })
 }
 
 fn load_file(path: &Path) -> Result<DaemonFile, UsageError> {
@@ -178,7 +231,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&config.paths.state_dir)?;
     let metrics = Arc::new(Metrics::new());
     let (registry, notes) =
-        Registry::open(config.paths.clone(), config.allow.clone(), config.max_concurrent_runs, metrics.clone())
+        Registry::open(config.paths.clone(), config.policy.clone(), config.max_concurrent_runs, metrics.clone())
             .map_err(|e| UsageError(format!("--state-dir {}: {e}", config.paths.state_dir.display())))?;
     for note in notes {
         eprintln!("sluice daemon: {note}");
@@ -187,8 +240,10 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| UsageError(format!("--listen {}: {e}", config.listen)))?;
     let addr = listener.local_addr()?;
+    let caps = &config.policy.caps;
     eprintln!(
-        "sluice daemon: listening on http://{addr} (state {}, logs {}, token {}, targets: {}, {} run(s) at once)",
+        "sluice daemon: listening on http://{addr} (state {}, logs {}, token {}, targets: {}, {} run(s) at once; \
+         caps: rate {}/s, concurrency {}, duration {}s, {} waiting runs, uploads {} MiB)",
         config.paths.state_dir.display(),
         config.paths.logs_dir.display(),
         match config.token.as_ref().map(|t| t.1) {
@@ -198,6 +253,11 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         },
         registry.allow_list().describe(),
         config.max_concurrent_runs,
+        caps.max_rate,
+        caps.max_concurrency,
+        caps.max_duration.as_secs_f64(),
+        caps.max_queued_runs,
+        config.max_upload_bytes / (1024 * 1024),
     );
     let state = Arc::new(api::AppState {
         registry: registry.clone(),
@@ -378,7 +438,7 @@ mod tests {
         let config = DaemonConfig::resolve(&args("127.0.0.1:0"), None).unwrap();
         assert!(config.token.is_none());
         assert_eq!(config.paths.logs_dir, PathBuf::from("/tmp/s/logs"));
-        assert_eq!(config.allow, AllowList::default());
+        assert_eq!(config.policy, Policy::default());
     }
 
     #[test]
@@ -415,5 +475,40 @@ mod tests {
             DaemonConfig::resolve(&DaemonArgs { allow_target: vec!["ftp://x".into()], ..args("127.0.0.1:0") }, None)
                 .is_err()
         );
+        for bad in [
+            DaemonArgs { max_rate: Some(0.0), ..args("127.0.0.1:0") },
+            DaemonArgs { max_rate: Some(f64::INFINITY), ..args("127.0.0.1:0") },
+            DaemonArgs { max_concurrency: Some(100_001), ..args("127.0.0.1:0") },
+            DaemonArgs { max_duration: Some("31d".into()), ..args("127.0.0.1:0") },
+            DaemonArgs { max_duration: Some("soon".into()), ..args("127.0.0.1:0") },
+            DaemonArgs { max_queued_runs: Some(0), ..args("127.0.0.1:0") },
+        ] {
+            let err = DaemonConfig::resolve(&bad, None).unwrap_err();
+            assert!(err.0.starts_with("--max-"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/sluice.toml");
+        let config = DaemonConfig::resolve(&DaemonArgs { config: Some(path), ..args("127.0.0.1:0") }, None).unwrap();
+        assert_eq!(config.policy.caps, Caps::default(), "the example shows the defaults");
+        assert_eq!(config.max_upload_bytes, 4096 * 1024 * 1024);
+    }
+
+    #[test]
+    fn caps_come_from_flags_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "max-rate = 500.0\nmax-duration = \"2h\"\nmax-queued-runs = 7\n").unwrap();
+        let config = DaemonConfig::resolve(
+            &DaemonArgs { config: Some(path), max_rate: Some(50.0), ..args("127.0.0.1:0") },
+            None,
+        )
+        .unwrap();
+        let caps = config.policy.caps;
+        assert_eq!((caps.max_rate, caps.max_queued_runs), (50.0, 7));
+        assert_eq!(caps.max_duration, Duration::from_secs(7200));
+        assert_eq!(caps.max_concurrency, Caps::default().max_concurrency);
     }
 }

@@ -6,7 +6,15 @@
 //! run.json       the record (state, options, times, last progress, summary), replaced atomically
 //! results.csv    the run's CSV, written by the run's own writer thread (flushed every second)
 //! summary.json   the summary, as `sluice replay --summary-json` writes it, once the run ended
+//! secrets.json   the values of its secret headers (mode 0600), only while the run may still start
 //! ```
+//!
+//! Secret header values (every header given through the API but those named in `public_headers`)
+//! never reach `run.json` or the API: the record keeps `[redacted]` in their place. They live in
+//! memory and in `secrets.json`, readable by the daemon's user alone, from the submission until
+//! the run ends or is stopped; then the file is removed. A queued run whose secrets a restarted
+//! daemon cannot read fails with a message saying so, rather than going out without them.
+//! Summaries and messages are cleaned of the daemon's own paths before anyone sees them.
 //!
 //! Records are written to a temporary file, synced, renamed over the old one and the directory
 //! synced, so a crash (even SIGKILL) leaves either the old record or the new one, never half of
@@ -26,10 +34,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::request::{AllowList, Rejection, RunRequest};
+use super::request::{AllowList, Policy, Rejection, RunRequest, SecretHeaders};
 use crate::config::Rate;
 use crate::report::Summary;
-use crate::run::{Progress, Run, RunError, RunHandle};
+use crate::run::{Progress, Run, RunError, RunHandle, StatusClasses};
 use crate::sink::metrics::{Metrics, RunGauges};
 
 /// A scheduled run whose start time passed at most this long ago while the daemon was down is
@@ -103,6 +111,9 @@ pub struct ProgressView {
     pub completed: u64,
     /// Requests that got no answer (timeouts, resets, …).
     pub errors: u64,
+    /// Answered requests by status class: `{"1xx":0,"2xx":1546,"3xx":0,"4xx":259,"5xx":195}`.
+    #[serde(default)]
+    pub classes: StatusClasses,
     /// Requests per second over the last second (0 once the run ended).
     pub current_rate: f64,
     pub p50_ms: f64,
@@ -118,6 +129,7 @@ impl ProgressView {
             sent: p.sent,
             completed: p.live.completed,
             errors: p.live.errors,
+            classes: p.live.classes,
             current_rate,
             p50_ms: p.live.p50_ms,
             p99_ms: p.live.p99_ms,
@@ -175,6 +187,29 @@ impl Paths {
     pub fn summary(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("summary.json")
     }
+    fn secrets(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("secrets.json")
+    }
+
+    /// `text` without the daemon's own paths: a run's files by their names (`results.csv`), logs
+    /// by their upload names, anything else under the state directory as `STATE_DIR`.
+    fn hide(&self, id: &str, text: &str) -> String {
+        let dir = |p: &Path| format!("{}/", p.display());
+        text.replace(&dir(&self.run_dir(id)), "")
+            .replace(&dir(&self.logs_dir), "")
+            .replace(&self.logs_dir.display().to_string(), "LOGS_DIR")
+            .replace(&self.state_dir.display().to_string(), "STATE_DIR")
+    }
+
+    /// Every string in `value` through [`Paths::hide`].
+    fn hide_in(&self, id: &str, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => *s = self.hide(id, s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.hide_in(id, v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.hide_in(id, v)),
+            _ => {}
+        }
+    }
 }
 
 /// Who asked a running run to stop; decides whether it ends `stopped` or `interrupted`.
@@ -201,6 +236,8 @@ struct Live {
 struct Entry {
     record: RunRecord,
     live: Option<Live>,
+    /// Secret header values, until the run ends (see the module's notes).
+    secrets: SecretHeaders,
 }
 
 struct Inner {
@@ -217,6 +254,8 @@ pub enum RegistryError {
     Rejected(Rejection),
     NotFound(String),
     Conflict(String),
+    /// Too many runs waiting (`--max-queued-runs`): 429.
+    TooMany(String),
     ShuttingDown,
     Io(String),
 }
@@ -233,7 +272,7 @@ fn io_error(what: &str, e: io::Error) -> RegistryError {
 
 pub struct Registry {
     paths: Paths,
-    allow: AllowList,
+    policy: Policy,
     max_concurrent: usize,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
@@ -248,7 +287,7 @@ impl Registry {
     /// unfinished. Returns the registry and a line per run it changed, for the start-up log.
     pub fn open(
         paths: Paths,
-        allow: AllowList,
+        policy: Policy,
         max_concurrent: usize,
         metrics: Arc<Metrics>,
     ) -> io::Result<(Arc<Registry>, Vec<String>)> {
@@ -280,16 +319,30 @@ impl Registry {
                 notes.push(format!("skipping {}: its record names run {}", dir.path().display(), record.id));
                 continue;
             }
-            if let Some(note) = settle_after_restart(&mut record, &paths, now) {
+            let mut note = settle_after_restart(&mut record, &paths, now);
+            let mut secrets = SecretHeaders::new();
+            if record.state.is_finished() {
+                forget_secrets_file(&paths, &id);
+            } else if let Err(missing) = read_secrets(&paths, &record).map(|s| secrets = s) {
+                record.state = RunState::Failed;
+                record.finished_at = Some(now);
+                record.message = Some(format!(
+                    "not started: the values of its secret headers ({}) could not be read back after the daemon \
+                     restarted, and it is never sent without them; submit it again",
+                    missing.join(", ")
+                ));
+                note = Some("failed: its secret header values were lost".into());
+            }
+            if let Some(note) = note {
                 write_atomically(&record_path, &to_json(&record))?;
                 notes.push(format!("run {id}: {note}"));
             }
-            runs.insert(id, Entry { record, live: None });
+            runs.insert(id, Entry { record, live: None, secrets });
         }
         let last_id_ms = runs.values().map(|e| e.record.created_at.timestamp_millis()).max().unwrap_or(0);
         let registry = Registry {
             paths,
-            allow,
+            policy,
             max_concurrent: max_concurrent.max(1),
             metrics,
             inner: Mutex::new(Inner { runs, last_id_ms, threads: 0 }),
@@ -305,7 +358,7 @@ impl Registry {
     }
 
     pub fn allow_list(&self) -> &AllowList {
-        &self.allow
+        &self.policy.allow
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -317,7 +370,7 @@ impl Registry {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(RegistryError::ShuttingDown);
         }
-        request.to_args(&self.paths.logs_dir, self.paths.state_dir.join("validation.csv"), &self.allow)?;
+        request.to_args(&self.paths.logs_dir, self.paths.state_dir.join("validation.csv"), &self.policy)?;
         for name in &request.logs {
             let path = self.paths.logs_dir.join(name);
             // symlink_metadata: a link planted in the logs directory does not lead a run elsewhere.
@@ -342,9 +395,11 @@ impl Registry {
             _ => RunState::Queued,
         };
         let mut inner = self.lock();
+        self.check_room_to_wait(&inner, state)?;
         let ms = now.timestamp_millis().max(inner.last_id_ms + 1);
         inner.last_id_ms = ms;
         let id = id_for(ms);
+        let (request, secrets) = request.split_secrets();
         let record = RunRecord {
             id: id.clone(),
             state,
@@ -358,11 +413,34 @@ impl Registry {
             summary: None,
         };
         fs::create_dir(self.paths.run_dir(&id)).map_err(|e| io_error("cannot create the run's directory", e))?;
+        // Secrets first: a record on disk always has its secrets beside it until it ends.
+        if !secrets.is_empty() {
+            let json = serde_json::to_vec(&secrets).expect("strings serialise");
+            write_file(&self.paths.secrets(&id), &json, SECRET_MODE)
+                .map_err(|e| io_error("cannot store the run's secret header values", e))?;
+        }
         write_atomically(&self.paths.record(&id), &to_json(&record))
             .map_err(|e| io_error("cannot write the run's record", e))?;
-        inner.runs.insert(id.clone(), Entry { record, live: None });
+        inner.runs.insert(id.clone(), Entry { record, live: None, secrets });
         self.schedule(&mut inner);
         Ok(view(&inner.runs[&id]))
+    }
+
+    /// `--max-queued-runs`: a run that would wait (scheduled, or no free slot) is refused when
+    /// that many already wait. A run that starts at once waits for nothing and is not counted.
+    fn check_room_to_wait(&self, inner: &Inner, state: RunState) -> Result<(), RegistryError> {
+        let count = |f: fn(RunState) -> bool| inner.runs.values().filter(|e| f(e.record.state)).count();
+        let waiting = count(|s| matches!(s, RunState::Queued | RunState::Scheduled));
+        let queued = count(|s| s == RunState::Queued);
+        let would_wait = state == RunState::Scheduled || count(RunState::is_active) + queued >= self.max_concurrent;
+        let cap = self.policy.caps.max_queued_runs;
+        if would_wait && waiting >= cap {
+            return Err(RegistryError::TooMany(format!(
+                "{waiting} runs are already queued or scheduled, this daemon's limit (--max-queued-runs {cap}); \
+                 wait for some to start, or stop ones no longer needed"
+            )));
+        }
+        Ok(())
     }
 
     /// Every run, newest first, with live progress for running ones.
@@ -384,6 +462,8 @@ impl Registry {
                 entry.record.state = RunState::Stopped;
                 entry.record.finished_at = Some(Utc::now());
                 entry.record.message = Some("stopped before it started; nothing was sent".into());
+                entry.secrets.clear();
+                forget_secrets_file(&self.paths, id);
             }
             RunState::Running => {
                 // A running run always has its thread's `Live`; without one there is nothing to
@@ -496,6 +576,21 @@ impl Registry {
                 .map(|e| e.record.id.clone());
             let Some(id) = next else { break };
             let entry = inner.runs.get_mut(&id).expect("just found");
+            // Checked at submission and at start-up; kept as a last guard against sending a run
+            // without a header it was given.
+            let request = match entry.record.options.with_secrets(&entry.secrets) {
+                Ok(request) => request,
+                Err(missing) => {
+                    entry.record.state = RunState::Failed;
+                    entry.record.finished_at = Some(Utc::now());
+                    entry.record.message = Some(format!(
+                        "not started: the values of its secret headers ({}) are missing",
+                        missing.join(", ")
+                    ));
+                    self.persist_quietly(&entry.record);
+                    continue;
+                }
+            };
             entry.record.state = RunState::Running;
             entry.record.started_at = Some(now);
             entry.live = Some(Live {
@@ -508,7 +603,6 @@ impl Registry {
                 persisted_at: Instant::now(),
             });
             self.persist_quietly(&entry.record);
-            let request = entry.record.options.clone();
             inner.threads += 1;
             let (registry, thread_id) = (self.clone(), id.clone());
             let spawned = std::thread::Builder::new()
@@ -541,7 +635,7 @@ impl Registry {
     fn run_thread(self: Arc<Self>, id: String, request: RunRequest) {
         let mut guard = FinishGuard { registry: &self, id: &id, done: false };
         let started = request
-            .to_config(&self.paths.logs_dir, self.paths.csv(&id), &self.allow)
+            .to_config(&self.paths.logs_dir, self.paths.csv(&id), &self.policy)
             .map_err(|r| match r {
                 Rejection::Invalid(m) | Rejection::Forbidden(m) => m,
             })
@@ -590,13 +684,15 @@ impl Registry {
         inner.threads -= 1;
         let Some(entry) = inner.runs.get_mut(id) else { return };
         let stop = entry.live.take().and_then(|l| l.stop);
+        entry.secrets.clear();
+        forget_secrets_file(&self.paths, id);
         let record = &mut entry.record;
         record.finished_at = Some(Utc::now());
         record.progress = progress.or(record.progress);
         match result {
             Err(message) => {
                 record.state = RunState::Failed;
-                record.message = Some(message);
+                record.message = Some(self.paths.hide(id, &message));
             }
             Ok(summary) => {
                 (record.state, record.message) = match (summary.interrupted, stop, &summary.log.fatal) {
@@ -609,14 +705,16 @@ impl Registry {
                         ),
                     ),
                     (true, _, _) => (RunState::Stopped, Some("stopped through the API; it drained first".into())),
-                    (false, _, Some(fatal)) => (RunState::Failed, Some(fatal.clone())),
+                    (false, _, Some(fatal)) => (RunState::Failed, Some(self.paths.hide(id, fatal))),
                     (false, _, None) => (RunState::Completed, None),
                 };
-                let json = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
+                let mut shown = serde_json::to_value(&summary).expect("a summary serialises");
+                self.paths.hide_in(id, &mut shown);
+                let json = serde_json::to_vec_pretty(&shown).expect("a summary serialises");
                 if let Err(e) = write_atomically(&self.paths.summary(id), &json) {
                     eprintln!("sluice daemon: cannot write the summary of run {id}: {e}");
                 }
-                record.summary = serde_json::to_value(&summary).ok();
+                record.summary = Some(shown);
             }
         }
         self.persist_quietly(&entry.record);
@@ -712,10 +810,22 @@ fn to_json(record: &RunRecord) -> Vec<u8> {
 /// Temporary file, sync, rename over the target, sync the directory: after a crash the file is
 /// either the old one or the new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, bytes, 0o666)
+}
+
+/// Only the daemon's user may read a run's secrets.
+const SECRET_MODE: u32 = 0o600;
+
+/// [`write_atomically`] with the file created with `mode` (before the umask): a secret is never
+/// readable by others, not even for the moment between creating and renaming it.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // A temporary left by a crash keeps its old mode if opened again; start from none.
+    let _ = fs::remove_file(&tmp);
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
@@ -724,6 +834,30 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// The secrets a queued or scheduled run needs, read back after a restart; `Err` names the
+/// headers whose values are not there.
+fn read_secrets(paths: &Paths, record: &RunRecord) -> Result<SecretHeaders, Vec<String>> {
+    let needed = record.options.secret_header_names();
+    if needed.is_empty() {
+        return Ok(SecretHeaders::new());
+    }
+    let secrets: SecretHeaders = fs::read(paths.secrets(&record.id))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    record.options.with_secrets(&secrets).map(|_| secrets)
+}
+
+/// Removes a run's secrets file once nothing will send them again.
+fn forget_secrets_file(paths: &Paths, id: &str) {
+    match fs::remove_file(paths.secrets(id)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            eprintln!("sluice daemon: cannot remove the secrets of run {id}: {e}");
+        }
+        _ => {}
+    }
 }
 
 fn remove_temporaries(dir: &Path) {

@@ -5,17 +5,25 @@
 //! `out`, `summary_json`, `config`, `progress` and `@file` header values are refused. It becomes
 //! [`ReplayArgs`] and then a [`ReplayConfig`] through the CLI's own checks, so a daemon run is
 //! validated exactly like `sluice replay`. The target must also pass the daemon's allow-list
-//! ([`AllowList`]), so the API cannot be used to send traffic anywhere its operator did not allow.
+//! ([`AllowList`]), so the API cannot be used to send traffic anywhere its operator did not allow,
+//! and stay within the operator's [`Caps`] (rate, concurrency, duration), so one request cannot
+//! take the daemon's memory or the target down.
+//!
+//! Header values given through the API are secrets unless the request names them in
+//! `public_headers`: [`RunRequest::split_secrets`] takes them out of what is shown and stored in
+//! `run.json`, and [`RunRequest::with_secrets`] puts them back when the run starts.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ProgressMode, ReplayArgs};
-use crate::config::{ReplayConfig, Target, parse_target};
+use crate::config::{Rate, ReplayConfig, Target, parse_duration, parse_rate, parse_target};
+use crate::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Why a request is refused; the API turns each into a status code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,9 +107,14 @@ pub struct RunRequest {
     pub host_header: Option<String>,
     #[serde(skip_serializing_if = "is_false")]
     pub preserve_host: bool,
-    /// Headers added to every request, name → value.
+    /// Headers added to every request, name → value. Values are secrets (shown as `[redacted]`,
+    /// kept out of `run.json`) unless their name is in `public_headers`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Names in `headers` whose values may be shown and stored in clear (e.g. `["X-Test"]`).
+    /// Never one of the always-redacted headers or a `redact_headers` name.
+    #[serde(alias = "public_header", skip_serializing_if = "Vec::is_empty")]
+    pub public_headers: Vec<String>,
     #[serde(alias = "drop_header", skip_serializing_if = "Vec::is_empty")]
     pub drop_headers: Vec<String>,
     #[serde(skip_serializing_if = "is_false")]
@@ -201,16 +214,195 @@ pub fn check_log_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest line a stored log may hold. A run keeps a whole line in memory, and access-log
+/// lines are a few KiB (servers cap the request line near 8 KiB), so a longer one is not a log.
+pub const MAX_LINE_BYTES: u64 = 1024 * 1024;
+
+/// Why an upload is not stored, found while it streams in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// What a run would read (the bytes, or what a gzip upload decompresses to) is over the limit.
+    TooLarge {
+        decompressed: bool,
+    },
+    LineTooLong {
+        line: u64,
+    },
+    /// It starts like gzip but does not decompress.
+    NotGzip(String),
+}
+
+/// Follows an upload chunk by chunk, as a run will read it: gzip is recognised by its magic
+/// bytes (as runs do) and decompressed on the fly into a counter, so a small file that inflates
+/// to gigabytes is refused once it passes the limit, with memory flat (the decoder's 32 KiB
+/// window); nothing is buffered beyond the chunk at hand.
+pub struct UploadCheck {
+    limit: u64,
+    /// The first bytes, until there are enough to tell gzip from text.
+    head: Vec<u8>,
+    reading: Option<Reading>,
+}
+
+enum Reading {
+    Plain(LineMeter),
+    Gzip(Box<flate2::write::MultiGzDecoder<LineMeter>>),
+}
+
+/// Counts bytes and the length of the current line; refuses (with an I/O error that stops a
+/// decoder at once) past the limits.
+struct LineMeter {
+    limit: u64,
+    total: u64,
+    line: u64,
+    /// Which line is being measured (1-based).
+    line_number: u64,
+    refused: Option<UploadRefusal>,
+    decompressed: bool,
+}
+
+impl std::io::Write for LineMeter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.total += buf.len() as u64;
+        if self.total > self.limit {
+            self.refused = Some(UploadRefusal::TooLarge { decompressed: self.decompressed });
+            return Err(std::io::Error::other("over the limit"));
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len())) {
+            self.line += (end - start) as u64;
+            if self.line > MAX_LINE_BYTES {
+                self.refused = Some(UploadRefusal::LineTooLong { line: self.line_number });
+                return Err(std::io::Error::other("line too long"));
+            }
+            if end < buf.len() {
+                self.line = 0;
+                self.line_number += 1;
+            }
+            start = end + 1;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UploadCheck {
+    /// `limit`: the most a run may read from one log, in bytes.
+    pub fn new(limit: u64) -> UploadCheck {
+        UploadCheck { limit, head: Vec::with_capacity(2), reading: None }
+    }
+
+    /// True once the upload is known to be gzip (decompressing costs CPU: callers may want to
+    /// do it off their async workers).
+    pub fn is_gzip(&self) -> bool {
+        matches!(self.reading, Some(Reading::Gzip(_)))
+    }
+
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), UploadRefusal> {
+        if self.reading.is_none() {
+            let take = chunk.len().min(2 - self.head.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.head.len() < 2 {
+                return Ok(());
+            }
+            self.start();
+        }
+        self.write(chunk)
+    }
+
+    /// The upload is whole: checks a gzip stream ended properly. Returns what a run will read.
+    pub fn finish(mut self) -> Result<u64, UploadRefusal> {
+        if self.reading.is_none() {
+            self.start();
+        }
+        match self.reading.take().expect("started") {
+            Reading::Plain(meter) => Ok(meter.total),
+            Reading::Gzip(mut decoder) => {
+                decoder.try_finish().map_err(|e| refusal(decoder.get_ref(), &e))?;
+                Ok(decoder.get_ref().total)
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        let gzip = self.head.starts_with(&[0x1f, 0x8b]);
+        let meter =
+            LineMeter { limit: self.limit, total: 0, line: 0, line_number: 1, refused: None, decompressed: gzip };
+        self.reading = Some(if gzip {
+            Reading::Gzip(Box::new(flate2::write::MultiGzDecoder::new(meter)))
+        } else {
+            Reading::Plain(meter)
+        });
+        let head = std::mem::take(&mut self.head);
+        // Cannot fail: two bytes are under every limit.
+        let _ = self.write(&head);
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), UploadRefusal> {
+        use std::io::Write;
+        match self.reading.as_mut().expect("started") {
+            Reading::Plain(meter) => meter.write_all(chunk).map_err(|e| refusal(meter, &e)),
+            Reading::Gzip(decoder) => decoder.write_all(chunk).map_err(|e| refusal(decoder.get_ref(), &e)),
+        }
+    }
+}
+
+fn refusal(meter: &LineMeter, e: &std::io::Error) -> UploadRefusal {
+    meter.refused.clone().unwrap_or_else(|| UploadRefusal::NotGzip(e.to_string()))
+}
+
 /// Echoes a client's text in a message without control characters.
 fn printable(text: &str) -> String {
     text.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
+/// The values of a run's secret headers, by name: never shown, never in `run.json`.
+pub type SecretHeaders = BTreeMap<String, String>;
+
+/// What a caller may ask of this daemon: `--max-rate`, `--max-concurrency`, `--max-duration`,
+/// `--max-queued-runs`. The CLI's own bounds apply too; these are the operator's, usually lower.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caps {
+    /// Requests per second; `"rate": "max"` (no ceiling) is refused.
+    pub max_rate: f64,
+    pub max_concurrency: usize,
+    /// The longest run; a run without `duration` is ended here too.
+    pub max_duration: Duration,
+    /// Runs waiting (queued + scheduled) at once.
+    pub max_queued_runs: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_rate: 10_000.0,
+            max_concurrency: 1_000,
+            max_duration: Duration::from_secs(24 * 3600),
+            max_queued_runs: 100,
+        }
+    }
+}
+
+/// Requests a run's reader may hold ahead of the pacer. Each queued request is a few hundred
+/// bytes and the reader fills the queue whatever the rate, so this bounds a run's memory (about
+/// 30 MB here) however the caller sets `queue_capacity`.
+pub const MAX_QUEUE_CAPACITY: usize = 65_536;
+
+/// Everything the daemon's operator decided about runs: where they may send, and how hard.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Policy {
+    pub allow: AllowList,
+    pub caps: Caps,
+}
+
 impl RunRequest {
     /// Checks everything that can be checked without touching the file system, and turns the
     /// request into the CLI's options with the daemon's choices: logs inside `logs_dir`, the CSV
-    /// at `out`, no progress display.
-    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, allow: &AllowList) -> Result<ReplayArgs, Rejection> {
+    /// at `out`, no progress display, and no run longer than `--max-duration`.
+    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayArgs, Rejection> {
         let invalid = |m: String| Rejection::Invalid(m);
         if self.logs.is_empty() {
             return Err(invalid("`logs` is required: the names of uploaded logs, e.g. [\"access.log.gz\"]".into()));
@@ -225,9 +417,11 @@ impl RunRequest {
             return Err(invalid("`target` is required, e.g. \"http://127.0.0.1:8080\"".into()));
         };
         let Some(rate) = &self.rate else {
-            return Err(invalid("`rate` is required: requests per second (e.g. 200) or \"max\"".into()));
+            return Err(invalid("`rate` is required: requests per second (e.g. 200)".into()));
         };
-        allow.check(target)?;
+        policy.allow.check(target)?;
+        self.check_caps(&policy.caps)?;
+        self.check_public_headers()?;
         let mut header = Vec::with_capacity(self.headers.len());
         for (name, value) in &self.headers {
             if name.contains(':') {
@@ -242,12 +436,17 @@ impl RunRequest {
             }
             header.push(format!("{name}: {value}"));
         }
+        // Without a duration a run plays its logs once; --max-duration still ends it.
+        let (duration, once) = match &self.duration {
+            Some(d) => (Some(d.clone()), self.once),
+            None => (Some(format!("{}s", policy.caps.max_duration.as_secs_f64())), true),
+        };
         let args = ReplayArgs {
             files: self.logs.iter().map(|name| logs_dir.join(name)).collect(),
             target: Some(target.clone()),
             rate: Some(rate.to_string()),
-            duration: self.duration.clone(),
-            once: self.once,
+            duration,
+            once,
             format: self.format.clone(),
             concurrency: self.concurrency,
             batch: self.batch,
@@ -280,15 +479,143 @@ impl RunRequest {
             sample_seed: self.sample_seed,
             ..ReplayArgs::default()
         };
-        // The CLI's own validation, with its messages renamed to this API's keys.
+        // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
         ReplayConfig::try_from(&args).map_err(|e| invalid(format!("{}: {}", json_key(e.flag), e.message)))?;
         Ok(args)
     }
 
     /// The validated configuration a run starts with.
-    pub fn to_config(&self, logs_dir: &Path, out: PathBuf, allow: &AllowList) -> Result<ReplayConfig, Rejection> {
-        let args = self.to_args(logs_dir, out, allow)?;
+    pub fn to_config(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayConfig, Rejection> {
+        let args = self.to_args(logs_dir, out, policy)?;
         ReplayConfig::try_from(&args).map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))
+    }
+
+    /// Refuses what asks more of the daemon than its operator allows, naming the cap.
+    fn check_caps(&self, caps: &Caps) -> Result<(), Rejection> {
+        let over = |what: String, flag: &str| {
+            Rejection::Forbidden(format!("{what}; ask the daemon's operator to raise {flag} if you need more"))
+        };
+        if let Some(rate) = &self.rate {
+            match parse_rate(&rate.to_string()).map_err(|m| Rejection::Invalid(format!("rate: {m}")))? {
+                Rate::Max => {
+                    return Err(over(
+                        format!(
+                            "rate: \"max\" has no ceiling, and this daemon allows at most {} requests per second (--max-rate)",
+                            caps.max_rate
+                        ),
+                        "--max-rate",
+                    ));
+                }
+                Rate::PerSecond(n) if n > caps.max_rate => {
+                    return Err(over(
+                        format!(
+                            "rate: {n} requests per second is over this daemon's limit of {} (--max-rate)",
+                            caps.max_rate
+                        ),
+                        "--max-rate",
+                    ));
+                }
+                Rate::PerSecond(_) => {}
+            }
+        }
+        if let Some(n) = self.concurrency
+            && n > caps.max_concurrency
+        {
+            return Err(over(
+                format!("concurrency: {n} is over this daemon's limit of {} (--max-concurrency)", caps.max_concurrency),
+                "--max-concurrency",
+            ));
+        }
+        if let Some(text) = &self.duration {
+            let d = parse_duration(text).map_err(|m| Rejection::Invalid(format!("duration: {m}")))?;
+            if d > caps.max_duration {
+                return Err(over(
+                    format!(
+                        "duration: {text} is longer than this daemon's limit of {} (--max-duration)",
+                        humantime_secs(caps.max_duration)
+                    ),
+                    "--max-duration",
+                ));
+            }
+        }
+        if let Some(n) = self.queue_capacity
+            && n > MAX_QUEUE_CAPACITY
+        {
+            return Err(Rejection::Invalid(format!(
+                "queue_capacity: {n} is over the daemon's limit of {MAX_QUEUE_CAPACITY} requests read ahead per run"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `public_headers` may only name headers the request sets, and never a secret one.
+    fn check_public_headers(&self) -> Result<(), Rejection> {
+        for name in &self.public_headers {
+            let shown = printable(name);
+            if !self.headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
+                return Err(Rejection::Invalid(format!("public_headers: '{shown}' is not one of `headers`")));
+            }
+            if ALWAYS_REDACTED.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                return Err(Rejection::Invalid(format!(
+                    "public_headers: '{shown}' is always secret and cannot be made public"
+                )));
+            }
+            if self.redact_headers.iter().any(|h| h.trim().eq_ignore_ascii_case(name)) {
+                return Err(Rejection::Invalid(format!(
+                    "public_headers: '{shown}' is also in redact_headers; choose one"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_public_header(&self, name: &str) -> bool {
+        self.public_headers.iter().any(|p| p.eq_ignore_ascii_case(name))
+    }
+
+    /// The request as shown and stored (secret header values replaced by `[redacted]`), and the
+    /// secret values themselves.
+    pub fn split_secrets(mut self) -> (RunRequest, SecretHeaders) {
+        let mut secrets = SecretHeaders::new();
+        let names: Vec<String> = self.headers.keys().filter(|n| !self.is_public_header(n)).cloned().collect();
+        for name in names {
+            if let Some(value) = self.headers.insert(name.clone(), REDACTED.to_string()) {
+                secrets.insert(name, value);
+            }
+        }
+        (self, secrets)
+    }
+
+    /// Names of the headers whose values are kept apart (what [`RunRequest::split_secrets`] took).
+    pub fn secret_header_names(&self) -> Vec<&str> {
+        self.headers.keys().filter(|n| !self.is_public_header(n)).map(String::as_str).collect()
+    }
+
+    /// The request with its secret header values back in. Fails, naming them, when any is missing:
+    /// a run never goes out without a header it was given.
+    pub fn with_secrets(&self, secrets: &SecretHeaders) -> Result<RunRequest, Vec<String>> {
+        let missing: Vec<String> =
+            self.secret_header_names().into_iter().filter(|n| !secrets.contains_key(*n)).map(String::from).collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        let mut whole = self.clone();
+        for (name, value) in secrets {
+            if let Some(slot) = whole.headers.get_mut(name) {
+                slot.clone_from(value);
+            }
+        }
+        Ok(whole)
+    }
+}
+
+/// `86400 s` → `24h`, for messages.
+fn humantime_secs(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (h, 0, 0) if h > 0 => format!("{h}h"),
+        (0, m, 0) if m > 0 => format!("{m}m"),
+        _ => format!("{s}s"),
     }
 }
 
@@ -561,7 +888,7 @@ mod tests {
                 "duration":"10m","concurrency":64,"allow_methods":["GET","HEAD"],"headers":{"X-Test":"1"},
                 "start_at":"2026-11-22T02:00:00Z"}"#,
         );
-        let args = req.to_args(Path::new("/logs"), "/state/r.csv".into(), &AllowList::default()).unwrap();
+        let args = req.to_args(Path::new("/logs"), "/state/r.csv".into(), &Policy::default()).unwrap();
         assert_eq!(args.files, vec![PathBuf::from("/logs/access.log.gz")]);
         assert_eq!(args.out, Some(PathBuf::from("/state/r.csv")));
         assert_eq!(args.rate.as_deref(), Some("200"));
@@ -575,9 +902,8 @@ mod tests {
 
     #[test]
     fn requests_that_reach_outside_the_daemons_directories_are_refused() {
-        let check = |json: &str| {
-            request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &AllowList::default()).unwrap_err()
-        };
+        let check =
+            |json: &str| request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err();
         let base = r#""target":"http://127.0.0.1:1","rate":1"#;
         assert!(
             matches!(check(&format!(r#"{{"logs":["../etc/passwd"],{base}}}"#)), Rejection::Invalid(m) if m.contains("logs[0]"))
@@ -604,5 +930,119 @@ mod tests {
                 .to_string()
                 .contains("a number or a string")
         );
+    }
+
+    #[test]
+    fn a_run_without_a_duration_is_still_ended_at_max_duration() {
+        let policy =
+            Policy { caps: Caps { max_duration: Duration::from_secs(600), ..Caps::default() }, ..Default::default() };
+        let once = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5}"#);
+        let args = once.to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
+        assert_eq!((args.duration.as_deref(), args.once), (Some("600s"), true), "played once, within the cap");
+        let looping = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5,"duration":"10m"}"#);
+        let args = looping.to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
+        assert_eq!((args.duration.as_deref(), args.once), (Some("10m"), false));
+    }
+
+    #[test]
+    fn requests_over_the_operators_caps_are_forbidden_naming_the_cap() {
+        let policy = Policy {
+            caps: Caps {
+                max_rate: 100.0,
+                max_concurrency: 8,
+                max_duration: Duration::from_secs(60),
+                max_queued_runs: 1,
+            },
+            ..Default::default()
+        };
+        let refused = |extra: &str| {
+            let json = format!(r#"{{"logs":["a"],"target":"http://127.0.0.1:1"{extra}}}"#);
+            request(&json).to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap_err()
+        };
+        for (extra, flag) in [
+            (r#","rate":101"#, "--max-rate"),
+            (r#","rate":"max""#, "--max-rate"),
+            (r#","rate":5,"concurrency":9"#, "--max-concurrency"),
+            (r#","rate":5,"duration":"2m""#, "--max-duration"),
+        ] {
+            assert!(matches!(refused(extra), Rejection::Forbidden(m) if m.contains(flag)), "{extra}");
+        }
+        let queue = refused(r#","rate":5,"queue_capacity":1000000000000"#);
+        assert!(matches!(queue, Rejection::Invalid(m) if m.starts_with("queue_capacity:")));
+    }
+
+    #[test]
+    fn header_values_are_secret_unless_named_public() {
+        let req = request(
+            r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":1,"redact_headers":["X-Staging-Key"],
+                "headers":{"Authorization":"Bearer s3cret","X-Staging-Key":"k3y","X-Other":"o","X-Test":"1"},
+                "public_headers":["x-test"]}"#,
+        );
+        let (shown, secrets) = req.clone().split_secrets();
+        assert_eq!(shown.headers["Authorization"], REDACTED);
+        assert_eq!(shown.headers["X-Staging-Key"], REDACTED);
+        assert_eq!(shown.headers["X-Other"], REDACTED, "not marked public: secret");
+        assert_eq!(shown.headers["X-Test"], "1");
+        assert!(!serde_json::to_string(&shown).unwrap().contains("s3cret"));
+        assert_eq!(secrets.len(), 3);
+        assert_eq!(shown.with_secrets(&secrets).unwrap(), req);
+        let mut lost = secrets.clone();
+        lost.remove("X-Staging-Key");
+        assert_eq!(shown.with_secrets(&lost).unwrap_err(), vec!["X-Staging-Key".to_string()]);
+
+        let check =
+            |json: &str| request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err();
+        let base = r#""logs":["a"],"target":"http://127.0.0.1:1","rate":1"#;
+        for (public, words) in [
+            (r#""headers":{"Cookie":"c"},"public_headers":["cookie"]"#, "always secret"),
+            (r#""headers":{"X-K":"k"},"redact_headers":["X-K"],"public_headers":["X-K"]"#, "redact_headers"),
+            (r#""public_headers":["X-Nope"]"#, "not one of `headers`"),
+        ] {
+            assert!(
+                matches!(check(&format!("{{{base},{public}}}")), Rejection::Invalid(m) if m.contains(words)),
+                "{public}"
+            );
+        }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// Feeds `bytes` in chunks of `size`, as a body arrives.
+    fn check(limit: u64, bytes: &[u8], size: usize) -> Result<u64, UploadRefusal> {
+        let mut check = UploadCheck::new(limit);
+        for chunk in bytes.chunks(size) {
+            check.feed(chunk)?;
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn uploads_are_measured_as_runs_read_them() {
+        let log = b"GET /a HTTP/1.1\n".repeat(1000);
+        for size in [1, 7, 4096] {
+            assert_eq!(check(1 << 20, &log, size), Ok(log.len() as u64), "plain, chunks of {size}");
+            assert_eq!(check(1 << 20, &gzip(&log), size), Ok(log.len() as u64), "gzip, chunks of {size}");
+        }
+        let two_members = [gzip(&log[..800]), gzip(&log[800..])].concat();
+        assert_eq!(check(1 << 20, &two_members, 100), Ok(log.len() as u64), "members are read through");
+        assert_eq!(check(1 << 20, b"x", 1), Ok(1));
+        assert_eq!(check(1 << 20, b"", 1), Ok(0));
+
+        let limit = log.len() as u64 - 1;
+        assert_eq!(check(limit, &log, 4096), Err(UploadRefusal::TooLarge { decompressed: false }));
+        assert_eq!(check(limit, &gzip(&log), 4096), Err(UploadRefusal::TooLarge { decompressed: true }));
+        let mut long = b"GET / HTTP/1.1\n".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_LINE_BYTES as usize + 1));
+        assert_eq!(check(1 << 30, &gzip(&long), 65536), Err(UploadRefusal::LineTooLong { line: 2 }));
+        assert_eq!(check(1 << 30, &long, 65536), Err(UploadRefusal::LineTooLong { line: 2 }));
+        let mut torn = gzip(&log);
+        torn.truncate(torn.len() - 10);
+        assert!(matches!(check(1 << 20, &torn, 4096), Err(UploadRefusal::NotGzip(_))));
+        assert!(matches!(check(1 << 20, b"\x1f\x8bnot gzip at all", 4), Err(UploadRefusal::NotGzip(_))));
     }
 }
