@@ -745,3 +745,29 @@ fn a_run_allowed_only_under_a_prefix_sends_nothing_outside_it_whatever_the_log_s
     received.sort();
     assert_eq!(received, ["/prefix/etc/passwd", "/prefix/etc/passwd", "/prefix/etc/passwd", "/prefix/ok"]);
 }
+
+#[test]
+fn a_run_that_got_no_answer_or_met_its_abort_condition_ends_failed_saying_why() {
+    let server = mock(MockConfig::default().with_statuses("500:100".parse().unwrap()));
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path(), None, &[]);
+    let http = daemon.http(None);
+    http.upload("u.log", &fixture("unique-targets.log"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let run = http.submit(json!({"logs": ["u.log"], "target": format!("http://127.0.0.1:{closed}"), "rate": 200}));
+    let done = http.wait_finished(run["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(done["state"], "failed", "{done:#}");
+    let message = done["message"].as_str().unwrap();
+    assert!(message.contains("no request got an answer") && message.contains("Connection refused"), "{message}");
+    assert_eq!(done["summary"]["responses"], 0);
+
+    let run = http.submit(json!({
+        "logs": ["u.log"], "target": server.url(), "rate": 50, "duration": "30s",
+        "abort_on": ["error_rate > 50% for 1s"],
+    }));
+    let done = http.wait_finished(run["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(done["state"], "failed", "{done:#}");
+    assert!(done["message"].as_str().unwrap().starts_with("aborted by --abort-on error_rate > 50% for 1s"), "{done:#}");
+    assert!(server.count() < 1000, "stopped long before its 30 s: {} requests", server.count());
+}

@@ -706,7 +706,17 @@ impl Registry {
                     ),
                     (true, _, _) => (RunState::Stopped, Some("stopped through the API; it drained first".into())),
                     (false, _, Some(fatal)) => (RunState::Failed, Some(self.paths.hide(id, fatal))),
-                    (false, _, None) => (RunState::Completed, None),
+                    (false, _, None) => match (&summary.output_error, &summary.aborted_by) {
+                        (Some(error), _) => (
+                            RunState::Failed,
+                            Some(format!("the results could not be written ({error}); the CSV holds every whole row")),
+                        ),
+                        (None, Some(condition)) => (RunState::Failed, Some(format!("aborted by --abort-on {condition}"))),
+                        (None, None) if summary.nothing_answered() => {
+                            (RunState::Failed, Some(summary.nothing_answered_text()))
+                        }
+                        (None, None) => (RunState::Completed, None),
+                    },
                 };
                 let mut shown = serde_json::to_value(&summary).expect("a summary serialises");
                 self.paths.hide_in(id, &mut shown);

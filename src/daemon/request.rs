@@ -135,6 +135,10 @@ pub struct RunRequest {
     pub sample: Option<NumberOrText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_seed: Option<u64>,
+    /// Conditions that stop the run early when they hold, as `--abort-on` takes them
+    /// (`["error_rate > 50% for 10s"]`); the run then ends `failed`, saying which one held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub abort_on: Vec<String>,
     /// Start no earlier than this (RFC 3339); the run is `scheduled` until then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
@@ -477,6 +481,7 @@ impl RunRequest {
             exclude_user_agent: self.exclude_user_agent.clone(),
             sample: self.sample.as_ref().map(ToString::to_string),
             sample_seed: self.sample_seed,
+            abort_on: self.abort_on.clone(),
             ..ReplayArgs::default()
         };
         // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
