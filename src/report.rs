@@ -7,8 +7,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::config::{Rate, ReplayConfig};
 use crate::analysis::render::join_counts;
+use crate::config::{Rate, ReplayConfig};
 use crate::pacer::{PacerReport, StopReason};
 use crate::plan::LogPosition;
 use crate::replay::FailureSample;
@@ -192,8 +192,11 @@ impl Summary {
             (_, StopReason::OutputError) => "stopped: results could not be written",
         };
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
-        let not_sent =
-            if self.not_sent > 0 { format!("; {} not sent (scheduling stopped first)", self.not_sent) } else { String::new() };
+        let not_sent = if self.not_sent > 0 {
+            format!("; {} not sent (scheduling stopped first)", self.not_sent)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             t,
             "  requests   {} sent in {:.2}s: {rate}; {} answered, {} no answer{not_sent}",
@@ -211,7 +214,8 @@ impl Summary {
             }
             if !self.time_to_failure_ms.is_empty() {
                 let p = &self.time_to_failure_ms;
-                let _ = writeln!(t, "             failed after p50 {:.2}  p99 {:.2}  max {:.2} ms", p.p50, p.p99, p.max);
+                let _ =
+                    writeln!(t, "             failed after p50 {:.2}  p99 {:.2}  max {:.2} ms", p.p50, p.p99, p.max);
             }
         }
         let row = |p: &Percentiles| {
@@ -276,7 +280,11 @@ impl Summary {
             let _ = writeln!(t, "             {example}");
         }
         if reached < log.bad_line_examples.len() {
-            let _ = writeln!(t, "             ({} more examples among lines only read ahead, not replayed)", log.bad_line_examples.len() - reached);
+            let _ = writeln!(
+                t,
+                "             ({} more examples among lines only read ahead, not replayed)",
+                log.bad_line_examples.len() - reached
+            );
         }
         if let Some(fatal) = &log.fatal {
             let _ = writeln!(t, "  stopped    {fatal}");
@@ -285,7 +293,8 @@ impl Summary {
             let _ = writeln!(t, "  aborted    --abort-on {condition}");
         }
         if let Some(error) = &self.output_error {
-            let _ = writeln!(t, "  stopped    cannot write {}: {error} (the CSV holds every whole row written)", self.csv);
+            let _ =
+                writeln!(t, "  stopped    cannot write {}: {error} (the CSV holds every whole row written)", self.csv);
         }
         let _ = writeln!(t, "  results    {}", self.csv);
         t

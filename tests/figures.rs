@@ -118,7 +118,8 @@ fn a_run_where_nothing_answered_fails_its_latency_gate_and_exits_4() {
     assert!(stderr.contains("latency    none: no request got an answer"), "{stderr}");
     assert!(stderr.contains("FAIL  p99 < 250ms  no answered request"), "{stderr}");
     assert!(
-        stderr.contains(&format!("no request got an answer: ")) && stderr.contains(&format!("Connection refused (127.0.0.1:{port})")),
+        stderr.contains("no request got an answer: ")
+            && stderr.contains(&format!("Connection refused (127.0.0.1:{port})")),
         "the one-line explanation names the first error: {stderr}"
     );
     // The same CSV read back gives the same verdict.
@@ -162,7 +163,9 @@ fn a_hanging_target_ends_the_run_by_duration_plus_drain_and_unsent_requests_are_
     assert_eq!(seqs, (0..rows.len() as u64).collect::<Vec<_>>(), "one row per seq, none missing");
     for row in &rows {
         match row["error"].as_str() {
-            "not_sent" => assert!(row["sent_at"].is_empty() && row["latency_ms"].is_empty() && row["lag_ms"].is_empty()),
+            "not_sent" => {
+                assert!(row["sent_at"].is_empty() && row["latency_ms"].is_empty() && row["lag_ms"].is_empty())
+            }
             "aborted" => assert!(!row["sent_at"].is_empty()),
             other => panic!("unexpected outcome {other:?} in {row:?}"),
         }
@@ -308,7 +311,9 @@ fn a_full_disk_stops_the_run_with_a_summary_and_whole_rows() {
     // A 64 KiB tmpfs in a private mount namespace: `unshare -rm` works without root.
     let probe = StdCommand::new("unshare").args(["-rm", "true"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED a_full_disk_stops_the_run_with_a_summary_and_whole_rows: `unshare -rm` is not available here");
+        eprintln!(
+            "SKIPPED a_full_disk_stops_the_run_with_a_summary_and_whole_rows: `unshare -rm` is not available here"
+        );
         return;
     }
     let server = sluice_mock::spawn_in_thread(sluice_mock::MockConfig::default().without_memory_record()).unwrap();

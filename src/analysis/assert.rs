@@ -443,12 +443,7 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
     };
     match group {
         Some(g) => evaluate_group(a, g, ctx.aggregate.seconds(), ctx.target_rate),
-        None => Verdict {
-            assertion: a.text.clone(),
-            passed: false,
-            measured: no_requests(a),
-            value: None,
-        },
+        None => Verdict { assertion: a.text.clone(), passed: false, measured: no_requests(a), value: None },
     }
 }
 

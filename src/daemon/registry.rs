@@ -711,7 +711,9 @@ impl Registry {
                             RunState::Failed,
                             Some(format!("the results could not be written ({error}); the CSV holds every whole row")),
                         ),
-                        (None, Some(condition)) => (RunState::Failed, Some(format!("aborted by --abort-on {condition}"))),
+                        (None, Some(condition)) => {
+                            (RunState::Failed, Some(format!("aborted by --abort-on {condition}")))
+                        }
                         (None, None) if summary.nothing_answered() => {
                             (RunState::Failed, Some(summary.nothing_answered_text()))
                         }

@@ -71,7 +71,8 @@ impl Stats {
                 self.completed += 1;
                 *self.statuses.entry(status).or_default() += 1;
                 self.latency.saturating_record(took);
-                self.latency_from_schedule.saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
+                self.latency_from_schedule
+                    .saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
             }
             Err(kind) => {
                 *self.errors.entry(kind).or_default() += 1;
