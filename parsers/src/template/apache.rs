@@ -6,7 +6,7 @@ use crate::error::FormatError;
 use crate::time::Strftime;
 
 /// Compiles an Apache `LogFormat` string, given as in the config (`\"` or `"` alike).
-pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, FormatError> {
+pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
     let bytes = format.as_bytes();
     let mut parts = vec![];
     let mut lit = vec![];
@@ -40,7 +40,7 @@ pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, Form
         }
     }
     parts.push(Part::Lit(lit));
-    let opts = Options { lenient_tail, empty_is_absent: false };
+    let opts = Options { empty_is_absent: false };
     Template::build(format, parts, opts)
 }
 

@@ -40,9 +40,6 @@ use crate::{Entry, Text};
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     ops: Vec<Op>,
-    /// Presets tolerate extra space-separated fields after their end (nginx `main`, Traefik's
-    /// CLF, Apache `combinedio` … write combined plus more). Custom formats are strict.
-    lenient_tail: bool,
     /// nginx `escape=json` writes an absent value as an empty string instead of `-`.
     empty_is_absent: bool,
     /// The format has no method variable: every request is a GET.
@@ -110,6 +107,14 @@ impl TextSlot {
             Kind::UserAgent => TextSlot::UserAgent,
             _ => return None,
         })
+    }
+
+    fn no_space_name(self) -> Option<&'static str> {
+        match self {
+            TextSlot::RemoteAddr => Kind::RemoteAddr.no_space_name(),
+            TextSlot::RemoteUser => Kind::RemoteUser.no_space_name(),
+            TextSlot::Referer | TextSlot::UserAgent => None,
+        }
     }
 
     fn field<'e, 'a>(self, e: &'e mut Entry<'a>) -> &'e mut Option<Text<'a>> {
@@ -330,6 +335,22 @@ impl Kind {
         !matches!(self, Kind::Status | Kind::Bytes { .. } | Kind::Duration(_) | Kind::Time(_) | Kind::SubSecond { .. })
     }
 
+    /// What a value of this kind is called in an error, when it cannot hold a space by
+    /// definition (addresses, host names, numbers; and the user name, which other log readers
+    /// also take as one word: with a space, `%l %u` cannot be told apart); `None` for text that
+    /// may.
+    pub(crate) fn no_space_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Kind::RemoteAddr => "client address",
+            Kind::RemoteUser => "user name",
+            Kind::Vhost => "virtual host",
+            Kind::Status => "status",
+            Kind::Bytes { .. } => "byte count",
+            Kind::Duration(_) => "request time",
+            _ => return None,
+        })
+    }
+
     /// The byte a value of this kind always starts with, which ends a variable glued before it.
     fn first_byte(&self) -> Option<u8> {
         match self {
@@ -362,7 +383,6 @@ pub(crate) enum Part {
 
 /// Options a compiler hands over with its parts.
 pub(crate) struct Options {
-    pub lenient_tail: bool,
     pub empty_is_absent: bool,
 }
 
@@ -413,7 +433,7 @@ impl Template {
             }
             ops.push(op);
         }
-        Ok(Template { ops, lenient_tail: opts.lenient_tail, empty_is_absent: opts.empty_is_absent, default_get })
+        Ok(Template { ops, empty_is_absent: opts.empty_is_absent, default_get })
     }
 
     /// Reads one line (without its newline; a trailing `\r` is ignored).
@@ -430,6 +450,9 @@ impl Template {
                 Op::Text { slot, end, last, quoted } => {
                     let (stop, escaped) = self.until_lit(line, pos, end, *last, *quoted)?;
                     let raw = &line[pos..stop];
+                    if let Some(name) = slot.no_space_name() {
+                        no_space(raw, pos, name)?;
+                    }
                     put(slot.field(&mut b.e), raw, escaped, self.absent(raw));
                     // An unquoted value's end was found as the literal itself.
                     if *quoted { expect_lit(line, stop, end)? } else { stop + end.len() }
@@ -441,8 +464,7 @@ impl Template {
                 }
                 Op::Status { end } => {
                     let (stop, _) = self.until_lit(line, pos, end, false, false)?;
-                    b.e.status =
-                        field::status(&line[pos..stop]).map_err(|()| LineError::new(pos, Reason::BadStatus))?;
+                    b.e.status = status(&line[pos..stop], pos)?;
                     stop + end.len()
                 }
                 Op::Bytes { end, dash_is_zero } => {
@@ -467,8 +489,10 @@ impl Template {
                 Op::Var(var) => self.var(var, line, pos, &mut b)?,
             };
         }
-        if pos < line.len() && !(self.lenient_tail && line[pos] == b' ') {
-            return Err(LineError::new(pos, Reason::TrailingData));
+        if pos < line.len() {
+            // Every field a format does not name would be dropped: say so rather than guess.
+            let reason = if line[pos] == b' ' { Reason::ExtraFields } else { Reason::TrailingData };
+            return Err(LineError::new(pos, reason));
         }
         b.finish(self.default_get)
     }
@@ -492,7 +516,10 @@ impl Template {
     /// ended by a literal only; others are checked by the caller).
     fn value_end(&self, var: &Var, line: &[u8], pos: usize) -> Result<(usize, bool), LineError> {
         match &var.end {
-            End::Eol if self.lenient_tail => Ok((memchr(b' ', &line[pos..]).map_or(line.len(), |i| pos + i), false)),
+            // A value that cannot hold a space ends at one; what follows is reported as extra fields.
+            End::Eol if var.kind.no_space_name().is_some() => {
+                Ok((memchr(b' ', &line[pos..]).map_or(line.len(), |i| pos + i), false))
+            }
             End::Eol => Ok((line.len(), false)),
             End::Byte(c) => match memchr(*c, &line[pos..]) {
                 Some(i) => Ok((pos + i, false)),
@@ -521,9 +548,10 @@ impl Template {
         }
         // The value ends at the first unescaped `"` followed by what the format puts next: the
         // literal's next byte (` ` in `" "`), or after the format's last quote the end of the
-        // line (or, in a preset, a space before extra fields). A raw `"` inside a value
-        // followed by anything else does not end it. Checking one byte, not the whole literal,
-        // keeps `"a" 72 "b"` from being read as one value.
+        // line or the start of another field the format does not name (` "`, ` -`, ` 7`),
+        // reported as extra fields rather than swallowed. A raw `"` inside a value followed by
+        // anything else does not end it. Checking one byte, not the whole literal, keeps
+        // `"a" 72 "b"` from being read as one value.
         let mut escaped = false;
         let mut from = pos;
         // The first closing candidate, in case no quote ends the line.
@@ -532,7 +560,7 @@ impl Template {
             let next = line.get(q + 1).copied();
             let fits = match lit.get(1) {
                 Some(&want) => next == Some(want),
-                None if last => next.is_none() || (self.lenient_tail && next == Some(b' ')),
+                None if last => next.is_none() || starts_another_field(&line[q + 1..]),
                 None => true,
             };
             if fits {
@@ -648,6 +676,9 @@ impl Template {
     ) -> Result<(), LineError> {
         let absent = self.absent(raw);
         let text = || (!absent).then(|| unescape_if(raw, escaped));
+        if let Some(name) = var.kind.no_space_name() {
+            no_space(raw, pos, name)?;
+        }
         if var.demoted {
             if let Some(t) = text() {
                 b.e.fields.push((Cow::Borrowed(&*var.name), t));
@@ -700,9 +731,7 @@ impl Template {
                 }
             }
             Kind::Protocol => put(&mut b.e.protocol, raw, escaped, absent),
-            Kind::Status => {
-                b.e.status = field::status(raw).map_err(|()| LineError::new(pos, Reason::BadStatus))?;
-            }
+            Kind::Status => b.e.status = status(raw, pos)?,
             Kind::Bytes { dash_is_zero } => b.e.bytes = bytes(raw, *dash_is_zero, pos)?,
             Kind::Duration(unit) => {
                 let bad = |()| LineError::new(pos, Reason::BadNumber { field: "request time" });
@@ -756,7 +785,33 @@ fn bytes(raw: &[u8], dash_is_zero: bool, pos: usize) -> Result<Option<u64>, Line
     match field::count(raw) {
         Ok(None) if dash_is_zero => Ok(Some(0)),
         Ok(n) => Ok(n),
-        Err(()) => Err(LineError::new(pos, Reason::BadNumber { field: "bytes" })),
+        Err(()) => Err(no_space(raw, pos, "byte count")
+            .err()
+            .unwrap_or(LineError::new(pos, Reason::BadNumber { field: "bytes" }))),
+    }
+}
+
+#[inline]
+fn status(raw: &[u8], pos: usize) -> Result<Option<u16>, LineError> {
+    field::status(raw)
+        .map_err(|()| no_space(raw, pos, "status").err().unwrap_or(LineError::new(pos, Reason::BadStatus)))
+}
+
+/// Whether the text after a closing quote starts another field: a space, then a quote, a `-`
+/// or a digit.
+#[inline]
+fn starts_another_field(rest: &[u8]) -> bool {
+    matches!(rest, [b' ', b'"' | b'-' | b'0'..=b'9', ..])
+}
+
+/// Rejects a value with a space in a field that cannot hold one (an address, a host name, a
+/// number): the line has more fields there than the format, and reading on would put two
+/// fields in one (`vhost 203.0.113.9` as the client address).
+#[inline]
+fn no_space(raw: &[u8], pos: usize, field: &'static str) -> Result<(), LineError> {
+    match raw.iter().position(|&c| c == b' ') {
+        Some(at) => Err(LineError::new(pos + at, Reason::SpaceInField { field })),
+        None => Ok(()),
     }
 }
 

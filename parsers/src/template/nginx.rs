@@ -5,7 +5,7 @@ use crate::error::FormatError;
 
 /// Compiles a flattened nginx `log_format` string (the quoted pieces of the config joined). An
 /// optional leading `escape=json|default|none` is accepted as in the config.
-pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, FormatError> {
+pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
     let (start, empty_is_absent) = escape_prefix(format);
     let bytes = format.as_bytes();
     let mut parts = vec![];
@@ -35,7 +35,7 @@ pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, Form
         i = next;
     }
     parts.push(Part::Lit(lit));
-    let opts = Options { lenient_tail, empty_is_absent };
+    let opts = Options { empty_is_absent };
     Template::build(format, parts, opts)
 }
 
