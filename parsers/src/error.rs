@@ -47,8 +47,7 @@ pub enum Reason {
     /// `combinedio`, a `%D` at the end …). Every format, presets included, rejects them rather
     /// than drop them silently.
     #[error(
-        "the line has more fields after the end of the format; give the log's full format \
-         (nginx:'<log_format>' or apache:'<LogFormat>') to read them"
+        "the line has more fields after the end of the format, which would be dropped: give the log's full format to read them"
     )]
     ExtraFields,
     /// A value with a space in a field that cannot hold one (an address, a host name, a status,

@@ -233,35 +233,49 @@ impl Preset {
 }
 
 /// A line the first variant of a preset rejected, through the others. When none fits, the
-/// error that says the line fits the layout (only its request is bad) wins, else the one that
-/// got furthest into the line.
+/// error of the variant that came closest wins (see `closeness`).
 #[cold]
 fn variant<'a>(line: &'a [u8], first_error: LineError, variants: &'a [Template]) -> Result<Entry<'a>, LineError> {
     let mut best = first_error;
     for template in variants {
         match template.parse(line) {
             Ok(entry) => return Ok(entry),
-            Err(e) => {
-                let fits = |e: &LineError| matches!(e.reason, Reason::NotAnHttpRequest { .. });
-                if !fits(&best) && (fits(&e) || e.column > best.column) {
-                    best = e;
-                }
-            }
+            Err(e) if closeness(&e) > closeness(&best) => best = e,
+            Err(_) => {}
         }
     }
     Err(best)
 }
 
-/// Why `sniff` found nothing: the preset that got furthest into the lines, and where it stopped.
-fn nothing_fits(lines: &[(usize, &[u8])], verdicts: &[Vec<Result<(), LineError>>]) -> String {
-    let furthest = |v: &Vec<Result<(), LineError>>| {
-        v.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (e.column, i))).max()
+/// How near a rejected line came to fitting a format: the line fits but for its request; it
+/// fits up to the format's end (extra fields); a field has one too many words in it; then how
+/// far the format read. (The column alone misleads: a wrong format can read far by misreading.)
+fn closeness(e: &LineError) -> (u8, usize) {
+    let fit = match e.reason {
+        Reason::NotAnHttpRequest { .. } => 3,
+        Reason::ExtraFields => 2,
+        Reason::SpaceInField { .. } => 1,
+        _ => 0,
     };
-    let closest = verdicts.iter().enumerate().filter_map(|(p, v)| furthest(v).map(|f| (f, p))).max();
+    (fit, e.column)
+}
+
+/// Why `sniff` found nothing: the preset that came closest (see `closeness`), and where it
+/// stopped.
+fn nothing_fits(lines: &[(usize, &[u8])], verdicts: &[Vec<Result<(), LineError>>]) -> String {
+    use std::cmp::Reverse;
+    // A line that fits in part beats any that does not, whatever its column; ties go to the
+    // first (most specific) preset, then the first line.
+    let closest = verdicts
+        .iter()
+        .enumerate()
+        .flat_map(|(p, v)| v.iter().enumerate().filter_map(move |(i, r)| r.as_ref().err().map(|e| (e, p, i))))
+        .max_by_key(|&(e, p, i)| {
+            let (fit, column) = closeness(e);
+            (fit, if fit > 0 { 0 } else { column }, Reverse(p), Reverse(i))
+        });
     let mut message = format!("no preset reads any of the first {} lines completely", lines.len());
-    if let Some(((_, line), preset)) = closest
-        && let Err(e) = &verdicts[preset][line]
-    {
+    if let Some((e, preset, line)) = closest {
         message.push_str(&format!("; the closest, {}, stops at line {} {e}", PRESETS[preset].name, lines[line].0 + 1));
     }
     message

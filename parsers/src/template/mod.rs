@@ -25,7 +25,7 @@ pub(crate) use nginx::compile as compile_nginx;
 
 use std::borrow::Cow;
 
-use chrono::Timelike;
+use chrono::{FixedOffset, TimeZone, Timelike};
 use memchr::memchr;
 
 use crate::error::{
@@ -227,6 +227,10 @@ pub(crate) enum Kind {
     SubSecond {
         digits: u8,
     },
+    /// Apache `%{%z}t`: the offset, logged apart from a time written without one (the
+    /// mod_log_config manual's `%{%d/%b/%Y %T}t.%{msec_frac}t %{%z}t`). It turns that local time
+    /// into an instant.
+    Zone,
     /// A whole request line (`$request`, `%r`).
     Request,
     Method,
@@ -326,13 +330,18 @@ impl Kind {
             Kind::UserAgent => &[Slot::UserAgent],
             Kind::Vhost => &[Slot::Vhost],
             Kind::Body => &[Slot::Body],
-            Kind::Query { .. } | Kind::IsArgs | Kind::Header(_) | Kind::Field | Kind::SubSecond { .. } => &[],
+            Kind::Query { .. } | Kind::IsArgs | Kind::Header(_) | Kind::Field | Kind::SubSecond { .. } | Kind::Zone => {
+                &[]
+            }
         }
     }
 
     /// Whether values of this kind are text that may hold escapes (numbers and times do not).
     fn is_text(&self) -> bool {
-        !matches!(self, Kind::Status | Kind::Bytes { .. } | Kind::Duration(_) | Kind::Time(_) | Kind::SubSecond { .. })
+        !matches!(
+            self,
+            Kind::Status | Kind::Bytes { .. } | Kind::Duration(_) | Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone
+        )
     }
 
     /// What a value of this kind is called in an error, when it cannot hold a space by
@@ -633,6 +642,7 @@ impl Template {
                 let (after, t) = parsed.map_err(|_| LineError::new(pos, Reason::BadTime))?;
                 if !var.demoted && b.e.time.is_none() {
                     b.e.time = Some(t);
+                    b.time_is_local = matches!(kind, TimeKind::Strftime(f) if !f.has_zone());
                 }
                 rest.len() - after.len()
             }
@@ -647,6 +657,13 @@ impl Template {
                     b.nanos = Some(value * 10u32.pow(9 - u32::from(*digits)));
                 }
                 n
+            }
+            Kind::Zone => {
+                let (offset, used) = time::zone(rest).ok_or(LineError::new(pos, Reason::BadTime))?;
+                if !var.demoted {
+                    b.zone = Some(offset);
+                }
+                used
             }
             Kind::Request => {
                 let (req, used) = field::bare_request_line(rest)
@@ -748,7 +765,7 @@ impl Template {
                 }
             }
             Kind::Body => put(&mut b.e.body, raw, escaped, absent),
-            Kind::Time(_) | Kind::SubSecond { .. } => unreachable!("times are read by grammar"),
+            Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone => unreachable!("times are read by grammar"),
         }
         Ok(())
     }
@@ -946,7 +963,7 @@ fn set_ends(format: &str, pieces: &mut [Piece]) -> Result<(), FormatError> {
         let Piece::Var(var) = &mut pieces[i] else { continue };
         let next_quote = matches!(&next, Some(Piece::Lit(l)) if l.starts_with(b"\""));
         var.quoted = prev_quote && next_quote;
-        let by_grammar = matches!(var.kind, Kind::Time(_) | Kind::SubSecond { .. })
+        let by_grammar = matches!(var.kind, Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone)
             || (matches!(var.kind, Kind::Request) && !var.quoted);
         var.end = match next {
             Some(Piece::Lit(lit)) if by_grammar => End::Grammar(Some(lit)),
@@ -978,6 +995,10 @@ struct Builder<'a> {
     request_at: usize,
     /// Sub-second part logged apart from the time (Apache `%{msec_frac}t`).
     nanos: Option<u32>,
+    /// The time was logged without an offset (a `%{format}t` without `%z`)…
+    time_is_local: bool,
+    /// …which may be logged apart (`%{%z}t`).
+    zone: Option<FixedOffset>,
     /// The request is not replayable. Reported only once the rest of the line has matched the
     /// format: a line that does not fit at all is reported as such (and `sniff` is not fooled
     /// by scanner junk that every format would "accept" up to its request).
@@ -1009,6 +1030,8 @@ impl<'a> Builder<'a> {
             query: None,
             request_at: 0,
             nanos: None,
+            time_is_local: false,
+            zone: None,
             bad_request: None,
         }
     }
@@ -1060,6 +1083,9 @@ impl<'a> Builder<'a> {
         // nothing and spares the drop check of an assignment.
         std::mem::forget(std::mem::replace(&mut e.target, target));
         std::mem::forget(std::mem::replace(&mut e.method, method));
+        if let (Some(t), Some(zone), true) = (e.time, self.zone, self.time_is_local) {
+            e.time = zone.from_local_datetime(&t.naive_utc()).single().or(e.time);
+        }
         if let (Some(t), Some(nanos)) = (e.time, self.nanos) {
             e.time = t.with_nanosecond(nanos).or(e.time);
         }
