@@ -232,6 +232,11 @@ impl Strftime {
                  chrono's strftime: %Y %m %d %b %H %M %S %T %z …)"
             ));
         }
+        if format.contains("%Z") {
+            return Err(format!(
+                "`{format}`: %Z writes a zone name (CET, EST …), which does not say the offset; log %z instead"
+            ));
+        }
         if matches!(format.trim(), "%z" | "%:z") {
             return Ok(StrftimeKind::Zone);
         }
@@ -240,7 +245,7 @@ impl Strftime {
             || (has(&["%Y", "%y"]) && has(&["%m", "%b", "%B", "%h"]) && has(&["%d", "%e"]));
         let time = has(&["%T", "%R", "%X", "%c", "%s"]) || has(&["%H", "%I"]);
         Ok(if date && time {
-            StrftimeKind::Full(Strftime { format: format.into(), has_zone: has(&["%z", "%Z", "%:z", "%s"]) })
+            StrftimeKind::Full(Strftime { format: format.into(), has_zone: has(&["%z", "%:z", "%s"]) })
         } else {
             StrftimeKind::Partial
         })
@@ -363,6 +368,7 @@ mod tests {
         assert_eq!(kind("%Y-%m-%d"), "partial");
         assert_eq!(kind("%H:%M"), "partial");
         assert_eq!(kind("%Y-%m-%d %Q"), "error");
+        assert_eq!(kind("%d/%b/%Y %T %Z"), "error");
     }
 
     #[test]
