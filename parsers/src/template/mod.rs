@@ -69,6 +69,13 @@ enum Op {
         last: bool,
         quoted: bool,
     },
+    /// An unquoted text field that cannot hold a space (`$remote_addr - `, `%u %t`): it ends at
+    /// the literal, which must come before any space.
+    Word {
+        slot: TextSlot,
+        end: Lit,
+        field: &'static str,
+    },
     /// A quoted request line (`"$request"`, `\"%r\"`).
     Request {
         end: Lit,
@@ -135,6 +142,15 @@ impl Op {
             Piece::Var(var) => var,
         };
         match (&var.kind, &var.end) {
+            (kind, End::Lit { lit, .. })
+                if !var.quoted && TextSlot::of(kind).is_some() && kind.no_space_name().is_some() =>
+            {
+                Op::Word {
+                    slot: TextSlot::of(kind).unwrap_or(TextSlot::RemoteAddr),
+                    end: lit.clone(),
+                    field: kind.no_space_name().unwrap_or_default(),
+                }
+            }
             (kind, End::Lit { lit, last }) if TextSlot::of(kind).is_some() => Op::Text {
                 slot: TextSlot::of(kind).unwrap_or(TextSlot::RemoteAddr),
                 end: lit.clone(),
@@ -432,6 +448,7 @@ impl Template {
             let reads_next_literal = matches!(
                 op,
                 Op::Text { .. }
+                    | Op::Word { .. }
                     | Op::Request { .. }
                     | Op::Status { .. }
                     | Op::Bytes { .. }
@@ -465,6 +482,12 @@ impl Template {
                     put(slot.field(&mut b.e), raw, escaped, self.absent(raw));
                     // An unquoted value's end was found as the literal itself.
                     if *quoted { expect_lit(line, stop, end)? } else { stop + end.len() }
+                }
+                Op::Word { slot, end, field } => {
+                    let (stop, escaped) = word_end(line, pos, end, field)?;
+                    let raw = &line[pos..stop];
+                    put(slot.field(&mut b.e), raw, escaped, self.absent(raw));
+                    stop + end.len()
                 }
                 Op::Request { end, last } => {
                     let (stop, escaped) = self.until_lit(line, pos, end, *last, true)?;
@@ -878,6 +901,35 @@ fn find_literal(line: &[u8], from: usize, lit: &Lit) -> Option<(usize, bool)> {
             return Some((at, backslash || has_backslash(&line[short_end..at])));
         }
         at += 1;
+    }
+}
+
+/// Where an unquoted value that cannot hold a space, starting at `from`, ends: at `lit`, which
+/// must come before any space (one loop, no search past the value). Also says whether the value
+/// holds a backslash.
+#[inline]
+fn word_end(line: &[u8], from: usize, lit: &Lit, field: &'static str) -> Result<(usize, bool), LineError> {
+    let first = lit.first().copied().unwrap_or(b' ');
+    let mut backslash = false;
+    for (i, &c) in line[from..].iter().enumerate() {
+        if c == first && lit.starts(&line[from + i..]) {
+            return Ok((from + i, backslash));
+        }
+        if c == b' ' {
+            return Err(word_error(line, from, from + i, lit, field));
+        }
+        backslash |= c == b'\\';
+    }
+    Err(word_error(line, from, line.len(), lit, field))
+}
+
+/// Why `word_end` failed: a space where the literal is found later (two fields where the format
+/// has one), or no literal at all (a field the format has is missing).
+#[cold]
+fn word_error(line: &[u8], from: usize, stop: usize, lit: &Lit, field: &'static str) -> LineError {
+    match find_literal(line, from, lit) {
+        Some(_) if stop < line.len() => LineError::new(stop, Reason::SpaceInField { field }),
+        _ => LineError::new(line.len(), Reason::Expected { what: expected_literal(lit) }),
     }
 }
 
