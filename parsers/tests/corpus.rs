@@ -70,8 +70,11 @@ const EXTRA_FIELD: &str = "a field after the end of combined that the case's for
 /// - Formats that log no request are refused when compiled (see `NoRequestFormat`).
 /// - Elsewhere, as decided in the library: `-` → absent; escapes decoded (both servers'
 ///   styles, where peers keep `\xHH` raw or decode to Latin-1); Apache `%b` `-` → 0 bytes, where
-///   peers say absent (checked generically in `check_bytes`); presets accept extra trailing
-///   fields, as VRL, filebeat and Matomo do.
+///   peers say absent (checked generically in `check_bytes`).
+/// - Fields after the end of a format are rejected (`extra_fields`), presets included, where VRL,
+///   filebeat and Matomo drop them; a field that cannot hold a space (an address, a user name, a
+///   number) never takes two words (`space_in_field`). Such cases are read with the format that
+///   names every field where one exists (`Spec`), else listed as rejected.
 const DEVIATIONS: &[(usize, &str, Treatment, &str)] = &[
     (1, "#combined_line_valid@", Spec("nginx-main"), TRAILING_QUOTED_FIELD),
     (

@@ -141,16 +141,12 @@ impl Op {
             Piece::Var(var) if var.demoted || var.conditional => return Op::Var(var),
             Piece::Var(var) => var,
         };
+        if let (Some(slot), Some(field), End::Lit { lit, .. }, false) =
+            (TextSlot::of(&var.kind), var.kind.no_space_name(), &var.end, var.quoted)
+        {
+            return Op::Word { slot, end: lit.clone(), field };
+        }
         match (&var.kind, &var.end) {
-            (kind, End::Lit { lit, .. })
-                if !var.quoted && TextSlot::of(kind).is_some() && kind.no_space_name().is_some() =>
-            {
-                Op::Word {
-                    slot: TextSlot::of(kind).unwrap_or(TextSlot::RemoteAddr),
-                    end: lit.clone(),
-                    field: kind.no_space_name().unwrap_or_default(),
-                }
-            }
             (kind, End::Lit { lit, last }) if TextSlot::of(kind).is_some() => Op::Text {
                 slot: TextSlot::of(kind).unwrap_or(TextSlot::RemoteAddr),
                 end: lit.clone(),
