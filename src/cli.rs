@@ -36,7 +36,7 @@ pub enum Command {
 }
 
 const FORMAT_HELP: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
-apache-vhost, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>'";
+apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>'";
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {

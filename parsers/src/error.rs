@@ -40,16 +40,26 @@ pub enum Reason {
     /// A number field (bytes, request time …) that is not a number.
     #[error("bad number in {field}")]
     BadNumber { field: &'static str },
-    /// The line goes on after the format ended (custom formats are strict; presets allow extra
-    /// space-separated fields, as nginx `main` or Traefik add them).
+    /// The line goes on, glued to the format's last field, after the format ended.
     #[error("unexpected text after the end of the format")]
     TrailingData,
+    /// The line has more space-separated fields after the format ended (nginx `main`, Apache
+    /// `combinedio`, a `%D` at the end …). Every format, presets included, rejects them rather
+    /// than drop them silently.
+    #[error(
+        "the line has more fields after the end of the format, which would be dropped: give the log's full format to read them"
+    )]
+    ExtraFields,
+    /// A value with a space in a field that cannot hold one (an address, a host name, a status,
+    /// a number): the line has a field there that the format lacks.
+    #[error("space inside the {field}, which cannot hold one: the line has a field here that the format does not")]
+    SpaceInField { field: &'static str },
     /// A `json` line that is not a JSON object.
     #[error("bad JSON: {0}")]
     BadJson(String),
-    /// A `json` line without a request (no `request`, `request_uri`, `uri`, `path`, … key), e.g. a
-    /// server start-up message in the same stream.
-    #[error("no request in this line")]
+    /// A `json` line without a request (none of the keys in [`REQUEST_KEYS`]), e.g. a server
+    /// start-up message in the same stream.
+    #[error("no request in this line: none of the keys {REQUEST_KEYS} is set")]
     MissingRequest,
 }
 
@@ -70,11 +80,17 @@ impl Reason {
             Reason::BadStatus => "bad_status",
             Reason::BadNumber { .. } => "bad_number",
             Reason::TrailingData => "trailing_data",
+            Reason::ExtraFields => "extra_fields",
+            Reason::SpaceInField { .. } => "space_in_field",
             Reason::BadJson(_) => "bad_json",
             Reason::MissingRequest => "missing_request",
         }
     }
 }
+
+/// The JSON keys a request is read from, for [`Reason::MissingRequest`] (kept in step with
+/// `json::Builder::member`).
+pub const REQUEST_KEYS: &str = "`request`, `request_uri`, `RequestPath`, `uri`, `path`, `request.uri` (Caddy)";
 
 // The `what` of `Reason::Expected`: a small fixed vocabulary so that `kind` stays stable.
 pub(crate) const EXPECTED_QUOTE: &str = "`\"`";

@@ -22,7 +22,9 @@ struct Inner {
 }
 
 enum Engine {
-    Template(Template),
+    /// A format string; for a preset that covers variants of one layout (the vhost with or
+    /// without its port), further format strings tried in order when the first rejects a line.
+    Template(Template, Box<[Template]>),
     Json,
 }
 
@@ -37,11 +39,13 @@ struct Preset {
     name: &'static str,
     aliases: &'static [&'static str],
     server: Server,
-    format: &'static str,
+    /// The format string, then variants tried in order when it rejects a line.
+    formats: &'static [&'static str],
 }
 
-/// Presets are format strings like any other, compiled by the same engine; they only differ in
-/// tolerating extra fields after their end (see `Template::lenient_tail`).
+/// Presets are format strings like any other, compiled by the same engine, and as strict: a
+/// line with more fields than the preset names is rejected (`extra_fields`), never read with
+/// those fields dropped.
 ///
 /// Order matters for `sniff`: when two presets accept as many lines, the earlier (more specific)
 /// one is chosen.
@@ -50,33 +54,51 @@ const PRESETS: &[Preset] = &[
         name: "nginx-main",
         aliases: &[],
         server: Server::Nginx,
-        format: r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#,
+        formats: &[
+            r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#,
+        ],
     },
     Preset {
         name: "apache-vhost",
         aliases: &["vhost_combined"],
         server: Server::Apache,
-        format: r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#,
+        // Debian's `vhost_combined`, and the same without the port, as many other configs log it.
+        formats: &[
+            r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#,
+            r#"%v %h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#,
+        ],
+    },
+    Preset {
+        name: "traefik",
+        aliases: &["traefik-clf"],
+        server: Server::Apache,
+        // Traefik's `common` access log: combined, then the request count, router, server URL
+        // and the duration in milliseconds.
+        formats: &[
+            r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %{requests}n "%{router}n" "%{server_url}n" %{ms}Tms"#,
+        ],
     },
     Preset {
         name: "nginx",
         aliases: &["nginx-combined"],
         server: Server::Nginx,
-        format: r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#,
+        formats: &[
+            r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#,
+        ],
     },
     Preset {
         name: "apache-combined",
         aliases: &["combined"],
         server: Server::Apache,
-        format: r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#,
+        formats: &[r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#],
     },
     Preset {
         name: "apache-common",
         aliases: &["common"],
         server: Server::Apache,
-        format: r#"%h %l %u %t "%r" %>s %b"#,
+        formats: &[r#"%h %l %u %t "%r" %>s %b"#],
     },
-    Preset { name: "json", aliases: &[], server: Server::Json, format: "" },
+    Preset { name: "json", aliases: &[], server: Server::Json, formats: &[] },
 ];
 
 /// How many lines `sniff` looks at.
@@ -94,11 +116,11 @@ impl Format {
     pub fn from_spec(spec: &str) -> Result<Format, FormatError> {
         if let Some(custom) = spec.strip_prefix("nginx:") {
             let format = unquote(custom);
-            return Ok(Format::new(spec, Engine::Template(compile_nginx(format, false)?)));
+            return Ok(Format::new(spec, Engine::Template(compile_nginx(format)?, Box::new([]))));
         }
         if let Some(custom) = spec.strip_prefix("apache:") {
             let format = unquote(custom);
-            return Ok(Format::new(spec, Engine::Template(compile_apache(format, false)?)));
+            return Ok(Format::new(spec, Engine::Template(compile_apache(format)?, Box::new([]))));
         }
         let wanted = spec.trim().to_ascii_lowercase();
         match PRESETS.iter().find(|p| p.name == wanted || p.aliases.contains(&wanted.as_str())) {
@@ -113,33 +135,42 @@ impl Format {
         }
     }
 
-    /// Picks the preset that accepts most of the first lines (up to 50; blank lines are not
-    /// counted). A line counts as accepted when it parses, or when only its request is not
+    /// Picks the preset that explains most of the first lines (up to 50; blank lines are not
+    /// counted) completely: presets are strict, so a line with fields a preset does not name
+    /// does not count for it. A line counts when it parses, or when only its request is not
     /// replayable (a log full of scanner junk is still recognisably nginx). Ties go to the more
-    /// specific preset (`nginx-main` over `nginx`, `apache-combined` over `apache-common`); between
-    /// `nginx` and `apache-combined`, whose layouts are the same, Apache's traits (`-` for zero
-    /// bytes, `\"` and lower-case `\xhh` escapes) decide. [`Format::name`] says what was chosen.
+    /// specific preset (`nginx-main` over `nginx`); between `nginx` and `apache-combined`, whose
+    /// layouts are the same, Apache's traits (`-` for zero bytes, `\"` and lower-case `\xhh`
+    /// escapes) decide. [`Format::name`] says what was chosen. When no preset explains any line,
+    /// the error names the preset that came closest and where it stopped.
     pub fn sniff(sample_lines: &[&[u8]]) -> Result<Format, FormatError> {
-        let lines: Vec<&[u8]> =
-            sample_lines.iter().copied().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).take(SNIFF_LINES).collect();
+        // Line numbers (0-based) kept for messages.
+        let numbered: Vec<(usize, &[u8])> = sample_lines
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .take(SNIFF_LINES)
+            .collect();
+        let lines: Vec<&[u8]> = numbered.iter().map(|(_, l)| *l).collect();
         let candidates: Vec<Format> = PRESETS.iter().map(Preset::compile).collect();
-        let accepted = |f: &Format| {
-            lines
-                .iter()
-                .filter(|l| match f.parse_line(l) {
-                    Ok(_) => true,
-                    Err(e) => matches!(e.reason, Reason::NotAnHttpRequest { .. }),
-                })
-                .count()
-        };
-        let scores: Vec<usize> = candidates.iter().map(accepted).collect();
+        let verdicts: Vec<Vec<Result<(), LineError>>> = candidates
+            .iter()
+            .map(|f| {
+                numbered
+                    .iter()
+                    .map(|(_, l)| match f.parse_line(l) {
+                        Ok(_) => Ok(()),
+                        Err(e) if matches!(e.reason, Reason::NotAnHttpRequest { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            })
+            .collect();
+        let scores: Vec<usize> = verdicts.iter().map(|v| v.iter().filter(|r| r.is_ok()).count()).collect();
         let best = scores.iter().copied().max().unwrap_or(0);
         if best == 0 {
-            return Err(FormatError::whole(format!(
-                "none of {} accepts any of the first {} lines: give the format (a preset, nginx:'<log_format>' or apache:'<LogFormat>')",
-                Format::preset_names().join(", "),
-                lines.len()
-            )));
+            return Err(FormatError::whole(nothing_fits(&numbered, &verdicts)));
         }
         let pick = scores.iter().position(|&s| s == best).unwrap_or(0);
         let name = |i: usize| PRESETS[i].name;
@@ -160,16 +191,19 @@ impl Format {
 
     /// Parses one line, given without its `\n` (a trailing `\r` is ignored). The entry borrows
     /// from `line` and from this format.
+    #[inline]
     pub fn parse_line<'a>(&'a self, line: &'a [u8]) -> Result<Entry<'a>, LineError> {
         match &self.inner.engine {
-            Engine::Template(t) => t.parse(line),
+            // Returned as is, not matched: moving the large result costs a copy a line.
+            Engine::Template(first, variants) if variants.is_empty() => first.parse(line),
+            Engine::Template(first, variants) => first.parse(line).or_else(|e| variant(line, e, variants)),
             Engine::Json => json::parse(line),
         }
     }
 
     /// The preset names `from_spec` knows (aliases aside), for `--help` and error messages.
     pub fn preset_names() -> &'static [&'static str] {
-        &["nginx", "nginx-main", "apache-common", "apache-combined", "apache-vhost", "json"]
+        &["nginx", "nginx-main", "apache-common", "apache-combined", "apache-vhost", "traefik", "json"]
     }
 
     fn new(name: &str, engine: Engine) -> Format {
@@ -179,15 +213,71 @@ impl Format {
 
 impl Preset {
     fn compile(&self) -> Format {
-        let template = match self.server {
-            Server::Nginx => compile_nginx(self.format, true),
-            Server::Apache => compile_apache(self.format, true),
-            Server::Json => return Format::new(self.name, Engine::Json),
+        let compile = |format: &str| {
+            let template = match self.server {
+                Server::Nginx => compile_nginx(format),
+                Server::Apache | Server::Json => compile_apache(format),
+            };
+            // The preset strings are fixed; a test compiles each one.
+            template.unwrap_or_else(|e| panic!("preset {} does not compile: {e}", self.name))
         };
-        // The preset strings are fixed; a test compiles each one.
-        let template = template.unwrap_or_else(|e| panic!("preset {} does not compile: {e}", self.name));
-        Format::new(self.name, Engine::Template(template))
+        match (self.server, self.formats) {
+            (Server::Json, _) | (_, []) => Format::new(self.name, Engine::Json),
+            (_, [first, variants @ ..]) => {
+                let engine = Engine::Template(compile(first), variants.iter().map(|f| compile(f)).collect());
+                Format::new(self.name, engine)
+            }
+        }
     }
+}
+
+/// A line the first variant of a preset rejected, through the others. When none fits, the
+/// error of the variant that came closest wins (see `closeness`).
+#[cold]
+fn variant<'a>(line: &'a [u8], first_error: LineError, variants: &'a [Template]) -> Result<Entry<'a>, LineError> {
+    let mut best = first_error;
+    for template in variants {
+        match template.parse(line) {
+            Ok(entry) => return Ok(entry),
+            Err(e) if closeness(&e) > closeness(&best) => best = e,
+            Err(_) => {}
+        }
+    }
+    Err(best)
+}
+
+/// How near a rejected line came to fitting a format: the line fits but for its request; it
+/// fits up to the format's end (extra fields); a field has one too many words in it; then how
+/// far the format read. (The column alone misleads: a wrong format can read far by misreading.)
+fn closeness(e: &LineError) -> (u8, usize) {
+    let fit = match e.reason {
+        Reason::NotAnHttpRequest { .. } => 3,
+        Reason::ExtraFields => 2,
+        Reason::SpaceInField { .. } => 1,
+        _ => 0,
+    };
+    (fit, e.column)
+}
+
+/// Why `sniff` found nothing: the preset that came closest (see `closeness`), and where it
+/// stopped.
+fn nothing_fits(lines: &[(usize, &[u8])], verdicts: &[Vec<Result<(), LineError>>]) -> String {
+    use std::cmp::Reverse;
+    // A line that fits in part beats any that does not, whatever its column; ties go to the
+    // first (most specific) preset, then the first line.
+    let closest = verdicts
+        .iter()
+        .enumerate()
+        .flat_map(|(p, v)| v.iter().enumerate().filter_map(move |(i, r)| r.as_ref().err().map(|e| (e, p, i))))
+        .max_by_key(|&(e, p, i)| {
+            let (fit, column) = closeness(e);
+            (fit, if fit > 0 { 0 } else { column }, Reverse(p), Reverse(i))
+        });
+    let mut message = format!("no preset reads any of the first {} lines completely", lines.len());
+    if let Some((e, preset, line)) = closest {
+        message.push_str(&format!("; the closest, {}, stops at line {} {e}", PRESETS[preset].name, lines[line].0 + 1));
+    }
+    message
 }
 
 impl fmt::Debug for Format {

@@ -197,8 +197,16 @@ impl<'a> Builder<'a> {
             "remote_addr" | "client_ip" | "ClientHost" => self.remote_addr.offer(3, value.text()),
             "ip" | "remote_ip" => self.remote_addr.offer(2, value.text()),
             "remote_user" | "user" | "user_id" | "ClientUsername" => self.remote_user.offer(1, value.text()),
+            // Traefik: `DownstreamStatus` is what the client got; `OriginStatus` what the backend
+            // answered, 0 when Traefik answered itself (redirects, rejections).
             "status" | "DownstreamStatus" => self.status.offer(2, number(value, at, status)?),
-            "OriginStatus" => self.status.offer(1, number(value, at, status)?),
+            "OriginStatus" => {
+                let logged = raw.get().trim();
+                if logged != "0" {
+                    self.status.offer(1, number(value, at, status)?);
+                }
+                self.fields.push((key, Cow::Borrowed(logged.as_bytes())));
+            }
             "body_bytes_sent" | "DownstreamContentSize" | "size" | "length" => {
                 self.bytes.offer(2, number(value, at, bytes)?)
             }

@@ -42,7 +42,7 @@ fn month(name: &[u8]) -> Option<u32> {
 
 /// `[+-]hhmm` or `[+-]hh:mm` → offset. Returns the offset and bytes used.
 #[inline]
-fn zone(i: &[u8]) -> Option<(FixedOffset, usize)> {
+pub(crate) fn zone(i: &[u8]) -> Option<(FixedOffset, usize)> {
     let sign = match i.first()? {
         b'+' => 1,
         b'-' => -1,
@@ -205,21 +205,56 @@ pub(crate) fn epoch_units(i: &[u8], per_second: i64) -> IResult<&[u8], DateTime<
     }
 }
 
-/// An Apache `%{format}t` strftime format that names a full date and time (anything less, like
-/// `%{%z}t` alone, is kept as a plain field).
+/// An Apache `%{format}t` strftime format that names a full date and time.
 #[derive(Debug, Clone)]
 pub(crate) struct Strftime {
     format: Box<str>,
     has_zone: bool,
 }
 
+/// What an Apache `%{format}t` strftime format logs.
+pub(crate) enum StrftimeKind {
+    /// A whole point in time (date and time of day).
+    Full(Strftime),
+    /// Only the offset, `%z` or `%:z`, for a time logged without one.
+    Zone,
+    /// Part of a time (a date, a time of day, a weekday …): not a time by itself.
+    Partial,
+}
+
 impl Strftime {
-    pub(crate) fn new(format: &str) -> Option<Strftime> {
+    /// Classifies a strftime format; `Err` names a conversion sluice cannot read.
+    pub(crate) fn classify(format: &str) -> Result<StrftimeKind, String> {
+        use chrono::format::{Item, StrftimeItems};
+        if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+            return Err(format!(
+                "`{format}` holds a strftime conversion sluice cannot read (it reads those of \
+                 chrono's strftime: %Y %m %d %b %H %M %S %T %z …)"
+            ));
+        }
+        if format.contains("%Z") {
+            return Err(format!(
+                "`{format}`: %Z writes a zone name (CET, EST …), which does not say the offset; log %z instead"
+            ));
+        }
+        if matches!(format.trim(), "%z" | "%:z") {
+            return Ok(StrftimeKind::Zone);
+        }
         let has = |specs: &[&str]| specs.iter().any(|s| format.contains(s));
         let date = has(&["%F", "%D", "%x", "%c", "%s"])
             || (has(&["%Y", "%y"]) && has(&["%m", "%b", "%B", "%h"]) && has(&["%d", "%e"]));
         let time = has(&["%T", "%R", "%X", "%c", "%s"]) || has(&["%H", "%I"]);
-        (date && time).then(|| Strftime { format: format.into(), has_zone: has(&["%z", "%Z", "%:z", "%s"]) })
+        Ok(if date && time {
+            StrftimeKind::Full(Strftime { format: format.into(), has_zone: has(&["%z", "%:z", "%s"]) })
+        } else {
+            StrftimeKind::Partial
+        })
+    }
+
+    /// Whether the format logs the offset (or epoch seconds); without it the time is local to
+    /// the server, taken as UTC unless a `%{%z}t` gives the offset.
+    pub(crate) fn has_zone(&self) -> bool {
+        self.has_zone
     }
 
     /// Parses the longest UTF-8 prefix of `i`; a time without zone is taken as UTC.
@@ -312,13 +347,35 @@ mod tests {
         assert!(epoch_seconds(b"-1").is_err());
     }
 
+    fn strftime(format: &str) -> Strftime {
+        match Strftime::classify(format) {
+            Ok(StrftimeKind::Full(f)) => f,
+            _ => panic!("{format} is not a full time"),
+        }
+    }
+
+    #[test]
+    fn strftime_kinds() {
+        let kind = |f: &str| match Strftime::classify(f) {
+            Ok(StrftimeKind::Full(_)) => "full",
+            Ok(StrftimeKind::Zone) => "zone",
+            Ok(StrftimeKind::Partial) => "partial",
+            Err(_) => "error",
+        };
+        assert_eq!(kind("%d/%b/%Y %T"), "full");
+        assert_eq!(kind("%z"), "zone");
+        assert_eq!(kind("%:z"), "zone");
+        assert_eq!(kind("%Y-%m-%d"), "partial");
+        assert_eq!(kind("%H:%M"), "partial");
+        assert_eq!(kind("%Y-%m-%d %Q"), "error");
+        assert_eq!(kind("%d/%b/%Y %T %Z"), "error");
+    }
+
     #[test]
     fn strftime_times() {
-        let f = Strftime::new("%Y-%m-%d %H:%M:%S %z").unwrap();
+        let f = strftime("%Y-%m-%d %H:%M:%S %z");
         let (rest, t) = f.parse(b"2019-05-05 20:49:14 +0000 [690]").unwrap();
         assert_eq!(t.to_rfc3339(), "2019-05-05T20:49:14+00:00");
         assert_eq!(rest, b" [690]");
-        assert!(Strftime::new("%z").is_none());
-        assert!(Strftime::new("%Y-%m-%d").is_none());
     }
 }

@@ -51,6 +51,12 @@ const VHOST_PORT_APACHE: &str = r#"apache:%v:%p %h %l %u %t "%r" %>s %b "%{Refer
 /// fail2ban's odd sample: four fields before a zone-less timestamp, vhost after it.
 const NOT_A_REQUEST_LINE: &str =
     "not a request line: the request is `-`, empty, binary/TLS junk or a bare word; nothing to replay";
+/// nginx `main` is combined plus a quoted `$http_x_forwarded_for`.
+const TRAILING_QUOTED_FIELD: &str = "combined plus a trailing quoted field: the case's combined format rejects it (no preset drops fields); read as nginx `main`";
+/// filebeat's nginx test log puts an X-Forwarded-For list where combined has `$remote_addr`.
+const XFF_FIRST: &str = r#"nginx:$http_x_forwarded_for - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
+const XFF_LIST: &str = "an X-Forwarded-For list where the case's format has `$remote_addr` (an address has no space): read with a format that names the list";
+const EXTRA_FIELD: &str = "a field after the end of combined that the case's format does not name: rejected (`extra_fields`) rather than dropped";
 
 /// `(line in cases.jsonl, a fragment of its source, treatment, why)`.
 ///
@@ -64,9 +70,42 @@ const NOT_A_REQUEST_LINE: &str =
 /// - Formats that log no request are refused when compiled (see `NoRequestFormat`).
 /// - Elsewhere, as decided in the library: `-` → absent; escapes decoded (both servers'
 ///   styles, where peers keep `\xHH` raw or decode to Latin-1); Apache `%b` `-` → 0 bytes, where
-///   peers say absent (checked generically in `check_bytes`); presets accept extra trailing
-///   fields, as VRL, filebeat and Matomo do.
+///   peers say absent (checked generically in `check_bytes`).
+/// - Fields after the end of a format are rejected (`extra_fields`), presets included, where VRL,
+///   filebeat and Matomo drop them; a field that cannot hold a space (an address, a user name, a
+///   number) never takes two words (`space_in_field`). Such cases are read with the format that
+///   names every field where one exists (`Spec`), else listed as rejected.
 const DEVIATIONS: &[(usize, &str, Treatment, &str)] = &[
+    (1, "#combined_line_valid@", Spec("nginx-main"), TRAILING_QUOTED_FIELD),
+    (
+        6,
+        "#combined_line_valid_all_fields",
+        Spec(concat!(
+            r#"nginx:$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "#,
+            r#""$http_user_agent" "$gzip_ratio""#
+        )),
+        "VRL's sample ends with `\"$gzip_ratio\"` (its `compression`), which combined does not name",
+    ),
+    (41, "nginx/access/test/test.log", Spec(XFF_FIRST), XFF_LIST),
+    (42, "nginx/access/test/test.log", Spec("nginx-main"), TRAILING_QUOTED_FIELD),
+    (43, "nginx/access/test/test.log", Spec(XFF_FIRST), XFF_LIST),
+    (
+        45,
+        "nginx/access/test/test.log",
+        Spec(concat!(
+            r#"nginx:"$http_x_forwarded_for" $remote_addr - $remote_user [$time_local] "$request" $status "#,
+            r#"$body_bytes_sent "$http_referer" "$http_user_agent""#
+        )),
+        XFF_LIST,
+    ),
+    (
+        46,
+        "nginx/access/test/test.log",
+        Rejected("space_in_field"),
+        "an unquoted X-Forwarded-For list with spaces, then `$remote_addr`: no format can tell where the list ends",
+    ),
+    (51, "apache/access/test/test.log", Spec("nginx-main"), TRAILING_QUOTED_FIELD),
+    (52, "apache/access/test/test.log", Spec("nginx-main"), TRAILING_QUOTED_FIELD),
     (
         3,
         "vrl:src/stdlib/parse_nginx_log.rs#combined_line_valid_empty_fields",
@@ -179,10 +218,17 @@ const DEVIATIONS: &[(usize, &str, Treatment, &str)] = &[
     (
         145,
         "testExternalExample",
-        Rejected("bad_status"),
-        "an UNQUOTED `%{Cookie}i` full of spaces followed by `%s`: ambiguous; sluice ends an unquoted value at the next literal and does not backtrack",
+        Rejected("space_in_field"),
+        "an UNQUOTED `%{Cookie}i` full of spaces followed by `%s`: ambiguous; sluice ends an unquoted value at the next literal and does not backtrack, so the status field gets text with a space",
     ),
-    (151, "_test_multiple_spaces", Rejected("bad_time"), "every space doubled: one format, exactly"),
+    (150, "_test_with_junk", Rejected("extra_fields"), "` junk` after common: rejected rather than dropped"),
+    (151, "_test_multiple_spaces", Rejected("space_in_field"), "every space doubled: one format, exactly"),
+    (
+        155,
+        "check_icecast2_groups",
+        Spec(r#"apache:%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %T"#),
+        "icecast2 logs combined plus the session time in seconds",
+    ),
     (
         160,
         "check_traefik_json_groups",
@@ -225,6 +271,7 @@ const DEVIATIONS: &[(usize, &str, Treatment, &str)] = &[
     (199, "crowdsecurity/hub", Rejected("not_http_request"), NOT_A_REQUEST_LINE),
     (200, "crowdsecurity/hub", Rejected("not_http_request"), NOT_A_REQUEST_LINE),
     (216, "tstack/lnav", Rejected("not_http_request"), NOT_A_REQUEST_LINE),
+    (217, "tstack/lnav", Rejected("space_in_field"), "doubled spaces between fields, and a trailing field"),
     (218, "tstack/lnav", Spec(VHOST_APACHE), "lnav tries an optional vhost prefix"),
     (
         220,
@@ -232,6 +279,7 @@ const DEVIATIONS: &[(usize, &str, Treatment, &str)] = &[
         Rejected("bad_time"),
         "Python http.server writes `[29/Aug/2023 22:02:58]`, no zone: not Apache's `%t`",
     ),
+    (219, "tstack/lnav", Rejected("extra_fields"), EXTRA_FIELD),
     (221, "tstack/lnav", Spec("apache-common"), "lnav's regex makes referer and agent optional; this sample is common"),
     (229, "fail2ban", Rejected("not_http_request"), NOT_A_REQUEST_LINE),
     (230, "fail2ban", Rejected("not_http_request"), NOT_A_REQUEST_LINE),
@@ -252,8 +300,7 @@ fn spec_for(format: &str, log_format: Option<&str>) -> Option<String> {
     Some(match format {
         "nginx_combined" | "nginx_combined_or_vhost" => "nginx".into(),
         "nginx_main" => "nginx-main".into(),
-        // Traefik's CLF is combined plus trailing fields, which presets accept.
-        "traefik_clf" => "nginx".into(),
+        "traefik_clf" => "traefik".into(),
         "nginx_custom"
         | "nginx_ingress_upstreaminfo"
         | "nginx_proxy_manager_proxy"
@@ -538,13 +585,28 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
     ("beats-filebeat-apache-access-test-vhost.log", VHOST_APACHE, &[], ""),
     (
         "beats-filebeat-apache-access-test.log",
-        "apache-common",
-        &[3, 6],
-        "request `-` (408); the vhost-prefixed line 7 is read with the vhost as %h, the address as %l",
+        "apache-combined",
+        &[1, 3, 4, 5, 6, 7],
+        "a mix: common lines 1 and 3, a trailing `\"-\"` on 4 and 5 (extra_fields), request `-` on 6, vhost prefix on 7 (space_in_field)",
     ),
-    ("beats-filebeat-nginx-access-test-with-host.log", VHOST_NGINX, &[7, 8], "requests `hello` and empty"),
-    ("beats-filebeat-nginx-access-test.log", "nginx", &[7], "empty request"),
-    ("crowdsec-apache2-logs-mixed.log", "apache-common", &[8, 9], "Apache error-log lines"),
+    (
+        "beats-filebeat-nginx-access-test-with-host.log",
+        "apache-vhost",
+        &[1, 2, 3, 5, 6, 7, 8, 9, 10],
+        "a mix: X-Forwarded-For lists (space_in_field), `unix:` socket and `hello`/empty requests, trailing `\"-\"`",
+    ),
+    (
+        "beats-filebeat-nginx-access-test.log",
+        "nginx",
+        &[1, 2, 3, 5, 6, 7],
+        "X-Forwarded-For lists where the address is (space_in_field), a trailing `\"-\"` (extra_fields), an empty request",
+    ),
+    (
+        "crowdsec-apache2-logs-mixed.log",
+        "apache-combined",
+        &[4, 6, 7, 8, 9],
+        "vhost-prefixed lines 4 and 7 (space_in_field), a common line (6), Apache error-log lines",
+    ),
     (
         "crowdsec-apache2-malformed-tls-handshake.log",
         "apache-combined",
@@ -570,8 +632,8 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
     (
         "crowdsec-nginx_http-logs-mixed.log",
         "nginx",
-        &[8, 9],
-        "line 8 lacks the user field, line 9 is an error-log line",
+        &[4, 5, 6, 8, 9],
+        "lines 4-6 have a vhost prefix (space_in_field), line 8 lacks the user field, line 9 is an error-log line",
     ),
     ("crowdsec-traefik-json.log", "json", &[], ""),
     (
@@ -580,13 +642,18 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
         &[8899],
         "line 8899 is cut off inside the user agent",
     ),
-    ("elastic-integrations-nginx-test-access.log", "nginx", &[], ""),
-    ("fail2ban-apache-badbots.log", "apache-combined", &[], ""),
+    (
+        "elastic-integrations-nginx-test-access.log",
+        "nginx",
+        &[13, 14],
+        "lines 13-14 have a vhost prefix (space_in_field)",
+    ),
+    ("fail2ban-apache-badbots.log", "apache-combined", &[4], "line 4 has a vhost prefix (space_in_field)"),
     (
         "fail2ban-apache-fakegooglebot.log",
-        "apache-combined",
+        "apache-vhost",
         &[1, 2],
-        "four fields before a timestamp without zone: not combined (line 3 is vhost + combined and fits with the vhost as %h)",
+        "four fields before a timestamp without zone: not combined (line 3 is vhost + combined)",
     ),
     (
         "fail2ban-nginx-bad-request.log",
@@ -595,7 +662,7 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
         "empty, RDP-cookie, HELP and other non-HTTP request lines",
     ),
     ("fail2ban-nginx-botsearch.log", "nginx-main", &[9, 10, 11, 12, 13, 14], "nginx error-log lines"),
-    ("fail2ban-traefik-auth.log", "nginx", &[], ""),
+    ("fail2ban-traefik-auth.log", "traefik", &[], ""),
     ("goaccess-ci-vcombined.log", "apache-vhost", &[3], "request `-` (408)"),
     ("gonx-example-access-custom.log", GONX, &[], ""),
     (
@@ -630,7 +697,7 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
     ("matomo-common_complete.log", VHOST_APACHE, &[], ""),
     ("matomo-common_encoding_big5.log", VHOST_APACHE, &[], ""),
     ("matomo-common_vhost.log", r#"apache:%v %h %l %u %t "%r" %>s %b"#, &[], ""),
-    ("matomo-icecast2.log", "apache-combined", &[], ""),
+    ("matomo-icecast2.log", r#"apache:%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %T"#, &[], ""),
     ("matomo-logs_to_tests.log", "apache-combined", &[5], "a `#` comment line"),
     ("matomo-ncsa_extended.log", "apache-combined", &[], ""),
     ("matomo-nginx_json.log", "json", &[], ""),
@@ -645,12 +712,22 @@ const LOGS: &[(&str, &str, &[usize], &str)] = &[
 
 /// What `auto` (`Format::sniff` over the first 50 lines) must choose for some of the logs.
 /// Apache combined logs whose first lines show no Apache trait (`-` bytes, `\"`) come out as
-/// `nginx`: the layouts are the same, so the entries are too.
+/// `nginx`: the layouts are the same, so the entries are too. Logs no preset reads completely
+/// (a field more or less than any preset) must fail, not be read with fields dropped.
 const AUTO: &[(&str, Option<&str>)] = &[
     ("lnav-shop_access_log-zanbil-nginx-xff.log", Some("nginx-main")),
     ("crowdsec-http-dos-bypass-cache.log", Some("nginx")),
     ("crowdsec-nginx-http-malformed-binary-requests.log", Some("nginx")),
-    ("fail2ban-traefik-auth.log", Some("nginx")),
+    ("fail2ban-traefik-auth.log", Some("traefik")),
+    ("beats-filebeat-apache-access-test-vhost.log", Some("apache-vhost")),
+    ("matomo-common_complete.log", Some("apache-vhost")),
+    ("elastic-examples-apache_logs-combined.log", Some("nginx")),
+    // `%v %h … %b` (vhost + common): no preset; apache-common must not read the vhost as %h.
+    ("matomo-common_vhost.log", None),
+    // `… %b %D "%{Referer}i" "%{User-agent}i"`: no preset; apache-common must not drop the rest.
+    ("mtail-apache-common-with-D.log", None),
+    ("matomo-icecast2.log", None),
+    ("lnav-regexp_access_log-vhost-user-duration.log", None),
     ("matomo-logs_to_tests.log", Some("apache-combined")),
     ("mtail-apache-combined-ipv6.log", Some("apache-combined")),
     ("rla-apache_common.log", Some("apache-common")),

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Timelike};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sluice_parsers::{Entry, Format};
@@ -24,7 +24,10 @@ struct Record {
     agent: Option<Vec<u8>>,
     forwarded_for: Option<Vec<u8>>,
     vhost: String,
-    port: u16,
+    /// `None`: the vhost is logged without its port (`%v %h …`).
+    port: Option<u16>,
+    /// Traefik's CLF: request count, router name, server URL, duration.
+    traefik: (u32, String, String, u32),
 }
 
 fn addr() -> impl Strategy<Value = IpAddr> {
@@ -73,7 +76,8 @@ fn record() -> impl Strategy<Value = Record> {
             prop::option::of(prop::sample::select(vec!["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/2", "HTTP/3"])),
         ),
         (100u16..=599, any::<u64>(), free_text(), free_text(), free_text()),
-        ("[a-z0-9][a-z0-9.-]{0,20}", 1u16..),
+        ("[a-z0-9][a-z0-9.-]{0,20}", prop::option::of(1u16..)),
+        (any::<u32>(), "[ -!#-\\[\\]-~]{0,30}", "[ -!#-\\[\\]-~]{0,30}", 0u32..100_000),
     )
         .prop_map(
             |(
@@ -81,6 +85,7 @@ fn record() -> impl Strategy<Value = Record> {
                 (method, target, protocol),
                 (status, bytes, referer, agent, forwarded_for),
                 (vhost, port),
+                traefik,
             )| {
                 Record {
                     addr,
@@ -96,6 +101,7 @@ fn record() -> impl Strategy<Value = Record> {
                     forwarded_for,
                     vhost,
                     port,
+                    traefik,
                 }
             },
         )
@@ -169,7 +175,10 @@ fn write(r: &Record, preset: &str) -> Vec<u8> {
     let server = if preset.starts_with("nginx") { Server::Nginx } else { Server::Apache };
     let mut line = vec![];
     if preset == "apache-vhost" {
-        line.extend_from_slice(format!("{}:{} ", r.vhost, r.port).as_bytes());
+        match r.port {
+            Some(port) => line.extend_from_slice(format!("{}:{port} ", r.vhost).as_bytes()),
+            None => line.extend_from_slice(format!("{} ", r.vhost).as_bytes()),
+        }
     }
     let user = r.user.as_deref().unwrap_or("-");
     let time = r.time.format("%d/%b/%Y:%H:%M:%S %z");
@@ -177,12 +186,10 @@ fn write(r: &Record, preset: &str) -> Vec<u8> {
     line.push(b'"');
     line.extend(request(r, server));
     line.push(b'"');
-    // Apache's %b writes `-` for zero bytes; %O (vhost_combined) writes 0.
-    let bytes = if r.bytes == 0 && matches!(preset, "apache-common" | "apache-combined") {
-        "-".to_string()
-    } else {
-        r.bytes.to_string()
-    };
+    // Apache's %b writes `-` for zero bytes; %O (Debian's vhost_combined) writes 0.
+    let percent_b =
+        matches!(preset, "apache-common" | "apache-combined") || (preset == "apache-vhost" && r.port.is_none());
+    let bytes = if r.bytes == 0 && percent_b { "-".to_string() } else { r.bytes.to_string() };
     line.extend_from_slice(format!(" {} {bytes}", r.status).as_bytes());
     if preset != "apache-common" {
         line.push(b' ');
@@ -193,6 +200,10 @@ fn write(r: &Record, preset: &str) -> Vec<u8> {
     if preset == "nginx-main" {
         line.push(b' ');
         line.extend(quoted(&r.forwarded_for, server));
+    }
+    if preset == "traefik" {
+        let (count, router, url, ms) = &r.traefik;
+        line.extend_from_slice(format!(r#" {count} "{router}" "{url}" {ms}ms"#).as_bytes());
     }
     line
 }
@@ -216,13 +227,40 @@ fn check(r: &Record, preset: &str, e: &Entry) -> Result<(), TestCaseError> {
     }
     if preset == "apache-vhost" {
         prop_assert_eq!(e.vhost.as_deref(), Some(r.vhost.as_bytes()));
-        let port = r.port.to_string();
-        prop_assert_eq!(e.field("%p"), Some(port.as_bytes()));
+        let port = r.port.map(|p| p.to_string());
+        prop_assert_eq!(e.field("%p"), port.as_deref().map(str::as_bytes));
+    }
+    if preset == "traefik" {
+        let (count, router, url, ms) = &r.traefik;
+        prop_assert_eq!(e.request_time_ms, Some(f64::from(*ms)));
+        let count = count.to_string();
+        prop_assert_eq!(e.field("%{requests}n"), Some(count.as_bytes()));
+        prop_assert_eq!(e.field("%{router}n"), Some(router.as_bytes()).filter(|r| *r != b"-"));
+        prop_assert_eq!(e.field("%{server_url}n"), Some(url.as_bytes()).filter(|u| *u != b"-"));
     }
     Ok(())
 }
 
-const PRESETS: &[&str] = &["nginx", "nginx-main", "apache-common", "apache-combined", "apache-vhost"];
+/// What a line of one layout and any other format reading it must agree on: the fields both
+/// name. (nginx combined and Apache combined are one layout, so either may read the other.)
+fn check_shared(r: &Record, e: &Entry) -> Result<(), TestCaseError> {
+    let addr = r.addr.to_string();
+    prop_assert_eq!(e.remote_addr.as_deref(), Some(addr.as_bytes()));
+    prop_assert_eq!(e.remote_user.as_deref(), r.user.as_deref().map(str::as_bytes));
+    prop_assert_eq!(e.time, Some(r.time));
+    prop_assert_eq!(&*e.method, r.method.as_bytes());
+    prop_assert_eq!(&*e.target, &r.target[..]);
+    prop_assert_eq!(e.status, Some(r.status));
+    Ok(())
+}
+
+const PRESETS: &[&str] = &["nginx", "nginx-main", "apache-common", "apache-combined", "apache-vhost", "traefik"];
+
+/// Presets with the same layout: what one writes, the other reads the same.
+fn same_layout(a: &str, b: &str) -> bool {
+    let combined = |p: &str| matches!(p, "nginx" | "apache-combined");
+    a == b || (combined(a) && combined(b))
+}
 
 static FORMATS: LazyLock<Vec<Format>> = LazyLock::new(|| {
     let mut specs: Vec<&str> = PRESETS.to_vec();
@@ -232,6 +270,7 @@ static FORMATS: LazyLock<Vec<Format>> = LazyLock::new(|| {
         r#"nginx:escape=json {"r":"$request","s":$status,"u":"$http_user_agent"}"#,
         r#"apache:%h %l %u %t \"%r\" %>s %b %D \"%{Referer}i\" \"%{User-agent}i\" %{%Y-%m-%d %H:%M:%S %z}t [%{msec_frac}t]"#,
         r#"apache:%m %U%q %H %{sec}t %r"#,
+        r#"apache:[%{%d/%b/%Y %T}t.%{msec_frac}t %{%z}t] %v %h "%r""#,
     ]);
     specs.iter().map(|s| Format::from_spec(s).expect("compiles")).collect()
 });
@@ -261,6 +300,50 @@ proptest! {
         let e = apache.parse_line(&nginx_line);
         prop_assert!(e.is_ok(), "{:?}", e);
         check(&r, "apache-combined", &e.expect("checked"))?;
+    }
+
+    /// A line of one layout is never read by a preset of another with fields dropped, merged
+    /// or shifted: it is rejected, or (same layout) read the same.
+    #[test]
+    fn other_presets_reject_or_read_the_same(r in record()) {
+        for written in PRESETS {
+            let line = write(&r, written);
+            for reader in PRESETS.iter().filter(|p| *p != written) {
+                let format = Format::from_spec(reader).expect("preset");
+                if let Ok(e) = format.parse_line(&line) {
+                    prop_assert!(
+                        same_layout(written, reader),
+                        "{} line read by {}: {:?}\n  {:?}", written, reader, String::from_utf8_lossy(&line), e
+                    );
+                    check_shared(&r, &e)?;
+                }
+            }
+        }
+    }
+
+    /// `auto` over lines of one layout picks that layout's preset (or one of the same layout).
+    #[test]
+    fn sniff_picks_the_writers_layout(records in vec(record(), 1..6)) {
+        for written in PRESETS {
+            let lines: Vec<Vec<u8>> = records.iter().map(|r| write(r, written)).collect();
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            let picked = Format::sniff(&refs).map_err(|e| TestCaseError::fail(format!("{written}: {e}")))?;
+            prop_assert!(same_layout(written, picked.name()), "{} lines sniffed as {}", written, picked.name());
+        }
+    }
+
+    /// The mod_log_config manual's millisecond time, with the offset logged apart, comes back as
+    /// the same instant and offset.
+    #[test]
+    fn apache_time_with_separate_offset_round_trips(r in record(), millis in 0u32..1000) {
+        let format = Format::from_spec(r#"apache:[%{%d/%b/%Y %T}t.%{msec_frac}t %{%z}t] "%r""#).expect("compiles");
+        let t = r.time.with_nanosecond(millis * 1_000_000).expect("valid");
+        let mut line = t.format("[%d/%b/%Y %T.%3f %z] \"").to_string().into_bytes();
+        line.extend(request(&r, Server::Apache));
+        line.push(b'"');
+        let e = format.parse_line(&line).map_err(|e| TestCaseError::fail(format!("{e}: {:?}", String::from_utf8_lossy(&line))))?;
+        prop_assert_eq!(e.time, Some(t));
+        prop_assert_eq!(e.time.map(|t| t.offset().local_minus_utc()), Some(t.offset().local_minus_utc()));
     }
 
     #[test]

@@ -109,21 +109,42 @@ fn nginx_bytes_dash_is_unknown() {
 }
 
 #[test]
-fn presets_tolerate_extra_fields_custom_formats_do_not() {
+fn no_format_drops_trailing_fields() {
     let line = r#"10.0.0.2 - username [18/Nov/2018:21:34:34 +0000] "GET /dashboard/ HTTP/2.0" 401 17 "-" "Mozilla/5.0" 72 "Auth for frontend" "/dashboard/" 0ms"#;
-    let nginx = format("nginx");
-    let e = ok(&nginx, line);
-    assert_eq!((e.status, text(&e.user_agent)), (Some(401), Some("Mozilla/5.0")));
-    assert_eq!(
-        ok(&format("apache-common"), r#"1.2.3.4 - theuser [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 301 368 junk"#)
-            .bytes,
-        Some(368)
-    );
+    // Presets are as strict as custom formats: the fields after combined are reported, not dropped.
+    let e = err(&format("nginx"), line);
+    assert_eq!((e.reason.kind(), e.column), ("extra_fields", 101));
+    assert!(e.to_string().contains("more fields after the end of the format"), "{e}");
     let custom = format(
         r#"nginx:$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#,
     );
     let e = err(&custom, line);
-    assert_eq!((e.reason.kind(), e.column), ("trailing_data", 101));
+    assert_eq!((e.reason.kind(), e.column), ("extra_fields", 101));
+    // Traefik's own CLF has a preset that names them.
+    let traefik = format("traefik");
+    let e = ok(&traefik, line);
+    assert_eq!((e.status, text(&e.user_agent), e.request_time_ms), (Some(401), Some("Mozilla/5.0"), Some(0.0)));
+    assert_eq!(
+        (e.field("%{requests}n"), e.field("%{router}n"), e.field("%{server_url}n")),
+        (Some(&b"72"[..]), Some(&b"Auth for frontend"[..]), Some(&b"/dashboard/"[..]))
+    );
+    // Combined read as common: the referer and user agent are not dropped (issue #11: a bot
+    // filter on the user agent let 99 Googlebot lines through).
+    let combined = r#"66.249.66.1 - - [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 200 368 "-" "Googlebot/2.1""#;
+    let e = err(&format("apache-common"), combined);
+    assert_eq!((e.reason.kind(), e.column), ("extra_fields", 70));
+    assert_eq!(
+        err(
+            &format("apache-common"),
+            r#"1.2.3.4 - theuser [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 301 368 junk"#
+        )
+        .reason
+        .kind(),
+        "extra_fields"
+    );
+    // nginx `main` read as combined: the quoted field after the user agent is not swallowed into it.
+    let main = r#"172.24.0.3 - - [31/Dec/2024:17:32:06 +0000] "GET / HTTP/1.1" 200 615 "-" "curl/8.11.1" "1.2.3.4""#;
+    assert_eq!(err(&format("nginx"), main).reason.kind(), "extra_fields");
     // …but glued junk is not an extra field.
     assert_eq!(
         err(&format("apache-common"), r#"1.2.3.4 - u [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 301 368junk"#)
@@ -495,7 +516,8 @@ fn custom_apache_formats() {
 fn custom_format_strictness() {
     let f = format(r#"nginx:$remote_addr [$time_local] "$request" $status"#);
     assert_eq!(err(&f, "GET /api/foo/bar HTTP/1.1").reason.kind(), "expected_bracket");
-    assert_eq!(err(&f, r#"1.2.3.4 [08/Nov/2013:13:39:18 +0000] "GET / HTTP/1.1" 200 x"#).reason.kind(), "bad_status");
+    assert_eq!(err(&f, r#"1.2.3.4 [08/Nov/2013:13:39:18 +0000] "GET / HTTP/1.1" 20x"#).reason.kind(), "bad_status");
+    assert_eq!(err(&f, r#"1.2.3.4 [08/Nov/2013:13:39:18 +0000] "GET / HTTP/1.1" 200 x"#).reason.kind(), "extra_fields");
     // A missing separator literal is reported where the line ended without it.
     let f = format(r#"nginx:$remote_addr|$remote_user "$request""#);
     let e = err(&f, r#"1.2.3.4 "GET / HTTP/1.1""#);
@@ -571,16 +593,24 @@ fn sniff_picks_the_most_specific_preset() {
     let junk = r#"1.2.3.4 - - [29/Jul/2023:10:26:07 -0700] "\x16\x03\x01\x00t" 400 157 "-" "-""#;
     assert_eq!(sniff(&[combined, combined]).unwrap(), "nginx");
     assert_eq!(sniff(&[main, main, ""]).unwrap(), "nginx-main");
-    assert_eq!(sniff(&[main, main, combined]).unwrap(), "nginx");
+    // The format that explains most lines completely wins, not the one that reads most lines
+    // in part.
+    assert_eq!(sniff(&[main, main, combined]).unwrap(), "nginx-main");
+    let googlebot = r#"66.249.66.1 - - [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 200 368 "-" "Googlebot/2.1""#;
+    let mut lines = vec![common];
+    lines.extend([googlebot; 49]);
+    assert_eq!(sniff(&lines).unwrap(), "nginx");
+    lines.extend([common; 2]);
+    assert_eq!(sniff(&lines).unwrap(), "nginx", "at most 50 lines are read");
     assert_eq!(sniff(&[combined, apache]).unwrap(), "apache-combined");
     assert_eq!(sniff(&[common, common]).unwrap(), "apache-common");
     assert_eq!(sniff(&[vhost]).unwrap(), "apache-vhost");
     assert_eq!(sniff(&[json, "not json"]).unwrap(), "json");
     assert_eq!(sniff(&[junk, junk]).unwrap(), "nginx");
-    // Traefik's CLF is combined plus `72 "router" "url" 0ms`: not nginx `main`, whose last quoted
-    // field would swallow the rest.
+    // Traefik's CLF is combined plus `72 "router" "url" 0ms`: its own preset, not nginx `main`
+    // (whose last quoted field would swallow the rest) nor nginx (which would drop it).
     let traefik = r#"10.0.0.2 - - [18/Nov/2018:21:34:30 +0000] "GET /dashboard/ HTTP/2.0" 401 17 "-" "Mozilla/5.0" 72 "Auth for frontend" "/dashboard/" 0ms"#;
-    assert_eq!(sniff(&[traefik]).unwrap(), "nginx");
+    assert_eq!(sniff(&[traefik]).unwrap(), "traefik");
     assert!(sniff(&["hello", "world"]).is_err());
     assert!(sniff(&[]).is_err());
 }

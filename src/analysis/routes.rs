@@ -3,9 +3,13 @@
 //!
 //! A path segment (and each dot-separated part of one, so `123.json` keeps its extension)
 //! becomes `{id}` when it looks like an identifier rather than a name: a number, a UUID, a long
-//! hex string, a long token mixing letters and digits; `{date}` when it is a date. A word ending
-//! in a dashed number (`post-6`) keeps the word (`post-{id}`). User rules (`REGEX=TEMPLATE`) are
-//! applied first; the automatic folding then applies to what they left untouched.
+//! hex string, a long token mixing letters and digits; `{date}` when it is a date. A date may be
+//! one segment (`2026-11-28`, `2026-11`) or several, as blogs and archives write it: a year, a
+//! month and optionally a day (`/2026/11/`, `/2026/11/28/`) fold into one `{date}`, so
+//! `/blog/2026/11/post-6` is `/blog/{date}/post-{id}`. A year alone is a number like any other
+//! (`{id}`): `/products/2026` is as likely an id. A word ending in a dashed number (`post-6`)
+//! keeps the word (`post-{id}`). User rules (`REGEX=TEMPLATE`) are applied first; the automatic
+//! folding then applies to what they left untouched.
 
 use regex::Regex;
 
@@ -79,12 +83,31 @@ pub fn path_of(url: &str) -> &str {
 }
 
 fn fold_path(path: &str, out: &mut String) {
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
+    let mut segments = path.split('/').peekable();
+    let mut first = true;
+    while let Some(segment) = segments.next() {
+        if !std::mem::take(&mut first) {
             out.push('/');
+        }
+        // `2026/11` or `2026/11/28`: one date written over several segments.
+        if is_year(segment) && segments.next_if(|s| is_number_in(s, 1..=12)).is_some() {
+            segments.next_if(|s| is_number_in(s, 1..=31));
+            out.push_str("{date}");
+            continue;
         }
         fold_segment(segment, out);
     }
+}
+
+fn is_year(s: &str) -> bool {
+    s.len() == 4 && is_number_in(s, 1900..=2099)
+}
+
+/// One or two digits (four for a year) in the range, as path dates write months and days.
+fn is_number_in(s: &str, range: std::ops::RangeInclusive<u32>) -> bool {
+    (1..=4).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse().is_ok_and(|n: u32| range.contains(&n))
 }
 
 /// A segment a rule already templated (it has a `{`) is kept as it is.
@@ -119,12 +142,16 @@ fn identifier_kind(s: &str) -> Option<&'static str> {
     }
 }
 
+/// `2026-11-28` or `2026-11`.
 fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    let mut parts = s.split('-');
+    let (Some(year), Some(month), day, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    is_year(year)
+        && month.len() == 2
+        && is_number_in(month, 1..=12)
+        && day.is_none_or(|d| d.len() == 2 && is_number_in(d, 1..=31))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -221,8 +248,17 @@ mod tests {
             ("/s/01ARZ3NDEKTSV4RRFFQ69G5FAV", "/s/{id}"),
             ("/s/aB3dE6gH9jK2mN5p", "/s/{id}"),
             ("/docs/getting-started-with-sluice", "/docs/getting-started-with-sluice"),
-            ("/blog/2026/11/post-6", "/blog/{id}/{id}/post-{id}"),
+            ("/blog/2026/11/post-6", "/blog/{date}/post-{id}"),
+            ("/blog/2026/11/28/post-6", "/blog/{date}/post-{id}"),
+            ("/archive/2026/1", "/archive/{date}"),
+            ("/2026/11/28", "/{date}"),
+            ("/products/2026", "/products/{id}"),
+            ("/v/2026/13/x", "/v/{id}/{id}/x"),  // 13 is no month
+            ("/v/2026/11/32", "/v/{date}/{id}"), // 32 is no day
+            ("/v/1234/11", "/v/{id}/{id}"),      // 1234 is no year of a log
             ("/reports/2026-11-21/daily", "/reports/{date}/daily"),
+            ("/reports/2026-11", "/reports/{date}"),
+            ("/reports/2026-13-01", "/reports/2026-13-01"),
             ("/files/12345.json", "/files/{id}.json"),
             ("/static/app.3f9a2c1b.js", "/static/app.{id}.js"),
             ("/v2/health", "/v2/health"),

@@ -3,10 +3,10 @@
 
 use super::{Kind, Options, Part, Template, TimeKind, Unit, Var};
 use crate::error::FormatError;
-use crate::time::Strftime;
+use crate::time::{Strftime, StrftimeKind};
 
 /// Compiles an Apache `LogFormat` string, given as in the config (`\"` or `"` alike).
-pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, FormatError> {
+pub(crate) fn compile(format: &str) -> Result<Template, FormatError> {
     let bytes = format.as_bytes();
     let mut parts = vec![];
     let mut lit = vec![];
@@ -40,8 +40,39 @@ pub(crate) fn compile(format: &str, lenient_tail: bool) -> Result<Template, Form
         }
     }
     parts.push(Part::Lit(lit));
-    let opts = Options { lenient_tail, empty_is_absent: false };
-    Template::build(format, parts, opts)
+    // A format without a request is refused for that first.
+    let times = check_times(format, &parts);
+    let template = Template::build(format, parts, Options { empty_is_absent: false })?;
+    times.map(|()| template)
+}
+
+/// A format that logs its time only in parts (`%{%d/%b/%Y}t %{%T}t`) would be read without
+/// times, and replayed without its pacing: refuse it, saying what sluice reads. Parts beside a
+/// whole time (`%t %{%A}t`) are kept as fields.
+fn check_times(format: &str, parts: &[Part]) -> Result<(), FormatError> {
+    let vars = || parts.iter().filter_map(|p| if let Part::Var(v) = p { Some(v) } else { None });
+    if vars().any(|v| matches!(v.kind, Kind::Time(_))) {
+        return Ok(());
+    }
+    // Only `%{…}t` directives end so; a partial one is kept as a field. One without any
+    // conversion (`%{some_time}t`) is literal text to Apache, not part of a time.
+    let partial_time = |name: &str| {
+        let arg = name.split_once('{').and_then(|(_, rest)| rest.rsplit_once('}')).map_or("", |(arg, _)| arg);
+        name.ends_with("}t") && arg.contains('%')
+    };
+    match vars().find(|v| matches!(v.kind, Kind::Field) && partial_time(&v.name)) {
+        Some(part) => Err(FormatError::at(
+            format,
+            part.at,
+            format!(
+                "{} logs only part of a time, and the format has no whole one: sluice reads a time from \
+                 %t, or from one %{{format}}t that holds the date and the time of day (e.g. \
+                 %{{%d/%b/%Y %T}}t), with %{{%z}}t and %{{msec_frac}}t beside it",
+                part.name
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Modifiers seen between `%` and the directive letter.
@@ -165,10 +196,11 @@ fn time(arg: Option<&str>, name: &str, at: usize) -> Result<Vec<Part>, String> {
         Some("usec") => vec![var(Kind::Time(TimeKind::EpochUnits(1_000_000)))],
         Some("msec_frac") => vec![var(Kind::SubSecond { digits: 3 })],
         Some("usec_frac") => vec![var(Kind::SubSecond { digits: 6 })],
-        Some(f) => match Strftime::new(f) {
-            Some(f) => vec![var(Kind::Time(TimeKind::Strftime(f)))],
-            // `%z` alone, `%H:%M` …: not a point in time by itself.
-            None => vec![var(Kind::Field)],
+        Some(f) => match Strftime::classify(f).map_err(|e| format!("{name}: {e}"))? {
+            StrftimeKind::Full(f) => vec![var(Kind::Time(TimeKind::Strftime(f)))],
+            StrftimeKind::Zone => vec![var(Kind::Zone)],
+            // `%H:%M`, `%A` …: not a point in time by itself (see `check_times`).
+            StrftimeKind::Partial => vec![var(Kind::Field)],
         },
     })
 }

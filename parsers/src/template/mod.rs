@@ -25,7 +25,7 @@ pub(crate) use nginx::compile as compile_nginx;
 
 use std::borrow::Cow;
 
-use chrono::Timelike;
+use chrono::{FixedOffset, TimeZone, Timelike};
 use memchr::memchr;
 
 use crate::error::{
@@ -40,9 +40,6 @@ use crate::{Entry, Text};
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     ops: Vec<Op>,
-    /// Presets tolerate extra space-separated fields after their end (nginx `main`, Traefik's
-    /// CLF, Apache `combinedio` … write combined plus more). Custom formats are strict.
-    lenient_tail: bool,
     /// nginx `escape=json` writes an absent value as an empty string instead of `-`.
     empty_is_absent: bool,
     /// The format has no method variable: every request is a GET.
@@ -71,6 +68,13 @@ enum Op {
         end: Lit,
         last: bool,
         quoted: bool,
+    },
+    /// An unquoted text field that cannot hold a space (`$remote_addr - `, `%u %t`): it ends at
+    /// the literal, which must come before any space.
+    Word {
+        slot: TextSlot,
+        end: Lit,
+        field: &'static str,
     },
     /// A quoted request line (`"$request"`, `\"%r\"`).
     Request {
@@ -112,6 +116,14 @@ impl TextSlot {
         })
     }
 
+    fn no_space_name(self) -> Option<&'static str> {
+        match self {
+            TextSlot::RemoteAddr => Kind::RemoteAddr.no_space_name(),
+            TextSlot::RemoteUser => Kind::RemoteUser.no_space_name(),
+            TextSlot::Referer | TextSlot::UserAgent => None,
+        }
+    }
+
     fn field<'e, 'a>(self, e: &'e mut Entry<'a>) -> &'e mut Option<Text<'a>> {
         match self {
             TextSlot::RemoteAddr => &mut e.remote_addr,
@@ -129,6 +141,11 @@ impl Op {
             Piece::Var(var) if var.demoted || var.conditional => return Op::Var(var),
             Piece::Var(var) => var,
         };
+        if let (Some(slot), Some(field), End::Lit { lit, .. }, false) =
+            (TextSlot::of(&var.kind), var.kind.no_space_name(), &var.end, var.quoted)
+        {
+            return Op::Word { slot, end: lit.clone(), field };
+        }
         match (&var.kind, &var.end) {
             (kind, End::Lit { lit, last }) if TextSlot::of(kind).is_some() => Op::Text {
                 slot: TextSlot::of(kind).unwrap_or(TextSlot::RemoteAddr),
@@ -222,6 +239,10 @@ pub(crate) enum Kind {
     SubSecond {
         digits: u8,
     },
+    /// Apache `%{%z}t`: the offset, logged apart from a time written without one (the
+    /// mod_log_config manual's `%{%d/%b/%Y %T}t.%{msec_frac}t %{%z}t`). It turns that local time
+    /// into an instant.
+    Zone,
     /// A whole request line (`$request`, `%r`).
     Request,
     Method,
@@ -321,13 +342,34 @@ impl Kind {
             Kind::UserAgent => &[Slot::UserAgent],
             Kind::Vhost => &[Slot::Vhost],
             Kind::Body => &[Slot::Body],
-            Kind::Query { .. } | Kind::IsArgs | Kind::Header(_) | Kind::Field | Kind::SubSecond { .. } => &[],
+            Kind::Query { .. } | Kind::IsArgs | Kind::Header(_) | Kind::Field | Kind::SubSecond { .. } | Kind::Zone => {
+                &[]
+            }
         }
     }
 
     /// Whether values of this kind are text that may hold escapes (numbers and times do not).
     fn is_text(&self) -> bool {
-        !matches!(self, Kind::Status | Kind::Bytes { .. } | Kind::Duration(_) | Kind::Time(_) | Kind::SubSecond { .. })
+        !matches!(
+            self,
+            Kind::Status | Kind::Bytes { .. } | Kind::Duration(_) | Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone
+        )
+    }
+
+    /// What a value of this kind is called in an error, when it cannot hold a space by
+    /// definition (addresses, host names, numbers; and the user name, which other log readers
+    /// also take as one word: with a space, `%l %u` cannot be told apart); `None` for text that
+    /// may.
+    pub(crate) fn no_space_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Kind::RemoteAddr => "client address",
+            Kind::RemoteUser => "user name",
+            Kind::Vhost => "virtual host",
+            Kind::Status => "status",
+            Kind::Bytes { .. } => "byte count",
+            Kind::Duration(_) => "request time",
+            _ => return None,
+        })
     }
 
     /// The byte a value of this kind always starts with, which ends a variable glued before it.
@@ -362,7 +404,6 @@ pub(crate) enum Part {
 
 /// Options a compiler hands over with its parts.
 pub(crate) struct Options {
-    pub lenient_tail: bool,
     pub empty_is_absent: bool,
 }
 
@@ -403,6 +444,7 @@ impl Template {
             let reads_next_literal = matches!(
                 op,
                 Op::Text { .. }
+                    | Op::Word { .. }
                     | Op::Request { .. }
                     | Op::Status { .. }
                     | Op::Bytes { .. }
@@ -413,7 +455,7 @@ impl Template {
             }
             ops.push(op);
         }
-        Ok(Template { ops, lenient_tail: opts.lenient_tail, empty_is_absent: opts.empty_is_absent, default_get })
+        Ok(Template { ops, empty_is_absent: opts.empty_is_absent, default_get })
     }
 
     /// Reads one line (without its newline; a trailing `\r` is ignored).
@@ -430,9 +472,18 @@ impl Template {
                 Op::Text { slot, end, last, quoted } => {
                     let (stop, escaped) = self.until_lit(line, pos, end, *last, *quoted)?;
                     let raw = &line[pos..stop];
+                    if let Some(name) = slot.no_space_name() {
+                        no_space(raw, pos, name)?;
+                    }
                     put(slot.field(&mut b.e), raw, escaped, self.absent(raw));
                     // An unquoted value's end was found as the literal itself.
                     if *quoted { expect_lit(line, stop, end)? } else { stop + end.len() }
+                }
+                Op::Word { slot, end, field } => {
+                    let (stop, escaped) = word_end(line, pos, end, field)?;
+                    let raw = &line[pos..stop];
+                    put(slot.field(&mut b.e), raw, escaped, self.absent(raw));
+                    stop + end.len()
                 }
                 Op::Request { end, last } => {
                     let (stop, escaped) = self.until_lit(line, pos, end, *last, true)?;
@@ -441,8 +492,7 @@ impl Template {
                 }
                 Op::Status { end } => {
                     let (stop, _) = self.until_lit(line, pos, end, false, false)?;
-                    b.e.status =
-                        field::status(&line[pos..stop]).map_err(|()| LineError::new(pos, Reason::BadStatus))?;
+                    b.e.status = status(&line[pos..stop], pos)?;
                     stop + end.len()
                 }
                 Op::Bytes { end, dash_is_zero } => {
@@ -467,8 +517,10 @@ impl Template {
                 Op::Var(var) => self.var(var, line, pos, &mut b)?,
             };
         }
-        if pos < line.len() && !(self.lenient_tail && line[pos] == b' ') {
-            return Err(LineError::new(pos, Reason::TrailingData));
+        if pos < line.len() {
+            // Every field a format does not name would be dropped: say so rather than guess.
+            let reason = if line[pos] == b' ' { Reason::ExtraFields } else { Reason::TrailingData };
+            return Err(LineError::new(pos, reason));
         }
         b.finish(self.default_get)
     }
@@ -492,7 +544,10 @@ impl Template {
     /// ended by a literal only; others are checked by the caller).
     fn value_end(&self, var: &Var, line: &[u8], pos: usize) -> Result<(usize, bool), LineError> {
         match &var.end {
-            End::Eol if self.lenient_tail => Ok((memchr(b' ', &line[pos..]).map_or(line.len(), |i| pos + i), false)),
+            // A value that cannot hold a space ends at one; what follows is reported as extra fields.
+            End::Eol if var.kind.no_space_name().is_some() => {
+                Ok((memchr(b' ', &line[pos..]).map_or(line.len(), |i| pos + i), false))
+            }
             End::Eol => Ok((line.len(), false)),
             End::Byte(c) => match memchr(*c, &line[pos..]) {
                 Some(i) => Ok((pos + i, false)),
@@ -521,9 +576,10 @@ impl Template {
         }
         // The value ends at the first unescaped `"` followed by what the format puts next: the
         // literal's next byte (` ` in `" "`), or after the format's last quote the end of the
-        // line (or, in a preset, a space before extra fields). A raw `"` inside a value
-        // followed by anything else does not end it. Checking one byte, not the whole literal,
-        // keeps `"a" 72 "b"` from being read as one value.
+        // line or the start of another field the format does not name (` "`, ` -`, ` 7`),
+        // reported as extra fields rather than swallowed. A raw `"` inside a value followed by
+        // anything else does not end it. Checking one byte, not the whole literal, keeps
+        // `"a" 72 "b"` from being read as one value.
         let mut escaped = false;
         let mut from = pos;
         // The first closing candidate, in case no quote ends the line.
@@ -532,7 +588,7 @@ impl Template {
             let next = line.get(q + 1).copied();
             let fits = match lit.get(1) {
                 Some(&want) => next == Some(want),
-                None if last => next.is_none() || (self.lenient_tail && next == Some(b' ')),
+                None if last => next.is_none() || starts_another_field(&line[q + 1..]),
                 None => true,
             };
             if fits {
@@ -605,6 +661,7 @@ impl Template {
                 let (after, t) = parsed.map_err(|_| LineError::new(pos, Reason::BadTime))?;
                 if !var.demoted && b.e.time.is_none() {
                     b.e.time = Some(t);
+                    b.time_is_local = matches!(kind, TimeKind::Strftime(f) if !f.has_zone());
                 }
                 rest.len() - after.len()
             }
@@ -619,6 +676,13 @@ impl Template {
                     b.nanos = Some(value * 10u32.pow(9 - u32::from(*digits)));
                 }
                 n
+            }
+            Kind::Zone => {
+                let (offset, used) = time::zone(rest).ok_or(LineError::new(pos, Reason::BadTime))?;
+                if !var.demoted {
+                    b.zone = Some(offset);
+                }
+                used
             }
             Kind::Request => {
                 let (req, used) = field::bare_request_line(rest)
@@ -648,6 +712,9 @@ impl Template {
     ) -> Result<(), LineError> {
         let absent = self.absent(raw);
         let text = || (!absent).then(|| unescape_if(raw, escaped));
+        if let Some(name) = var.kind.no_space_name() {
+            no_space(raw, pos, name)?;
+        }
         if var.demoted {
             if let Some(t) = text() {
                 b.e.fields.push((Cow::Borrowed(&*var.name), t));
@@ -700,9 +767,7 @@ impl Template {
                 }
             }
             Kind::Protocol => put(&mut b.e.protocol, raw, escaped, absent),
-            Kind::Status => {
-                b.e.status = field::status(raw).map_err(|()| LineError::new(pos, Reason::BadStatus))?;
-            }
+            Kind::Status => b.e.status = status(raw, pos)?,
             Kind::Bytes { dash_is_zero } => b.e.bytes = bytes(raw, *dash_is_zero, pos)?,
             Kind::Duration(unit) => {
                 let bad = |()| LineError::new(pos, Reason::BadNumber { field: "request time" });
@@ -719,7 +784,7 @@ impl Template {
                 }
             }
             Kind::Body => put(&mut b.e.body, raw, escaped, absent),
-            Kind::Time(_) | Kind::SubSecond { .. } => unreachable!("times are read by grammar"),
+            Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone => unreachable!("times are read by grammar"),
         }
         Ok(())
     }
@@ -756,7 +821,33 @@ fn bytes(raw: &[u8], dash_is_zero: bool, pos: usize) -> Result<Option<u64>, Line
     match field::count(raw) {
         Ok(None) if dash_is_zero => Ok(Some(0)),
         Ok(n) => Ok(n),
-        Err(()) => Err(LineError::new(pos, Reason::BadNumber { field: "bytes" })),
+        Err(()) => Err(no_space(raw, pos, "byte count")
+            .err()
+            .unwrap_or(LineError::new(pos, Reason::BadNumber { field: "bytes" }))),
+    }
+}
+
+#[inline]
+fn status(raw: &[u8], pos: usize) -> Result<Option<u16>, LineError> {
+    field::status(raw)
+        .map_err(|()| no_space(raw, pos, "status").err().unwrap_or(LineError::new(pos, Reason::BadStatus)))
+}
+
+/// Whether the text after a closing quote starts another field: a space, then a quote, a `-`
+/// or a digit.
+#[inline]
+fn starts_another_field(rest: &[u8]) -> bool {
+    matches!(rest, [b' ', b'"' | b'-' | b'0'..=b'9', ..])
+}
+
+/// Rejects a value with a space in a field that cannot hold one (an address, a host name, a
+/// number): the line has more fields there than the format, and reading on would put two
+/// fields in one (`vhost 203.0.113.9` as the client address).
+#[inline]
+fn no_space(raw: &[u8], pos: usize, field: &'static str) -> Result<(), LineError> {
+    match raw.iter().position(|&c| c == b' ') {
+        Some(at) => Err(LineError::new(pos + at, Reason::SpaceInField { field })),
+        None => Ok(()),
     }
 }
 
@@ -806,6 +897,35 @@ fn find_literal(line: &[u8], from: usize, lit: &Lit) -> Option<(usize, bool)> {
             return Some((at, backslash || has_backslash(&line[short_end..at])));
         }
         at += 1;
+    }
+}
+
+/// Where an unquoted value that cannot hold a space, starting at `from`, ends: at `lit`, which
+/// must come before any space (one loop, no search past the value). Also says whether the value
+/// holds a backslash.
+#[inline]
+fn word_end(line: &[u8], from: usize, lit: &Lit, field: &'static str) -> Result<(usize, bool), LineError> {
+    let first = lit.first().copied().unwrap_or(b' ');
+    let mut backslash = false;
+    for (i, &c) in line[from..].iter().enumerate() {
+        if c == first && lit.starts(&line[from + i..]) {
+            return Ok((from + i, backslash));
+        }
+        if c == b' ' {
+            return Err(word_error(line, from, from + i, lit, field));
+        }
+        backslash |= c == b'\\';
+    }
+    Err(word_error(line, from, line.len(), lit, field))
+}
+
+/// Why `word_end` failed: a space where the literal is found later (two fields where the format
+/// has one), or no literal at all (a field the format has is missing).
+#[cold]
+fn word_error(line: &[u8], from: usize, stop: usize, lit: &Lit, field: &'static str) -> LineError {
+    match find_literal(line, from, lit) {
+        Some(_) if stop < line.len() => LineError::new(stop, Reason::SpaceInField { field }),
+        _ => LineError::new(line.len(), Reason::Expected { what: expected_literal(lit) }),
     }
 }
 
@@ -891,7 +1011,7 @@ fn set_ends(format: &str, pieces: &mut [Piece]) -> Result<(), FormatError> {
         let Piece::Var(var) = &mut pieces[i] else { continue };
         let next_quote = matches!(&next, Some(Piece::Lit(l)) if l.starts_with(b"\""));
         var.quoted = prev_quote && next_quote;
-        let by_grammar = matches!(var.kind, Kind::Time(_) | Kind::SubSecond { .. })
+        let by_grammar = matches!(var.kind, Kind::Time(_) | Kind::SubSecond { .. } | Kind::Zone)
             || (matches!(var.kind, Kind::Request) && !var.quoted);
         var.end = match next {
             Some(Piece::Lit(lit)) if by_grammar => End::Grammar(Some(lit)),
@@ -923,6 +1043,10 @@ struct Builder<'a> {
     request_at: usize,
     /// Sub-second part logged apart from the time (Apache `%{msec_frac}t`).
     nanos: Option<u32>,
+    /// The time was logged without an offset (a `%{format}t` without `%z`)…
+    time_is_local: bool,
+    /// …which may be logged apart (`%{%z}t`).
+    zone: Option<FixedOffset>,
     /// The request is not replayable. Reported only once the rest of the line has matched the
     /// format: a line that does not fit at all is reported as such (and `sniff` is not fooled
     /// by scanner junk that every format would "accept" up to its request).
@@ -954,6 +1078,8 @@ impl<'a> Builder<'a> {
             query: None,
             request_at: 0,
             nanos: None,
+            time_is_local: false,
+            zone: None,
             bad_request: None,
         }
     }
@@ -1005,6 +1131,9 @@ impl<'a> Builder<'a> {
         // nothing and spares the drop check of an assignment.
         std::mem::forget(std::mem::replace(&mut e.target, target));
         std::mem::forget(std::mem::replace(&mut e.method, method));
+        if let (Some(t), Some(zone), true) = (e.time, self.zone, self.time_is_local) {
+            e.time = zone.from_local_datetime(&t.naive_utc()).single().or(e.time);
+        }
         if let (Some(t), Some(nanos)) = (e.time, self.nanos) {
             e.time = t.with_nanosecond(nanos).or(e.time);
         }
