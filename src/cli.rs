@@ -50,6 +50,11 @@ pub struct ParseArgs {
     /// What to print for each accepted line on stdout.
     #[arg(short, long, value_enum, default_value_t = ParseOutput::Jsonl)]
     pub output: ParseOutput,
+
+    /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
+    /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -267,6 +272,11 @@ pub struct ReplayArgs {
     #[arg(long = "assert", value_name = "ASSERTION", help_heading = "Report")]
     #[serde(alias = "assertions")]
     pub assert: Vec<String>,
+
+    /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
+    /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<u64>,
 }
 
 /// `sluice report`: flags only; checked in [`crate::report_command`].

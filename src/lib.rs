@@ -37,6 +37,7 @@ pub mod http1;
 pub mod pacer;
 pub mod parse_command;
 pub mod plan;
+mod read_ahead;
 pub mod replay;
 pub mod replay_command;
 pub mod report;
@@ -53,12 +54,13 @@ pub use report::Summary;
 pub use run::{Run, RunError, RunHandle};
 
 /// How a command ended, as an exit code: 0 ok, 1 an assertion failed, 2 bad input or usage,
-/// 130 interrupted.
+/// 3 the input stopped early (a truncated `.gz`) but what was read of it was used, 130 interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     AssertionFailed,
     BadInput,
+    InputIncomplete,
     Interrupted,
 }
 
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::Ok => 0,
             Outcome::AssertionFailed => 1,
             Outcome::BadInput => 2,
+            Outcome::InputIncomplete => 3,
             Outcome::Interrupted => 130,
         }
     }

@@ -130,6 +130,9 @@ fn dry_run_text(r: &DryRun) -> String {
         t += &format!("; skipped {}", counts(&log.plan.skipped));
     }
     t.push('\n');
+    for cut in &log.incomplete {
+        t += &format!("  warning    {cut}\n");
+    }
     t
 }
 

@@ -196,6 +196,9 @@ impl Summary {
         if let Some(fatal) = &log.fatal {
             let _ = writeln!(t, "  stopped    {fatal}");
         }
+        for cut in &log.incomplete {
+            let _ = writeln!(t, "  warning    {cut}");
+        }
         let _ = writeln!(t, "  results    {}", self.csv);
         t
     }
