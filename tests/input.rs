@@ -302,8 +302,10 @@ fn size_like_flags_out_of_range_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("a.log");
     std::fs::write(&log, format!("{}\n", nginx_line(1))).unwrap();
+    let out = dir.path().join("never.csv");
     let replay = |flag: &str, value: &str| {
-        run_measured(&["replay", path_str(&log), "--target", "http://127.0.0.1:9", "--rate", "10", flag, value], None)
+        let target = ["--target", "http://127.0.0.1:9", "--rate", "10", "--out", path_str(&out)];
+        run_measured(&[&["replay", path_str(&log)], &target[..], &[flag, value]].concat(), None)
     };
     for (flag, value, message) in [
         ("--queue-capacity", "10000000", "--queue-capacity: must be between 1 and 1000000 (got 10000000)"),
@@ -313,6 +315,7 @@ fn size_like_flags_out_of_range_are_refused_before_anything_runs() {
     ] {
         let run = replay(flag, value);
         assert_eq!(run.code, 2, "{flag} {value}");
+        assert!(!out.exists(), "{flag} {value}: refused, yet a run started");
         assert!(run.stderr.contains(message), "{flag} {value}: {}", run.stderr);
         assert!(run.peak_rss_mb < PEAK_RSS_BAR_MB, "{flag} {value}: peak RSS {:.0} MB", run.peak_rss_mb);
     }
