@@ -50,6 +50,11 @@ pub struct ParseArgs {
     /// What to print for each accepted line on stdout.
     #[arg(short, long, value_enum, default_value_t = ParseOutput::Jsonl)]
     pub output: ParseOutput,
+
+    /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
+    /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -275,6 +280,11 @@ pub struct ReplayArgs {
     /// Repeatable.
     #[arg(long = "abort-on", value_name = "CONDITION", help_heading = "Report")]
     pub abort_on: Vec<String>,
+
+    /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
+    /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<u64>,
 }
 
 /// `sluice report`: flags only; checked in [`crate::report_command`].

@@ -1,6 +1,9 @@
 //! Validated configuration: raw flags are checked once here, so the engine never re-validates.
 //! Every error names the flag and what is allowed; the binary maps them to exit code 2.
 
+use std::fmt::Display;
+use std::io::Read;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -13,7 +16,7 @@ use crate::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::{HostRule, PlanRules};
 use crate::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::sink::abort::AbortCondition;
-use crate::source::Input;
+use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {message}")]
@@ -24,6 +27,71 @@ pub struct ConfigError {
 
 fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { flag, message: message.into() }
+}
+
+// The upper bounds of size-like options: each keeps memory and timers within what one machine
+// can hold, far above any sensible use.
+const CONCURRENCY: RangeInclusive<usize> = 1..=100_000;
+/// A batch is released as one; the hand-off to the senders makes room for a whole batch up front.
+const BATCH: RangeInclusive<u32> = 1..=10_000;
+/// The queue is also bounded in bytes (`crate::read_ahead`); this bounds its slots.
+const QUEUE_CAPACITY: RangeInclusive<usize> = 1..=1_000_000;
+const THREADS: RangeInclusive<usize> = 1..=256;
+/// Longest `--duration`: a month-long soak.
+const DURATION: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(30 * 86_400);
+/// `--timeout` and `--drain-timeout`: an hour is already far past any useful wait for a response.
+const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(3600);
+/// `Name: @file` header values: a header this long is refused by most servers anyway.
+const HEADER_FILE_BYTES: u64 = 64 * 1024;
+/// A `--config` file is a page of options, not data.
+const CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
+/// `value` if it is within `range`, else an error naming the flag and the allowed range.
+fn within<T: PartialOrd + Display>(flag: &'static str, value: T, range: RangeInclusive<T>) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad(flag, format!("must be between {} and {} (got {value})", range.start(), range.end())))
+    }
+}
+
+/// A duration flag, parsed and within `range` (the message shows durations as written: `1h`, `30d`).
+fn duration_within(flag: &'static str, text: &str, range: RangeInclusive<Duration>) -> Result<Duration, ConfigError> {
+    let (lo, hi) = (short_duration(*range.start()), short_duration(*range.end()));
+    let value = parse_duration(text).map_err(|m| bad(flag, format!("{m} (between {lo} and {hi})")))?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad(flag, format!("must be between {lo} and {hi} (got '{}')", text.trim())))
+    }
+}
+
+/// `1ms`, `1h`, `30d`: the bounds above, as a user would write them.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{s}s"),
+    }
+}
+
+/// `--max-line-bytes` for `sluice replay` and `sluice parse`.
+pub fn max_line_bytes(value: Option<u64>) -> Result<usize, ConfigError> {
+    let range = MIN_LINE_BYTES_LIMIT as u64..=MAX_LINE_BYTES_LIMIT as u64;
+    Ok(within("--max-line-bytes", value.unwrap_or(DEFAULT_MAX_LINE_BYTES as u64), range)? as usize)
+}
+
+/// Reads a whole small file, refusing one longer than `limit` bytes (e.g. `/dev/zero` by mistake).
+fn read_small_file(path: &Path, limit: u64) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(limit + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    if text.len() as u64 > limit {
+        return Err(format!("longer than {limit} bytes"));
+    }
+    Ok(text)
 }
 
 /// How fast requests are released.
@@ -100,6 +168,8 @@ pub struct ReplayConfig {
     pub summary_json: Option<PathBuf>,
     pub progress: ProgressMode,
     pub queue_capacity: usize,
+    /// Longer log lines are skipped while read and counted as bad lines.
+    pub max_line_bytes: usize,
     pub max_bad_lines: Option<BadLineLimit>,
     pub threads: usize,
     /// Filters and rewriting: how entries become requests.
@@ -133,6 +203,7 @@ impl ReplayConfig {
             summary_json: None,
             progress: ProgressMode::Never,
             queue_capacity: 8192,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_bad_lines: None,
             threads: 1,
             rules: PlanRules::default(),
@@ -157,7 +228,7 @@ impl ReplayConfig {
 /// Reads a TOML file of replay options. Keys are the long flag names, with `-` or `_`.
 pub fn load_config_file(path: &Path) -> Result<ReplayArgs, ConfigError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
+    let text = read_small_file(path, CONFIG_FILE_BYTES).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
     let table: toml::Table =
         text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
     let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
@@ -220,6 +291,7 @@ impl ReplayArgs {
             report: self.report || file.report,
             assert: list(self.assert, file.assert),
             abort_on: list(self.abort_on, file.abort_on),
+            max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
         }
     }
 }
@@ -238,32 +310,18 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             .map_err(|m| bad("--target", m))?;
         let rate = parse_rate(&required(&args.rate, "--rate", "requests per second, or max")?)
             .map_err(|m| bad("--rate", m))?;
-        let duration =
-            args.duration.as_deref().map(|d| parse_duration(d).map_err(|m| bad("--duration", m))).transpose()?;
-        let concurrency = args.concurrency.unwrap_or(64);
-        if concurrency == 0 || concurrency > 100_000 {
-            return Err(bad("--concurrency", "must be between 1 and 100000"));
-        }
-        let batch = args.batch.unwrap_or(1);
-        if batch == 0 || batch > 1_000_000 {
-            return Err(bad("--batch", "must be between 1 and 1000000"));
-        }
+        let duration = args.duration.as_deref().map(|d| duration_within("--duration", d, DURATION)).transpose()?;
+        let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
+        let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         if let Rate::PerSecond(n) = rate
             && f64::from(batch) > n * 3600.0
         {
             return Err(bad("--batch", format!("{batch} requests at {n}/s would be more than an hour apart")));
         }
-        let queue_capacity = args.queue_capacity.unwrap_or(8192);
-        if queue_capacity == 0 {
-            return Err(bad("--queue-capacity", "must be at least 1"));
-        }
-        let threads = args.threads.unwrap_or(1);
-        if threads == 0 || threads > 256 {
-            return Err(bad("--threads", "must be between 1 and 256"));
-        }
-        let duration_flag = |flag: &'static str, v: &Option<String>, default: &str| {
-            parse_duration(v.as_deref().unwrap_or(default)).map_err(|m| bad(flag, m))
-        };
+        let queue_capacity = within("--queue-capacity", args.queue_capacity.unwrap_or(8192), QUEUE_CAPACITY)?;
+        let threads = within("--threads", args.threads.unwrap_or(1), THREADS)?;
+        let timeout_flag =
+            |flag: &'static str, v: &Option<String>| duration_within(flag, v.as_deref().unwrap_or("10s"), TIMEOUT);
         let regexes = |flag: &'static str, list: &[String]| -> Result<Vec<regex::bytes::Regex>, ConfigError> {
             list.iter()
                 .map(|r| {
@@ -341,12 +399,13 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             duration,
             looping: duration.is_some() && !args.once,
             concurrency,
-            timeout: duration_flag("--timeout", &args.timeout, "10s")?,
-            drain_timeout: duration_flag("--drain-timeout", &args.drain_timeout, "10s")?,
+            timeout: timeout_flag("--timeout", &args.timeout)?,
+            drain_timeout: timeout_flag("--drain-timeout", &args.drain_timeout)?,
             out: args.out.clone().unwrap_or_else(default_out_path),
             summary_json: args.summary_json.clone(),
             progress: args.progress.unwrap_or(ProgressMode::Auto),
             queue_capacity,
+            max_line_bytes: max_line_bytes(args.max_line_bytes)?,
             max_bad_lines: args
                 .max_bad_lines
                 .as_deref()
@@ -387,7 +446,7 @@ fn parse_header(index: usize, text: &str) -> Result<(HeaderName, HeaderValue), C
         .map_err(|_| bad("--header", format!("header #{index}: '{}' is not a header name; {expected}", name.trim())))?;
     let value = value.trim();
     let value = match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path.trim())
+        Some(path) => read_small_file(Path::new(path.trim()), HEADER_FILE_BYTES)
             .map_err(|e| bad("--header", format!("{name}: cannot read the value from {}: {e}", path.trim())))?
             .trim_end_matches(['\r', '\n'])
             .to_string(),
@@ -442,8 +501,8 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         return Ok(Rate::Max);
     }
     match text.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 && n <= 10_000_000.0 => Ok(Rate::PerSecond(n)),
-        Ok(_) => Err(format!("'{text}' must be more than 0 and at most 10000000 requests per second, or 'max'")),
+        Ok(n) if n.is_finite() && (0.001..=10_000_000.0).contains(&n) => Ok(Rate::PerSecond(n)),
+        Ok(_) => Err(format!("'{text}' must be more than 0: between 0.001 and 10000000 requests per second, or 'max'")),
         Err(_) => Err(format!("'{text}' is not a number; expected requests per second (e.g. 200) or 'max'")),
     }
 }
@@ -501,6 +560,106 @@ pub fn parse_bad_line_limit(text: &str) -> Result<BadLineLimit, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn valid_args() -> ReplayArgs {
+        ReplayArgs {
+            files: vec![PathBuf::from("access.log")],
+            target: Some("http://127.0.0.1:8080".into()),
+            rate: Some("100".into()),
+            ..ReplayArgs::default()
+        }
+    }
+
+    #[test]
+    fn every_size_like_option_is_bounded_with_a_message_naming_the_flag_and_range() {
+        type Edit = fn(&mut ReplayArgs);
+        let cases: [(&str, Edit, &str, &str); 22] = [
+            ("queue-capacity 0", |a| a.queue_capacity = Some(0), "--queue-capacity", "between 1 and 1000000"),
+            (
+                "queue-capacity 10M",
+                |a| a.queue_capacity = Some(10_000_000),
+                "--queue-capacity",
+                "between 1 and 1000000",
+            ),
+            ("concurrency 0", |a| a.concurrency = Some(0), "--concurrency", "between 1 and 100000"),
+            ("concurrency 1M", |a| a.concurrency = Some(1_000_000), "--concurrency", "between 1 and 100000"),
+            ("batch 0", |a| a.batch = Some(0), "--batch", "between 1 and 10000"),
+            ("batch 1M", |a| a.batch = Some(1_000_000), "--batch", "between 1 and 10000"),
+            ("threads 0", |a| a.threads = Some(0), "--threads", "between 1 and 256"),
+            ("threads 10k", |a| a.threads = Some(10_000), "--threads", "between 1 and 256"),
+            ("timeout 2h", |a| a.timeout = Some("2h".into()), "--timeout", "between 1ms and 1h"),
+            ("timeout 0.1ms", |a| a.timeout = Some("0.0001".into()), "--timeout", "between 1ms and 1h"),
+            ("drain-timeout 1d", |a| a.drain_timeout = Some("1d".into()), "--drain-timeout", "between 1ms and 1h"),
+            ("duration 31d", |a| a.duration = Some("31d".into()), "--duration", "between 1ms and 30d"),
+            ("duration 0s", |a| a.duration = Some("0s".into()), "--duration", "(between 1ms and 30d)"),
+            ("rate 0", |a| a.rate = Some("0".into()), "--rate", "between 0.001 and 10000000"),
+            ("rate 1e-6", |a| a.rate = Some("0.000001".into()), "--rate", "between 0.001 and 10000000"),
+            ("rate 1e9", |a| a.rate = Some("1000000000".into()), "--rate", "between 0.001 and 10000000"),
+            ("max-line-bytes 100", |a| a.max_line_bytes = Some(100), "--max-line-bytes", "between 1024 and 16777216"),
+            (
+                "max-line-bytes 1G",
+                |a| a.max_line_bytes = Some(1 << 30),
+                "--max-line-bytes",
+                "between 1024 and 16777216",
+            ),
+            ("max-bad-lines 200%", |a| a.max_bad_lines = Some("200%".into()), "--max-bad-lines", "0% to 100%"),
+            ("sample 150%", |a| a.sample = Some("150%".into()), "--sample", "0% to 100%"),
+            (
+                "header @/dev/zero",
+                |a| a.header = vec!["X-Big: @/dev/zero".into()],
+                "--header",
+                "longer than 65536 bytes",
+            ),
+            (
+                "batch an hour apart",
+                |a| (a.rate, a.batch) = (Some("0.01".into()), Some(100)),
+                "--batch",
+                "an hour apart",
+            ),
+        ];
+        for (name, edit, flag, message) in cases {
+            let mut args = valid_args();
+            edit(&mut args);
+            match ReplayConfig::try_from(&args) {
+                Ok(_) => panic!("{name}: accepted"),
+                Err(e) => {
+                    assert_eq!(e.flag, flag, "{name}: {e}");
+                    assert!(e.message.contains(message), "{name}: {e}");
+                }
+            }
+        }
+        let config = ReplayConfig::try_from(&valid_args()).expect("the defaults are within every bound");
+        assert_eq!(config.max_line_bytes, DEFAULT_MAX_LINE_BYTES);
+        assert_eq!((config.queue_capacity, config.concurrency, config.batch, config.threads), (8192, 64, 1, 1));
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let mut args = valid_args();
+        args.queue_capacity = Some(1_000_000);
+        args.concurrency = Some(100_000);
+        args.batch = Some(10_000);
+        args.rate = Some("10000000".into());
+        args.threads = Some(256);
+        args.timeout = Some("1h".into());
+        args.drain_timeout = Some("1ms".into());
+        args.duration = Some("30d".into());
+        args.max_line_bytes = Some(16 * 1024 * 1024);
+        let config = ReplayConfig::try_from(&args).unwrap();
+        assert_eq!(config.max_line_bytes, MAX_LINE_BYTES_LIMIT);
+        assert_eq!(config.duration, Some(Duration::from_secs(30 * 86_400)));
+        args.max_line_bytes = Some(1024);
+        args.rate = Some("0.001".into());
+        args.batch = Some(1);
+        assert_eq!(ReplayConfig::try_from(&args).unwrap().max_line_bytes, 1024);
+    }
+
+    #[test]
+    fn a_config_file_that_is_not_a_page_of_options_is_refused() {
+        let err = load_config_file(Path::new("/dev/zero")).err().unwrap();
+        assert_eq!(err.flag, "--config");
+        assert!(err.message.contains("longer than 1048576 bytes"), "{err}");
+    }
 
     #[test]
     fn durations() {

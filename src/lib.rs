@@ -37,6 +37,7 @@ pub mod http1;
 pub mod pacer;
 pub mod parse_command;
 pub mod plan;
+mod read_ahead;
 pub mod replay;
 pub mod replay_command;
 pub mod report;
@@ -54,13 +55,15 @@ pub use run::{Run, RunError, RunHandle};
 
 /// How a command ended, as an exit code: 0 ok, 1 an assertion failed (or an `--abort-on`
 /// condition stopped the run), 2 bad input or usage (or the results could not be written),
-/// 4 no request got an answer, 130 interrupted.
+/// 3 the input stopped early (a truncated `.gz`) but what was read of it was used, 4 no request
+/// got an answer, 130 interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     AssertionFailed,
     BadInput,
     NothingAnswered,
+    InputIncomplete,
     Interrupted,
 }
 
@@ -71,6 +74,7 @@ impl Outcome {
             Outcome::AssertionFailed => 1,
             Outcome::BadInput => 2,
             Outcome::NothingAnswered => 4,
+            Outcome::InputIncomplete => 3,
             Outcome::Interrupted => 130,
         }
     }

@@ -14,9 +14,7 @@ use sluice::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Parse(args) => {
-            sluice::parse_command::run(&args).map(|any| if any { Outcome::Ok } else { Outcome::BadInput })
-        }
+        Command::Parse(args) => sluice::parse_command::run(&args),
         Command::Replay(args) => sluice::replay_command::run(&args),
         Command::Report(args) => sluice::report_command::run(&args),
         Command::Mock(args) => run_mock(args),

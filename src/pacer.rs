@@ -30,6 +30,7 @@ use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::{LogPosition, ReplayRequest};
+use crate::read_ahead::footprint;
 use crate::replay::{Job, Outcome, OutcomeBuffer};
 use crate::run::Shared;
 use crate::timer::PreciseTimer;
@@ -182,26 +183,37 @@ pub struct PacerReport {
     pub replayed: LogPosition,
 }
 
-/// Requests from the reader's queue, one at a time, until the log ends or the run stops.
+/// Requests from the reader's queue, one at a time, until the log ends or the run stops. Each
+/// request taken gives its bytes back to the read-ahead budget (`crate::read_ahead`).
 struct Incoming {
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     ready: std::vec::IntoIter<ReplayRequest>,
     stop: CancellationToken,
+    shared: Arc<Shared>,
 }
 
 impl Incoming {
     async fn next(&mut self) -> Option<ReplayRequest> {
-        if let Some(req) = self.ready.next() {
-            return Some(req);
-        }
-        tokio::select! {
-            biased;
-            _ = self.stop.cancelled() => None,
-            chunk = self.queue.recv() => {
-                self.ready = chunk.ok()?.into_iter();
-                self.ready.next()
-            }
-        }
+        let req = match self.ready.next() {
+            Some(req) => req,
+            None => tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return None,
+                chunk = self.queue.recv() => {
+                    self.ready = chunk.ok()?.into_iter();
+                    self.ready.next()?
+                }
+            },
+        };
+        self.shared.read_ahead.give_back(footprint(&req));
+        Some(req)
+    }
+}
+
+impl Drop for Incoming {
+    /// The pacer has ended: a reader waiting for budget must not wait for ever.
+    fn drop(&mut self) {
+        self.shared.read_ahead.close();
     }
 }
 
@@ -217,7 +229,7 @@ pub(crate) async fn run_pacer(
     shared: Arc<Shared>,
 ) -> PacerReport {
     let stop = shared.stop_token();
-    let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone() };
+    let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone(), shared: shared.clone() };
     let timer = PreciseTimer::new();
     let mut replayed = LogPosition::default();
     let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason, replayed: LogPosition| {

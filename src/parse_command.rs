@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 use sluice_parsers::{Entry, Format};
 
+use crate::Outcome;
 use crate::cli::{ParseArgs, ParseOutput};
 use crate::config::FormatChoice;
 use crate::display::{bytes_text, opt_text};
@@ -49,12 +50,14 @@ pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::
     match choice {
         FormatChoice::Fixed(format) => Ok(format.clone()),
         FormatChoice::Auto => {
-            let sample = reader.prefetch(SNIFF_LINES)?;
-            // The sniff error says what it found; the hint of what to do is given once, here.
-            let format = Format::sniff(&sample).map_err(|e| {
+            // The sniff error says what it found; the hint of what to do is given once, here. A
+            // log cut within its first lines has too few to recognise: that is said too.
+            let sniffed = Format::sniff(&reader.prefetch(SNIFF_LINES)?);
+            let cuts: String = reader.cuts().iter().map(|cut| format!("; {cut}")).collect();
+            let format = sniffed.map_err(|e| {
                 anyhow::anyhow!(
                     "--format auto: {e}; name the format with --format: a preset ({}), 'nginx:<log_format>' or \
-                     'apache:<LogFormat>'",
+                     'apache:<LogFormat>'{cuts}",
                     Format::preset_names().join(", ")
                 )
             })?;
@@ -64,13 +67,16 @@ pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::
     }
 }
 
-/// Runs `sluice parse`. Returns whether any line was accepted (exit 0) or none (exit 2).
-pub fn run(args: &ParseArgs) -> anyhow::Result<bool> {
+/// Runs `sluice parse`: exit 0 when lines were accepted, 3 when they were but an input stopped
+/// early (a truncated `.gz`), 2 when no line was accepted.
+pub fn run(args: &ParseArgs) -> anyhow::Result<Outcome> {
     // The throughput shown is all bytes read over all the time spent: reading ahead and picking
     // the format (which parses the first lines with every preset) included, as the bytes are.
     let started = Instant::now();
     let choice = FormatChoice::from_flag(&args.format)?;
-    let mut reader = LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?;
+    let max_line = crate::config::max_line_bytes(args.max_line_bytes).map_err(crate::UsageError::from)?;
+    let mut reader =
+        LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?.with_max_line_bytes(max_line);
     let format = resolve_format(&choice, &mut reader)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
@@ -80,7 +86,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<bool> {
     let names = reader.input_names();
 
     while let Some(line) = reader.next_line()? {
-        match format.parse_line(line.bytes) {
+        match line.parse(&format) {
             Ok(entry) => {
                 stats.accepted += 1;
                 match args.output {
@@ -100,7 +106,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<bool> {
                 }
             }
             Err(e) => {
-                stats.reject(e.reason.kind());
+                stats.reject(e.kind());
                 if stats.rejected <= SHOWN_REJECTIONS {
                     writeln!(stderr.lock(), "{}:{}: {e}", names[line.input], line.number)?;
                 }
@@ -142,7 +148,16 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<bool> {
             Format::preset_names().join(", ")
         );
     }
-    Ok(stats.accepted > 0)
+    for cut in reader.cuts() {
+        eprintln!("sluice parse: warning: {cut}");
+    }
+    Ok(if stats.accepted == 0 {
+        Outcome::BadInput
+    } else if !reader.cuts().is_empty() {
+        Outcome::InputIncomplete
+    } else {
+        Outcome::Ok
+    })
 }
 
 /// The JSON shape of one accepted line; `-` in the log is `null` here.

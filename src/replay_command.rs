@@ -104,7 +104,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The exit of a finished run, most serious first: interrupted; the input or the output failed;
-/// nothing was answered (so nothing about the target was measured); a check failed.
+/// nothing was answered (so nothing about the target was measured); a check failed; a log was
+/// cut short (what was read of it was replayed).
 fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -> Outcome {
     if summary.interrupted {
         Outcome::Interrupted
@@ -114,6 +115,8 @@ fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -
         Outcome::NothingAnswered
     } else if !assertions_passed || summary.aborted_by.is_some() {
         Outcome::AssertionFailed
+    } else if !summary.log.incomplete.is_empty() {
+        Outcome::InputIncomplete
     } else {
         Outcome::Ok
     }
@@ -141,6 +144,9 @@ fn dry_run_text(r: &DryRun) -> String {
         t += &format!("; skipped {}", counts(&log.plan.skipped));
     }
     t.push('\n');
+    for cut in &log.incomplete {
+        t += &format!("  warning    {cut}\n");
+    }
     t
 }
 

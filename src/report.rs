@@ -296,6 +296,9 @@ impl Summary {
             let _ =
                 writeln!(t, "  stopped    cannot write {}: {error} (the CSV holds every whole row written)", self.csv);
         }
+        for cut in &log.incomplete {
+            let _ = writeln!(t, "  warning    {cut}");
+        }
         let _ = writeln!(t, "  results    {}", self.csv);
         t
     }

@@ -23,6 +23,7 @@ use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
 use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
 use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{LogPosition, PlanStats, Planner, ReplayRequest};
+use crate::read_ahead::{READ_AHEAD_BYTES, ReadAheadBudget, footprint};
 use crate::replay::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
 use crate::report::{Ending, Summary};
 use crate::sink::abort::AbortWatch;
@@ -30,7 +31,7 @@ use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
 use crate::sink::stats::Stats;
-use crate::source::LogReader;
+use crate::source::{InputCut, LogReader};
 use crate::transport::Transport;
 
 /// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
@@ -74,6 +75,9 @@ pub struct ReaderStats {
     pub passes: u64,
     /// Set when the reader ended the run: too many bad lines, or a read error.
     pub fatal: Option<String>,
+    /// Inputs that stopped before their end (a truncated `.gz`): the lines before each cut were
+    /// replayed, the rest of that input was not. Empty when every input was read to its end.
+    pub incomplete: Vec<InputCut>,
 }
 
 /// A small live view of the writer's statistics, for progress displays.
@@ -182,6 +186,8 @@ pub struct Shared {
     pub(crate) failures: FailureSamples,
     /// The `--abort-on` condition that stopped the run, with what was measured.
     pub(crate) aborted_by: Mutex<Option<String>>,
+    /// Bytes of requests between the reader and the pacer.
+    pub(crate) read_ahead: ReadAheadBudget,
 }
 
 impl Shared {
@@ -199,6 +205,7 @@ impl Shared {
             reader: Mutex::new(ReaderStats::default()),
             failures: FailureSamples::default(),
             aborted_by: Mutex::new(None),
+            read_ahead: ReadAheadBudget::new(READ_AHEAD_BYTES),
         }
     }
 
@@ -472,6 +479,7 @@ impl Run {
                     reader.plan.skipped.values().sum::<u64>()
                 )
             });
+            let why = reader.incomplete.iter().fold(why, |why, cut| format!("{why}; {cut}"));
             return Err(RunError::NoReplayableLines(why));
         }
         let ending = Ending {
@@ -545,7 +553,9 @@ struct Prepared {
 /// pass before a single request leaves: --deny-host/--allow-host on the resolved target, and the
 /// refusal to replay a log against the host that served it.
 fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
-    let mut reader = LogReader::new(config.inputs.clone()).map_err(|e| RunError::Input(e.to_string()))?;
+    let mut reader = LogReader::new(config.inputs.clone())
+        .map_err(|e| RunError::Input(e.to_string()))?
+        .with_max_line_bytes(config.max_line_bytes);
     let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
@@ -603,6 +613,7 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         log: ReaderStats::default(),
     };
     for req in std::iter::from_fn(|| queue_rx.recv_blocking().ok()).flatten() {
+        shared.read_ahead.give_back(footprint(&req));
         report.requests += 1;
         *report.by_method.entry(req.method.to_string()).or_default() += 1;
         let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
@@ -688,7 +699,7 @@ fn read_log(
             }
             position.lines += 1;
             let number = line.number;
-            match format.parse_line(line.bytes) {
+            match line.parse(&format) {
                 Ok(entry) => {
                     let planned = planner.plan(&entry, line.input, number);
                     if first_pass {
@@ -700,6 +711,17 @@ fn read_log(
                     if let Ok(mut req) = planned {
                         req.position = position;
                         produced += 1;
+                        let size = footprint(&req);
+                        if !shared.read_ahead.try_take(size) {
+                            // Hand over what this thread holds before waiting: the pacer can only
+                            // give back what it has received.
+                            let held = std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK));
+                            if (!held.is_empty() && queue.send_blocking(held).is_err())
+                                || !shared.read_ahead.take_blocking(size)
+                            {
+                                break 'passes; // the pacer has stopped
+                            }
+                        }
                         chunk.push(req);
                         if chunk.len() == QUEUE_CHUNK
                             && queue
@@ -712,7 +734,7 @@ fn read_log(
                 }
                 Err(e) if first_pass => {
                     position.rejected += 1;
-                    stats.parse.reject(e.reason.kind());
+                    stats.parse.reject(e.kind());
                     let where_ = format!("{}:{}", names[line.input], number);
                     if stats.bad_line_examples.len() < BAD_LINE_EXAMPLES {
                         stats.bad_line_examples.push(format!("{where_}: {e}"));
@@ -746,6 +768,7 @@ fn read_log(
         reader.rewind();
         position.passes += 1;
     }
+    stats.incomplete = reader.cuts().to_vec();
     let mut s = shared.reader.lock().expect("not poisoned");
     *s = stats;
     s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());

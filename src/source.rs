@@ -3,6 +3,13 @@
 //! The reader hands out one line at a time from a reused buffer, so memory stays flat for any log
 //! size. Gzip is recognised by its magic bytes, not the file name, and concatenated members (what
 //! logrotate's `delaycompress` + `cat` produce) are read through.
+//!
+//! Memory is bounded by the longest line the reader keeps, not by the input: a line longer than
+//! the limit (`--max-line-bytes`) is skipped while it streams past and handed out as
+//! [`LineTooLong`], so a gzip bomb of one endless line, a file of NULs or a CR-only log cost no
+//! more than one limit's worth of buffer. An input that stops early (a `.gz` cut while a log was
+//! rotated, a read error) keeps the lines read before the cut; the cut is recorded as an
+//! [`InputCut`] and the reader goes on with the next input.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -10,10 +17,21 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use sluice_parsers::{Entry, Format, LineError};
 
 /// Large enough that reading stays far below parsing cost (the page cache delivers GB/s).
 const READ_BUFFER: usize = 256 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Longest line kept by default. Access-log lines are a few hundred bytes; one with a large
+/// logged body or cookie header still fits.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+/// The most `--max-line-bytes` may be: a line is held whole once it is read, and the first lines
+/// are read ahead to sniff the format.
+pub const MAX_LINE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// The least `--max-line-bytes` may be: shorter than a plain access-log line would reject most logs.
+pub const MIN_LINE_BYTES_LIMIT: usize = 1024;
+/// Lines read ahead to sniff the format stop at this many bytes, whatever the line limit.
+const PREFETCH_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -94,7 +112,57 @@ pub struct Line<'a> {
     pub input: usize,
     /// 1-based line number within its own file.
     pub number: u64,
-    pub bytes: &'a [u8],
+    /// The line, or why it was not kept.
+    pub bytes: Result<&'a [u8], LineTooLong>,
+}
+
+impl<'a> Line<'a> {
+    /// The line as an entry of `format`, or why it is a bad line.
+    pub fn parse(&self, format: &'a Format) -> Result<Entry<'a>, BadLine> {
+        Ok(format.parse_line(self.bytes?)?)
+    }
+}
+
+/// A line longer than the reader's limit: skipped as it streamed past, never held whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("line longer than {limit} bytes")]
+pub struct LineTooLong {
+    pub limit: usize,
+}
+
+/// Why a line is not an entry: too long to keep, or not in the log's format.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadLine {
+    #[error(transparent)]
+    TooLong(#[from] LineTooLong),
+    #[error(transparent)]
+    Format(#[from] LineError),
+}
+
+impl BadLine {
+    /// Short stable key, for counting bad lines by reason (the parsers' kinds, and this one).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BadLine::TooLong(_) => "line_too_long",
+            BadLine::Format(e) => e.reason.kind(),
+        }
+    }
+}
+
+/// Where an input stopped before its end: the lines before `line` were read, the rest of that
+/// input was not. Typically a `.gz` copied while logrotate was still writing it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InputCut {
+    pub file: String,
+    /// The first line that could not be read whole (1-based); a partial line there is dropped.
+    pub line: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for InputCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: input cut short ({}); the lines before it were read", self.file, self.line, self.reason)
+    }
 }
 
 /// Reads lines from the inputs in order.
@@ -106,11 +174,17 @@ pub struct LogReader {
     line_number: u64,
     bytes_in_input: u64,
     total_bytes: u64,
+    /// A line that straddles the end of the read buffer, assembled here; never more than
+    /// `max_line + 1` bytes.
     buf: Vec<u8>,
     /// Bytes of the reader's buffer handed out as the last line, released on the next read.
     consumed: usize,
     /// Lines read ahead by [`LogReader::prefetch`], handed out again before anything new.
-    pending: VecDeque<(usize, u64, Vec<u8>)>,
+    pending: VecDeque<(usize, u64, Result<Vec<u8>, LineTooLong>)>,
+    max_line: usize,
+    /// Inputs that stopped early, as found on the first pass.
+    cuts: Vec<InputCut>,
+    rewound: bool,
 }
 
 impl LogReader {
@@ -131,7 +205,22 @@ impl LogReader {
             buf: Vec::with_capacity(4096),
             consumed: 0,
             pending: VecDeque::new(),
+            max_line: DEFAULT_MAX_LINE_BYTES,
+            cuts: Vec::new(),
+            rewound: false,
         })
+    }
+
+    /// Lines longer than `limit` bytes (without the line ending) are skipped and handed out as
+    /// [`LineTooLong`]. Callers validate `limit` (see [`MAX_LINE_BYTES_LIMIT`]).
+    pub fn with_max_line_bytes(mut self, limit: usize) -> LogReader {
+        self.max_line = limit;
+        self
+    }
+
+    /// Inputs that stopped before their end (first pass only), in the order met.
+    pub fn cuts(&self) -> &[InputCut] {
+        &self.cuts
     }
 
     pub fn input_name(&self, input: usize) -> &str {
@@ -161,30 +250,39 @@ impl LogReader {
         self.bytes_in_input = 0;
         self.consumed = 0;
         self.pending.clear();
+        self.rewound = true;
     }
 
     /// Reads up to `n` lines ahead (to sniff the format) without consuming them: `next_line`
-    /// returns them again first.
+    /// returns them again first. Lines too long to keep are not in the sample.
     pub fn prefetch(&mut self, n: usize) -> Result<Vec<&[u8]>, SourceError> {
-        while self.pending.len() < n {
+        let mut held: usize = self.pending.iter().map(|(_, _, b)| b.as_ref().map_or(0, Vec::len)).sum();
+        while self.pending.len() < n && held < PREFETCH_BYTES {
             let Some(line) = self.read_line()? else { break };
-            let owned = (line.input, line.number, line.bytes.to_vec());
+            let owned = (line.input, line.number, line.bytes.map(<[u8]>::to_vec));
+            held += owned.2.as_ref().map_or(0, Vec::len);
             self.pending.push_back(owned);
         }
-        Ok(self.pending.iter().map(|(_, _, bytes)| bytes.as_slice()).collect())
+        Ok(self.pending.iter().filter_map(|(_, _, bytes)| bytes.as_deref().ok()).collect())
     }
 
     /// The next line, or `None` after the last line of the last input.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, SourceError> {
         if let Some((input, number, bytes)) = self.pending.pop_front() {
-            self.buf = bytes;
-            return Ok(Some(Line { input, number, bytes: &self.buf }));
+            let bytes = match bytes {
+                Ok(bytes) => {
+                    self.buf = bytes;
+                    Ok(self.buf.as_slice())
+                }
+                Err(too_long) => Err(too_long),
+            };
+            return Ok(Some(Line { input, number, bytes }));
         }
         self.read_line()
     }
 
     /// Most lines are handed out as a slice of the reader's own buffer (no copy); only a line
-    /// that straddles the end of the buffer is assembled in `buf`.
+    /// that straddles the end of the buffer is assembled in `buf`, and only up to the limit.
     fn read_line(&mut self) -> Result<Option<Line<'_>>, SourceError> {
         loop {
             if self.current >= self.inputs.len() {
@@ -196,53 +294,101 @@ impl LogReader {
                 self.bytes_in_input = 0;
                 self.consumed = 0;
             }
-            let (filled, newline) = {
+            let fill = {
                 let reader = self.reader.as_mut().expect("opened above");
                 // The previous line was a slice of the buffer: release it now that the caller is done.
                 reader.consume(std::mem::take(&mut self.consumed));
-                match reader.fill_buf() {
-                    Ok(available) => (available.len(), memchr::memchr(b'\n', available)),
-                    Err(source) => {
-                        let name = self.names[self.current].clone();
-                        return Err(SourceError::Read { name, line: self.line_number + 1, source });
-                    }
+                reader.fill_buf().map(|available| (available.len(), memchr::memchr(b'\n', available)))
+            };
+            let (filled, newline) = match fill {
+                Ok(found) => found,
+                Err(error) => {
+                    self.cut_short(self.line_number + 1, &error);
+                    continue;
                 }
             };
             if filled == 0 {
                 if self.bytes_in_input == 0 {
                     return Err(SourceError::Empty { name: self.names[self.current].clone() });
                 }
-                self.reader = None;
-                self.current += 1;
+                self.next_input();
                 continue;
             }
             self.line_number += 1;
             let (input, number) = (self.current, self.line_number);
-            let reader = self.reader.as_mut().expect("opened above");
-            let line = match newline {
+            // A line with its `\r` may be one byte over the limit; `read_long_line` decides those.
+            let line = match newline.filter(|&end| end <= self.max_line) {
                 Some(end) => {
                     self.consumed = end + 1;
                     self.bytes_in_input += end as u64 + 1;
                     self.total_bytes += end as u64 + 1;
                     // Already buffered: this returns the same bytes without reading.
+                    let reader = self.reader.as_mut().expect("opened above");
                     let available = reader.fill_buf().unwrap_or_default();
-                    &available[..end]
+                    Ok(&available[..end])
                 }
-                None => {
-                    self.buf.clear();
-                    let n = reader.read_until(b'\n', &mut self.buf).map_err(|source| SourceError::Read {
-                        name: self.names[input].clone(),
-                        line: number,
-                        source,
-                    })?;
-                    self.bytes_in_input += n as u64;
-                    self.total_bytes += n as u64;
-                    self.buf.strip_suffix(b"\n").unwrap_or(&self.buf)
-                }
+                None => match self.read_long_line() {
+                    Ok(true) => Ok(self.buf.as_slice()),
+                    Ok(false) => Err(LineTooLong { limit: self.max_line }),
+                    Err(error) => {
+                        self.cut_short(number, &error);
+                        continue;
+                    }
+                },
             };
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = line.map(|l| l.strip_suffix(b"\r").unwrap_or(l));
             return Ok(Some(Line { input, number, bytes: line }));
         }
+    }
+
+    /// Reads the line at the reader's position up to its newline (or the end of the input): into
+    /// `buf` while it is within the limit, past it without keeping anything. True if it fits.
+    fn read_long_line(&mut self) -> io::Result<bool> {
+        let reader = self.reader.as_mut().expect("opened by read_line");
+        // One byte more than the limit, for a `\r` before the newline.
+        let keep = self.max_line + 1;
+        self.buf.clear();
+        let mut fits = true;
+        loop {
+            let available = reader.fill_buf()?;
+            if available.is_empty() {
+                break; // the last line of an input without a final newline
+            }
+            let newline = memchr::memchr(b'\n', available);
+            let content = newline.unwrap_or(available.len());
+            if fits && self.buf.len() + content <= keep {
+                self.buf.extend_from_slice(&available[..content]);
+            } else {
+                fits = false;
+            }
+            let used = content + usize::from(newline.is_some());
+            reader.consume(used);
+            self.bytes_in_input += used as u64;
+            self.total_bytes += used as u64;
+            if newline.is_some() {
+                break;
+            }
+        }
+        Ok(fits && self.buf.strip_suffix(b"\r").unwrap_or(&self.buf).len() <= self.max_line)
+    }
+
+    /// The current input failed at `line`: keep what was read before it, note the cut (once, on
+    /// the first pass) and go on with the next input.
+    fn cut_short(&mut self, line: u64, error: &io::Error) {
+        if !self.rewound {
+            let reason = match error.kind() {
+                io::ErrorKind::UnexpectedEof => "the data ends before the end of the gzip stream".to_string(),
+                _ => error.to_string(),
+            };
+            self.cuts.push(InputCut { file: self.names[self.current].clone(), line, reason });
+        }
+        self.next_input();
+    }
+
+    fn next_input(&mut self) {
+        self.reader = None;
+        self.consumed = 0;
+        self.current += 1;
     }
 }
 
@@ -254,7 +400,7 @@ mod tests {
     fn lines_of(reader: &mut LogReader) -> Vec<(usize, u64, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(l) = reader.next_line().unwrap() {
-            out.push((l.input, l.number, l.bytes.to_vec()));
+            out.push((l.input, l.number, l.bytes.unwrap().to_vec()));
         }
         out
     }
@@ -304,24 +450,140 @@ mod tests {
         assert!(err.to_string().ends_with("empty.log: the input is empty"), "{err}");
     }
 
-    #[test]
-    fn corrupt_gzip_is_a_read_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.log.gz");
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&b"a line of text\n".repeat(100)).unwrap();
-        let mut bytes = enc.finish().unwrap();
-        let mid = bytes.len() / 2;
-        bytes.truncate(mid);
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// (line number, Ok(text) or Err(limit)) for every line, with the reader's cuts.
+    fn read_all(reader: &mut LogReader) -> Vec<(u64, Result<Vec<u8>, usize>)> {
+        let mut out = Vec::new();
+        while let Some(l) = reader.next_line().unwrap() {
+            out.push((l.number, l.bytes.map(<[u8]>::to_vec).map_err(|e| e.limit)));
+        }
+        out
+    }
+
+    fn reader_of(dir: &tempfile::TempDir, name: &str, bytes: &[u8], limit: usize) -> LogReader {
+        let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let mut reader = LogReader::new(vec![Input::File(path)]).unwrap();
-        let err = loop {
-            match reader.next_line() {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("a truncated gzip stream must not read as complete"),
-                Err(e) => break e,
+        LogReader::new(vec![Input::File(path)]).unwrap().with_max_line_bytes(limit)
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_skipped_whether_buffered_whole_or_straddling() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 1024;
+        let mut log = Vec::new();
+        log.extend(b"short\n");
+        log.extend(vec![b'a'; limit]); // exactly the limit, with CRLF: kept
+        log.extend(b"\r\n");
+        log.extend(vec![b'b'; limit + 1]); // one over, inside the read buffer: skipped
+        log.extend(b"\r\n");
+        log.extend(vec![b'c'; 3 * READ_BUFFER]); // longer than the read buffer: skipped while streaming
+        log.extend(b"\nafter\n");
+        log.extend(vec![b'\0'; READ_BUFFER + 7]); // the last line, NULs and no newline
+        let mut reader = reader_of(&dir, "long.log", &log, limit);
+        let got = read_all(&mut reader);
+        let want: Vec<(u64, Result<Vec<u8>, usize>)> = vec![
+            (1, Ok(b"short".to_vec())),
+            (2, Ok(vec![b'a'; limit])),
+            (3, Err(limit)),
+            (4, Err(limit)),
+            (5, Ok(b"after".to_vec())),
+            (6, Err(limit)),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(reader.bytes_read(), log.len() as u64, "skipped bytes are read, just not kept");
+        assert!(reader.buf.capacity() <= (2 * (limit + 1)).max(4096), "buffer grew to {}", reader.buf.capacity());
+        assert!(reader.cuts().is_empty());
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_one_endless_line_is_skipped_with_a_bounded_buffer() {
+        // 64 MiB of zeros without a newline, as concatenated gzip members (cheap to build).
+        let zeros = gzip(&vec![0u8; 1 << 20]);
+        let mut bomb = gzip(b"first\n");
+        for _ in 0..64 {
+            bomb.extend(&zeros);
+        }
+        bomb.extend(gzip(b"\nlast\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut reader = reader_of(&dir, "bomb.gz", &bomb, DEFAULT_MAX_LINE_BYTES);
+        let got = read_all(&mut reader);
+        assert_eq!(got, vec![(1, Ok(b"first".to_vec())), (2, Err(DEFAULT_MAX_LINE_BYTES)), (3, Ok(b"last".to_vec()))]);
+        assert!(reader.buf.capacity() <= 2 * (DEFAULT_MAX_LINE_BYTES + 1), "buffer grew to {}", reader.buf.capacity());
+    }
+
+    #[test]
+    fn prefetch_keeps_too_long_lines_in_order_but_out_of_the_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = b"one\n".to_vec();
+        log.extend(vec![b'x'; 5000]);
+        log.extend(b"\nthree\n");
+        let mut reader = reader_of(&dir, "a.log", &log, 1024);
+        assert_eq!(reader.prefetch(10).unwrap(), vec![b"one".as_slice(), b"three".as_slice()]);
+        let got = read_all(&mut reader);
+        assert_eq!(got, vec![(1, Ok(b"one".to_vec())), (2, Err(1024)), (3, Ok(b"three".to_vec()))]);
+    }
+
+    #[test]
+    fn prefetch_stops_at_its_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = [vec![b'y'; MAX_LINE_BYTES_LIMIT / 4], b"\n".to_vec()].concat();
+        let mut reader = reader_of(&dir, "big.log", &line.repeat(8), MAX_LINE_BYTES_LIMIT);
+        assert_eq!(reader.prefetch(50).unwrap().len(), PREFETCH_BYTES / (MAX_LINE_BYTES_LIMIT / 4));
+        assert_eq!(read_all(&mut reader).len(), 8, "lines not prefetched are read after the prefetched ones");
+    }
+
+    /// A `.gz` cut at any byte reads as whole lines from the start, then a cut naming the first
+    /// line not read whole; the next input is read as usual.
+    #[test]
+    fn a_gzip_cut_anywhere_keeps_the_whole_lines_before_the_cut_and_goes_on() {
+        let lines: Vec<String> = (1..=300).map(|n| format!("line {n} {}", "z".repeat(n % 40))).collect();
+        let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+        let full = gzip(text.as_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let next = dir.path().join("next.log");
+        std::fs::write(&next, b"next input\n").unwrap();
+        // Every cut inside the compressed stream (the whole of it is one deflate block).
+        for cut in 2..full.len() {
+            let path = dir.path().join("cut.log.gz");
+            std::fs::write(&path, &full[..cut]).unwrap();
+            let mut reader = LogReader::new(vec![Input::File(path), Input::File(next.clone())]).unwrap();
+            let mut got = Vec::new();
+            while let Some(l) = reader.next_line().unwrap() {
+                got.push((l.input, String::from_utf8(l.bytes.unwrap().to_vec()).unwrap()));
             }
-        };
-        assert!(err.to_string().starts_with(reader.input_name(0)), "{err}");
+            let (last, whole): (Vec<_>, Vec<_>) = got.into_iter().partition(|(input, _)| *input == 1);
+            assert_eq!(last, vec![(1, "next input".to_string())], "cut at {cut}");
+            let whole: Vec<String> = whole.into_iter().map(|(_, l)| l).collect();
+            assert_eq!(whole[..], lines[..whole.len()], "cut at {cut}: only whole lines, from the start");
+            let cuts = reader.cuts();
+            assert_eq!(cuts.len(), 1, "cut at byte {cut} of {} not reported", full.len());
+            assert_eq!(cuts[0].line, whole.len() as u64 + 1, "cut at {cut}");
+            assert!(cuts[0].file.ends_with("cut.log.gz"));
+        }
+    }
+
+    #[test]
+    fn a_cut_is_reported_once_however_often_the_log_is_read() {
+        let full = gzip(b"a\nb\nc\n");
+        let dir = tempfile::tempdir().unwrap();
+        let mut reader = reader_of(&dir, "cut.gz", &full[..full.len() - 4], DEFAULT_MAX_LINE_BYTES);
+        assert_eq!(read_all(&mut reader).len(), 3, "the cut is in the trailer: every line is whole");
+        reader.rewind();
+        assert_eq!(read_all(&mut reader).len(), 3);
+        assert_eq!(reader.cuts().len(), 1);
+        assert_eq!(reader.cuts()[0].line, 4);
+        assert_eq!(
+            reader.cuts()[0].to_string(),
+            format!(
+                "{}:4: input cut short ({}); the lines before it were read",
+                reader.input_name(0),
+                reader.cuts()[0].reason
+            )
+        );
     }
 }
