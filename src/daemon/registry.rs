@@ -717,6 +717,11 @@ impl Registry {
                         (None, None) if summary.nothing_answered() => {
                             (RunState::Failed, Some(summary.nothing_answered_text()))
                         }
+                        (None, None) if !summary.log.incomplete.is_empty() => {
+                            let cuts: Vec<String> = summary.log.incomplete.iter().map(ToString::to_string).collect();
+                            let cuts = self.paths.hide(id, &cuts.join("; "));
+                            (RunState::Completed, Some(format!("input incomplete: {cuts}; the lines before it were replayed")))
+                        }
                         (None, None) => (RunState::Completed, None),
                     },
                 };

@@ -88,6 +88,8 @@ pub struct RunRequest {
     pub max_bad_lines: Option<NumberOrText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_line_bytes: Option<u64>,
     /// Methods to replay, e.g. `["GET","HEAD"]`, or `["all"]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_methods: Option<Vec<String>>,
@@ -482,6 +484,7 @@ impl RunRequest {
             sample: self.sample.as_ref().map(ToString::to_string),
             sample_seed: self.sample_seed,
             abort_on: self.abort_on.clone(),
+            max_line_bytes: self.max_line_bytes,
             ..ReplayArgs::default()
         };
         // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
