@@ -502,7 +502,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
     }
     match text.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && (0.001..=10_000_000.0).contains(&n) => Ok(Rate::PerSecond(n)),
-        Ok(_) => Err(format!("'{text}' must be more than 0: between 0.001 and 10000000 requests per second, or 'max'")),
+        Ok(_) => Err(format!(
+            "'{text}' must be more than 0 (at least 0.001) and at most 10000000 requests per second, or 'max'"
+        )),
         Err(_) => Err(format!("'{text}' is not a number; expected requests per second (e.g. 200) or 'max'")),
     }
 }

@@ -154,7 +154,10 @@ fn parse_throughput_is_all_bytes_over_all_the_time() {
         .collect();
     let log = write_log(dir.path(), "long.log", &lines);
     let started = Instant::now();
-    let parsed = sluice().args(["parse", log.to_str().unwrap(), "--output", "none"]).assert().success();
+    let parsed = sluice()
+        .args(["parse", log.to_str().unwrap(), "--output", "none", "--max-line-bytes", "2000000"])
+        .assert()
+        .success();
     let wall = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&parsed.get_output().stderr).into_owned();
     let reported: f64 = stderr

@@ -720,7 +720,10 @@ impl Registry {
                         (None, None) if !summary.log.incomplete.is_empty() => {
                             let cuts: Vec<String> = summary.log.incomplete.iter().map(ToString::to_string).collect();
                             let cuts = self.paths.hide(id, &cuts.join("; "));
-                            (RunState::Completed, Some(format!("input incomplete: {cuts}; the lines before it were replayed")))
+                            (
+                                RunState::Completed,
+                                Some(format!("input incomplete: {cuts}; the lines before it were replayed")),
+                            )
                         }
                         (None, None) => (RunState::Completed, None),
                     },
