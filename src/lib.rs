@@ -28,29 +28,19 @@
 
 pub mod analysis;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod display;
-pub mod filter;
-pub mod http1;
-pub mod pacer;
-pub mod parse_command;
+pub mod pace;
 pub mod plan;
-mod read_ahead;
-pub mod replay;
-pub mod replay_command;
-pub mod report;
-pub mod report_command;
 pub mod run;
-pub mod safety;
+pub mod send;
 pub mod sink;
 pub mod source;
-mod timer;
-pub mod transport;
+pub mod stats;
 
 pub use config::{Rate, ReplayConfig, Target};
-pub use report::Summary;
+pub use run::summary::Summary;
 pub use run::{Run, RunError, RunHandle};
 
 /// How a command ended, as an exit code: 0 ok, 1 an assertion failed (or an `--abort-on`

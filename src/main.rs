@@ -14,12 +14,12 @@ use sluice::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Parse(args) => sluice::parse_command::run(&args),
-        Command::Replay(args) => sluice::replay_command::run(&args),
-        Command::Report(args) => sluice::report_command::run(&args),
+        Command::Parse(args) => sluice::cli::parse::run(&args),
+        Command::Replay(args) => sluice::cli::replay::run(&args),
+        Command::Report(args) => sluice::cli::report::run(&args),
         Command::Mock(args) => run_mock(args),
         Command::Daemon(args) => sluice::daemon::run(&args),
-        Command::Runs(args) => sluice::client::run(&args),
+        Command::Runs(args) => sluice::cli::runs::run(&args),
     };
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),

@@ -12,7 +12,7 @@
 //!                 figures::build → Report ──▶ render::{text, json, markdown, html}
 //! ```
 //!
-//! `sluice report` ([`crate::report_command`]) and `sluice replay --report/--assert` both call
+//! `sluice report` ([`crate::cli::report`]) and `sluice replay --report/--assert` both call
 //! [`analyse`] on a finished CSV.
 
 pub mod aggregate;

@@ -57,7 +57,7 @@ pub struct Row<'a> {
     pub bytes: u64,
 }
 
-/// The `error` of a request that never left (see [`crate::replay::ErrorKind::NotSent`]).
+/// The `error` of a request that never left (see [`crate::send::ErrorKind::NotSent`]).
 pub const NOT_SENT: &str = "not_sent";
 
 impl Row<'_> {

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::{AllowList, Policy, Rejection, RunRequest, SecretHeaders};
 use crate::config::Rate;
-use crate::report::Summary;
+use crate::run::summary::Summary;
 use crate::run::{Progress, Run, RunError, RunHandle, StatusClasses};
 use crate::sink::metrics::{Metrics, RunGauges};
 

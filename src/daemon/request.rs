@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{ProgressMode, ReplayArgs};
 use crate::config::{Rate, ReplayConfig, Target, parse_duration, parse_rate, parse_target};
-use crate::safety::{ALWAYS_REDACTED, REDACTED};
+use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Why a request is refused; the API turns each into a status code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use crate::analysis::aggregate::Group;
 use crate::analysis::assert::{Assertion, evaluate_group};
 use crate::analysis::routes::{Router, path_of};
 use crate::analysis::rows::{Answer, Row};
-use crate::replay::Outcome;
+use crate::send::Outcome;
 
 /// How often conditions are judged.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

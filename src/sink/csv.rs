@@ -10,8 +10,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::display::needs_neutralising;
-use crate::replay::Outcome;
-use crate::safety::Redactor;
+use crate::send::Outcome;
+use crate::plan::safety::Redactor;
 
 pub const HEADER: [&str; 13] = [
     "seq",

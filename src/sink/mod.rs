@@ -5,8 +5,6 @@
 pub mod abort;
 pub mod csv;
 pub mod metrics;
-pub mod progress;
-pub mod stats;
 
 use std::io;
 use std::sync::Arc;
@@ -14,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::pacer::StopReason;
-use crate::replay::Outcome;
+use crate::pace::StopReason;
+use crate::send::Outcome;
 use crate::run::{LiveStats, Shared};
 use abort::AbortWatch;
 use csv::CsvSink;
 use metrics::Metrics;
-use stats::Stats;
+use crate::stats::Stats;
 
 /// How often buffered rows reach the file: a killed run loses at most this much.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! The report as GitHub-flavoured Markdown: for a CI job's summary or a pull-request comment.
 
-use crate::report::human_bytes;
+use crate::run::summary::human_bytes;
 use std::fmt::Write;
 
 use super::{

@@ -1,7 +1,7 @@
 //! The report for a terminal: the run summary's layout, then aligned tables, all within
 //! [`WIDTH`] columns.
 
-use crate::report::human_bytes;
+use crate::run::summary::human_bytes;
 use std::fmt::Write;
 
 use super::{
@@ -78,7 +78,7 @@ pub fn summary(r: &Report) -> String {
 }
 
 fn latency_lines(t: &mut String, o: &Overview) {
-    let row = |p: &crate::report::Percentiles| {
+    let row = |p: &crate::run::summary::Percentiles| {
         format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
     };
     if o.responses == 0 {

@@ -12,9 +12,9 @@ use std::time::Duration;
 use sluice_parsers::Format;
 
 use crate::cli::{ProgressMode, ReplayArgs};
-use crate::filter::{Filters, Sample, StatusSet, parse_time};
+use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::{HostRule, PlanRules};
-use crate::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
+use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
@@ -34,7 +34,7 @@ fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError {
 const CONCURRENCY: RangeInclusive<usize> = 1..=100_000;
 /// A batch is released as one; the hand-off to the senders makes room for a whole batch up front.
 const BATCH: RangeInclusive<u32> = 1..=10_000;
-/// The queue is also bounded in bytes (`crate::read_ahead`); this bounds its slots.
+/// The queue is also bounded in bytes (`crate::plan::read_ahead`); this bounds its slots.
 const QUEUE_CAPACITY: RangeInclusive<usize> = 1..=1_000_000;
 const THREADS: RangeInclusive<usize> = 1..=256;
 /// Longest `--duration`: a month-long soak.

@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use crate::analysis::render::join_counts;
 use crate::config::{Rate, ReplayConfig};
-use crate::pacer::{PacerReport, StopReason};
+use crate::pace::{PacerReport, StopReason};
 use crate::plan::LogPosition;
-use crate::replay::FailureSample;
+use crate::send::FailureSample;
 use crate::run::{ReaderStats, counts};
-use crate::sink::stats::Stats;
+use crate::stats::Stats;
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -19,6 +19,8 @@
 //!
 //! [`Pacer`] is generic over governor's clock so it can be tested with a fake clock.
 
+mod timer;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +32,10 @@ use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::{LogPosition, ReplayRequest};
-use crate::read_ahead::footprint;
-use crate::replay::{Job, Outcome, OutcomeBuffer};
+use crate::plan::read_ahead::footprint;
+use crate::send::{Job, Outcome, OutcomeBuffer};
 use crate::run::Shared;
-use crate::timer::PreciseTimer;
+use crate::pace::timer::PreciseTimer;
 
 /// The ideal send plan for a fixed rate.
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +186,7 @@ pub struct PacerReport {
 }
 
 /// Requests from the reader's queue, one at a time, until the log ends or the run stops. Each
-/// request taken gives its bytes back to the read-ahead budget (`crate::read_ahead`).
+/// request taken gives its bytes back to the read-ahead budget (`crate::plan::read_ahead`).
 struct Incoming {
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     ready: std::vec::IntoIter<ReplayRequest>,

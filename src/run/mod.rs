@@ -9,6 +9,8 @@
 //!   sender without a thread switch.
 //! - writer: the only owner of the CSV and the statistics.
 
+pub mod summary;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,19 +22,19 @@ use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
-use crate::pacer::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
-use crate::parse_command::{ParseStats, SNIFF_LINES, resolve_format};
+use crate::pace::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
+use crate::cli::parse::{ParseStats, SNIFF_LINES, resolve_format};
 use crate::plan::{LogPosition, PlanStats, Planner, ReplayRequest};
-use crate::read_ahead::{READ_AHEAD_BYTES, ReadAheadBudget, footprint};
-use crate::replay::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
-use crate::report::{Ending, Summary};
+use crate::plan::read_ahead::{READ_AHEAD_BYTES, ReadAheadBudget, footprint};
+use crate::send::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
+use crate::run::summary::{Ending, Summary};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
-use crate::sink::stats::Stats;
+use crate::stats::Stats;
 use crate::source::{InputCut, LogReader};
-use crate::transport::Transport;
+use crate::send::transport::Transport;
 
 /// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
 /// one thread wake-up) per chunk instead of per request.
@@ -637,7 +639,7 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
     Ok(report)
 }
 
-fn describe_request(req: &ReplayRequest, redactor: &crate::safety::Redactor) -> String {
+fn describe_request(req: &ReplayRequest, redactor: &crate::plan::safety::Redactor) -> String {
     let mut text = format!("{} {}", req.method, redactor.url(req.url.as_str()));
     for (name, value) in &req.headers {
         let value = String::from_utf8_lossy(value.as_bytes());

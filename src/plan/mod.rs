@@ -1,5 +1,9 @@
 //! From log entry to the request that will be sent: filters, target rewriting, headers, body.
 
+pub mod filter;
+pub mod read_ahead;
+pub mod safety;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -10,8 +14,8 @@ use reqwest::{Method, Url};
 use sluice_parsers::Entry;
 
 use crate::config::MethodFilter;
-use crate::filter::Filters;
-use crate::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
+use crate::plan::filter::Filters;
+use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
 
 /// One request ready to send, owned, in plan order.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! How requests reach the target.
 //!
 //! - [`Transport::Direct`] (plain `http://` targets, the common staging case): every sender owns
-//!   one HTTP/1.1 keep-alive connection ([`crate::http1`]) and writes to it and reads from it
+//!   one HTTP/1.1 keep-alive connection ([`crate::send::http1`]) and writes to it and reads from it
 //!   itself, so there is no pool to lock, no per-request URL or proxy resolution, and no hand-off
 //!   to another task. It measured ~2× the throughput of a pooled reqwest client per CPU on this
 //!   machine even on hyper's connection client, and more without it (see bench/RESULTS.md).
@@ -18,9 +18,9 @@ use reqwest::header::HOST;
 use reqwest::{Client, Method, Url};
 
 use crate::config::ReplayConfig;
-use crate::http1;
+use crate::send::http1;
 use crate::plan::ReplayRequest;
-use crate::replay::{ErrorKind, Failure};
+use crate::send::{ErrorKind, Failure};
 
 pub enum Transport {
     Pooled(Client),
@@ -49,7 +49,7 @@ pub type Sent = (Result<u16, Failure>, u64);
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
         if target.scheme() != "http" || config.use_env_proxy || config.follow_redirects {
-            return crate::replay::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
+            return crate::send::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
         }
         let host = target.host_str().unwrap_or_default();
         let port = target.port_or_known_default().unwrap_or(80);
@@ -108,7 +108,7 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> Sent {
 /// reqwest's errors name the URL, whose query may carry a secret: the message leaves it out.
 fn pooled_failure(e: reqwest::Error) -> Failure {
     let kind = ErrorKind::classify(&e);
-    Failure::new(kind, crate::replay::error_text(&e.without_url()))
+    Failure::new(kind, crate::send::error_text(&e.without_url()))
 }
 
 pub struct Direct {

@@ -13,7 +13,7 @@ use crate::Outcome;
 use crate::cli::{ParseArgs, ParseOutput};
 use crate::config::FormatChoice;
 use crate::display::{bytes_text, opt_text};
-use crate::safety::{ALWAYS_REDACTED, REDACTED};
+use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 use crate::source::{Input, LogReader};
 
 fn is_secret(header: &str) -> bool {

@@ -1,9 +1,12 @@
 //! Sending: a fixed pool of sender tasks on tokio, each with its own connection (see
-//! [`crate::transport`]), one [`Outcome`] per request.
+//! [`crate::send::transport`]), one [`Outcome`] per request.
 //!
 //! The pool size is `--concurrency`, so in-flight requests can never exceed it. Outcomes are
 //! handed to the writer thread in batches (a channel send per row would wake the writer for
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
+
+pub mod http1;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
 use crate::run::Shared;
-use crate::safety::TargetScope;
-use crate::transport::{Connection, Transport};
+use crate::plan::safety::TargetScope;
+use crate::send::transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
 const OUTCOME_BATCH: usize = 256;

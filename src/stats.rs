@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::replay::{ErrorKind, Outcome};
+use crate::send::{ErrorKind, Outcome};
 
 /// Microsecond histograms from 1 µs to one hour, 3 significant digits.
 fn histogram() -> Histogram<u64> {

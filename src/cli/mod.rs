@@ -1,6 +1,12 @@
 //! Raw command-line flags (clap derive). Nothing here is validated beyond its syntax: see
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
+pub mod parse;
+pub mod progress;
+pub mod replay;
+pub mod report;
+pub mod runs;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -32,7 +38,7 @@ pub enum Command {
     /// Run replays on request over an HTTP API (loopback by default), with /metrics.
     Daemon(crate::daemon::DaemonArgs),
     /// Submit, list, watch, stop and download runs of a `sluice daemon`.
-    Runs(crate::client::RunsArgs),
+    Runs(crate::cli::runs::RunsArgs),
 }
 
 const FORMAT_HELP: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -287,7 +293,7 @@ pub struct ReplayArgs {
     pub max_line_bytes: Option<u64>,
 }
 
-/// `sluice report`: flags only; checked in [`crate::report_command`].
+/// `sluice report`: flags only; checked in [`crate::cli::report`].
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     /// Results CSVs written by `sluice replay`, reported as one (e.g. the shards of a run); `-`

@@ -10,15 +10,15 @@ use signal_hook::iterator::Signals;
 use crate::Outcome;
 use crate::cli::ReplayArgs;
 use crate::config::{Rate, ReplayConfig};
-use crate::report::Summary;
+use crate::run::summary::Summary;
 use crate::run::{DryRun, Run};
-use crate::sink::progress::ProgressDisplay;
+use crate::cli::progress::ProgressDisplay;
 
 /// Runs a replay; returns how it ended.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let config = ReplayConfig::from_args(args).map_err(crate::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
-    let checks = crate::report_command::ReplayChecks::from_args(args)?;
+    let checks = crate::cli::report::ReplayChecks::from_args(args)?;
     checks.check_against(config.rate)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::run_error)?;
