@@ -53,6 +53,25 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// `999 B`, `1.5 kB`, `2.3 MB`, `1.20 GB`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+/// `200: 691 (76.8%)  404: 123 (13.7%)`.
+pub fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, total: u64) -> String {
+    counts
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v} ({})", crate::analysis::assert::percent(*v as f64 / total.max(1) as f64)))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,10 +29,13 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod display;
+pub mod duration;
 pub mod pace;
 pub mod plan;
+pub mod results;
 pub mod run;
 pub mod send;
 pub mod sink;
@@ -87,17 +90,4 @@ pub fn run_error(e: RunError) -> anyhow::Error {
         RunError::Internal(_) => anyhow::Error::new(e),
         other => anyhow::Error::new(UsageError(other.to_string())),
     }
-}
-
-/// The mock server `--target mock` starts: a realistic mix for demos (mostly 200, some 404 and
-/// 500, a few milliseconds of latency), seeded so a replay is repeatable.
-pub fn demo_mock_config() -> sluice_mock::MockConfig {
-    let statuses = "200:90,404:6,500:3,503:1".parse().expect("static status mix");
-    let latency = "lognormal:2ms,20ms".parse().expect("static latency model");
-    // Counts are enough for a demo; an in-process mock need not keep every request in memory.
-    sluice_mock::MockConfig::default()
-        .with_seed(42)
-        .with_statuses(statuses)
-        .with_latency(latency)
-        .without_memory_record()
 }

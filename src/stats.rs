@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::send::{ErrorKind, Outcome};
+use crate::control::{LiveStats, StatusClasses};
+use crate::send::outcome::{ErrorKind, Outcome};
 
 /// Microsecond histograms from 1 µs to one hour, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -102,5 +103,77 @@ impl Stats {
     /// Requests that left: answered or not.
     pub fn sent(&self) -> u64 {
         self.completed + self.error_count()
+    }
+}
+
+impl From<&Stats> for LiveStats {
+    fn from(s: &Stats) -> Self {
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 }
+        };
+        LiveStats {
+            completed: s.completed,
+            errors: s.error_count(),
+            classes: StatusClasses::of(&s.statuses),
+            p50_ms: ms(&s.latency, 0.5),
+            p99_ms: ms(&s.latency, 0.99),
+            lag_p99_ms: ms(&s.lag, 0.99),
+        }
+    }
+}
+
+/// Counts by key, sorted, as owned strings (for summaries).
+pub fn counts<K: ToString>(map: &BTreeMap<K, u64>) -> BTreeMap<String, u64> {
+    map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    /// Nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.max == 0.0
+    }
+
+    /// The percentiles of a microsecond histogram, in milliseconds (zeros when it is empty).
+    pub fn of<C: hdrhistogram::Counter>(h: &Histogram<C>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1e3;
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1e3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LagSummary {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// How early the earliest send was (0 when none was early).
+    pub earliest_ms: f64,
+}
+
+impl LagSummary {
+    /// From a histogram of lags in µs and the earliest send's offset from its plan time in µs.
+    pub fn of(lag: &hdrhistogram::Histogram<u64>, earliest_us: i64) -> LagSummary {
+        let p = Percentiles::of(lag);
+        LagSummary { p50_ms: p.p50, p99_ms: p.p99, max_ms: p.max, earliest_ms: earliest_us as f64 / 1e3 }
     }
 }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use sluice::config::{FormatChoice, MethodFilter, parse_methods};
+use sluice::config::FormatChoice;
+use sluice::plan::{MethodFilter, parse_methods};
 use sluice::source::Input;
 use sluice::{Rate, ReplayConfig, Run, RunError, Target};
 use sluice_mock::{MockConfig, MockServer, spawn_in_thread};

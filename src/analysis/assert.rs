@@ -17,7 +17,7 @@ use std::ops::Range;
 use super::aggregate::{Aggregate, Group, NO_STATUS, class_of};
 use super::routes::RouteGlob;
 
-/// The error kinds the CSV's `error` column holds (see [`crate::send::ErrorKind`]).
+/// The error kinds the CSV's `error` column holds (see [`crate::send::outcome::ErrorKind`]).
 pub const ERROR_KINDS: [&str; 8] = ["timeout", "connect", "reset", "tls", "protocol", "aborted", "local", "other"];
 
 /// The metric names, for an unknown-metric message and `--help`.

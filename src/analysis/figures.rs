@@ -13,7 +13,7 @@ use super::aggregate::{
 };
 use super::assert::{Stat, Verdict};
 use crate::display::spreadsheet_time;
-use crate::run::summary::{LagSummary, Percentiles};
+use crate::stats::{LagSummary, Percentiles};
 
 /// Where the target rate comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::sink::csv::HEADER;
+use crate::results::HEADER;
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ pub struct Row<'a> {
     pub bytes: u64,
 }
 
-/// The `error` of a request that never left (see [`crate::send::ErrorKind::NotSent`]).
+/// The `error` of a request that never left (see [`crate::send::outcome::ErrorKind::NotSent`]).
 pub const NOT_SENT: &str = "not_sent";
 
 impl Row<'_> {

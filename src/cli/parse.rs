@@ -13,7 +13,9 @@ use crate::Outcome;
 use crate::cli::{ParseArgs, ParseOutput};
 use crate::config::FormatChoice;
 use crate::display::{bytes_text, opt_text};
+use crate::plan::reader::ParseStats;
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
+use crate::source::sniff::resolve_format;
 use crate::source::{Input, LogReader};
 
 fn is_secret(header: &str) -> bool {
@@ -22,51 +24,6 @@ fn is_secret(header: &str) -> bool {
 
 /// Rejected lines are shown one by one up to this many; the rest are only counted.
 const SHOWN_REJECTIONS: u64 = 20;
-/// Lines read ahead to pick a format for `--format auto`.
-pub const SNIFF_LINES: usize = 50;
-
-/// What a parse pass found; also printed at the end of `sluice parse`.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct ParseStats {
-    pub accepted: u64,
-    pub rejected: u64,
-    /// Rejected lines by reason kind.
-    pub rejected_by_reason: BTreeMap<&'static str, u64>,
-}
-
-impl ParseStats {
-    pub fn reject(&mut self, kind: &'static str) {
-        self.rejected += 1;
-        *self.rejected_by_reason.entry(kind).or_default() += 1;
-    }
-
-    pub fn reasons_text(&self) -> String {
-        self.rejected_by_reason.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// Resolves `auto` by sniffing the first lines; says on stderr which format was chosen.
-pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::Result<Format> {
-    match choice {
-        FormatChoice::Fixed(format) => Ok(format.clone()),
-        FormatChoice::Auto => {
-            // The sniff error says what it found; the hint of what to do is given once, here. A
-            // log cut within its first lines has too few to recognise: that is said too.
-            let sniffed = Format::sniff(&reader.prefetch(SNIFF_LINES)?);
-            let cuts: String = reader.cuts().iter().map(|cut| format!("; {cut}")).collect();
-            let format = sniffed.map_err(|e| {
-                anyhow::anyhow!(
-                    "--format auto: {e}; name the format with --format: a preset ({}), 'nginx:<log_format>' or \
-                     'apache:<LogFormat>'{cuts}",
-                    Format::preset_names().join(", ")
-                )
-            })?;
-            eprintln!("sluice: --format auto chose {}", format.name());
-            Ok(format)
-        }
-    }
-}
-
 /// Runs `sluice parse`: exit 0 when lines were accepted, 3 when they were but an input stopped
 /// early (a truncated `.gz`), 2 when no line was accepted.
 pub fn run(args: &ParseArgs) -> anyhow::Result<Outcome> {
@@ -78,6 +35,9 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Outcome> {
     let mut reader =
         LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?.with_max_line_bytes(max_line);
     let format = resolve_format(&choice, &mut reader)?;
+    if matches!(choice, FormatChoice::Auto) {
+        eprintln!("sluice: --format auto chose {}", format.name());
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
     let mut csv_out = (args.output == ParseOutput::Csv).then(|| csv::Writer::from_writer(io::stdout().lock()));

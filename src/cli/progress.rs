@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::ProgressMode;
+use crate::config::ProgressMode;
 use crate::run::RunHandle;
 
 const TICK: Duration = Duration::from_millis(250);

@@ -8,27 +8,34 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::Outcome;
-use crate::cli::ReplayArgs;
-use crate::config::{Rate, ReplayConfig};
+use crate::cli::progress::ProgressDisplay;
+use crate::config::ReplayOptions;
+use crate::config::{FormatChoice, Rate, ReplayConfig};
 use crate::run::summary::Summary;
 use crate::run::{DryRun, Run};
-use crate::cli::progress::ProgressDisplay;
 
 /// Runs a replay; returns how it ended.
-pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &ReplayOptions) -> anyhow::Result<Outcome> {
     let config = ReplayConfig::from_args(args).map_err(crate::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
     let checks = crate::cli::report::ReplayChecks::from_args(args)?;
     checks.check_against(config.rate)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::run_error)?;
+        if matches!(config.format, FormatChoice::Auto) {
+            eprintln!("sluice: --format auto chose {}", report.format);
+        }
         eprint!("{}", dry_run_text(&report));
         return Ok(if report.requests == 0 { Outcome::BadInput } else { Outcome::Ok });
     }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
     let mut metrics_server = args.metrics_listen.map(crate::daemon::MetricsServer::bind).transpose()?;
     let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
+    let auto = matches!(config.format, FormatChoice::Auto);
     let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::run_error)?;
+    if auto {
+        eprintln!("sluice: --format auto chose {}", run.format_name());
+    }
     let c = run.config();
     if let (Some(server), Some(metrics)) = (&mut metrics_server, metrics) {
         let rate = match c.rate {

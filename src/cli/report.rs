@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::analysis::render::{self, ReportFormat, text};
 use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, TargetRate};
-use crate::cli::{ReplayArgs, ReportArgs};
-use crate::config::{Rate, load_config_file, parse_duration, parse_rate};
+use crate::cli::ReportArgs;
+use crate::config::ReplayOptions;
+use crate::config::options::load_config_file;
+use crate::config::{Rate, parse_rate};
+use crate::duration::parse_duration;
 use crate::{Outcome, UsageError};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
@@ -112,7 +115,7 @@ pub struct ReplayChecks {
 
 impl ReplayChecks {
     /// From the flags over the `--config` file (which may hold `report` and `assert` too).
-    pub fn from_args(args: &ReplayArgs) -> Result<ReplayChecks, UsageError> {
+    pub fn from_args(args: &ReplayOptions) -> Result<ReplayChecks, UsageError> {
         let merged = match &args.config {
             Some(path) => args.clone().merged_over(load_config_file(path)?),
             None => args.clone(),

@@ -13,9 +13,9 @@ use clap::{Args, Subcommand};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
+use crate::control::StatusClasses;
 use crate::daemon::DEFAULT_LISTEN;
 use crate::daemon::auth::TOKEN_ENV;
-use crate::run::StatusClasses;
 use crate::{Outcome, UsageError};
 
 /// The environment variable naming the daemon when `--daemon` is not given.

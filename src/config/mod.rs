@@ -11,12 +11,17 @@ use std::time::Duration;
 
 use sluice_parsers::Format;
 
-use crate::cli::{ProgressMode, ReplayArgs};
+use crate::duration::parse_duration;
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
-use crate::plan::{HostRule, PlanRules};
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
+use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
+
+pub mod options;
+
+use options::load_config_file;
+pub use options::{ProgressMode, ReplayOptions};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {message}")]
@@ -25,7 +30,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { flag, message: message.into() }
 }
 
@@ -44,7 +49,7 @@ const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::f
 /// `Name: @file` header values: a header this long is refused by most servers anyway.
 const HEADER_FILE_BYTES: u64 = 64 * 1024;
 /// A `--config` file is a page of options, not data.
-const CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 /// `value` if it is within `range`, else an error naming the flag and the allowed range.
 fn within<T: PartialOrd + Display>(flag: &'static str, value: T, range: RangeInclusive<T>) -> Result<T, ConfigError> {
@@ -84,7 +89,7 @@ pub fn max_line_bytes(value: Option<u64>) -> Result<usize, ConfigError> {
 }
 
 /// Reads a whole small file, refusing one longer than `limit` bytes (e.g. `/dev/zero` by mistake).
-fn read_small_file(path: &Path, limit: u64) -> Result<String, String> {
+pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut text = String::new();
     file.take(limit + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
@@ -117,22 +122,6 @@ pub enum BadLineLimit {
     Count(u64),
     /// A share of the lines read so far, in percent; checked once enough lines were read to mean something.
     Percent(f64),
-}
-
-/// Which methods are replayed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MethodFilter {
-    All,
-    Only(Vec<String>),
-}
-
-impl MethodFilter {
-    pub fn allows(&self, method: &[u8]) -> bool {
-        match self {
-            MethodFilter::All => true,
-            MethodFilter::Only(list) => list.iter().any(|m| m.as_bytes() == method),
-        }
-    }
 }
 
 /// Either a named format or `auto`, which is decided from the first lines of the input.
@@ -183,8 +172,6 @@ pub struct ReplayConfig {
     pub abort_on: Vec<AbortCondition>,
 }
 
-pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
-
 impl ReplayConfig {
     /// A configuration with the CLI's defaults, for tests and library users.
     pub fn new(inputs: Vec<Input>, target: Target, rate: Rate, out: PathBuf) -> ReplayConfig {
@@ -217,7 +204,7 @@ impl ReplayConfig {
     }
 
     /// Flags, over the `--config` file when one is named, checked and turned into a configuration.
-    pub fn from_args(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
+    pub fn from_args(args: &ReplayOptions) -> Result<ReplayConfig, ConfigError> {
         match &args.config {
             Some(path) => ReplayConfig::try_from(&args.clone().merged_over(load_config_file(path)?)),
             None => ReplayConfig::try_from(args),
@@ -225,81 +212,14 @@ impl ReplayConfig {
     }
 }
 
-/// Reads a TOML file of replay options. Keys are the long flag names, with `-` or `_`.
-pub fn load_config_file(path: &Path) -> Result<ReplayArgs, ConfigError> {
-    let shown = path.display();
-    let text = read_small_file(path, CONFIG_FILE_BYTES).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
-    let table: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
-    let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
-    toml::Value::Table(normalised)
-        .try_into::<ReplayArgs>()
-        .map_err(|e| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))
-}
-
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-impl ReplayArgs {
-    /// These flags over `file`'s values: a flag given wins; a list given replaces the file's list.
-    pub fn merged_over(self, file: ReplayArgs) -> ReplayArgs {
-        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
-            if flag.is_empty() { file } else { flag }
-        }
-        ReplayArgs {
-            files: list(self.files, file.files),
-            config: self.config,
-            target: self.target.or(file.target),
-            rate: self.rate.or(file.rate),
-            duration: self.duration.or(file.duration),
-            once: self.once || file.once,
-            format: self.format.or(file.format),
-            concurrency: self.concurrency.or(file.concurrency),
-            batch: self.batch.or(file.batch),
-            timeout: self.timeout.or(file.timeout),
-            drain_timeout: self.drain_timeout.or(file.drain_timeout),
-            out: self.out.or(file.out),
-            summary_json: self.summary_json.or(file.summary_json),
-            progress: self.progress.or(file.progress),
-            metrics_listen: self.metrics_listen,
-            queue_capacity: self.queue_capacity.or(file.queue_capacity),
-            max_bad_lines: self.max_bad_lines.or(file.max_bad_lines),
-            threads: self.threads.or(file.threads),
-            allow_methods: self.allow_methods.or(file.allow_methods),
-            follow_redirects: self.follow_redirects || file.follow_redirects,
-            use_env_proxy: self.use_env_proxy || file.use_env_proxy,
-            deny_host: list(self.deny_host, file.deny_host),
-            allow_host: list(self.allow_host, file.allow_host),
-            i_know_this_is_production: self.i_know_this_is_production || file.i_know_this_is_production,
-            redact_header: list(self.redact_header, file.redact_header),
-            mask_query_params: self.mask_query_params.or(file.mask_query_params),
-            dry_run: self.dry_run || file.dry_run,
-            host_header: self.host_header.or(file.host_header),
-            preserve_host: self.preserve_host || file.preserve_host,
-            header: list(self.header, file.header),
-            drop_header: list(self.drop_header, file.drop_header),
-            skip_bodyless: self.skip_bodyless || file.skip_bodyless,
-            include: list(self.include, file.include),
-            exclude: list(self.exclude, file.exclude),
-            orig_status: self.orig_status.or(file.orig_status),
-            from: self.from.or(file.from),
-            until: self.until.or(file.until),
-            exclude_user_agent: list(self.exclude_user_agent, file.exclude_user_agent),
-            sample: self.sample.or(file.sample),
-            sample_seed: self.sample_seed.or(file.sample_seed),
-            report: self.report || file.report,
-            assert: list(self.assert, file.assert),
-            abort_on: list(self.abort_on, file.abort_on),
-            max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
-        }
-    }
-}
-
-impl TryFrom<&ReplayArgs> for ReplayConfig {
+impl TryFrom<&ReplayOptions> for ReplayConfig {
     type Error = ConfigError;
 
-    fn try_from(args: &ReplayArgs) -> Result<Self, ConfigError> {
+    fn try_from(args: &ReplayOptions) -> Result<Self, ConfigError> {
         if args.files.is_empty() {
             return Err(bad("FILES", "no log file given (name one or more, or `-` for stdin, or `files` in --config)"));
         }
@@ -461,41 +381,6 @@ fn default_out_path() -> PathBuf {
     PathBuf::from(format!("sluice-{}.csv", chrono::Local::now().format("%Y%m%d-%H%M%S")))
 }
 
-/// Reads `90s`, `10m`, `1h30m`, `250ms`, `1.5s`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let allowed = "expected a duration like 90s, 10m, 1h30m or 250ms";
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(format!("empty; {allowed}"));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return secs_to_duration(secs).ok_or_else(|| format!("'{text}' is out of range; {allowed}"));
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let unit_len = rest[num_len..].find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len() - num_len);
-        let (num, unit) = (&rest[..num_len], &rest[num_len..num_len + unit_len]);
-        let value: f64 = num.parse().map_err(|_| format!("'{text}' is not a duration; {allowed}"))?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(format!("'{text}' has unknown unit '{unit}'; {allowed}")),
-        };
-        total += value * scale;
-        rest = &rest[num_len + unit_len..];
-    }
-    secs_to_duration(total).ok_or_else(|| format!("'{text}' is out of range; {allowed}"))
-}
-
-fn secs_to_duration(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
-}
-
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
     if text.eq_ignore_ascii_case("max") {
         return Ok(Rate::Max);
@@ -527,25 +412,6 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     Ok(Target::Url(url))
 }
 
-/// HTTP method names are tokens; sluice accepts the upper-case ones servers log.
-pub fn parse_methods(text: &str) -> Result<MethodFilter, String> {
-    if text.trim().eq_ignore_ascii_case("all") {
-        return Ok(MethodFilter::All);
-    }
-    let mut list = Vec::new();
-    for raw in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let method = raw.to_ascii_uppercase();
-        if method.len() > 20 || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
-            return Err(format!("'{raw}' is not a method name; expected a list like GET,HEAD,POST or 'all'"));
-        }
-        list.push(method);
-    }
-    if list.is_empty() {
-        return Err("no method given; expected a list like GET,HEAD,POST or 'all'".into());
-    }
-    Ok(MethodFilter::Only(list))
-}
-
 pub fn parse_bad_line_limit(text: &str) -> Result<BadLineLimit, String> {
     let t = text.trim();
     if let Some(p) = t.strip_suffix('%') {
@@ -562,19 +428,21 @@ pub fn parse_bad_line_limit(text: &str) -> Result<BadLineLimit, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::parse_duration;
+    use crate::plan::MethodFilter;
 
-    fn valid_args() -> ReplayArgs {
-        ReplayArgs {
+    fn valid_args() -> ReplayOptions {
+        ReplayOptions {
             files: vec![PathBuf::from("access.log")],
             target: Some("http://127.0.0.1:8080".into()),
             rate: Some("100".into()),
-            ..ReplayArgs::default()
+            ..ReplayOptions::default()
         }
     }
 
     #[test]
     fn every_size_like_option_is_bounded_with_a_message_naming_the_flag_and_range() {
-        type Edit = fn(&mut ReplayArgs);
+        type Edit = fn(&mut ReplayOptions);
         let cases: [(&str, Edit, &str, &str); 22] = [
             ("queue-capacity 0", |a| a.queue_capacity = Some(0), "--queue-capacity", "between 1 and 1000000"),
             (

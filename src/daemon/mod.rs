@@ -25,7 +25,7 @@ use clap::Args;
 
 use crate::Outcome;
 use crate::UsageError;
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 use crate::run::RunHandle;
 use crate::sink::metrics::{Metrics, RunGauges};
 use auth::{Token, TokenSource};

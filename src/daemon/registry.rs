@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use super::request::{AllowList, Policy, Rejection, RunRequest, SecretHeaders};
 use crate::config::Rate;
+use crate::control::{Progress, StatusClasses};
 use crate::run::summary::Summary;
-use crate::run::{Progress, Run, RunError, RunHandle, StatusClasses};
+use crate::run::{Run, RunError, RunHandle};
 use crate::sink::metrics::{Metrics, RunGauges};
 
 /// A scheduled run whose start time passed at most this long ago while the daemon was down is

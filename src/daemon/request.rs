@@ -3,7 +3,7 @@
 //! A [`RunRequest`] is the replay options as JSON, minus everything that names a file on the
 //! daemon's machine: logs are names inside `--logs-dir`, results go under `--state-dir`, and
 //! `out`, `summary_json`, `config`, `progress` and `@file` header values are refused. It becomes
-//! [`ReplayArgs`] and then a [`ReplayConfig`] through the CLI's own checks, so a daemon run is
+//! [`ReplayOptions`] and then a [`ReplayConfig`] through the CLI's own checks, so a daemon run is
 //! validated exactly like `sluice replay`. The target must also pass the daemon's allow-list
 //! ([`AllowList`]), so the API cannot be used to send traffic anywhere its operator did not allow,
 //! and stay within the operator's [`Caps`] (rate, concurrency, duration), so one request cannot
@@ -21,8 +21,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{ProgressMode, ReplayArgs};
-use crate::config::{Rate, ReplayConfig, Target, parse_duration, parse_rate, parse_target};
+use crate::config::{ProgressMode, ReplayOptions};
+use crate::config::{Rate, ReplayConfig, Target, parse_rate, parse_target};
+use crate::duration::parse_duration;
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Why a request is refused; the API turns each into a status code.
@@ -408,7 +409,7 @@ impl RunRequest {
     /// Checks everything that can be checked without touching the file system, and turns the
     /// request into the CLI's options with the daemon's choices: logs inside `logs_dir`, the CSV
     /// at `out`, no progress display, and no run longer than `--max-duration`.
-    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayArgs, Rejection> {
+    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayOptions, Rejection> {
         let invalid = |m: String| Rejection::Invalid(m);
         if self.logs.is_empty() {
             return Err(invalid("`logs` is required: the names of uploaded logs, e.g. [\"access.log.gz\"]".into()));
@@ -447,7 +448,7 @@ impl RunRequest {
             Some(d) => (Some(d.clone()), self.once),
             None => (Some(format!("{}s", policy.caps.max_duration.as_secs_f64())), true),
         };
-        let args = ReplayArgs {
+        let args = ReplayOptions {
             files: self.logs.iter().map(|name| logs_dir.join(name)).collect(),
             target: Some(target.clone()),
             rate: Some(rate.to_string()),
@@ -485,7 +486,7 @@ impl RunRequest {
             sample_seed: self.sample_seed,
             abort_on: self.abort_on.clone(),
             max_line_bytes: self.max_line_bytes,
-            ..ReplayArgs::default()
+            ..ReplayOptions::default()
         };
         // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
         ReplayConfig::try_from(&args).map_err(|e| invalid(format!("{}: {}", json_key(e.flag), e.message)))?;

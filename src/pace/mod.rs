@@ -31,11 +31,12 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::{LogPosition, ReplayRequest};
-use crate::plan::read_ahead::footprint;
-use crate::send::{Job, Outcome, OutcomeBuffer};
-use crate::run::Shared;
+use crate::control::{RunControl, StopReason};
 use crate::pace::timer::PreciseTimer;
+use crate::plan::read_ahead::footprint;
+use crate::plan::{LogPosition, ReplayRequest};
+use crate::send::outcome::Outcome;
+use crate::send::{Job, OutcomeBuffer};
 
 /// The ideal send plan for a fixed rate.
 #[derive(Debug, Clone, Copy)]
@@ -154,22 +155,6 @@ impl<C: Clock + Clone> Pacer<C> {
 /// under 1 ms (bench/RESULTS.md).
 const WAKE_QUANTUM: Duration = Duration::from_micros(500);
 
-/// Why scheduling stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// `--duration` elapsed.
-    Deadline,
-    /// The log ran out (with `--once`, or input that cannot loop).
-    EndOfLog,
-    /// Cancelled: Ctrl-C, SIGTERM, a stop request, or too many bad log lines.
-    Cancelled,
-    /// An `--abort-on` condition held.
-    AbortCondition,
-    /// The results could not be written (a full disk).
-    OutputError,
-}
-
 /// What the pacer reports when it ends.
 #[derive(Debug, Clone, Copy)]
 pub struct PacerReport {
@@ -191,7 +176,7 @@ struct Incoming {
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     ready: std::vec::IntoIter<ReplayRequest>,
     stop: CancellationToken,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
 }
 
 impl Incoming {
@@ -228,7 +213,7 @@ pub(crate) async fn run_pacer(
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     work: async_channel::Sender<Job>,
     outcomes: Arc<OutcomeBuffer>,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
 ) -> PacerReport {
     let stop = shared.stop_token();
     let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone(), shared: shared.clone() };
@@ -241,7 +226,7 @@ pub(crate) async fn run_pacer(
         };
         PacerReport { released: pacer.released(), t0, span, reason, replayed }
     };
-    let stopped = |shared: &Shared| match shared.stop_reason() {
+    let stopped = |shared: &RunControl| match shared.stop_reason() {
         Some(reason) => reason,
         None if shared.is_stopping() => StopReason::Cancelled,
         None => StopReason::EndOfLog,

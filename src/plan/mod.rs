@@ -2,6 +2,7 @@
 
 pub mod filter;
 pub mod read_ahead;
+pub mod reader;
 pub mod safety;
 
 use std::collections::BTreeMap;
@@ -13,9 +14,45 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use sluice_parsers::Entry;
 
-use crate::config::MethodFilter;
 use crate::plan::filter::Filters;
 use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
+
+pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
+
+/// Which methods are replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodFilter {
+    All,
+    Only(Vec<String>),
+}
+
+impl MethodFilter {
+    pub fn allows(&self, method: &[u8]) -> bool {
+        match self {
+            MethodFilter::All => true,
+            MethodFilter::Only(list) => list.iter().any(|m| m.as_bytes() == method),
+        }
+    }
+}
+
+/// HTTP method names are tokens; sluice accepts the upper-case ones servers log.
+pub fn parse_methods(text: &str) -> Result<MethodFilter, String> {
+    if text.trim().eq_ignore_ascii_case("all") {
+        return Ok(MethodFilter::All);
+    }
+    let mut list = Vec::new();
+    for raw in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let method = raw.to_ascii_uppercase();
+        if method.len() > 20 || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+            return Err(format!("'{raw}' is not a method name; expected a list like GET,HEAD,POST or 'all'"));
+        }
+        list.push(method);
+    }
+    if list.is_empty() {
+        return Err("no method given; expected a list like GET,HEAD,POST or 'all'".into());
+    }
+    Ok(MethodFilter::Only(list))
+}
 
 /// One request ready to send, owned, in plan order.
 #[derive(Debug, Clone)]
@@ -146,7 +183,7 @@ pub struct PlanRules {
 impl Default for PlanRules {
     fn default() -> Self {
         PlanRules {
-            methods: crate::config::parse_methods(crate::config::DEFAULT_METHODS).expect("valid default"),
+            methods: parse_methods(DEFAULT_METHODS).expect("valid default"),
             filters: Filters::default(),
             add_headers: Vec::new(),
             drop_headers: Vec::new(),
@@ -537,7 +574,7 @@ mod tests {
     }
 
     fn planner() -> Planner {
-        let rules = PlanRules { methods: crate::config::parse_methods("GET,HEAD").unwrap(), ..PlanRules::default() };
+        let rules = PlanRules { methods: parse_methods("GET,HEAD").unwrap(), ..PlanRules::default() };
         Planner::new(&Url::parse("http://127.0.0.1:8080/prefix/").unwrap(), rules)
     }
 
@@ -632,7 +669,7 @@ mod tests {
 
         let mut p = Planner::new(
             &Url::parse("http://127.0.0.1:8080/").unwrap(),
-            PlanRules { methods: crate::config::parse_methods("GET,POST").unwrap(), ..PlanRules::default() },
+            PlanRules { methods: parse_methods("GET,POST").unwrap(), ..PlanRules::default() },
         );
         let mut post = entry(b"POST", b"/f?a=1");
         post.body = Some(Cow::Borrowed(b"x=1&%5f%6Dethod=delete"));

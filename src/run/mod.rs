@@ -9,44 +9,39 @@
 //!   sender without a thread switch.
 //! - writer: the only owner of the CSV and the statistics.
 
+mod dry_run;
 pub mod summary;
 
-use std::collections::BTreeMap;
+pub use dry_run::{DryRun, dry_run};
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BadLineLimit, Rate, ReplayConfig, Target};
-use crate::pace::{Pacer, PacerReport, Schedule, StopReason, run_pacer};
-use crate::cli::parse::{ParseStats, SNIFF_LINES, resolve_format};
-use crate::plan::{LogPosition, PlanStats, Planner, ReplayRequest};
-use crate::plan::read_ahead::{READ_AHEAD_BYTES, ReadAheadBudget, footprint};
-use crate::send::{FailureSamples, Job, OUTCOME_BACKLOG, Outcome, OutcomeBuffer, sender};
-use crate::run::summary::{Ending, Summary};
+use crate::config::{Rate, ReplayConfig, Target};
+use crate::control::{Progress, RunControl, StopReason};
+use crate::pace::{Pacer, PacerReport, Schedule, run_pacer};
+use crate::plan::reader::{QUEUE_CHUNK, read_log};
+use crate::plan::{Planner, ReplayRequest};
+use crate::send::outcome::Outcome;
+use crate::send::transport::Transport;
+use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, sender};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::run_writer;
+use crate::source::LogReader;
+use crate::source::sniff::{SNIFF_LINES, resolve_format};
 use crate::stats::Stats;
-use crate::source::{InputCut, LogReader};
-use crate::send::transport::Transport;
+use summary::{Ending, Summary};
 
-/// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
-/// one thread wake-up) per chunk instead of per request.
-pub(crate) const QUEUE_CHUNK: usize = 64;
 /// Released requests that may wait for a free sender before the pacer itself waits.
 const RELEASED_CAPACITY: usize = 1024;
-/// Bad log lines kept verbatim (file:line: reason) for the summary.
-const BAD_LINE_EXAMPLES: usize = 10;
-/// A percentage limit on bad lines is only judged after this many lines, so one bad first line
-/// does not end a run at "100%".
-const BAD_SHARE_MIN_LINES: u64 = 100;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A log file, the format or the target is unusable. Exit 2.
@@ -62,234 +57,17 @@ pub enum RunError {
     Internal(String),
 }
 
-/// What the reader found in the log.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct ReaderStats {
-    pub lines_read: u64,
-    pub parse: ParseStats,
-    pub plan: PlanStats,
-    /// The first few rejected lines as `FILE:LINE: reason`.
-    pub bad_line_examples: Vec<String>,
-    /// Where each example is, in lines read (to tell lines replayed from lines read ahead).
-    #[serde(skip)]
-    pub bad_line_positions: Vec<u64>,
-    /// Full passes over the log (more than 1 when looping).
-    pub passes: u64,
-    /// Set when the reader ended the run: too many bad lines, or a read error.
-    pub fatal: Option<String>,
-    /// Inputs that stopped before their end (a truncated `.gz`): the lines before each cut were
-    /// replayed, the rest of that input was not. Empty when every input was read to its end.
-    pub incomplete: Vec<InputCut>,
-}
-
-/// A small live view of the writer's statistics, for progress displays.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-pub struct LiveStats {
-    /// Requests that got an HTTP status.
-    pub completed: u64,
-    /// Requests that got no answer (connect, timeout, reset, …).
-    pub errors: u64,
-    /// Answered requests by status class.
-    pub classes: StatusClasses,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub lag_p99_ms: f64,
-}
-
-impl From<&Stats> for LiveStats {
-    fn from(s: &Stats) -> Self {
-        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-            if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 }
-        };
-        LiveStats {
-            completed: s.completed,
-            errors: s.error_count(),
-            classes: StatusClasses::of(&s.statuses),
-            p50_ms: ms(&s.latency, 0.5),
-            p99_ms: ms(&s.latency, 0.99),
-            lag_p99_ms: ms(&s.lag, 0.99),
-        }
-    }
-}
-
-/// Answered requests by status class, as a progress line shows them (`2xx 1546 4xx 259 5xx 195`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StatusClasses {
-    #[serde(rename = "1xx")]
-    pub informational: u64,
-    #[serde(rename = "2xx")]
-    pub success: u64,
-    #[serde(rename = "3xx")]
-    pub redirect: u64,
-    #[serde(rename = "4xx")]
-    pub client_error: u64,
-    #[serde(rename = "5xx")]
-    pub server_error: u64,
-}
-
-impl StatusClasses {
-    pub fn of(statuses: &BTreeMap<u16, u64>) -> StatusClasses {
-        let mut c = StatusClasses::default();
-        for (&status, &n) in statuses {
-            match status / 100 {
-                1 => c.informational += n,
-                2 => c.success += n,
-                3 => c.redirect += n,
-                4 => c.client_error += n,
-                _ => c.server_error += n,
-            }
-        }
-        c
-    }
-
-    /// `2xx 1546 4xx 259 5xx 195`: the classes seen (2xx always), in order.
-    pub fn to_text(&self) -> String {
-        let all = [
-            ("1xx", self.informational),
-            ("2xx", self.success),
-            ("3xx", self.redirect),
-            ("4xx", self.client_error),
-            ("5xx", self.server_error),
-        ];
-        all.iter()
-            .filter(|(name, n)| *n > 0 || *name == "2xx")
-            .map(|(name, n)| format!("{name} {n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// A progress snapshot.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Progress {
-    /// Since the first request was released.
-    pub elapsed: Duration,
-    /// Requests that have left so far.
-    pub sent: u64,
-    pub live: LiveStats,
-    pub lines_rejected: u64,
-}
-
-/// State shared by the stages of one run.
-pub struct Shared {
-    stopping: AtomicBool,
-    /// Why scheduling stopped early, when it did: the first reason given wins.
-    stop_reason: OnceLock<StopReason>,
-    stop: CancellationToken,
-    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
-    /// Requests that actually left (a sender started sending them).
-    sent: AtomicU64,
-    t0: OnceLock<Instant>,
-    duration: Option<Duration>,
-    /// Requests have plan times (not `--rate max`).
-    paced: bool,
-    live: Mutex<LiveStats>,
-    reader: Mutex<ReaderStats>,
-    pub(crate) failures: FailureSamples,
-    /// The `--abort-on` condition that stopped the run, with what was measured.
-    pub(crate) aborted_by: Mutex<Option<String>>,
-    /// Bytes of requests between the reader and the pacer.
-    pub(crate) read_ahead: ReadAheadBudget,
-}
-
-impl Shared {
-    fn new(duration: Option<Duration>, paced: bool) -> Shared {
-        Shared {
-            stopping: AtomicBool::new(false),
-            stop_reason: OnceLock::new(),
-            stop: CancellationToken::new(),
-            jobs: Mutex::new(None),
-            sent: AtomicU64::new(0),
-            t0: OnceLock::new(),
-            duration,
-            paced,
-            live: Mutex::new(LiveStats::default()),
-            reader: Mutex::new(ReaderStats::default()),
-            failures: FailureSamples::default(),
-            aborted_by: Mutex::new(None),
-            read_ahead: ReadAheadBudget::new(READ_AHEAD_BYTES),
-        }
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
-    }
-
-    /// Whether a request taken now may still leave: scheduling has not stopped and the duration
-    /// has not run out (nothing is sent after `--duration`, however late the senders are).
-    pub fn may_send(&self, now: Instant) -> bool {
-        !self.is_stopping()
-            && match (self.t0.get(), self.duration) {
-                (Some(t0), Some(d)) => now < *t0 + d,
-                _ => true,
-            }
-    }
-
-    pub fn is_paced(&self) -> bool {
-        self.paced
-    }
-
-    /// Why scheduling stopped early, if something stopped it.
-    pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop_reason.get().copied()
-    }
-
-    /// Stops scheduling (a user's cancel, a bad log, a full disk, an abort condition, the end of
-    /// the duration): wakes the pacer out of any sleep or queue wait, and closes the hand-off to
-    /// the senders, so a pacer blocked on busy senders returns at once; what was already handed
-    /// over is recorded as not sent.
-    pub fn stop_because(&self, reason: StopReason) {
-        let _ = self.stop_reason.set(reason);
-        self.stopping.store(true, Ordering::Relaxed);
-        self.stop.cancel();
-        if let Some(jobs) = self.jobs.lock().expect("not poisoned").as_ref() {
-            jobs.close();
-        }
-    }
-
-    pub fn stop(&self) {
-        self.stop_because(StopReason::Cancelled)
-    }
-
-    /// A token cancelled when the run is stopped.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    pub fn count_sent(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The run's first release, once it happened.
-    pub fn t0(&self) -> Option<Instant> {
-        self.t0.get().copied()
-    }
-
-    pub fn set_t0(&self, t0: Instant) {
-        let _ = self.t0.set(t0);
-    }
-
-    pub fn publish(&self, live: LiveStats) {
-        *self.live.lock().expect("not poisoned") = live;
-    }
-}
-
 /// A cheap, cloneable view of a run: progress and cancellation from any thread (signal handlers,
 /// progress displays, the daemon's API) while another thread waits for the summary.
 #[derive(Clone)]
 pub struct RunHandle {
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
     cancelled: Arc<AtomicBool>,
 }
 
 impl RunHandle {
     pub fn progress(&self) -> Progress {
-        Progress {
-            elapsed: self.shared.t0.get().map(|t| t.elapsed()).unwrap_or_default(),
-            sent: self.shared.sent.load(Ordering::Relaxed),
-            live: *self.shared.live.lock().expect("not poisoned"),
-            lines_rejected: self.shared.reader.lock().expect("not poisoned").parse.rejected,
-        }
+        self.shared.progress()
     }
 
     /// Stops scheduling; requests in flight finish (up to the drain timeout), then `wait` returns.
@@ -334,13 +112,18 @@ impl Run {
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
 
-        let shared = Arc::new(Shared::new(config.duration, config.rate != Rate::Max));
+        let shared = Arc::new(RunControl::new(config.duration, config.rate != Rate::Max));
         let (queue_tx, queue_rx) =
             async_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
         // Released requests wait here for a free sender. Lag is measured when a request actually
         // leaves, and on a stop whatever is still waiting here is dropped unsent.
         let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(RELEASED_CAPACITY.max(config.batch as usize));
-        *shared.jobs.lock().expect("not poisoned") = Some(jobs_rx.clone());
+        shared.on_stop({
+            let jobs = jobs_rx.clone();
+            move || {
+                jobs.close();
+            }
+        });
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded::<Vec<Outcome>>(OUTCOME_BACKLOG);
 
         let planner = Planner::new(&target, config.rules.clone());
@@ -544,7 +327,7 @@ pub fn raise_open_files_limit() -> u64 {
 }
 
 /// What both a run and a dry run need: the log open, its format known, the target up and checked.
-struct Prepared {
+pub(crate) struct Prepared {
     reader: LogReader,
     format: Format,
     target: reqwest::Url,
@@ -554,7 +337,7 @@ struct Prepared {
 /// Opens the inputs, settles the format and the target, and applies every safety check that must
 /// pass before a single request leaves: --deny-host/--allow-host on the resolved target, and the
 /// refusal to replay a log against the host that served it.
-fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
+pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     let mut reader = LogReader::new(config.inputs.clone())
         .map_err(|e| RunError::Input(e.to_string()))?
         .with_max_line_bytes(config.max_line_bytes);
@@ -562,7 +345,7 @@ fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
         Target::Mock => {
-            let mock = sluice_mock::spawn_in_thread(crate::demo_mock_config())
+            let mock = sluice_mock::spawn_in_thread(demo_mock_config())
                 .map_err(|e| RunError::Internal(format!("cannot start the mock server: {e}")))?;
             let url = reqwest::Url::parse(&mock.url()).map_err(|e| RunError::Internal(e.to_string()))?;
             (url, Some(mock))
@@ -579,218 +362,25 @@ fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     Ok(Prepared { reader, format, target, mock })
 }
 
-/// What `--dry-run` found: the requests a run would send, without sending any.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DryRun {
-    pub format: String,
-    pub target: String,
-    /// The first requests, as `METHOD URL` plus their headers (secrets redacted) and body size.
-    pub first: Vec<String>,
-    pub requests: u64,
-    pub by_method: BTreeMap<String, u64>,
-    pub by_host: BTreeMap<String, u64>,
-    pub log: ReaderStats,
-}
-
-/// Requests a dry run describes one by one.
-const DRY_RUN_SHOWN: usize = 20;
-
-/// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
-pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
-    let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
-    let shared = Arc::new(Shared::new(None, true));
-    let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
-    let planner = Planner::new(&target, config.rules.clone());
-    let thread = spawn("sluice-reader", {
-        let (shared, limit, format) = (shared.clone(), config.max_bad_lines, format.clone());
-        move || read_log(reader, format, planner, queue_tx, shared, false, limit)
-    })?;
-    let mut report = DryRun {
-        format: format.name().to_string(),
-        target: target.to_string(),
-        first: Vec::new(),
-        requests: 0,
-        by_method: BTreeMap::new(),
-        by_host: BTreeMap::new(),
-        log: ReaderStats::default(),
-    };
-    for req in std::iter::from_fn(|| queue_rx.recv_blocking().ok()).flatten() {
-        shared.read_ahead.give_back(footprint(&req));
-        report.requests += 1;
-        *report.by_method.entry(req.method.to_string()).or_default() += 1;
-        let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
-            Some((_, v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            None => req
-                .url
-                .host_str()
-                .map(|h| format!("{h}{}", req.url.port().map(|p| format!(":{p}")).unwrap_or_default()))
-                .unwrap_or_default(),
-        };
-        *report.by_host.entry(host).or_default() += 1;
-        if report.first.len() < DRY_RUN_SHOWN {
-            report.first.push(describe_request(&req, &config.redactor));
-        }
-    }
-    thread.join().map_err(|_| RunError::Internal("the reader thread panicked".into()))?;
-    report.log = shared.reader.lock().expect("not poisoned").clone();
-    if let Some(fatal) = &report.log.fatal {
-        return Err(RunError::Input(fatal.clone()));
-    }
-    Ok(report)
-}
-
-fn describe_request(req: &ReplayRequest, redactor: &crate::plan::safety::Redactor) -> String {
-    let mut text = format!("{} {}", req.method, redactor.url(req.url.as_str()));
-    for (name, value) in &req.headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        text.push_str(&format!("\n    {name}: {}", redactor.header_value(name.as_str(), &value)));
-    }
-    if let Some(body) = &req.body {
-        text.push_str(&format!("\n    ({} body bytes)", body.len()));
-    }
-    text
-}
-
-fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, RunError> {
+pub(crate) fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, RunError> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)
         .map_err(|e| RunError::Internal(format!("cannot start thread {name}: {e}")))
 }
 
-/// The reader thread: log lines → parsed entries → planned requests → the bounded queue.
-/// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
-/// log's own figures rather than multiples of them.
-fn read_log(
-    mut reader: LogReader,
-    format: Format,
-    mut planner: Planner,
-    queue: async_channel::Sender<Vec<ReplayRequest>>,
-    shared: Arc<Shared>,
-    looping: bool,
-    limit: Option<BadLineLimit>,
-) {
-    let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
-    let mut stats = ReaderStats::default();
-    let publish = |stats: &ReaderStats, planner: &Planner| {
-        let mut s = shared.reader.lock().expect("not poisoned");
-        *s = stats.clone();
-        s.plan = planner.stats.clone();
-    };
-    let names = reader.input_names();
-    let mut position = LogPosition { passes: 1, ..LogPosition::default() };
-    let mut first_pass = true;
-    let mut first_pass_plan = None;
-    'passes: loop {
-        let mut produced = 0u64;
-        loop {
-            if shared.is_stopping() {
-                break 'passes;
-            }
-            let line = match reader.next_line() {
-                Ok(Some(line)) => line,
-                Ok(None) => break,
-                Err(e) => {
-                    stats.fatal = Some(e.to_string());
-                    shared.stop();
-                    break 'passes;
-                }
-            };
-            if first_pass {
-                stats.lines_read += 1;
-            }
-            position.lines += 1;
-            let number = line.number;
-            match line.parse(&format) {
-                Ok(entry) => {
-                    let planned = planner.plan(&entry, line.input, number);
-                    if first_pass {
-                        stats.parse.accepted += 1;
-                    }
-                    if planned.is_err() {
-                        position.skipped += 1;
-                    }
-                    if let Ok(mut req) = planned {
-                        req.position = position;
-                        produced += 1;
-                        let size = footprint(&req);
-                        if !shared.read_ahead.try_take(size) {
-                            // Hand over what this thread holds before waiting: the pacer can only
-                            // give back what it has received.
-                            let held = std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK));
-                            if (!held.is_empty() && queue.send_blocking(held).is_err())
-                                || !shared.read_ahead.take_blocking(size)
-                            {
-                                break 'passes; // the pacer has stopped
-                            }
-                        }
-                        chunk.push(req);
-                        if chunk.len() == QUEUE_CHUNK
-                            && queue
-                                .send_blocking(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK)))
-                                .is_err()
-                        {
-                            break 'passes; // the pacer has stopped
-                        }
-                    }
-                }
-                Err(e) if first_pass => {
-                    position.rejected += 1;
-                    stats.parse.reject(e.kind());
-                    let where_ = format!("{}:{}", names[line.input], number);
-                    if stats.bad_line_examples.len() < BAD_LINE_EXAMPLES {
-                        stats.bad_line_examples.push(format!("{where_}: {e}"));
-                        stats.bad_line_positions.push(position.lines);
-                    }
-                    if let Some(why) = bad_line_limit_exceeded(limit, &stats) {
-                        stats.fatal = Some(format!("stopped at {where_}: {why}"));
-                        shared.stop();
-                        break 'passes;
-                    }
-                    publish(&stats, &planner);
-                }
-                Err(_) => position.rejected += 1,
-            }
-            if first_pass && stats.lines_read % 4096 == 0 {
-                publish(&stats, &planner);
-            }
-        }
-        stats.passes += 1;
-        if first_pass {
-            // Skips are reported for the first pass only, like bad lines.
-            first_pass_plan = Some(planner.stats.clone());
-        }
-        first_pass = false;
-        if !looping || produced == 0 || !reader.can_rewind() {
-            if !chunk.is_empty() {
-                let _ = queue.send_blocking(chunk);
-            }
-            break;
-        }
-        reader.rewind();
-        position.passes += 1;
-    }
-    stats.incomplete = reader.cuts().to_vec();
-    let mut s = shared.reader.lock().expect("not poisoned");
-    *s = stats;
-    s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());
-}
-
-fn bad_line_limit_exceeded(limit: Option<BadLineLimit>, stats: &ReaderStats) -> Option<String> {
-    let bad = stats.parse.rejected;
-    match limit? {
-        BadLineLimit::Count(max) if bad > max => {
-            Some(format!("more than {max} unreadable log lines (--max-bad-lines)"))
-        }
-        BadLineLimit::Percent(p) if stats.lines_read >= BAD_SHARE_MIN_LINES => {
-            let share = bad as f64 * 100.0 / stats.lines_read as f64;
-            (share > p).then(|| format!("{share:.1}% of log lines unreadable, more than {p}% (--max-bad-lines)"))
-        }
-        _ => None,
-    }
-}
-
-/// Counts by key, sorted, as owned strings (for summaries).
-pub fn counts<K: ToString>(map: &BTreeMap<K, u64>) -> BTreeMap<String, u64> {
-    map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+/// The mock server `--target mock` starts: a realistic mix for demos (mostly 200, some 404 and
+/// 500, a few milliseconds of latency), seeded so a replay is repeatable.
+fn demo_mock_config() -> sluice_mock::MockConfig {
+    let statuses = "200:90,404:6,500:3,503:1".parse().expect("static status mix");
+    let latency = "lognormal:2ms,20ms".parse().expect("static latency model");
+    // Counts are enough for a demo; an in-process mock need not keep every request in memory.
+    sluice_mock::MockConfig::default()
+        .with_seed(42)
+        .with_statuses(statuses)
+        .with_latency(latency)
+        .without_memory_record()
 }

@@ -4,67 +4,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::analysis::render::join_counts;
 use crate::config::{Rate, ReplayConfig};
-use crate::pace::{PacerReport, StopReason};
+use crate::control::StopReason;
+use crate::display::{human_bytes, join_counts};
+use crate::pace::PacerReport;
 use crate::plan::LogPosition;
-use crate::send::FailureSample;
-use crate::run::{ReaderStats, counts};
-use crate::stats::Stats;
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-    pub mean: f64,
-}
-
-impl Percentiles {
-    /// Nothing was measured.
-    pub fn is_empty(&self) -> bool {
-        self.max == 0.0
-    }
-
-    /// The percentiles of a microsecond histogram, in milliseconds (zeros when it is empty).
-    pub fn of<C: hdrhistogram::Counter>(h: &Histogram<C>) -> Percentiles {
-        if h.is_empty() {
-            return Percentiles::default();
-        }
-        let ms = |us: u64| us as f64 / 1e3;
-        Percentiles {
-            p50: ms(h.value_at_quantile(0.5)),
-            p90: ms(h.value_at_quantile(0.9)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-            mean: h.mean() / 1e3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LagSummary {
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    /// How early the earliest send was (0 when none was early).
-    pub earliest_ms: f64,
-}
-
-impl LagSummary {
-    /// From a histogram of lags in µs and the earliest send's offset from its plan time in µs.
-    pub fn of(lag: &hdrhistogram::Histogram<u64>, earliest_us: i64) -> LagSummary {
-        let p = Percentiles::of(lag);
-        LagSummary { p50_ms: p.p50, p99_ms: p.p99, max_ms: p.max, earliest_ms: earliest_us as f64 / 1e3 }
-    }
-}
+use crate::plan::reader::ReaderStats;
+use crate::send::outcome::FailureSample;
+use crate::stats::{LagSummary, Percentiles, Stats, counts};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -311,13 +260,4 @@ pub(crate) struct Ending {
     pub error_messages: BTreeMap<String, Vec<FailureSample>>,
     pub aborted_by: Option<String>,
     pub output_error: Option<String>,
-}
-
-pub(crate) fn human_bytes(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} B"),
-        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
 }

@@ -6,21 +6,21 @@
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
 
 pub mod http1;
+pub mod outcome;
 pub mod transport;
 
-use std::collections::BTreeMap;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Method, Url};
+use reqwest::{Client, Url};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayConfig;
+use crate::control::RunControl;
 use crate::plan::ReplayRequest;
-use crate::run::Shared;
 use crate::plan::safety::TargetScope;
-use crate::send::transport::{Connection, Transport};
+use outcome::{ErrorKind, Failure, Outcome};
+use transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
 const OUTCOME_BATCH: usize = 256;
@@ -33,168 +33,6 @@ pub(crate) const OUTCOME_BACKLOG: usize = 64;
 pub struct Job {
     pub req: ReplayRequest,
     pub scheduled: Instant,
-}
-
-/// Why a request got no HTTP status. A failed request is data, not an error of the program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// `--timeout` elapsed before the response body was complete.
-    Timeout,
-    /// The connection could not be made (refused, unreachable, DNS).
-    Connect,
-    /// The connection was reset or closed before a complete response.
-    Reset,
-    /// A TLS handshake or certificate problem.
-    Tls,
-    /// The target answered something that is not HTTP.
-    Protocol,
-    /// Still in flight when the drain timeout ran out after scheduling stopped.
-    Aborted,
-    /// This machine ran out of something the request needed (file descriptors, local ports,
-    /// memory for a socket): not the target's fault.
-    Local,
-    /// Released by the pacer but never sent: scheduling stopped (end of the duration, Ctrl-C, a
-    /// full disk, an `--abort-on` condition) before a sender took it. Not counted as sent.
-    NotSent,
-    Other,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Reset => "reset",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Aborted => "aborted",
-            ErrorKind::Local => "local",
-            ErrorKind::NotSent => "not_sent",
-            ErrorKind::Other => "other",
-        }
-    }
-
-    /// Sorts a reqwest error into a short stable kind.
-    pub fn classify(err: &reqwest::Error) -> ErrorKind {
-        if err.is_timeout() { ErrorKind::Timeout } else { ErrorKind::from_chain(err, err.is_connect()) }
-    }
-
-    /// Sorts any error by walking its chain of causes for I/O and HTTP-level reasons.
-    /// `connecting` says the error happened while opening the connection.
-    pub fn from_chain(err: &(dyn std::error::Error + 'static), connecting: bool) -> ErrorKind {
-        let mut source = Some(err);
-        let mut incomplete = false;
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
-                if is_local_exhaustion(io) {
-                    return ErrorKind::Local;
-                }
-                match io.kind() {
-                    io::ErrorKind::TimedOut => return ErrorKind::Timeout,
-                    io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::HostUnreachable
-                    | io::ErrorKind::NetworkUnreachable => return ErrorKind::Connect,
-                    io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof => return ErrorKind::Reset,
-                    _ => {}
-                }
-            }
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                    return ErrorKind::Protocol;
-                }
-                if h.is_timeout() {
-                    return ErrorKind::Timeout;
-                }
-                incomplete |= h.is_incomplete_message() || h.is_closed() || h.is_canceled();
-            }
-            let text = e.to_string().to_ascii_lowercase();
-            if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-                return ErrorKind::Tls;
-            }
-            source = e.source();
-        }
-        if incomplete {
-            ErrorKind::Reset
-        } else if connecting {
-            ErrorKind::Connect
-        } else {
-            ErrorKind::Other
-        }
-    }
-}
-
-/// Out of file descriptors (EMFILE, ENFILE), of local ports (EADDRNOTAVAIL on connect), or of
-/// socket buffers (ENOBUFS, ENOMEM): the loader's machine is the limit, not the target.
-fn is_local_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM))
-        || e.kind() == io::ErrorKind::AddrNotAvailable
-}
-
-/// A failure with what the error said, for the summary's first message per kind
-/// (`connect: Connection refused (127.0.0.1:1)`).
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure { kind, message: message.into() }
-    }
-
-    /// From any error: its kind, and its chain of causes as one line, without the OS error number.
-    pub fn from_error(err: &(dyn std::error::Error + 'static), connecting: bool) -> Failure {
-        Failure { kind: ErrorKind::from_chain(err, connecting), message: error_text(err) }
-    }
-}
-
-/// `a: b: c` for an error and its causes, each said once, without `(os error N)`.
-pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = Some(err);
-    while let Some(e) = source {
-        let text = e.to_string();
-        let text = match text.find(" (os error ") {
-            Some(at) => text[..at].to_string(),
-            None => text,
-        };
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    parts.join(": ")
-}
-
-/// What happened to one request.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub seq: u64,
-    pub log_line: u64,
-    pub log_time: Option<chrono::DateTime<chrono::Utc>>,
-    pub method: Method,
-    pub url: Url,
-    pub orig_status: Option<u16>,
-    pub scheduled: Instant,
-    /// When it left; `None` for a request that never did ([`ErrorKind::NotSent`]).
-    pub sent: Option<Instant>,
-    pub done: Instant,
-    pub result: Result<u16, ErrorKind>,
-    /// Response body bytes received, whatever the outcome (a response cut off by a timeout or a
-    /// reset counts what arrived).
-    pub bytes: u64,
-}
-
-impl Outcome {
-    /// Whether the request got an HTTP status.
-    pub fn answered(&self) -> bool {
-        self.result.is_ok()
-    }
 }
 
 /// The HTTP client, tuned for replay: no proxies from the environment (unless asked), no
@@ -273,7 +111,7 @@ pub(crate) async fn sender(
     jobs: async_channel::Receiver<Job>,
     outcomes: Arc<OutcomeBuffer>,
     abort: CancellationToken,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
 ) {
     let mut connection = Connection::default();
     // Registered once per sender, not once per request: the token's waiter list is behind a lock.
@@ -317,95 +155,5 @@ pub(crate) async fn sender(
             result,
             bytes,
         });
-    }
-}
-
-impl Outcome {
-    /// The row of a request that was released but never left.
-    pub fn not_sent(req: ReplayRequest, scheduled: Instant) -> Outcome {
-        Outcome {
-            seq: req.seq,
-            log_line: req.log_line,
-            log_time: req.log_time,
-            method: req.method,
-            url: req.url,
-            orig_status: req.orig_status,
-            scheduled,
-            sent: None,
-            done: Instant::now(),
-            result: Err(ErrorKind::NotSent),
-            bytes: 0,
-        }
-    }
-}
-
-/// The first distinct failure messages of each kind, with counts, for the summary
-/// (`connect: Connection refused (127.0.0.1:1) ×150`). Bounded: a few messages per kind, each
-/// cut to a line's length; later distinct messages are only counted by kind.
-#[derive(Debug, Default)]
-pub struct FailureSamples {
-    by_kind: Mutex<BTreeMap<ErrorKind, Vec<FailureSample>>>,
-}
-
-/// One distinct failure message and how many failures said it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FailureSample {
-    pub message: String,
-    pub count: u64,
-}
-
-/// Distinct messages kept per error kind.
-const SAMPLES_PER_KIND: usize = 3;
-/// Characters kept of a message.
-const SAMPLE_CHARS: usize = 200;
-
-impl FailureSamples {
-    pub fn record(&self, failure: &Failure) {
-        let mut by_kind = self.by_kind.lock().expect("not poisoned");
-        let samples = by_kind.entry(failure.kind).or_default();
-        let message: &str = match failure.message.char_indices().nth(SAMPLE_CHARS) {
-            Some((cut, _)) => &failure.message[..cut],
-            None => &failure.message,
-        };
-        if let Some(sample) = samples.iter_mut().find(|s| s.message == message) {
-            sample.count += 1;
-        } else if samples.len() < SAMPLES_PER_KIND {
-            samples.push(FailureSample { message: message.to_string(), count: 1 });
-        }
-    }
-
-    /// Kind → its first distinct messages, in the order first seen.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<FailureSample>> {
-        let by_kind = self.by_kind.lock().expect("not poisoned");
-        by_kind.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn running_out_of_local_resources_is_not_the_targets_fault() {
-        for errno in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(ErrorKind::from_chain(&e, true), ErrorKind::Local, "errno {errno}");
-        }
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(ErrorKind::from_chain(&refused, true), ErrorKind::Connect);
-        let failure = Failure::from_error(&refused, true);
-        assert_eq!(failure.message, "Connection refused", "no `(os error N)`");
-    }
-
-    #[test]
-    fn failure_samples_keep_a_few_distinct_messages_per_kind_with_counts() {
-        let samples = FailureSamples::default();
-        for i in 0..10 {
-            samples.record(&Failure::new(ErrorKind::Connect, format!("refused {}", i % 5)));
-        }
-        let snapshot = samples.snapshot();
-        let connect = &snapshot["connect"];
-        assert_eq!(connect.len(), SAMPLES_PER_KIND);
-        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2 });
     }
 }

@@ -17,10 +17,10 @@ use std::time::Duration;
 use reqwest::header::HOST;
 use reqwest::{Client, Method, Url};
 
+use super::outcome::{ErrorKind, Failure, error_text};
 use crate::config::ReplayConfig;
-use crate::send::http1;
 use crate::plan::ReplayRequest;
-use crate::send::{ErrorKind, Failure};
+use crate::send::http1;
 
 pub enum Transport {
     Pooled(Client),
@@ -49,7 +49,7 @@ pub type Sent = (Result<u16, Failure>, u64);
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
         if target.scheme() != "http" || config.use_env_proxy || config.follow_redirects {
-            return crate::send::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
+            return super::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
         }
         let host = target.host_str().unwrap_or_default();
         let port = target.port_or_known_default().unwrap_or(80);
@@ -108,7 +108,7 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> Sent {
 /// reqwest's errors name the URL, whose query may carry a secret: the message leaves it out.
 fn pooled_failure(e: reqwest::Error) -> Failure {
     let kind = ErrorKind::classify(&e);
-    Failure::new(kind, crate::send::error_text(&e.without_url()))
+    Failure::new(kind, error_text(&e.without_url()))
 }
 
 pub struct Direct {

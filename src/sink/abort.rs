@@ -15,7 +15,7 @@ use crate::analysis::aggregate::Group;
 use crate::analysis::assert::{Assertion, evaluate_group};
 use crate::analysis::routes::{Router, path_of};
 use crate::analysis::rows::{Answer, Row};
-use crate::send::Outcome;
+use crate::send::outcome::Outcome;
 
 /// How often conditions are judged.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ impl AbortCondition {
         let text = text.trim();
         let (expr, window) = match text.rsplit_once(" for ") {
             Some((expr, d)) => {
-                let window = crate::config::parse_duration(d).map_err(|m| format!("'{text}': after `for`: {m}"))?;
+                let window = crate::duration::parse_duration(d).map_err(|m| format!("'{text}': after `for`: {m}"))?;
                 if window > MAX_WINDOW {
                     return Err(format!("'{text}': a window may be at most 24h"));
                 }

@@ -10,24 +10,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::display::needs_neutralising;
-use crate::send::Outcome;
 use crate::plan::safety::Redactor;
-
-pub const HEADER: [&str; 13] = [
-    "seq",
-    "log_line",
-    "log_time",
-    "scheduled_at",
-    "sent_at",
-    "lag_ms",
-    "method",
-    "url",
-    "orig_status",
-    "status",
-    "latency_ms",
-    "bytes",
-    "error",
-];
+use crate::results::HEADER;
+use crate::send::outcome::Outcome;
 
 /// Converts monotonic instants to UTC wall-clock time from one anchor taken at the start, so all
 /// times in a run are consistent even if the system clock is adjusted mid-run.

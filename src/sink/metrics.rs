@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::send::Outcome;
+use crate::send::outcome::Outcome;
 
 /// Bucket upper bounds in seconds, shared by the latency and lag histograms: 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -179,7 +179,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::send::ErrorKind;
+    use crate::send::outcome::ErrorKind;
     use std::time::{Duration, Instant};
 
     fn outcome(method: &str, result: Result<u16, ErrorKind>, latency_ms: u64) -> Outcome {

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::pace::StopReason;
-use crate::send::Outcome;
-use crate::run::{LiveStats, Shared};
+use crate::control::{LiveStats, RunControl, StopReason};
+use crate::send::outcome::Outcome;
+use crate::stats::Stats;
 use abort::AbortWatch;
 use csv::CsvSink;
 use metrics::Metrics;
-use crate::stats::Stats;
 
 /// How often buffered rows reach the file: a killed run loses at most this much.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -30,7 +29,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 pub(crate) fn run_writer(
     mut sink: CsvSink,
     outcomes: Receiver<Vec<Outcome>>,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
     metrics: Option<Arc<Metrics>>,
     mut abort: Option<AbortWatch>,
 ) -> (Stats, Option<io::Error>) {
@@ -91,7 +90,7 @@ pub(crate) fn run_writer(
     (stats, write_error)
 }
 
-fn fail(write_error: &mut Option<io::Error>, e: io::Error, shared: &Shared) {
+fn fail(write_error: &mut Option<io::Error>, e: io::Error, shared: &RunControl) {
     shared.stop_because(StopReason::OutputError);
     *write_error = Some(e);
 }

@@ -11,6 +11,8 @@
 //! rotated, a read error) keeps the lines read before the cut; the cut is recorded as an
 //! [`InputCut`] and the reader goes on with the next input.
 
+pub mod sniff;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

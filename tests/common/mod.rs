@@ -17,7 +17,7 @@ pub fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
     let headers = reader.headers().expect("a header row").clone();
     assert_eq!(
         headers.iter().collect::<Vec<_>>(),
-        sluice::sink::csv::HEADER.to_vec(),
+        sluice::results::HEADER.to_vec(),
         "the CSV header is exactly the documented one"
     );
     reader

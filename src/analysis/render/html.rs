@@ -2,7 +2,7 @@
 //! Charts first (rate, latency, status mix and lag over time), then the route table and the
 //! logged-vs-replayed status matrix.
 
-use crate::run::summary::human_bytes;
+use crate::display::human_bytes;
 use std::fmt::Write;
 
 use super::svg::{self, Layer, Line, TimeAxis};

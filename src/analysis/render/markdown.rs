@@ -1,14 +1,15 @@
 //! The report as GitHub-flavoured Markdown: for a CI job's summary or a pull-request comment.
 
-use crate::run::summary::human_bytes;
+use crate::display::human_bytes;
 use std::fmt::Write;
 
 use super::{
-    interval_text, join_counts, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label,
-    spans_one_day, transitions_text,
+    interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
+    transitions_text,
 };
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{Report, RouteLine};
+use crate::display::join_counts;
 
 pub fn render(r: &Report) -> String {
     let mut t = String::new();

@@ -87,15 +87,6 @@ fn mismatch_sentence(m: &StatusMatrix) -> Option<String> {
     })
 }
 
-/// `200: 691 (76.8%)  404: 123 (13.7%)`.
-pub(crate) fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, total: u64) -> String {
-    counts
-        .into_iter()
-        .map(|(k, v)| format!("{k}: {v} ({})", super::assert::percent(*v as f64 / total.max(1) as f64)))
-        .collect::<Vec<_>>()
-        .join("  ")
-}
-
 /// The time of day a slice starts, with the date only when the report spans several days, and
 /// milliseconds only for sub-second slices.
 fn slice_label(p: &TimePoint, one_day: bool, sub_second: bool) -> String {

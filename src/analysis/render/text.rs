@@ -1,15 +1,16 @@
 //! The report for a terminal: the run summary's layout, then aligned tables, all within
 //! [`WIDTH`] columns.
 
-use crate::run::summary::human_bytes;
+use crate::display::human_bytes;
 use std::fmt::Write;
 
 use super::{
-    interval_text, join_counts, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label,
-    spans_one_day, transitions_text,
+    interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
+    transitions_text,
 };
 use crate::analysis::assert::{percent, verdicts_text};
 use crate::analysis::figures::{Overview, Report, RouteLine};
+use crate::display::join_counts;
 
 pub const WIDTH: usize = 100;
 const INDENT: &str = "  ";
@@ -78,7 +79,7 @@ pub fn summary(r: &Report) -> String {
 }
 
 fn latency_lines(t: &mut String, o: &Overview) {
-    let row = |p: &crate::run::summary::Percentiles| {
+    let row = |p: &crate::stats::Percentiles| {
         format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
     };
     if o.responses == 0 {

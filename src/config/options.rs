@@ -1,0 +1,317 @@
+//! Every option of `sluice replay`, as one struct read three ways: from the command line (clap),
+//! from a `--config` TOML file and from a daemon run's JSON (serde). Nothing here is validated
+//! beyond its syntax: [`crate::config::ReplayConfig`] checks it, once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use super::{CONFIG_FILE_BYTES, ConfigError, bad, one_line, read_small_file};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    /// A progress line when stderr is a terminal.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Every option of `sluice replay`. The same struct is read from the command line (clap) and from
+/// a `--config` TOML file (serde, keys named like the long flags, `-` or `_`); flags win.
+/// Defaults are applied later, in [`crate::config`], so "not given" stays visible for merging.
+#[derive(Debug, Default, Clone, Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayOptions {
+    /// Log files, read in order; .gz is decompressed; `-` reads standard input.
+    #[arg(value_name = "FILES")]
+    #[serde(alias = "logs")]
+    pub files: Vec<PathBuf>,
+
+    /// Read options from a TOML file (keys named like the long flags); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended), or
+    /// `mock` to start the built-in mock server on 127.0.0.1. Required.
+    #[arg(short, long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// Requests per second, or `max` for as fast as the in-flight limit allows. Required.
+    #[arg(short, long, value_name = "N|max", allow_negative_numbers = true)]
+    #[serde(deserialize_with = "string_or_number")]
+    pub rate: Option<String>,
+
+    /// Stop scheduling after this long (e.g. 90s, 10m, 1h30m); the log loops if it runs out.
+    /// Without it the log is replayed once.
+    #[arg(short, long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Replay the log a single time, even with --duration.
+    #[arg(long)]
+    pub once: bool,
+
+    #[arg(short, long, value_name = "FMT", help = FORMAT_HELP_AUTO)]
+    pub format: Option<String>,
+
+    /// Most requests in flight at once; when all are busy, sending waits and the lag is recorded [default: 64].
+    #[arg(short, long, value_name = "C")]
+    pub concurrency: Option<usize>,
+
+    /// Release B requests at once, B/N seconds apart [default: 1].
+    #[arg(short, long, value_name = "B")]
+    pub batch: Option<u32>,
+
+    /// Per-request timeout (connect + response + body) [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// After scheduling stops, how long in-flight requests may still finish before they are
+    /// recorded as aborted [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+
+    /// The results CSV (one row per request) [default: sluice-<date>-<time>.csv].
+    #[arg(short, long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Live progress on stderr [default: auto: when stderr is a terminal].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub progress: Option<ProgressMode>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (e.g. 127.0.0.1:9898).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip)] // a listening socket is a command-line decision, not a shared config file's
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Parsed requests buffered ahead of the pacer (memory stays flat whatever the log size) [default: 8192].
+    #[arg(long, value_name = "N")]
+    pub queue_capacity: Option<usize>,
+
+    /// Most unreadable log lines before the run stops: a count (100) or a share (5%).
+    #[arg(long, value_name = "N|P%")]
+    #[serde(deserialize_with = "string_or_number")]
+    pub max_bad_lines: Option<String>,
+
+    /// Threads that send requests; one is the most efficient next to a local target [default: 1].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    // ---- safety --------------------------------------------------------------------------
+    /// Methods to replay, comma separated, or `all`; others are skipped and counted [default: GET,HEAD,OPTIONS].
+    #[arg(long, value_name = "METHODS", help_heading = "Safety")]
+    pub allow_methods: Option<String>,
+
+    /// Follow redirects, and only to the target's own host (never to another).
+    #[arg(long, help_heading = "Safety")]
+    pub follow_redirects: bool,
+
+    /// Use the proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY (ignored by default).
+    #[arg(long, help_heading = "Safety")]
+    pub use_env_proxy: bool,
+
+    /// Refuse targets whose name or resolved address matches: a host (`db.prod.example`), a
+    /// wildcard (`*.prod.example`), an address or a CIDR block (`10.0.0.0/8`). Repeatable.
+    #[arg(long = "deny-host", value_name = "PATTERN", help_heading = "Safety")]
+    #[serde(alias = "deny_hosts")]
+    pub deny_host: Vec<String>,
+
+    /// Only allow targets matching one of these patterns (same forms as --deny-host). Repeatable.
+    #[arg(long = "allow-host", value_name = "PATTERN", help_heading = "Safety")]
+    #[serde(alias = "allow_hosts")]
+    pub allow_host: Vec<String>,
+
+    /// Replay even though the log says it was served by the target's own host.
+    #[arg(long = "i-know-this-is-production", help_heading = "Safety")]
+    pub i_know_this_is_production: bool,
+
+    /// Header values never shown in any output (besides Authorization, Proxy-Authorization,
+    /// Cookie and Set-Cookie, which never are). Repeatable.
+    #[arg(long = "redact-header", value_name = "NAME", help_heading = "Safety")]
+    pub redact_header: Vec<String>,
+
+    /// Query parameters whose value is masked in the CSV's url column (the request still carries
+    /// them): a regex on the parameter name [default: token|key|secret|password|sig].
+    #[arg(long, value_name = "REGEX", help_heading = "Safety")]
+    pub mask_query_params: Option<String>,
+
+    /// Parse, filter and rewrite, show what would be sent, and send nothing.
+    #[arg(long, help_heading = "Safety")]
+    pub dry_run: bool,
+
+    // ---- rewriting -----------------------------------------------------------------------
+    /// Send this Host header.
+    #[arg(long, value_name = "NAME", help_heading = "Rewriting")]
+    pub host_header: Option<String>,
+
+    /// Send the Host the log recorded ($host, %v …) when the format has one.
+    #[arg(long, help_heading = "Rewriting")]
+    pub preserve_host: bool,
+
+    /// Add a header to every request: 'Name: value', or 'Name: @file' to read the value from a
+    /// file (keeps secrets out of `ps`). Repeatable; replaces a logged header of the same name.
+    #[arg(short = 'H', long = "header", value_name = "HEADER", help_heading = "Rewriting")]
+    #[serde(alias = "headers")]
+    pub header: Vec<String>,
+
+    /// Do not send this logged header. Repeatable.
+    #[arg(long = "drop-header", value_name = "NAME", help_heading = "Rewriting")]
+    pub drop_header: Vec<String>,
+
+    /// Skip requests whose method carries a body (POST, PUT, PATCH) when the log has no body for
+    /// them, instead of sending an empty body.
+    #[arg(long, help_heading = "Rewriting")]
+    pub skip_bodyless: bool,
+
+    // ---- filters -------------------------------------------------------------------------
+    /// Only replay requests whose path and query match this regex. Repeatable (any may match).
+    #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    pub include: Vec<String>,
+
+    /// Skip requests whose path and query match this regex. Repeatable.
+    #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    pub exclude: Vec<String>,
+
+    /// Only replay requests whose logged status is in this list: codes and classes, e.g. 2xx,304.
+    #[arg(long, value_name = "LIST", help_heading = "Filters")]
+    #[serde(deserialize_with = "string_or_number")]
+    pub orig_status: Option<String>,
+
+    /// Only replay requests logged at or after this time (RFC 3339, or 'YYYY-MM-DD HH:MM[:SS]' in UTC).
+    #[arg(long, value_name = "TIME", help_heading = "Filters")]
+    pub from: Option<String>,
+
+    /// Only replay requests logged before this time (same forms as --from).
+    #[arg(long, value_name = "TIME", help_heading = "Filters")]
+    pub until: Option<String>,
+
+    /// Skip requests whose user agent matches this regex (e.g. 'bot|crawler|spider'). Repeatable.
+    #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    pub exclude_user_agent: Vec<String>,
+
+    /// Replay only this share of the log's lines, chosen by line, the same lines every run (e.g. 10%).
+    #[arg(long, value_name = "P%", help_heading = "Filters")]
+    #[serde(deserialize_with = "string_or_number")]
+    pub sample: Option<String>,
+
+    /// Seed for --sample: another seed picks other lines [default: 0].
+    #[arg(long, value_name = "N", help_heading = "Filters")]
+    pub sample_seed: Option<u64>,
+
+    // ---- report --------------------------------------------------------------------------
+    /// After the run, also print the per-route table and the logged-vs-replayed status matrix.
+    #[arg(long, help_heading = "Report")]
+    pub report: bool,
+
+    /// Check a metric after the run, e.g. 'p99 < 250ms', 'error_rate < 1%', 'rate >= 95% of target',
+    /// 'route:/api/* p99 < 100ms' (see `sluice report --help`). Repeatable; a failure exits 1.
+    #[arg(long = "assert", value_name = "ASSERTION", help_heading = "Report")]
+    #[serde(alias = "assertions")]
+    pub assert: Vec<String>,
+
+    /// Stop the run early when a condition holds: any assertion expression, judged once a second
+    /// on every request so far, or with `for D` on the requests that finished in the last D
+    /// (once the run has gone for D), e.g. 'error_rate > 50% for 10s', 'p99 > 2s for 1m'.
+    /// Scheduling stops, requests in flight drain, the summary names the condition; exit 1.
+    /// Repeatable.
+    #[arg(long = "abort-on", value_name = "CONDITION", help_heading = "Report")]
+    pub abort_on: Vec<String>,
+
+    /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
+    /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<u64>,
+}
+
+const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
+apache-vhost, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>' [default: auto]";
+
+/// TOML and JSON users write `rate = 200` as often as `rate = "200"`; both mean the same.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(match <Option<Raw> as serde::Deserialize>::deserialize(d)? {
+        None => None,
+        Some(Raw::Text(s)) => Some(s),
+        Some(Raw::Int(n)) => Some(n.to_string()),
+        Some(Raw::Float(x)) => Some(x.to_string()),
+    })
+}
+
+/// Reads a TOML file of replay options. Keys are the long flag names, with `-` or `_`.
+pub fn load_config_file(path: &Path) -> Result<ReplayOptions, ConfigError> {
+    let shown = path.display();
+    let text = read_small_file(path, CONFIG_FILE_BYTES).map_err(|e| bad("--config", format!("{shown}: {e}")))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))?;
+    let normalised: toml::Table = table.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
+    toml::Value::Table(normalised)
+        .try_into::<ReplayOptions>()
+        .map_err(|e| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))
+}
+
+impl ReplayOptions {
+    /// These flags over `file`'s values: a flag given wins; a list given replaces the file's list.
+    pub fn merged_over(self, file: ReplayOptions) -> ReplayOptions {
+        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if flag.is_empty() { file } else { flag }
+        }
+        ReplayOptions {
+            files: list(self.files, file.files),
+            config: self.config,
+            target: self.target.or(file.target),
+            rate: self.rate.or(file.rate),
+            duration: self.duration.or(file.duration),
+            once: self.once || file.once,
+            format: self.format.or(file.format),
+            concurrency: self.concurrency.or(file.concurrency),
+            batch: self.batch.or(file.batch),
+            timeout: self.timeout.or(file.timeout),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            out: self.out.or(file.out),
+            summary_json: self.summary_json.or(file.summary_json),
+            progress: self.progress.or(file.progress),
+            metrics_listen: self.metrics_listen,
+            queue_capacity: self.queue_capacity.or(file.queue_capacity),
+            max_bad_lines: self.max_bad_lines.or(file.max_bad_lines),
+            threads: self.threads.or(file.threads),
+            allow_methods: self.allow_methods.or(file.allow_methods),
+            follow_redirects: self.follow_redirects || file.follow_redirects,
+            use_env_proxy: self.use_env_proxy || file.use_env_proxy,
+            deny_host: list(self.deny_host, file.deny_host),
+            allow_host: list(self.allow_host, file.allow_host),
+            i_know_this_is_production: self.i_know_this_is_production || file.i_know_this_is_production,
+            redact_header: list(self.redact_header, file.redact_header),
+            mask_query_params: self.mask_query_params.or(file.mask_query_params),
+            dry_run: self.dry_run || file.dry_run,
+            host_header: self.host_header.or(file.host_header),
+            preserve_host: self.preserve_host || file.preserve_host,
+            header: list(self.header, file.header),
+            drop_header: list(self.drop_header, file.drop_header),
+            skip_bodyless: self.skip_bodyless || file.skip_bodyless,
+            include: list(self.include, file.include),
+            exclude: list(self.exclude, file.exclude),
+            orig_status: self.orig_status.or(file.orig_status),
+            from: self.from.or(file.from),
+            until: self.until.or(file.until),
+            exclude_user_agent: list(self.exclude_user_agent, file.exclude_user_agent),
+            sample: self.sample.or(file.sample),
+            sample_seed: self.sample_seed.or(file.sample_seed),
+            report: self.report || file.report,
+            assert: list(self.assert, file.assert),
+            abort_on: list(self.abort_on, file.abort_on),
+            max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
+        }
+    }
+}

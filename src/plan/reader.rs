@@ -1,0 +1,195 @@
+//! The reader thread: log lines → parsed entries → planned requests → the bounded queue to the
+//! pacer, with what it found counted (bad lines by reason, skips by rule, cut inputs).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_parsers::Format;
+
+use super::read_ahead::footprint;
+use super::{LogPosition, PlanStats, Planner, ReplayRequest};
+use crate::config::BadLineLimit;
+use crate::control::RunControl;
+use crate::source::{InputCut, LogReader};
+
+/// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
+/// one thread wake-up) per chunk instead of per request.
+pub(crate) const QUEUE_CHUNK: usize = 64;
+/// Bad log lines kept verbatim (file:line: reason) for the summary.
+const BAD_LINE_EXAMPLES: usize = 10;
+/// A percentage limit on bad lines is only judged after this many lines, so one bad first line
+/// does not end a run at "100%".
+const BAD_SHARE_MIN_LINES: u64 = 100;
+
+/// What a parse pass found; also printed at the end of `sluice parse`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ParseStats {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Rejected lines by reason kind.
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+}
+
+impl ParseStats {
+    pub fn reject(&mut self, kind: &'static str) {
+        self.rejected += 1;
+        *self.rejected_by_reason.entry(kind).or_default() += 1;
+    }
+
+    pub fn reasons_text(&self) -> String {
+        self.rejected_by_reason.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// What the reader found in the log.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReaderStats {
+    pub lines_read: u64,
+    pub parse: ParseStats,
+    pub plan: PlanStats,
+    /// The first few rejected lines as `FILE:LINE: reason`.
+    pub bad_line_examples: Vec<String>,
+    /// Where each example is, in lines read (to tell lines replayed from lines read ahead).
+    #[serde(skip)]
+    pub bad_line_positions: Vec<u64>,
+    /// Full passes over the log (more than 1 when looping).
+    pub passes: u64,
+    /// Set when the reader ended the run: too many bad lines, or a read error.
+    pub fatal: Option<String>,
+    /// Inputs that stopped before their end (a truncated `.gz`): the lines before each cut were
+    /// replayed, the rest of that input was not. Empty when every input was read to its end.
+    pub incomplete: Vec<InputCut>,
+}
+
+/// The reader thread: log lines → parsed entries → planned requests → the bounded queue.
+/// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
+/// log's own figures rather than multiples of them.
+pub(crate) fn read_log(
+    mut reader: LogReader,
+    format: Format,
+    mut planner: Planner,
+    queue: async_channel::Sender<Vec<ReplayRequest>>,
+    shared: Arc<RunControl>,
+    looping: bool,
+    limit: Option<BadLineLimit>,
+) {
+    let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
+    let mut stats = ReaderStats::default();
+    let publish = |stats: &ReaderStats, planner: &Planner| {
+        let mut s = shared.reader.lock().expect("not poisoned");
+        *s = stats.clone();
+        s.plan = planner.stats.clone();
+    };
+    let names = reader.input_names();
+    let mut position = LogPosition { passes: 1, ..LogPosition::default() };
+    let mut first_pass = true;
+    let mut first_pass_plan = None;
+    'passes: loop {
+        let mut produced = 0u64;
+        loop {
+            if shared.is_stopping() {
+                break 'passes;
+            }
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => {
+                    stats.fatal = Some(e.to_string());
+                    shared.stop();
+                    break 'passes;
+                }
+            };
+            if first_pass {
+                stats.lines_read += 1;
+            }
+            position.lines += 1;
+            let number = line.number;
+            match line.parse(&format) {
+                Ok(entry) => {
+                    let planned = planner.plan(&entry, line.input, number);
+                    if first_pass {
+                        stats.parse.accepted += 1;
+                    }
+                    if planned.is_err() {
+                        position.skipped += 1;
+                    }
+                    if let Ok(mut req) = planned {
+                        req.position = position;
+                        produced += 1;
+                        let size = footprint(&req);
+                        if !shared.read_ahead.try_take(size) {
+                            // Hand over what this thread holds before waiting: the pacer can only
+                            // give back what it has received.
+                            let held = std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK));
+                            if (!held.is_empty() && queue.send_blocking(held).is_err())
+                                || !shared.read_ahead.take_blocking(size)
+                            {
+                                break 'passes; // the pacer has stopped
+                            }
+                        }
+                        chunk.push(req);
+                        if chunk.len() == QUEUE_CHUNK
+                            && queue
+                                .send_blocking(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK)))
+                                .is_err()
+                        {
+                            break 'passes; // the pacer has stopped
+                        }
+                    }
+                }
+                Err(e) if first_pass => {
+                    position.rejected += 1;
+                    stats.parse.reject(e.kind());
+                    let where_ = format!("{}:{}", names[line.input], number);
+                    if stats.bad_line_examples.len() < BAD_LINE_EXAMPLES {
+                        stats.bad_line_examples.push(format!("{where_}: {e}"));
+                        stats.bad_line_positions.push(position.lines);
+                    }
+                    if let Some(why) = bad_line_limit_exceeded(limit, &stats) {
+                        stats.fatal = Some(format!("stopped at {where_}: {why}"));
+                        shared.stop();
+                        break 'passes;
+                    }
+                    publish(&stats, &planner);
+                }
+                Err(_) => position.rejected += 1,
+            }
+            if first_pass && stats.lines_read % 4096 == 0 {
+                publish(&stats, &planner);
+            }
+        }
+        stats.passes += 1;
+        if first_pass {
+            // Skips are reported for the first pass only, like bad lines.
+            first_pass_plan = Some(planner.stats.clone());
+        }
+        first_pass = false;
+        if !looping || produced == 0 || !reader.can_rewind() {
+            if !chunk.is_empty() {
+                let _ = queue.send_blocking(chunk);
+            }
+            break;
+        }
+        reader.rewind();
+        position.passes += 1;
+    }
+    stats.incomplete = reader.cuts().to_vec();
+    let mut s = shared.reader.lock().expect("not poisoned");
+    *s = stats;
+    s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());
+}
+
+fn bad_line_limit_exceeded(limit: Option<BadLineLimit>, stats: &ReaderStats) -> Option<String> {
+    let bad = stats.parse.rejected;
+    match limit? {
+        BadLineLimit::Count(max) if bad > max => {
+            Some(format!("more than {max} unreadable log lines (--max-bad-lines)"))
+        }
+        BadLineLimit::Percent(p) if stats.lines_read >= BAD_SHARE_MIN_LINES => {
+            let share = bad as f64 * 100.0 / stats.lines_read as f64;
+            (share > p).then(|| format!("{share:.1}% of log lines unreadable, more than {p}% (--max-bad-lines)"))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,31 @@
+//! `--format auto`: which format a log is written in, from its first lines.
+
+use sluice_parsers::Format;
+
+use super::LogReader;
+use crate::config::FormatChoice;
+
+/// Lines read ahead to pick a format for `--format auto`.
+pub const SNIFF_LINES: usize = 50;
+
+/// Settles the format: a fixed one as given, `auto` by sniffing the first lines. Prints nothing:
+/// the caller says what was chosen (the format's name), where it has somewhere to say it.
+pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::Result<Format> {
+    match choice {
+        FormatChoice::Fixed(format) => Ok(format.clone()),
+        FormatChoice::Auto => {
+            // The sniff error says what it found; the hint of what to do is given once, here. A
+            // log cut within its first lines has too few to recognise: that is said too.
+            let sniffed = Format::sniff(&reader.prefetch(SNIFF_LINES)?);
+            let cuts: String = reader.cuts().iter().map(|cut| format!("; {cut}")).collect();
+            let format = sniffed.map_err(|e| {
+                anyhow::anyhow!(
+                    "--format auto: {e}; name the format with --format: a preset ({}), 'nginx:<log_format>' or \
+                     'apache:<LogFormat>'{cuts}",
+                    Format::preset_names().join(", ")
+                )
+            })?;
+            Ok(format)
+        }
+    }
+}
