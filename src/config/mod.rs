@@ -462,9 +462,9 @@ mod tests {
             ("drain-timeout 1d", |a| a.drain_timeout = Some("1d".into()), "--drain-timeout", "between 1ms and 1h"),
             ("duration 31d", |a| a.duration = Some("31d".into()), "--duration", "between 1ms and 30d"),
             ("duration 0s", |a| a.duration = Some("0s".into()), "--duration", "(between 1ms and 30d)"),
-            ("rate 0", |a| a.rate = Some("0".into()), "--rate", "between 0.001 and 10000000"),
-            ("rate 1e-6", |a| a.rate = Some("0.000001".into()), "--rate", "between 0.001 and 10000000"),
-            ("rate 1e9", |a| a.rate = Some("1000000000".into()), "--rate", "between 0.001 and 10000000"),
+            ("rate 0", |a| a.rate = Some("0".into()), "--rate", "(at least 0.001) and at most 10000000"),
+            ("rate 1e-6", |a| a.rate = Some("0.000001".into()), "--rate", "(at least 0.001) and at most 10000000"),
+            ("rate 1e9", |a| a.rate = Some("1000000000".into()), "--rate", "(at least 0.001) and at most 10000000"),
             ("max-line-bytes 100", |a| a.max_line_bytes = Some(100), "--max-line-bytes", "between 1024 and 16777216"),
             (
                 "max-line-bytes 1G",
