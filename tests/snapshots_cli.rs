@@ -243,8 +243,10 @@ fn the_long_help_of_every_command() {
         &["runs", "delete"],
     ];
     for command in commands {
-        // clap wraps to $COLUMNS (or the terminal): fixed, so the snapshot is the same anywhere.
-        let output = sluice().args(*command).arg("--help").env("COLUMNS", "100").output().unwrap();
+        // clap wraps to $COLUMNS (or the terminal) and colours when forced to: both fixed, so
+        // the snapshot is the same anywhere.
+        let output =
+            sluice().args(*command).arg("--help").env("COLUMNS", "100").env_remove("CLICOLOR_FORCE").output().unwrap();
         assert!(output.status.success(), "sluice {command:?} --help");
         let name = ["help"].iter().chain(command.iter()).copied().collect::<Vec<_>>().join("_");
         insta::assert_snapshot!(name, String::from_utf8(output.stdout).unwrap());
