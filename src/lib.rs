@@ -46,6 +46,7 @@ pub mod safety;
 pub mod sink;
 pub mod source;
 mod timer;
+pub mod tls;
 pub mod transport;
 
 pub use config::{Rate, ReplayConfig, Target};

@@ -143,7 +143,7 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Clie
     } else {
         reqwest::redirect::Policy::none()
     };
-    let builder = Client::builder()
+    let builder = crate::tls::client_builder()
         .redirect(redirects)
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
