@@ -41,6 +41,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run_mock(args: sluice_mock::MockArgs) -> anyhow::Result<Outcome> {
     args.validate().map_err(|e| sluice::UsageError(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    runtime.block_on(sluice_mock::run_cli(args))?;
+    runtime.block_on(sluice_mock::run_cli(args, "sluice mock"))?;
     Ok(Outcome::Ok)
 }

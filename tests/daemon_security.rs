@@ -400,7 +400,7 @@ fn two_hundred_event_streams_are_served_and_their_connections_released() {
         .to_string();
     let url = format!("{}/v1/runs/{id}/events", daemon.url);
     let ends = http.runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+        let client = sluice::send::tls::client_builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
         let streams = (0..200).map(|_| {
             let request = client.get(&url).bearer_auth(TOKEN);
             async move {

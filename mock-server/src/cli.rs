@@ -42,7 +42,10 @@ pub struct MockArgs {
         long = "rule",
         value_name = "PATH=ACTION",
         help = "Per-path override, first match wins; repeatable. PATH is /exact or /prefix/*; ACTION is \
-                CODE[,LATENCY], reset[,LATENCY], garbage[,LATENCY], hang, or LATENCY alone. \
+                CODE[,LATENCY] (answer CODE), reset[,LATENCY] (close the connection with a TCP reset), \
+                garbage[,LATENCY] (send bytes that are not HTTP), redirect[,LATENCY] (302 to \
+                /redirected<path> here), redirect-away[,LATENCY] (302 to another host, which a \
+                replayer must not follow), hang (never answer), or LATENCY alone. \
                 E.g. --rule '/api/*=503,50ms' --rule /flaky=reset"
     )]
     pub rules: Vec<Rule>,
@@ -97,7 +100,9 @@ impl MockArgs {
 }
 
 /// Runs the mock until Ctrl-C (or SIGTERM), then prints the counts to stderr and returns Ok.
-pub async fn run_cli(args: MockArgs) -> anyhow::Result<()> {
+/// `program` starts each line on stderr (`sluice-mock`, or `sluice mock` inside sluice), so a
+/// user sees which command speaks.
+pub async fn run_cli(args: MockArgs, program: &str) -> anyhow::Result<()> {
     let config = args.to_config()?;
     let server = spawn(config).await?;
     {
@@ -109,7 +114,7 @@ pub async fn run_cli(args: MockArgs) -> anyhow::Result<()> {
     if !args.quiet {
         let rules: Vec<String> = args.rules.iter().map(ToString::to_string).collect();
         eprintln!(
-            "sluice-mock: listening on {} (seed {}, status {}, latency {}, rules [{}]); Ctrl-C to stop",
+            "{program}: listening on {} (seed {}, status {}, latency {}, rules [{}]); Ctrl-C to stop",
             server.url(),
             args.seed,
             args.status,

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_cli(cli.mock)) {
+    match runtime.block_on(run_cli(cli.mock, "sluice-mock")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice-mock: error: {e:#}");

@@ -6,7 +6,7 @@
 //! | duration | number + unit `ns`, `us`, `ms`, `s`; or `0` | `250us`, `5ms`, `1.5s` |
 //! | status mix ([`StatusDist`]) | `CODE[:WEIGHT],...` (weight defaults to 1) | `200`, `200:90,404:5,500:5` |
 //! | latency ([`LatencyModel`]) | `FIXED`, `MIN..MAX`, `lognormal:MEDIAN,P99` | `5ms`, `1ms..20ms`, `lognormal:5ms,80ms` |
-//! | behaviour ([`Behavior`]) | `CODE`, `status:CODE`, `reset`, `garbage`, `hang` | `503`, `reset` |
+//! | behaviour ([`Behavior`]) | `CODE`, `status:CODE`, `reset`, `garbage`, `redirect`, `redirect-away`, `hang` | `503`, `reset` |
 //! | rule ([`Rule`]) | `PATH=ACTION`; PATH `/exact` or `/prefix/*`; ACTION `BEHAVIOUR[,LATENCY]` or `LATENCY` | `/api/*=503,50ms`, `/login=reset`, `/slow=lognormal:5ms,80ms` |
 //!
 //! Status codes are limited to 200..=599: hyper turns a 1xx final answer into a 500, so allowing
@@ -35,10 +35,11 @@ impl SpecKind {
             SpecKind::Status => "an HTTP status code from 200 to 599",
             SpecKind::StatusList => "CODE[:WEIGHT],... such as 200 or 200:90,404:5,500:5",
             SpecKind::Latency => "FIXED (5ms), MIN..MAX (1ms..20ms) or lognormal:MEDIAN,P99 (lognormal:5ms,80ms)",
-            SpecKind::Behavior => "CODE (503), status:CODE, reset, garbage or hang",
+            SpecKind::Behavior => "CODE (503), status:CODE, reset, garbage, redirect, redirect-away or hang",
             SpecKind::Rule => {
                 "PATH=ACTION, PATH being /exact or /prefix/*, ACTION being CODE[,LATENCY], \
-                 reset[,LATENCY], garbage[,LATENCY], hang, or LATENCY alone (e.g. /api/*=503,50ms)"
+                 reset[,LATENCY], garbage[,LATENCY], redirect[,LATENCY], redirect-away[,LATENCY], \
+                 hang, or LATENCY alone (e.g. /api/*=503,50ms)"
             }
         }
     }
@@ -118,9 +119,9 @@ impl fmt::Display for DisplayDuration {
         let n = self.0.as_nanos();
         match n {
             0 => write!(f, "0"),
-            _ if n % 1_000_000_000 == 0 => write!(f, "{}s", n / 1_000_000_000),
-            _ if n % 1_000_000 == 0 => write!(f, "{}ms", n / 1_000_000),
-            _ if n % 1_000 == 0 => write!(f, "{}us", n / 1_000),
+            _ if n.is_multiple_of(1_000_000_000) => write!(f, "{}s", n / 1_000_000_000),
+            _ if n.is_multiple_of(1_000_000) => write!(f, "{}ms", n / 1_000_000),
+            _ if n.is_multiple_of(1_000) => write!(f, "{}us", n / 1_000),
             _ => write!(f, "{n}ns"),
         }
     }

@@ -1,24 +1,37 @@
 //! The parsers against the world: other parsers' test cases (`cases.jsonl`) and real logs
 //! (`logs/`) from the shared corpus, which lives beside the repository and is never copied
-//! into it. Without it (a fresh clone) these tests say so and pass.
+//! into it. Without it (a fresh clone) these tests say so and pass; with
+//! `SLUICE_REQUIRE_CORPUS=1` (set by `.ci/run` when the corpus is there) they fail instead.
 //!
 //! Peers disagree with each other; every case where sluice deliberately answers differently
 //! from the peer is listed in `DEVIATIONS` with the reason.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use serde_json::Value;
 use sluice_parsers::{Entry, Format};
 
-fn corpus() -> Option<PathBuf> {
+/// Makes a missing corpus a failure rather than a skip.
+const REQUIRE_CORPUS: &str = "SLUICE_REQUIRE_CORPUS";
+
+/// The corpus directory, or `None` (after saying so) when it is absent and not required.
+fn corpus(test: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
     if dir.join("cases.jsonl").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("corpus not found at {}, skipping", dir.display());
-        None
+        return Some(dir);
     }
+    let required = std::env::var_os(REQUIRE_CORPUS).is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(!required, "{test}: {REQUIRE_CORPUS} is set but the corpus is not at {}", dir.display());
+    // The harness captures `eprintln!` of a passing test and shows it to no one; a write to the
+    // stderr handle itself is not captured, so the skip shows among the test results.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: corpus not found at {} (it belongs beside the repository, as ../shared/corpus)",
+        dir.display()
+    );
+    None
 }
 
 /// How sluice treats a case differently from the peer that wrote it.
@@ -461,7 +474,7 @@ fn check_time(x: &Value, e: &Entry, diffs: &mut Vec<String>) {
 
 #[test]
 fn peer_cases() {
-    let Some(dir) = corpus() else { return };
+    let Some(dir) = corpus("peer_cases") else { return };
     let cases = cases(&dir);
     let mut failures = vec![];
     let mut used = BTreeSet::new();
@@ -740,7 +753,7 @@ const AUTO: &[(&str, Option<&str>)] = &[
 
 #[test]
 fn real_logs() {
-    let Some(dir) = corpus() else { return };
+    let Some(dir) = corpus("real_logs") else { return };
     let logs = dir.join("logs");
     let mut listed = BTreeSet::new();
     let mut problems = vec![];

@@ -29,18 +29,99 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read access logs and show how sluice understands each line (nothing is sent).
+    #[command(after_help = PARSE_EXAMPLES)]
     Parse(ParseArgs),
     /// Replay access logs against a target at a controlled rate and write the results as CSV.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayOptions>),
     /// Report on results CSVs: summary, routes, logged vs replayed status, over time; assertions for CI.
+    #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
     /// Run the built-in mock HTTP server (a test target on 127.0.0.1).
+    #[command(after_help = MOCK_EXAMPLES)]
     Mock(sluice_mock::MockArgs),
     /// Run replays on request over an HTTP API (loopback by default), with /metrics.
+    #[command(after_help = DAEMON_EXAMPLES)]
     Daemon(crate::daemon::DaemonArgs),
     /// Submit, list, watch, stop and download runs of a `sluice daemon`.
+    #[command(after_help = RUNS_EXAMPLES)]
     Runs(crate::cli::runs::RunsArgs),
 }
+
+// The examples under each command's --help: the commands a newcomer types first, each one
+// complete and working as shown (given the files and hosts it names). Lines stay within 80
+// columns, so clap does not wrap them in the middle of a command.
+
+const PARSE_EXAMPLES: &str = "\
+Examples:
+  # How each line is read, as JSON; unreadable lines go to stderr, with why
+  sluice parse access.log | head
+  # Count good and bad lines of a compressed log, and the parsing speed
+  sluice parse access.log.gz --format nginx --output none
+  # A log written with your own nginx log_format
+  sluice parse custom.log \\
+      --format 'nginx:$remote_addr [$time_local] \"$request\" $status'";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  # Try it: the bundled log against the built-in mock server, 10 s at 200/s
+  sluice replay fixtures/demo-access.log --target mock --rate 200 \\
+      --duration 10s --out results.csv
+  # Show what would be sent to staging, and send nothing
+  sluice replay access.log.gz --target http://staging.internal:8080 \\
+      --rate 200 --dry-run
+  # A 6-hour soak test on real traffic without bots; exit 1 if p99 > 250 ms
+  sluice replay access.log.gz --target http://staging.internal:8080 \\
+      --rate 200 --duration 6h --exclude-user-agent '(?i)bot|spider' \\
+      --assert 'p99 < 250ms'
+  # As fast as 128 requests in flight allow, for one minute
+  sluice replay access.log --target http://staging.internal:8080 \\
+      --rate max --concurrency 128 --duration 1m
+  # The same options from a file (flags given here still win)
+  sluice replay --config staging.toml access.log.gz";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  # Summary, routes, logged vs replayed status, and the run over time
+  sluice report results.csv
+  # One HTML page with charts to share (also: json, markdown)
+  sluice report results.csv --format html --out report.html
+  # A CI gate on the shards of one run: exit 1 if an assertion fails
+  sluice report shard-1.csv shard-2.csv \\
+      --assert 'p99 < 250ms' --assert 'error_rate < 1%'
+  # Fold /sku/<anything> into one route
+  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'";
+
+const MOCK_EXAMPLES: &str = "\
+Examples:
+  # 90% 200, 5% 404, 5% 500, a long tail of latency; prints its URL first
+  sluice mock --status 200:90,404:5,500:5 --latency lognormal:5ms,80ms
+  # A fixed port; /api/* slow and failing, /login resetting, requests kept
+  sluice mock --listen 127.0.0.1:8080 --rule '/api/*=503,50ms' \\
+      --rule /login=reset --record received.jsonl";
+
+const DAEMON_EXAMPLES: &str = "\
+Examples:
+  # Next to staging: runs may only send there; the API on 127.0.0.1:7878
+  sluice daemon --state-dir /var/lib/sluice \\
+      --allow-target http://staging.internal:8080
+  # Reachable from CI machines: any other address requires a token
+  sluice daemon --listen 0.0.0.0:7878 --token-file /etc/sluice/token \\
+      --state-dir /var/lib/sluice --allow-target 'https://*.staging.example'
+  # The same options from a file (deploy/sluice.toml is an example)
+  sluice daemon --config /etc/sluice/sluice.toml";
+
+const RUNS_EXAMPLES: &str = "\
+Examples:
+  # Upload a log, submit a run, follow it; prints the run's ID. run.json:
+  #   {\"target\":\"http://staging.internal:8080\",\"rate\":200,\"duration\":\"10m\"}
+  sluice runs submit --upload access.log.gz --follow run.json
+  sluice runs list
+  sluice runs show ID
+  sluice runs results ID --out results.csv
+  sluice runs stop ID
+  # Another daemon (the token comes from $SLUICE_TOKEN, never from a flag)
+  sluice runs --daemon http://replayer.internal:7878 list";
 
 const FORMAT_HELP: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
 apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>'";

@@ -53,14 +53,24 @@ pub enum RunsCommand {
     /// List runs, newest first.
     List,
     /// Show a run as JSON: state, options, progress, and the summary once it ended.
-    Show { id: String },
+    Show {
+        #[arg(help = RUN_ID_HELP)]
+        id: String,
+    },
     /// Follow a run's progress until it ends; exits 0 if it completed, 2 if it failed, 130 if it
     /// was stopped or interrupted.
-    Watch { id: String },
+    Watch {
+        #[arg(help = RUN_ID_HELP)]
+        id: String,
+    },
     /// Stop a run: a queued one at once, a running one after its in-flight requests drain.
-    Stop { id: String },
+    Stop {
+        #[arg(help = RUN_ID_HELP)]
+        id: String,
+    },
     /// Download a run's CSV (also while it runs: the rows written so far), or its summary.
     Results {
+        #[arg(help = RUN_ID_HELP)]
         id: String,
         /// Write here instead of stdout.
         #[arg(short, long, value_name = "FILE")]
@@ -70,8 +80,14 @@ pub enum RunsCommand {
         summary: bool,
     },
     /// Delete a run that ended, with its CSV and summary.
-    Delete { id: String },
+    Delete {
+        #[arg(help = RUN_ID_HELP)]
+        id: String,
+    },
 }
+
+/// `<ID>` of the commands that name one run.
+const RUN_ID_HELP: &str = "The run's id, as `runs submit` printed it and `runs list` shows it (the time it was submitted, in UTC: 20261121-140307-123)";
 
 pub fn run(args: &RunsArgs) -> anyhow::Result<Outcome> {
     let client = Client::new(args.daemon.as_deref())?;
@@ -95,7 +111,7 @@ impl Client {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| UsageError(format!("--daemon '{text}' is not a URL like http://127.0.0.1:7878")))?;
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).no_proxy().build()?;
+        let http = crate::send::tls::client_builder().connect_timeout(Duration::from_secs(10)).no_proxy().build()?;
         let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
         Ok(Client { base, http, token })
     }

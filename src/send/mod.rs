@@ -7,6 +7,7 @@
 
 pub mod http1;
 pub mod outcome;
+pub mod tls;
 pub mod transport;
 
 use std::sync::{Arc, Mutex};
@@ -53,7 +54,7 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Clie
     } else {
         reqwest::redirect::Policy::none()
     };
-    let builder = Client::builder()
+    let builder = tls::client_builder()
         .redirect(redirects)
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))

@@ -151,7 +151,7 @@ impl Http {
     pub fn new(base: &str, token: Option<&str>) -> Http {
         Http {
             runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            client: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap(),
+            client: sluice::send::tls::client_builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap(),
             base: base.to_string(),
             token: token.map(String::from),
         }
