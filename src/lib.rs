@@ -1,24 +1,27 @@
 //! sluice replays web-server access logs against another server at a controlled rate, for a set
 //! time, and records what came back, one CSV row per request.
 //!
-//! ```text
-//! access logs (.log, .gz, stdin)
-//!   │  source: reader thread, line splitting, gzip, line numbers
-//!   ▼
-//! sluice_parsers: line → Entry (borrowed, zero-copy)
-//!   │  plan: method filter, target rewriting, headers → ReplayRequest
-//!   ▼
-//! bounded queue                                ← backpressure: memory flat for any log size
-//!   │
-//! pacer task: the plan T0 + n/N (batches of B), governor as the cap, timerfd sleeps
-//!   │
-//! replay: tokio senders (own HTTP/1.1, or reqwest), at most C in flight → Outcome { scheduled, sent, status | error, … }
-//!   ▼
-//! sink: writer thread — CSV rows, HDR histograms, live progress
-//!   ▼
-//! report: summary (text, JSON) and exit code
+//! The modules, in the order data flows through them (imports point down this list):
 //!
-//! results CSV ──▶ analysis: streaming fold into HDR histograms per route and time slice
+//! ```text
+//! cli/  (faces: parse, replay, report, runs; the progress line)    daemon/  (the HTTP API)
+//!   │  config/: ReplayOptions (flags, TOML, daemon JSON) → ReplayConfig, validated once
+//!   ▼
+//! run/: Run wires the stages below; summary, dry run       control: what the stages share
+//!   │
+//! source/: files, gzip, stdin, line limits; sniff: --format auto
+//!   │  sluice_parsers: line → Entry (borrowed, zero-copy)
+//!   ▼
+//! plan/: reader thread, rules, filters, safety → ReplayRequest, into a queue bounded in
+//!   │    requests and bytes (read_ahead): memory flat for any log
+//!   ▼
+//! pace/: the plan T0 + n/N (batches of B), governor as the cap, timerfd sleeps
+//!   │
+//! send/: tokio senders (own HTTP/1.1, or reqwest), at most C in flight → Outcome
+//!   ▼
+//! sink/: the writer thread — CSV rows (results: the columns), stats, metrics, --abort-on
+//!
+//! results CSV ──▶ analysis/: streaming fold into HDR histograms per route and time slice
 //!   ▼
 //! `sluice report` / `replay --report`: routes, logged vs replayed status, over time; assertions
 //! ```
