@@ -1,21 +1,34 @@
 //! `sluice daemon`: runs replays on request, over an HTTP API, next to a staging environment.
 //!
 //! ```text
-//! HTTP (axum, its own small tokio runtime)        run threads (one per run, each its own Run)
-//!   api.rs: routes, token check, problem+json  ─▶  registry.rs: records, queue, scheduler,
-//!   /metrics ◀── Metrics shared by every run        persistence under --state-dir
+//! HTTP (axum, on the caller's tokio runtime)          run threads (one per run, each its own Run)
+//!   api.rs: routes, token check, problem+json   ─▶   registry.rs: queue, start, stop, finish
+//!     auth.rs: the token                                record.rs: a run as clients read it
+//!     request.rs: a run's options as JSON               store.rs: run.json, secrets, CSV repair
+//!     policy.rs: allow-list, log names, caps
+//!     upload.rs: uploads measured as runs read them
+//!   /metrics ◀── Metrics shared by every run
 //! ```
 //!
 //! A run is the same [`crate::Run`] the CLI drives: the registry starts it on a thread of its
 //! own and waits for its summary there, so the HTTP runtime never blocks on a run and a run's
-//! pacing never shares a runtime with the API. SIGTERM (or Ctrl-C) stops accepting work, drains
-//! the running runs (they end `interrupted`), flushes their CSVs and exits 0.
+//! pacing never shares a runtime with the API.
+//!
+//! [`serve`] is the daemon as a library: the caller binds the socket and owns the shutdown
+//! signal, so tests run a whole daemon in-process on `127.0.0.1:0`. [`run`] is `sluice daemon`:
+//! it binds `--listen` and turns SIGTERM (or Ctrl-C) into that shutdown, which stops accepting
+//! work, drains the running runs (they end `interrupted`), flushes their CSVs and exits 0.
 
 pub mod api;
 pub mod auth;
+pub mod policy;
+pub mod record;
 pub mod registry;
 pub mod request;
+pub mod store;
+pub mod upload;
 
+use std::fmt::Display;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,8 +42,10 @@ use crate::config::parse_duration;
 use crate::run::RunHandle;
 use crate::sink::metrics::{Metrics, RunGauges};
 use auth::{Token, TokenSource};
-use registry::{Paths, Registry};
-use request::{AllowList, Caps, Policy};
+use policy::{AllowList, Caps, Policy};
+use record::RunState;
+use registry::Registry;
+use store::Paths;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 const DEFAULT_MAX_UPLOAD_MIB: u64 = 1024;
@@ -121,6 +136,7 @@ struct DaemonFile {
 /// Everything the daemon needs, checked.
 #[derive(Debug)]
 pub struct DaemonConfig {
+    /// Where `sluice daemon` listens; [`serve`] serves whatever listener it is given.
     pub listen: SocketAddr,
     pub paths: Paths,
     pub token: Option<(Token, TokenSource)>,
@@ -213,7 +229,8 @@ fn load_file(path: &Path) -> Result<DaemonFile, UsageError> {
     toml::Value::Table(normalised).try_into().map_err(|e: toml::de::Error| UsageError(format!("--config {shown}: {e}")))
 }
 
-/// `sluice daemon`: serves until SIGTERM or Ctrl-C, then drains and exits 0.
+/// `sluice daemon`: serves until SIGTERM or Ctrl-C, then drains and exits 0; a second signal
+/// while it drains quits at once with 130.
 pub fn run(args: &DaemonArgs) -> anyhow::Result<Outcome> {
     let config = DaemonConfig::resolve(args, std::env::var(auth::TOKEN_ENV).ok())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -221,13 +238,45 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<Outcome> {
         .thread_name("sluice-http")
         .enable_all()
         .build()?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| UsageError(format!("--listen {}: {e}", config.listen)))?;
+        let mut signals = Signals::new()?;
+        let (first, first_received) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = first.send(signals.next().await);
+            let which = signals.next().await;
+            eprintln!("sluice daemon: {which} again: quitting at once; CSVs hold what was flushed so far");
+            std::process::exit(130);
+        });
+        serve(listener, config, async { first_received.await.unwrap_or("shutdown") }).await
+    });
     // Connections still open after the grace period are dropped rather than waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result.map(|()| Outcome::Ok)
 }
 
-async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+/// Serves the daemon's API on `listener` until `shutdown` resolves, then refuses new work,
+/// drains the running runs (they end `interrupted`; queued and scheduled runs stay for the next
+/// daemon), and returns once their CSVs are flushed and open connections had [`HTTP_GRACE`] to
+/// finish. What `shutdown` resolves to says what asked for it (`SIGTERM`), for the log.
+///
+/// Runs on the caller's tokio runtime (it needs the blocking pool and timers). Refuses a
+/// listener on anything but loopback when `config` has no token.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: DaemonConfig,
+    shutdown: impl Future<Output = impl Display>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.token.is_none() {
+        return Err(UsageError(format!(
+            "listening on {addr}, which is not a loopback address, needs a token so only its holders can start \
+             runs and upload logs"
+        ))
+        .into());
+    }
     let _lock = lock_state_dir(&config.paths.state_dir)?;
     let metrics = Arc::new(Metrics::new());
     let (registry, notes) =
@@ -236,10 +285,6 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     for note in notes {
         eprintln!("sluice daemon: {note}");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| UsageError(format!("--listen {}: {e}", config.listen)))?;
-    let addr = listener.local_addr()?;
     let caps = &config.policy.caps;
     eprintln!(
         "sluice daemon: listening on http://{addr} (state {}, logs {}, token {}, targets: {}, {} run(s) at once; \
@@ -259,7 +304,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         caps.max_queued_runs,
         config.max_upload_bytes / (1024 * 1024),
     );
-    let state = Arc::new(api::AppState {
+    let api = Arc::new(api::Api {
         registry: registry.clone(),
         metrics,
         token: config.token.map(|t| t.0),
@@ -283,30 +328,24 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     });
     let stop_http = tokio_util::sync::CancellationToken::new();
     let mut server = tokio::spawn(
-        axum::serve(listener, api::router(state))
+        axum::serve(listener, api::router(api))
             .with_graceful_shutdown(stop_http.clone().cancelled_owned())
             .into_future(),
     );
 
-    let mut signals = Signals::new()?;
     let which = tokio::select! {
-        which = signals.next() => which,
+        which = shutdown => which,
         result = &mut server => {
+            scheduler.abort();
             return Err(anyhow::anyhow!("the HTTP server stopped: {result:?}"));
         }
     };
-    let running = registry.list().iter().filter(|r| r.state == registry::RunState::Running).count();
+    let running = registry.list().iter().filter(|r| r.state == RunState::Running).count();
     eprintln!(
         "sluice daemon: {which}: accepting no new runs; draining {running} running run(s) (again to quit at once)"
     );
     registry.begin_shutdown();
-    tokio::select! {
-        () = registry::drained(&registry) => {}
-        which = signals.next() => {
-            eprintln!("sluice daemon: {which} again: quitting at once; CSVs hold what was flushed so far");
-            std::process::exit(130);
-        }
-    }
+    registry::drained(&registry).await;
     scheduler.abort();
     registry.close();
     stop_http.cancel();
