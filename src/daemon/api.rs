@@ -159,8 +159,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(s): State<Arc<Api>>) -> Response {
-    let text = s.metrics.render(&s.registry.gauges());
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let text = api.metrics.render(&api.registry.gauges());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -185,9 +185,9 @@ struct LogFile {
     modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn list_logs(State(s): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let dir = s.registry.paths().logs_dir.clone();
+async fn list_logs(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let dir = api.registry.paths().logs_dir.clone();
     let logs = blocking(move || {
         let mut logs = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| RegistryError::Io(format!("cannot list the logs: {e}")))?;
@@ -216,17 +216,17 @@ async fn list_logs(State(s): State<Arc<Api>>, headers: HeaderMap) -> Result<Resp
 /// what a run will read, so a gzip upload is decompressed on the way in (and dropped) to measure
 /// it; see [`UploadCheck`].
 async fn upload_log(
-    State(s): State<Arc<Api>>,
+    State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
+    authorize(&api, &headers)?;
     check_log_name(&name).map_err(|m| Problem::new(StatusCode::BAD_REQUEST, m))?;
-    if !s.registry.is_accepting() {
+    if !api.registry.is_accepting() {
         return Err(shutting_down());
     }
-    let limit = s.max_upload_bytes;
+    let limit = api.max_upload_bytes;
     let too_large = || refused(limit, &UploadRefusal::TooLarge { decompressed: false });
     let mut stream = body.into_data_stream();
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -238,7 +238,7 @@ async fn upload_log(
         }
         return Err(too_large());
     }
-    let dir = s.registry.paths().logs_dir.clone();
+    let dir = api.registry.paths().logs_dir.clone();
     static UPLOADS: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(".upload-{}-{}-{name}", std::process::id(), UPLOADS.fetch_add(1, Ordering::Relaxed)));
     let bytes = match receive(&mut stream, &tmp, limit).await {
@@ -375,8 +375,8 @@ async fn discard(stream: &mut BodyDataStream) {
 
 // ---- runs --------------------------------------------------------------------------------------
 
-async fn submit_run(State(s): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
+async fn submit_run(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
     if let Some(kind) = headers.get(header::CONTENT_TYPE)
         && !kind.to_str().is_ok_and(|k| k.starts_with("application/json") || k.contains("+json"))
     {
@@ -390,7 +390,7 @@ async fn submit_run(State(s): State<Arc<Api>>, headers: HeaderMap, body: Body) -
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("a run request may be at most {MAX_REQUEST_BYTES} bytes"))
     })?;
     let request = parse_run_request(&bytes)?;
-    let registry = s.registry.clone();
+    let registry = api.registry.clone();
     let record = blocking(move || registry.submit(request)).await?;
     let mut response = json(StatusCode::CREATED, &record);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/runs/{}", record.id)) {
@@ -426,30 +426,38 @@ pub fn parse_run_request(bytes: &[u8]) -> Result<RunRequest, Problem> {
     })
 }
 
-async fn list_runs(State(s): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    Ok(json(StatusCode::OK, &s.registry.list()))
+async fn list_runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    Ok(json(StatusCode::OK, &api.registry.list()))
 }
 
-async fn show_run(State(s): State<Arc<Api>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    Ok(json(StatusCode::OK, &find(&s, &id)?))
+async fn show_run(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    Ok(json(StatusCode::OK, &find(&api, &id)?))
 }
 
-async fn stop_run(State(s): State<Arc<Api>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let registry = s.registry.clone();
+async fn stop_run(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let registry = api.registry.clone();
     let record = blocking(move || registry.stop(&id)).await?;
     Ok(json(StatusCode::ACCEPTED, &record))
 }
 
 async fn delete_run(
-    State(s): State<Arc<Api>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let registry = s.registry.clone();
+    authorize(&api, &headers)?;
+    let registry = api.registry.clone();
     blocking(move || registry.delete(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -457,21 +465,21 @@ async fn delete_run(
 /// A snapshot of the run every second (`event: progress`), and a last one when it ends
 /// (`event: end`), after which the stream closes. Each `data` is the run as `GET /v1/runs/{id}`
 /// shows it.
-async fn events(State(s): State<Arc<Api>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    find(&s, &id)?;
-    let stream = futures_util::stream::unfold((s, id, true, false), |(s, id, first, ended)| async move {
+async fn events(State(api): State<Arc<Api>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    find(&api, &id)?;
+    let stream = futures_util::stream::unfold((api, id, true, false), |(api, id, first, ended)| async move {
         if ended {
             return None;
         }
         if !first {
             tokio::time::sleep(EVENT_EVERY).await;
         }
-        let record = s.registry.get(&id)?; // deleted meanwhile: the stream ends
-        let end = record.state.is_finished() || s.registry.is_closed();
+        let record = api.registry.get(&id)?; // deleted meanwhile: the stream ends
+        let end = record.state.is_finished() || api.registry.is_closed();
         let data = serde_json::to_string(&record).expect("records serialise");
         let event = Event::default().event(if end { "end" } else { "progress" }).data(data);
-        Some((Ok::<_, Infallible>(event), (s, id, false, end)))
+        Some((Ok::<_, Infallible>(event), (api, id, false, end)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
@@ -479,13 +487,13 @@ async fn events(State(s): State<Arc<Api>>, Path(id): Path<String>, headers: Head
 /// The CSV as it is now. While the run is going it ends at the last whole row written so far;
 /// once the run ended it is the whole file.
 async fn results_csv(
-    State(s): State<Arc<Api>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let record = find(&s, &id)?;
-    let path: PathBuf = s.registry.paths().csv(&id);
+    authorize(&api, &headers)?;
+    let record = find(&api, &id)?;
+    let path: PathBuf = api.registry.paths().csv(&id);
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| match record.state {
         RunState::Queued | RunState::Scheduled => Problem::new(
             StatusCode::CONFLICT,
@@ -539,19 +547,19 @@ async fn whole_rows(file: &mut tokio::fs::File, len: u64) -> std::io::Result<u64
 }
 
 async fn summary_json(
-    State(s): State<Arc<Api>>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let record = find(&s, &id)?;
+    authorize(&api, &headers)?;
+    let record = find(&api, &id)?;
     if !record.state.is_finished() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!("run {id} is {}; its summary is written when it ends", record.state.as_str()),
         ));
     }
-    let bytes = tokio::fs::read(s.registry.paths().summary(&id)).await.map_err(|_| {
+    let bytes = tokio::fs::read(api.registry.paths().summary(&id)).await.map_err(|_| {
         Problem::new(
             StatusCode::NOT_FOUND,
             format!(

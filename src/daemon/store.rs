@@ -204,7 +204,7 @@ impl Paths {
 
 /// Temporary file, sync, rename over the target, sync the directory: after a crash the file is
 /// either the old one or the new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_file(path, bytes, 0o666)
 }
 
@@ -281,7 +281,7 @@ fn settle_after_restart(record: &mut RunRecord, paths: &Paths, now: DateTime<Utc
 
 /// Cuts a CSV back to its last whole row (a killed writer may have left half of one) and counts
 /// the data rows. The writer only ever appends, so everything before the last newline is whole.
-pub fn repair_csv(path: &Path) -> io::Result<u64> {
+fn repair_csv(path: &Path) -> io::Result<u64> {
     let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
     let tail_len = len.min(64 * 1024);
