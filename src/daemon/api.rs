@@ -25,8 +25,11 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::auth::Token;
-use super::registry::{Registry, RegistryError, RunRecord, RunState};
-use super::request::{MAX_LINE_BYTES, Rejection, RunRequest, UploadCheck, UploadRefusal, check_log_name, refused_key};
+use super::policy::{Rejection, check_log_name};
+use super::record::{RunRecord, RunState};
+use super::registry::{Registry, RegistryError, not_found};
+use super::request::{RunRequest, refused_key};
+use super::upload::{MAX_LINE_BYTES, UploadCheck, UploadRefusal};
 use crate::sink::metrics::Metrics;
 
 /// A run request is a few hundred bytes; this leaves room for long header lists and filters.
@@ -36,7 +39,8 @@ const DISCARD_BUDGET: u64 = 16 * 1024 * 1024;
 /// How often `/events` sends a snapshot.
 const EVENT_EVERY: Duration = Duration::from_secs(1);
 
-pub struct AppState {
+/// What every handler shares.
+pub struct Api {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     /// `None`: no token configured (loopback only), and changes need none.
@@ -44,9 +48,7 @@ pub struct AppState {
     pub max_upload_bytes: u64,
 }
 
-type Shared = Arc<AppState>;
-
-pub fn router(state: Shared) -> Router {
+pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -60,7 +62,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/runs/{id}/summary.json", get(summary_json))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(state)
+        .with_state(api)
 }
 
 /// An error as `application/problem+json`: a status, and a `detail` a person can act on.
@@ -123,8 +125,8 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 /// Every `/v1` request needs the token when one is configured. A missing and a wrong token are
 /// both 401 (RFC 6750), with messages that say which it was and never repeat what was sent. Only
 /// the header counts: a token in the query string would end up in proxy and access logs.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
-    let Some(token) = &state.token else { return Ok(()) };
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(token) = &api.token else { return Ok(()) };
     let (detail, challenge) = match headers.get(header::AUTHORIZATION) {
         Some(value) if token.accepts(value.as_bytes()) => return Ok(()),
         None => (
@@ -149,21 +151,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
-fn find(state: &AppState, id: &str) -> Result<RunRecord, Problem> {
-    state.registry.get(id).ok_or_else(|| {
-        Problem::from(RegistryError::NotFound(format!(
-            "there is no run '{}' (GET /v1/runs lists them)",
-            id.escape_debug()
-        )))
-    })
+fn find(api: &Api, id: &str) -> Result<RunRecord, Problem> {
+    api.registry.get(id).ok_or_else(|| Problem::from(not_found(id)))
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(s): State<Shared>) -> Response {
-    let text = s.metrics.render(&s.registry.gauges());
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let text = api.metrics.render(&api.registry.gauges());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -188,9 +185,9 @@ struct LogFile {
     modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn list_logs(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let dir = s.registry.paths().logs_dir.clone();
+async fn list_logs(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let dir = api.registry.paths().logs_dir.clone();
     let logs = blocking(move || {
         let mut logs = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| RegistryError::Io(format!("cannot list the logs: {e}")))?;
@@ -219,17 +216,17 @@ async fn list_logs(State(s): State<Shared>, headers: HeaderMap) -> Result<Respon
 /// what a run will read, so a gzip upload is decompressed on the way in (and dropped) to measure
 /// it; see [`UploadCheck`].
 async fn upload_log(
-    State(s): State<Shared>,
+    State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
+    authorize(&api, &headers)?;
     check_log_name(&name).map_err(|m| Problem::new(StatusCode::BAD_REQUEST, m))?;
-    if !s.registry.is_accepting() {
+    if !api.registry.is_accepting() {
         return Err(shutting_down());
     }
-    let limit = s.max_upload_bytes;
+    let limit = api.max_upload_bytes;
     let too_large = || refused(limit, &UploadRefusal::TooLarge { decompressed: false });
     let mut stream = body.into_data_stream();
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -241,7 +238,7 @@ async fn upload_log(
         }
         return Err(too_large());
     }
-    let dir = s.registry.paths().logs_dir.clone();
+    let dir = api.registry.paths().logs_dir.clone();
     static UPLOADS: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(".upload-{}-{}-{name}", std::process::id(), UPLOADS.fetch_add(1, Ordering::Relaxed)));
     let bytes = match receive(&mut stream, &tmp, limit).await {
@@ -378,8 +375,8 @@ async fn discard(stream: &mut BodyDataStream) {
 
 // ---- runs --------------------------------------------------------------------------------------
 
-async fn submit_run(State(s): State<Shared>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
+async fn submit_run(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
     if let Some(kind) = headers.get(header::CONTENT_TYPE)
         && !kind.to_str().is_ok_and(|k| k.starts_with("application/json") || k.contains("+json"))
     {
@@ -393,7 +390,7 @@ async fn submit_run(State(s): State<Shared>, headers: HeaderMap, body: Body) -> 
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("a run request may be at most {MAX_REQUEST_BYTES} bytes"))
     })?;
     let request = parse_run_request(&bytes)?;
-    let registry = s.registry.clone();
+    let registry = api.registry.clone();
     let record = blocking(move || registry.submit(request)).await?;
     let mut response = json(StatusCode::CREATED, &record);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/runs/{}", record.id)) {
@@ -429,26 +426,38 @@ pub fn parse_run_request(bytes: &[u8]) -> Result<RunRequest, Problem> {
     })
 }
 
-async fn list_runs(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    Ok(json(StatusCode::OK, &s.registry.list()))
+async fn list_runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    Ok(json(StatusCode::OK, &api.registry.list()))
 }
 
-async fn show_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    Ok(json(StatusCode::OK, &find(&s, &id)?))
+async fn show_run(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    Ok(json(StatusCode::OK, &find(&api, &id)?))
 }
 
-async fn stop_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let registry = s.registry.clone();
+async fn stop_run(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let registry = api.registry.clone();
     let record = blocking(move || registry.stop(&id)).await?;
     Ok(json(StatusCode::ACCEPTED, &record))
 }
 
-async fn delete_run(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let registry = s.registry.clone();
+async fn delete_run(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let registry = api.registry.clone();
     blocking(move || registry.delete(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -456,31 +465,35 @@ async fn delete_run(State(s): State<Shared>, Path(id): Path<String>, headers: He
 /// A snapshot of the run every second (`event: progress`), and a last one when it ends
 /// (`event: end`), after which the stream closes. Each `data` is the run as `GET /v1/runs/{id}`
 /// shows it.
-async fn events(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    find(&s, &id)?;
-    let stream = futures_util::stream::unfold((s, id, true, false), |(s, id, first, ended)| async move {
+async fn events(State(api): State<Arc<Api>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    find(&api, &id)?;
+    let stream = futures_util::stream::unfold((api, id, true, false), |(api, id, first, ended)| async move {
         if ended {
             return None;
         }
         if !first {
             tokio::time::sleep(EVENT_EVERY).await;
         }
-        let record = s.registry.get(&id)?; // deleted meanwhile: the stream ends
-        let end = record.state.is_finished() || s.registry.is_closed();
+        let record = api.registry.get(&id)?; // deleted meanwhile: the stream ends
+        let end = record.state.is_finished() || api.registry.is_closed();
         let data = serde_json::to_string(&record).expect("records serialise");
         let event = Event::default().event(if end { "end" } else { "progress" }).data(data);
-        Some((Ok::<_, Infallible>(event), (s, id, false, end)))
+        Some((Ok::<_, Infallible>(event), (api, id, false, end)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// The CSV as it is now. While the run is going it ends at the last whole row written so far;
 /// once the run ended it is the whole file.
-async fn results_csv(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let record = find(&s, &id)?;
-    let path: PathBuf = s.registry.paths().csv(&id);
+async fn results_csv(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let record = find(&api, &id)?;
+    let path: PathBuf = api.registry.paths().csv(&id);
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| match record.state {
         RunState::Queued | RunState::Scheduled => Problem::new(
             StatusCode::CONFLICT,
@@ -534,19 +547,19 @@ async fn whole_rows(file: &mut tokio::fs::File, len: u64) -> std::io::Result<u64
 }
 
 async fn summary_json(
-    State(s): State<Shared>,
+    State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&s, &headers)?;
-    let record = find(&s, &id)?;
+    authorize(&api, &headers)?;
+    let record = find(&api, &id)?;
     if !record.state.is_finished() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!("run {id} is {}; its summary is written when it ends", record.state.as_str()),
         ));
     }
-    let bytes = tokio::fs::read(s.registry.paths().summary(&id)).await.map_err(|_| {
+    let bytes = tokio::fs::read(api.registry.paths().summary(&id)).await.map_err(|_| {
         Problem::new(
             StatusCode::NOT_FOUND,
             format!(

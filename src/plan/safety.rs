@@ -21,10 +21,11 @@ pub const DEFAULT_MASKED_QUERY: &str = "token|key|secret|password|sig";
 pub const REDACTED: &str = "[redacted]";
 const MASK: &str = "***";
 
-/// A `--deny-host` / `--allow-host` pattern.
+/// A host pattern: what `--deny-host` / `--allow-host` take, and the host part of the daemon's
+/// `--allow-target`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostPattern {
-    /// An exact host name, case-insensitive.
+    /// An exact host name, case-insensitive: letters, digits, `-`, `.` and `_`.
     Name(String),
     /// `*.example.com`: any name ending in `.example.com`.
     Suffix(String),
@@ -53,10 +54,15 @@ impl HostPattern {
         if let Ok(ip) = t.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             return Ok(HostPattern::Cidr { network: ip, prefix: if ip.is_ipv4() { 32 } else { 128 } });
         }
-        if let Some(suffix) = t.strip_prefix("*.") {
+        // `_` is not in DNS's host-name rule, but names with one resolve (through /etc/hosts,
+        // container networks), and URLs accept them.
+        let is_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if let Some(suffix) = t.strip_prefix("*.")
+            && is_name(suffix)
+        {
             return Ok(HostPattern::Suffix(format!(".{}", suffix.to_ascii_lowercase())));
         }
-        if t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        if is_name(t) {
             return Ok(HostPattern::Name(t.to_ascii_lowercase()));
         }
         Err(format!("'{text}' is not a host pattern; {allowed}"))
@@ -88,6 +94,15 @@ impl HostPattern {
 
     fn matches(&self, host: &str, addrs: &[IpAddr]) -> bool {
         self.matches_name(host) || addrs.iter().any(|a| self.matches_addr(*a))
+    }
+
+    /// Whether a host as written in a URL (a name, or an address with IPv6 in brackets) matches,
+    /// without resolving it: a name pattern matches names, an address pattern addresses.
+    pub fn matches_written(&self, host: &str) -> bool {
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => self.matches_addr(ip),
+            Err(_) => self.matches_name(host),
+        }
     }
 }
 
@@ -394,11 +409,26 @@ mod tests {
         let one = HostPattern::parse("::1").unwrap();
         assert!(one.matches_addr("::1".parse().unwrap()));
         assert!(HostPattern::parse("0.0.0.0/0").unwrap().matches_addr("8.8.8.8".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "ho st", "x/8"] {
+        for bad in ["", "10.0.0.0/33", "ho st", "x/8", "*.", "*.*.example", "*x.example", "a@b", "[host]", "h:80"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(HostPattern::parse("db_1.internal").unwrap(), HostPattern::Name("db_1.internal".into()));
         assert!(HostPattern::Suffix(".prod.example".into()).matches_name("api.prod.example"));
         assert!(!HostPattern::Suffix(".prod.example".into()).matches_name("prod.example.evil"));
+    }
+
+    #[test]
+    fn written_hosts_match_by_their_text() {
+        let name = HostPattern::parse("Staging.internal").unwrap();
+        assert!(name.matches_written("STAGING.internal"));
+        assert!(!name.matches_written("staging.internal.evil.example"));
+        let v6 = HostPattern::parse("[fd00::1]").unwrap();
+        assert!(v6.matches_written("[fd00::1]"));
+        assert!(!v6.matches_written("[fd00::2]"));
+        let block = HostPattern::parse("127.0.0.0/8").unwrap();
+        assert!(block.matches_written("127.3.4.5"));
+        assert!(!block.matches_written("[::ffff:127.0.0.1]"), "an IPv4-mapped address is not IPv4");
+        assert!(!block.matches_written("localhost"), "names are not resolved");
     }
 
     #[test]

@@ -1,20 +1,110 @@
-//! A real `sluice daemon` process and a small blocking HTTP client for it, shared by the daemon's
-//! test crates. Every wait here is bounded in time.
+//! The daemon for the daemon's test crates: in this process ([`InProcess`], the library's
+//! `serve` on 127.0.0.1:0) or as a real `sluice daemon` process ([`Daemon`], for signals,
+//! restarts and the process's own memory and file descriptors); a small blocking HTTP client for
+//! either; and parsers for what it answers. Every wait here is bounded in time.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use serde_json::Value;
+use sluice::daemon::{DaemonArgs, DaemonConfig, serve};
 use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub fn mock(config: MockConfig) -> MockServer {
     spawn_in_thread(config).expect("mock server starts on 127.0.0.1")
+}
+
+// ---- a daemon in this process ------------------------------------------------------------------
+
+/// `sluice::daemon::serve` on 127.0.0.1:0, on a runtime of its own, until dropped. Dropping it
+/// shuts it down as SIGTERM does and waits for the drain, and fails the test if the daemon
+/// ended on an error or did not drain within 60 s.
+pub struct InProcess {
+    pub url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// `sluice daemon`'s flags, parsed as the CLI parses them.
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+impl InProcess {
+    /// A daemon on `state` with `flags` as `sluice daemon` takes them, and `token` as it would
+    /// read it from SLUICE_TOKEN.
+    pub fn start(state: &Path, token: Option<&str>, flags: &[&str]) -> InProcess {
+        let argv = ["sluice-daemon", "--state-dir", state.to_str().unwrap()].into_iter().chain(flags.iter().copied());
+        let args = Flags::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}")).daemon;
+        let config = DaemonConfig::resolve(&args, token.map(String::from)).expect("a valid daemon configuration");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, shutdown_asked) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let served = runtime.block_on(async {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serve(listener, config, async {
+                    let _ = shutdown_asked.await;
+                    "the test's shutdown"
+                })
+                .await
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
+        });
+        InProcess { url, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    pub fn http(&self, token: Option<&str>) -> Http {
+        Http::new(&self.url, token)
+    }
+}
+
+impl InProcess {
+    /// Shuts the daemon down as SIGTERM does and waits (up to 60 s) for `serve` to return, which
+    /// it does once the running runs drained.
+    pub fn shut_down(mut self) -> anyhow::Result<()> {
+        self.stop_and_wait().expect("not shut down before")
+    }
+
+    fn stop_and_wait(&mut self) -> Option<anyhow::Result<()>> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let thread = self.thread.take()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !thread.is_finished() {
+            return Some(Err(anyhow::anyhow!("the daemon did not drain within 60 s of its shutdown")));
+        }
+        Some(thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the daemon's thread panicked"))))
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let result = self.stop_and_wait();
+        // A test that failed already says why; this would only say it again.
+        if !std::thread::panicking()
+            && let Some(Err(e)) = result
+        {
+            panic!("the daemon ended badly: {e:#}");
+        }
+    }
 }
 
 // ---- a daemon process --------------------------------------------------------------------------
@@ -263,4 +353,94 @@ impl Http {
             events
         })
     }
+}
+
+// ---- what the daemon answers -------------------------------------------------------------------
+
+/// Asserts an error answer: its status, `application/problem+json` with that status, and a
+/// `detail` that mentions `words`. Returns the problem.
+pub fn expect(reply: Reply, status: u16, words: &str) -> Value {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert_eq!(reply.content_type(), "application/problem+json");
+    let problem = reply.json();
+    assert_eq!(problem["status"], status, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(words), "{status}: {detail:?} should mention {words:?}");
+    problem
+}
+
+pub fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Parses the Prometheus text exposition format strictly enough to catch a malformed line:
+/// every sample belongs to a family declared by `# TYPE`, names and labels are well-formed,
+/// values are numbers, and histogram buckets are cumulative up to `+Inf` = `_count`.
+pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut types = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+    };
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name, value) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
+            assert!(name_ok(name), "metric name in {line:?}");
+            if kind == "TYPE" {
+                assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&value), "{line:?}");
+                assert!(types.insert(name.to_string(), value.to_string()).is_none(), "TYPE twice: {line:?}");
+            } else {
+                assert_eq!(kind, "HELP", "{line:?}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line:?}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(name_ok(name), "{line:?}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            let inner =
+                labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("{line:?}"));
+            for pair in inner.split(',') {
+                let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line:?}"));
+                assert!(name_ok(k) && v.len() >= 2 && v.starts_with('"') && v.ends_with('"'), "{line:?}");
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "histogram")))
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "sample before its # TYPE: {line:?}");
+        assert!(samples.insert(series.to_string(), value).is_none(), "sample twice: {line:?}");
+    }
+    for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
+        let buckets: Vec<f64> =
+            samples.iter().filter(|(k, _)| k.starts_with(&format!("{family}_bucket{{"))).map(|(_, v)| *v).collect();
+        assert!(!buckets.is_empty(), "{family} has buckets");
+        let mut ordered: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|(k, v)| {
+                let le = k.strip_prefix(&format!("{family}_bucket{{le=\""))?.strip_suffix("\"}")?;
+                Some((if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() }, *v))
+            })
+            .collect();
+        ordered.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(ordered.windows(2).all(|w| w[0].1 <= w[1].1), "{family} buckets are cumulative");
+        assert_eq!(ordered.last().unwrap().1, samples[&format!("{family}_count")], "{family}: +Inf = _count");
+    }
+    samples
+}
+
+pub fn sum_of(samples: &BTreeMap<String, f64>, family: &str) -> f64 {
+    samples.iter().filter(|(k, _)| k.starts_with(&format!("{family}{{"))).map(|(_, v)| v).sum()
 }
