@@ -208,9 +208,10 @@ const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNI
 a percentage or a fraction; `route:` matches the path or its route template (`*` is any text). \
 Repeatable; each prints PASS or FAIL with the measured value, and any failure exits 1.
 
-Metrics: p50 p90 p95 p99 p999 max mean (latency from the send); the same with _from_schedule \
-(from the planned send time); lag_p50 … lag_max (behind the plan); requests responses errors (no \
-answer) failed (no answer or 5xx) bytes; error_rate (failed share) transport_error_rate; \
+Metrics: p50 p90 p95 p99 p999 max mean (latency of answered requests, from the send; with no \
+answered request a latency assertion fails); the same with _from_schedule (from the planned send \
+time); lag_p50 … lag_max (behind the plan); requests (sent) responses errors (no answer) failed \
+(no answer or 5xx) not_sent (never left) bytes; error_rate (failed share) transport_error_rate; \
 mismatches mismatch_rate (logged vs replayed status class); status_NNN status_Nxx and their \
 _rate shares; error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted \
-other); rate (requests/s, or N% of target).";
+local other); rate (requests/s, or N% of target).";
