@@ -1,6 +1,7 @@
 //! Raw command-line flags (clap derive). Nothing here is validated beyond its syntax: see
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
+pub mod metrics_server;
 pub mod parse;
 pub mod progress;
 pub mod replay;

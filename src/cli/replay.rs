@@ -29,7 +29,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Outcome> {
         return Ok(if report.requests == 0 { Outcome::BadInput } else { Outcome::Ok });
     }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
-    let mut metrics_server = args.metrics_listen.map(crate::daemon::MetricsServer::bind).transpose()?;
+    let mut metrics_server = args.metrics_listen.map(crate::cli::metrics_server::MetricsServer::bind).transpose()?;
     let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
     let auto = matches!(config.format, FormatChoice::Auto);
     let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::run_error)?;
