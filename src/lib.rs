@@ -36,6 +36,7 @@ pub mod control;
 pub mod daemon;
 pub mod display;
 pub mod duration;
+pub mod exit;
 pub mod pace;
 pub mod plan;
 pub mod results;
@@ -48,49 +49,3 @@ pub mod stats;
 pub use config::{Rate, ReplayConfig, Target};
 pub use run::summary::Summary;
 pub use run::{Run, RunError, RunHandle};
-
-/// How a command ended, as an exit code: 0 ok, 1 an assertion failed (or an `--abort-on`
-/// condition stopped the run), 2 bad input or usage (or the results could not be written),
-/// 3 the input stopped early (a truncated `.gz`) but what was read of it was used, 4 no request
-/// got an answer, 130 interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    AssertionFailed,
-    BadInput,
-    NothingAnswered,
-    InputIncomplete,
-    Interrupted,
-}
-
-impl Outcome {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::AssertionFailed => 1,
-            Outcome::BadInput => 2,
-            Outcome::NothingAnswered => 4,
-            Outcome::InputIncomplete => 3,
-            Outcome::Interrupted => 130,
-        }
-    }
-}
-
-/// An error caused by what the user gave us (flags, files, formats): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl From<config::ConfigError> for UsageError {
-    fn from(e: config::ConfigError) -> Self {
-        UsageError(e.to_string())
-    }
-}
-
-/// Run errors that come from the user's input become usage errors; the rest stay internal.
-pub fn run_error(e: RunError) -> anyhow::Error {
-    match e {
-        RunError::Internal(_) => anyhow::Error::new(e),
-        other => anyhow::Error::new(UsageError(other.to_string())),
-    }
-}

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use sluice::Outcome;
 use sluice::cli::{Cli, Command};
+use sluice::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,26 +21,19 @@ fn main() -> ExitCode {
         Command::Daemon(args) => sluice::daemon::run(&args),
         Command::Runs(args) => sluice::cli::runs::run(&args),
     };
-    match result {
-        Ok(outcome) => ExitCode::from(outcome.exit_code()),
-        // `sluice parse … | head`: the reader went away, which is not an error of ours.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
+    let exit = result.unwrap_or_else(|e| {
+        let exit = Exit::of_error(&e);
+        if exit != Exit::Ok {
             eprintln!("sluice: error: {e:#}");
-            // Bad flags, files and formats are the user's to fix (2). Anything else is also 2
-            // rather than 1, which is reserved for failed assertions.
-            ExitCode::from(Outcome::BadInput.exit_code())
         }
-    }
+        exit
+    });
+    ExitCode::from(exit.code())
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-}
-
-fn run_mock(args: sluice_mock::MockArgs) -> anyhow::Result<Outcome> {
-    args.validate().map_err(|e| sluice::UsageError(e.to_string()))?;
+fn run_mock(args: sluice_mock::MockArgs) -> anyhow::Result<Exit> {
+    args.validate().map_err(|e| sluice::exit::UsageError(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(sluice_mock::run_cli(args, "sluice mock"))?;
-    Ok(Outcome::Ok)
+    Ok(Exit::Ok)
 }

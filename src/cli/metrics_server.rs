@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use crate::UsageError;
+use crate::exit::UsageError;
 use crate::run::RunHandle;
 use crate::sink::metrics::{Metrics, RunGauges};
 

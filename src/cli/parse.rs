@@ -9,10 +9,10 @@ use std::time::Instant;
 use serde::Serialize;
 use sluice_parsers::{Entry, Format};
 
-use crate::Outcome;
 use crate::cli::{ParseArgs, ParseOutput};
 use crate::config::FormatChoice;
 use crate::display::{bytes_text, opt_text};
+use crate::exit::Exit;
 use crate::plan::reader::ParseStats;
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 use crate::source::sniff::resolve_format;
@@ -26,12 +26,12 @@ fn is_secret(header: &str) -> bool {
 const SHOWN_REJECTIONS: u64 = 20;
 /// Runs `sluice parse`: exit 0 when lines were accepted, 3 when they were but an input stopped
 /// early (a truncated `.gz`), 2 when no line was accepted.
-pub fn run(args: &ParseArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &ParseArgs) -> anyhow::Result<Exit> {
     // The throughput shown is all bytes read over all the time spent: reading ahead and picking
     // the format (which parses the first lines with every preset) included, as the bytes are.
     let started = Instant::now();
     let choice = FormatChoice::from_flag(&args.format)?;
-    let max_line = crate::config::max_line_bytes(args.max_line_bytes).map_err(crate::UsageError::from)?;
+    let max_line = crate::config::max_line_bytes(args.max_line_bytes).map_err(crate::exit::UsageError::from)?;
     let mut reader =
         LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?.with_max_line_bytes(max_line);
     let format = resolve_format(&choice, &mut reader)?;
@@ -112,11 +112,11 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Outcome> {
         eprintln!("sluice parse: warning: {cut}");
     }
     Ok(if stats.accepted == 0 {
-        Outcome::BadInput
+        Exit::BadInput
     } else if !reader.cuts().is_empty() {
-        Outcome::InputIncomplete
+        Exit::InputIncomplete
     } else {
-        Outcome::Ok
+        Exit::Ok
     })
 }
 

@@ -7,32 +7,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::Outcome;
 use crate::cli::progress::ProgressDisplay;
 use crate::config::ReplayOptions;
 use crate::config::{FormatChoice, Rate, ReplayConfig};
+use crate::exit::Exit;
 use crate::run::summary::Summary;
 use crate::run::{DryRun, Run};
 
 /// Runs a replay; returns how it ended.
-pub fn run(args: &ReplayOptions) -> anyhow::Result<Outcome> {
-    let config = ReplayConfig::from_args(args).map_err(crate::UsageError::from)?;
+pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
+    let config = ReplayConfig::from_args(args).map_err(crate::exit::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
     let checks = crate::cli::report::ReplayChecks::from_args(args)?;
     checks.check_against(config.rate)?;
     if config.dry_run {
-        let report = crate::run::dry_run(&config).map_err(crate::run_error)?;
+        let report = crate::run::dry_run(&config).map_err(crate::exit::run_error)?;
         if matches!(config.format, FormatChoice::Auto) {
             eprintln!("sluice: --format auto chose {}", report.format);
         }
         eprint!("{}", dry_run_text(&report));
-        return Ok(if report.requests == 0 { Outcome::BadInput } else { Outcome::Ok });
+        return Ok(if report.requests == 0 { Exit::BadInput } else { Exit::Ok });
     }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
     let mut metrics_server = args.metrics_listen.map(crate::cli::metrics_server::MetricsServer::bind).transpose()?;
     let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
     let auto = matches!(config.format, FormatChoice::Auto);
-    let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::run_error)?;
+    let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::exit::run_error)?;
     if auto {
         eprintln!("sluice: --format auto chose {}", run.format_name());
     }
@@ -90,7 +90,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Outcome> {
     signals_handle.close();
     let _ = signal_thread.join();
 
-    let summary = result.map_err(crate::run_error)?;
+    let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());
     if let Some(path) = summary_json {
         write_summary_json(&summary, &path)?;
@@ -113,19 +113,19 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Outcome> {
 /// The exit of a finished run, most serious first: interrupted; the input or the output failed;
 /// nothing was answered (so nothing about the target was measured); a check failed; a log was
 /// cut short (what was read of it was replayed).
-fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -> Outcome {
+fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -> Exit {
     if summary.interrupted {
-        Outcome::Interrupted
+        Exit::Interrupted
     } else if summary.log.fatal.is_some() || summary.output_error.is_some() || report_failed {
-        Outcome::BadInput
+        Exit::BadInput
     } else if summary.nothing_answered() {
-        Outcome::NothingAnswered
+        Exit::NothingAnswered
     } else if !assertions_passed || summary.aborted_by.is_some() {
-        Outcome::AssertionFailed
+        Exit::AssertionFailed
     } else if !summary.log.incomplete.is_empty() {
-        Outcome::InputIncomplete
+        Exit::InputIncomplete
     } else {
-        Outcome::Ok
+        Exit::Ok
     }
 }
 

@@ -12,9 +12,9 @@ use crate::config::ReplayOptions;
 use crate::config::options::load_config_file;
 use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
-use crate::{Outcome, UsageError};
+use crate::exit::{Exit, UsageError};
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let settings = settings_from(args)?;
     let report = analysis::analyse(&args.files, &settings).map_err(fold_error)?;
     let rendered = render::render(&report, args.format);
@@ -36,13 +36,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Unreadable rows are bad input (2) even when skipped; then failed assertions (1).
-fn outcome(report: &Report) -> Outcome {
+fn outcome(report: &Report) -> Exit {
     if report.unreadable_rows > 0 {
-        Outcome::BadInput
+        Exit::BadInput
     } else if report.failed_assertions() > 0 {
-        Outcome::AssertionFailed
+        Exit::AssertionFailed
     } else {
-        Outcome::Ok
+        Exit::Ok
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::control::StatusClasses;
 use crate::daemon::DEFAULT_LISTEN;
 use crate::daemon::auth::TOKEN_ENV;
-use crate::{Outcome, UsageError};
+use crate::exit::{Exit, UsageError};
 
 /// The environment variable naming the daemon when `--daemon` is not given.
 pub const DAEMON_ENV: &str = "SLUICE_DAEMON";
@@ -89,7 +89,7 @@ pub enum RunsCommand {
 /// `<ID>` of the commands that name one run.
 const RUN_ID_HELP: &str = "The run's id, as `runs submit` printed it and `runs list` shows it (the time it was submitted, in UTC: 20261121-140307-123)";
 
-pub fn run(args: &RunsArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &RunsArgs) -> anyhow::Result<Exit> {
     let client = Client::new(args.daemon.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(client.command(&args.command))
@@ -153,16 +153,16 @@ impl Client {
         serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
     }
 
-    async fn command(&self, command: &RunsCommand) -> anyhow::Result<Outcome> {
+    async fn command(&self, command: &RunsCommand) -> anyhow::Result<Exit> {
         match command {
             RunsCommand::Submit { request, upload, follow } => {
                 let (id, shown) = self.submit(request, upload).await?;
-                if *follow { self.watch(&id, shown).await } else { Ok(Outcome::Ok) }
+                if *follow { self.watch(&id, shown).await } else { Ok(Exit::Ok) }
             }
             RunsCommand::List => {
                 let runs = self.json(self.request(Method::GET, "/v1/runs")).await?;
                 stdout(runs_table(runs.as_array().map(Vec::as_slice).unwrap_or_default()).as_bytes())?;
-                Ok(Outcome::Ok)
+                Ok(Exit::Ok)
             }
             RunsCommand::Show { id } => {
                 // The daemon's own JSON, as it sent it (keys in its order).
@@ -170,13 +170,13 @@ impl Client {
                 let mut bytes = response.bytes().await?.to_vec();
                 bytes.push(b'\n');
                 stdout(&bytes)?;
-                Ok(Outcome::Ok)
+                Ok(Exit::Ok)
             }
             RunsCommand::Watch { id } => self.watch(id, String::new()).await,
             RunsCommand::Stop { id } => {
                 let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
                 eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
-                Ok(Outcome::Ok)
+                Ok(Exit::Ok)
             }
             RunsCommand::Results { id, out, summary } => {
                 let file = if *summary { "/summary.json" } else { "/results.csv" };
@@ -191,12 +191,12 @@ impl Client {
                     sink.write_all(&chunk)?;
                 }
                 sink.flush()?;
-                Ok(Outcome::Ok)
+                Ok(Exit::Ok)
             }
             RunsCommand::Delete { id } => {
                 self.send(self.request(Method::DELETE, &run_path(id, "")).timeout(REQUEST_TIMEOUT)).await?;
                 eprintln!("sluice: run {id} deleted");
-                Ok(Outcome::Ok)
+                Ok(Exit::Ok)
             }
         }
     }
@@ -250,7 +250,7 @@ impl Client {
 
     /// Follows `/events` until the run ends, a line per change (`shown` is the last line already
     /// printed), then the run's final figures; the exit code says how it ended.
-    async fn watch(&self, id: &str, mut shown: String) -> anyhow::Result<Outcome> {
+    async fn watch(&self, id: &str, mut shown: String) -> anyhow::Result<Exit> {
         let mut response = self.send(self.request(Method::GET, &run_path(id, "/events"))).await?;
         let mut buffer = Vec::new();
         let mut last: Option<Value> = None;
@@ -337,11 +337,11 @@ fn parse_event(block: &str) -> Option<(String, String)> {
     (!data.is_empty()).then(|| (event, data.join("\n")))
 }
 
-fn final_outcome(run: Option<&Value>) -> Outcome {
+fn final_outcome(run: Option<&Value>) -> Exit {
     match run.and_then(|r| r["state"].as_str()) {
-        Some("completed") => Outcome::Ok,
-        Some("stopped" | "interrupted") => Outcome::Interrupted,
-        _ => Outcome::BadInput,
+        Some("completed") => Exit::Ok,
+        Some("stopped" | "interrupted") => Exit::Interrupted,
+        _ => Exit::BadInput,
     }
 }
 

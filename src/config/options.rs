@@ -315,3 +315,80 @@ impl ReplayOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `sluice replay …` flags as clap reads them.
+    fn flags(args: &[&str]) -> ReplayOptions {
+        #[derive(Parser)]
+        struct Replay {
+            #[command(flatten)]
+            options: ReplayOptions,
+        }
+        Replay::try_parse_from(std::iter::once("replay").chain(args.iter().copied())).unwrap().options
+    }
+
+    fn file(toml: &str) -> Result<ReplayOptions, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.toml");
+        std::fs::write(&path, toml).unwrap();
+        load_config_file(&path)
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_lists_replace_lists() {
+        let file = file(
+            r#"
+            target = "http://staging:8080"
+            rate = 200
+            duration = "6h"
+            header = ["X-A: 1", "X-B: 2"]
+            allow-methods = "GET"
+            once = true
+            abort_on = ["error_rate > 50% for 10s"]
+            "#,
+        )
+        .unwrap();
+        // Flags, and what the merge must give.
+        type Case = (&'static [&'static str], fn(&ReplayOptions));
+        let cases: [Case; 4] = [
+            (&[], |m| {
+                assert_eq!(m.target.as_deref(), Some("http://staging:8080"));
+                assert_eq!(m.rate.as_deref(), Some("200"), "a TOML number reads as the flag's text");
+                assert_eq!(m.header, ["X-A: 1", "X-B: 2"]);
+                assert!(m.once);
+                assert_eq!(m.abort_on, ["error_rate > 50% for 10s"]);
+            }),
+            (&["--rate", "50", "--target", "mock"], |m| {
+                assert_eq!((m.rate.as_deref(), m.target.as_deref()), (Some("50"), Some("mock")), "flags win");
+                assert_eq!(m.duration.as_deref(), Some("6h"), "what no flag gives comes from the file");
+            }),
+            (&["-H", "X-C: 3"], |m| assert_eq!(m.header, ["X-C: 3"], "a list given replaces the file's list")),
+            (&["--allow-methods", "GET,HEAD", "--abort-on", "p99 > 2s"], |m| {
+                assert_eq!(m.allow_methods.as_deref(), Some("GET,HEAD"));
+                assert_eq!(m.abort_on, ["p99 > 2s"]);
+            }),
+        ];
+        for (given, check) in cases {
+            check(&flags(given).merged_over(file.clone()));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        for (toml, named) in [
+            ("rat = 200", "rat"),
+            ("target = 'mock'\nconcurency = 4", "concurency"),
+            ("concurrency = 'many'", "concurrency"),
+            ("out = 'r.csv'\n[extra]\nx = 1", "extra"),
+        ] {
+            let e = file(toml).unwrap_err();
+            assert_eq!(e.flag, "--config");
+            assert!(e.message.contains(named), "{toml:?}: {}", e.message);
+        }
+    }
+}

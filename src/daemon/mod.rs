@@ -38,8 +38,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Outcome;
-use crate::UsageError;
+use crate::exit::Exit;
+use crate::exit::UsageError;
 use crate::sink::metrics::Metrics;
 use auth::TokenSource;
 use record::RunState;
@@ -51,7 +51,7 @@ const HTTP_GRACE: Duration = Duration::from_secs(5);
 
 /// `sluice daemon`: serves until SIGTERM or Ctrl-C, then drains and exits 0; a second signal
 /// while it drains quits at once with 130.
-pub fn run(args: &DaemonArgs) -> anyhow::Result<Outcome> {
+pub fn run(args: &DaemonArgs) -> anyhow::Result<Exit> {
     let config = DaemonConfig::resolve(args, std::env::var(auth::TOKEN_ENV).ok())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,7 +74,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<Outcome> {
     });
     // Connections still open after the grace period are dropped rather than waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    result.map(|()| Outcome::Ok)
+    result.map(|()| Exit::Ok)
 }
 
 /// Serves the daemon's API on `listener` until `shutdown` resolves, then refuses new work,

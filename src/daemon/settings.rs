@@ -10,8 +10,8 @@ use clap::Args;
 use super::auth::{Token, TokenSource};
 use super::policy::{AllowList, Caps, Policy};
 use super::store::Paths;
-use crate::UsageError;
 use crate::duration::parse_duration;
+use crate::exit::UsageError;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 const DEFAULT_MAX_UPLOAD_MIB: u64 = 1024;
