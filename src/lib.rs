@@ -42,6 +42,7 @@ pub mod plan;
 pub mod results;
 pub mod run;
 pub mod send;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod stats;

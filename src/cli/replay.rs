@@ -2,10 +2,6 @@
 //! print the summary, choose the exit code.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::cli::progress::ProgressDisplay;
 use crate::config::ReplayOptions;
@@ -13,6 +9,7 @@ use crate::config::{FormatChoice, Rate, ReplayConfig};
 use crate::exit::Exit;
 use crate::run::summary::Summary;
 use crate::run::{DryRun, Run};
+use crate::shutdown::Shutdown;
 
 /// Runs a replay; returns how it ended.
 pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
@@ -63,32 +60,22 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     );
 
     let handle = run.handle();
-    let signals_seen = Arc::new(AtomicUsize::new(0));
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    let signals_handle = signals.handle();
-    let signal_thread = {
-        let (handle, seen) = (handle.clone(), signals_seen.clone());
-        std::thread::spawn(move || {
-            for _ in signals.forever() {
-                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                    eprintln!(
-                        "\nsluice: stopping — waiting for requests in flight (press Ctrl-C again to quit at once)"
-                    );
-                    handle.cancel();
-                } else {
-                    eprintln!("sluice: quitting at once; the CSV holds what was flushed so far");
-                    std::process::exit(130);
-                }
+    let shutdown = Shutdown::on_signals(
+        {
+            let handle = handle.clone();
+            move |_| {
+                eprintln!("\nsluice: stopping — waiting for requests in flight (press Ctrl-C again to quit at once)");
+                handle.cancel();
             }
-        })
-    };
+        },
+        |_| eprintln!("sluice: quitting at once; the CSV holds what was flushed so far"),
+    )?;
     let progress = ProgressDisplay::start(c.progress, handle, c.duration);
     let summary_json = c.summary_json.clone();
     let (csv, rate) = (c.out.clone(), c.rate);
     let result = run.wait();
     progress.finish();
-    signals_handle.close();
-    let _ = signal_thread.join();
+    drop(shutdown);
 
     let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use crate::exit::Exit;
 use crate::exit::UsageError;
+use crate::shutdown::Shutdown;
 use crate::sink::metrics::Metrics;
 use auth::TokenSource;
 use record::RunState;
@@ -62,14 +63,13 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<Exit> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| UsageError(format!("--listen {}: {e}", config.listen)))?;
-        let mut signals = Signals::new()?;
         let (first, first_received) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let _ = first.send(signals.next().await);
-            let which = signals.next().await;
-            eprintln!("sluice daemon: {which} again: quitting at once; CSVs hold what was flushed so far");
-            std::process::exit(130);
-        });
+        let _shutdown = Shutdown::on_signals(
+            move |which| {
+                let _ = first.send(which);
+            },
+            |which| eprintln!("sluice daemon: {which} again: quitting at once; CSVs hold what was flushed so far"),
+        )?;
         serve(listener, config, async { first_received.await.unwrap_or("shutdown") }).await
     });
     // Connections still open after the grace period are dropped rather than waited for.
@@ -172,26 +172,6 @@ pub async fn serve(
     let _ = tokio::time::timeout(HTTP_GRACE, server).await;
     eprintln!("sluice daemon: runs drained and flushed; exiting");
     Ok(())
-}
-
-/// SIGTERM and SIGINT, as one stream of names.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
 }
 
 /// One daemon per state directory: a second one would start the same queued runs and overwrite
