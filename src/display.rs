@@ -72,6 +72,31 @@ pub fn join_counts<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>, 
         .join("  ")
 }
 
+/// The summary's latency and lag lines, as the run and `sluice report` both print them: latency of
+/// answered requests (from the send, and from the plan), then lag behind the plan.
+pub fn latency_lines(
+    answered: u64,
+    latency: &crate::stats::Percentiles,
+    from_plan: &crate::stats::Percentiles,
+    lag: &crate::stats::LagSummary,
+) -> String {
+    let row = |p: &crate::stats::Percentiles| {
+        format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
+    };
+    let mut t = if answered == 0 {
+        "  latency    none: no request got an answer\n".to_string()
+    } else {
+        format!("  latency    {} (of {answered} answered)\n   from plan {}\n", row(latency), row(from_plan))
+    };
+    let early =
+        if lag.earliest_ms < 0.0 { format!("; earliest {:.3} ms early", -lag.earliest_ms) } else { String::new() };
+    t += &format!(
+        "  lag        p50 {:.3}  p99 {:.3}  max {:.3} ms behind plan{early}\n",
+        lag.p50_ms, lag.p99_ms, lag.max_ms
+    );
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Rate, ReplayConfig};
 use crate::control::StopReason;
-use crate::display::{human_bytes, join_counts};
+use crate::display::{human_bytes, join_counts, latency_lines};
 use crate::pace::PacerReport;
 use crate::plan::LogPosition;
 use crate::plan::reader::ReaderStats;
@@ -167,27 +167,7 @@ impl Summary {
                     writeln!(t, "             failed after p50 {:.2}  p99 {:.2}  max {:.2} ms", p.p50, p.p99, p.max);
             }
         }
-        let row = |p: &Percentiles| {
-            format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
-        };
-        if self.responses == 0 {
-            let _ = writeln!(t, "  latency    none: no request got an answer");
-        } else {
-            let _ = writeln!(t, "  latency    {} (of {} answered)", row(&self.latency_ms), self.responses);
-            let _ = writeln!(t, "   from plan {}", row(&self.latency_from_schedule_ms));
-        }
-        let _ = writeln!(
-            t,
-            "  lag        p50 {:.3}  p99 {:.3}  max {:.3} ms behind plan{}",
-            self.lag.p50_ms,
-            self.lag.p99_ms,
-            self.lag.max_ms,
-            if self.lag.earliest_ms < 0.0 {
-                format!("; earliest {:.3} ms early", -self.lag.earliest_ms)
-            } else {
-                String::new()
-            }
-        );
+        t += &latency_lines(self.responses, &self.latency_ms, &self.latency_from_schedule_ms, &self.lag);
         let _ = writeln!(t, "  received   {}", human_bytes(self.bytes_received));
         let log = &self.log;
         let replayed = &self.replayed;

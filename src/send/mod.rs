@@ -143,18 +143,6 @@ pub(crate) async fn sender(
             shared.failures.record(&failure);
             failure.kind
         });
-        outcomes.push(Outcome {
-            seq: req.seq,
-            log_line: req.log_line,
-            log_time: req.log_time,
-            method: req.method,
-            url: req.url,
-            orig_status: req.orig_status,
-            scheduled,
-            sent: Some(now),
-            done: Instant::now(),
-            result,
-            bytes,
-        });
+        outcomes.push(Outcome::of(req, scheduled, Some(now), result, bytes));
     }
 }

@@ -173,8 +173,14 @@ impl Outcome {
 }
 
 impl Outcome {
-    /// The row of a request that was released but never left.
-    pub fn not_sent(req: ReplayRequest, scheduled: Instant) -> Outcome {
+    /// What became of `req`: sent at `sent` (or never), ending now with `result`.
+    pub fn of(
+        req: ReplayRequest,
+        scheduled: Instant,
+        sent: Option<Instant>,
+        result: Result<u16, ErrorKind>,
+        bytes: u64,
+    ) -> Outcome {
         Outcome {
             seq: req.seq,
             log_line: req.log_line,
@@ -183,11 +189,16 @@ impl Outcome {
             url: req.url,
             orig_status: req.orig_status,
             scheduled,
-            sent: None,
+            sent,
             done: Instant::now(),
-            result: Err(ErrorKind::NotSent),
-            bytes: 0,
+            result,
+            bytes,
         }
+    }
+
+    /// The row of a request that was released but never left.
+    pub fn not_sent(req: ReplayRequest, scheduled: Instant) -> Outcome {
+        Outcome::of(req, scheduled, None, Err(ErrorKind::NotSent), 0)
     }
 }
 

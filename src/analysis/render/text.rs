@@ -9,8 +9,8 @@ use super::{
     transitions_text,
 };
 use crate::analysis::assert::{percent, verdicts_text};
-use crate::analysis::figures::{Overview, Report, RouteLine};
-use crate::display::join_counts;
+use crate::analysis::figures::{Report, RouteLine};
+use crate::display::{join_counts, latency_lines};
 
 pub const WIDTH: usize = 100;
 const INDENT: &str = "  ";
@@ -55,7 +55,7 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(t, "  no answer  {}", join_counts(&o.error_kinds, o.requests));
     }
     let _ = writeln!(t, "  failed     {} ({}): no answer or 5xx", o.failed, percent(o.error_rate));
-    latency_lines(&mut t, o);
+    t += &latency_lines(o.responses, &o.latency_ms, &o.latency_from_schedule_ms, &o.lag);
     let _ = writeln!(t, "  received   {}", human_bytes(o.bytes_received));
     match o.mismatch_rate {
         Some(rate) => {
@@ -76,25 +76,6 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(t, "  skipped    {problem}");
     }
     t
-}
-
-fn latency_lines(t: &mut String, o: &Overview) {
-    let row = |p: &crate::stats::Percentiles| {
-        format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms", p.p50, p.p90, p.p99, p.p999, p.max)
-    };
-    if o.responses == 0 {
-        let _ = writeln!(t, "  latency    none: no request got an answer");
-    } else {
-        let _ = writeln!(t, "  latency    {} (of {} answered)", row(&o.latency_ms), o.responses);
-        let _ = writeln!(t, "   from plan {}", row(&o.latency_from_schedule_ms));
-    }
-    let early =
-        if o.lag.earliest_ms < 0.0 { format!("; earliest {:.3} ms early", -o.lag.earliest_ms) } else { String::new() };
-    let _ = writeln!(
-        t,
-        "  lag        p50 {:.3}  p99 {:.3}  max {:.3} ms behind plan{early}",
-        o.lag.p50_ms, o.lag.p99_ms, o.lag.max_ms
-    );
 }
 
 /// Class columns present in any shown line, in class order.
