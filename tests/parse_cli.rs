@@ -170,3 +170,15 @@ fn parse_throughput_is_all_bytes_over_all_the_time() {
     assert!(reported >= wall * 0.5, "reported {reported} s for a {wall:.3} s run: {stderr}");
     assert!(stderr.contains("10.0 MB in"), "{stderr}");
 }
+
+#[test]
+fn auto_says_why_when_every_first_line_was_too_long_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("203.0.113.9 - - [10/Feb/2012:16:43:00 -0500] \"GET /{} HTTP/1.1\" 200 5", "x".repeat(70_000));
+    let log = write_log(dir.path(), "long.log", &[long.clone(), long]);
+    sluice()
+        .args(["parse", log.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("longer than --max-line-bytes and were skipped"));
+}

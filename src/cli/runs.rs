@@ -404,8 +404,10 @@ fn final_line(run: &Value) -> String {
 }
 
 fn runs_table(runs: &[Value]) -> String {
-    let mut text =
-        format!("{:<20} {:<11} {:<19} {:>9} {:>7}  {}\n", "ID", "STATE", "CREATED (UTC)", "SENT", "ERRORS", "TARGET");
+    let mut text = format!(
+        "{:<20} {:<11} {:<19} {:>9} {:>9}  {}\n",
+        "ID", "STATE", "CREATED (UTC)", "SENT", "NO ANSWER", "TARGET"
+    );
     for run in runs {
         let created = run["created_at"]
             .as_str()
@@ -413,7 +415,7 @@ fn runs_table(runs: &[Value]) -> String {
             .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
         text += &format!(
-            "{:<20} {:<11} {:<19} {:>9} {:>7}  {}\n",
+            "{:<20} {:<11} {:<19} {:>9} {:>9}  {}\n",
             run["id"].as_str().unwrap_or("?"),
             run["state"].as_str().unwrap_or("?"),
             created,
