@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::read_ahead::{READ_AHEAD_BYTES, ReadAheadBudget};
 use crate::plan::reader::ReaderStats;
 use crate::send::outcome::FailureSamples;
+use crate::stats::Tally;
 
 /// Why scheduling stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -219,5 +220,21 @@ impl RunControl {
 
     pub fn publish(&self, live: LiveStats) {
         *self.live.lock().expect("not poisoned") = live;
+    }
+}
+
+impl From<&Tally> for LiveStats {
+    fn from(t: &Tally) -> Self {
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 }
+        };
+        LiveStats {
+            completed: t.responses(),
+            errors: t.errors(),
+            classes: StatusClasses::of(&t.statuses),
+            p50_ms: ms(&t.latency, 0.5),
+            p99_ms: ms(&t.latency, 0.99),
+            lag_p99_ms: ms(&t.lag, 0.99),
+        }
     }
 }

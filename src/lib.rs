@@ -19,7 +19,8 @@
 //!   │
 //! send/: tokio senders (own HTTP/1.1, or reqwest), at most C in flight → Outcome
 //!   ▼
-//! sink/: the writer thread — CSV rows (results: the columns), stats, metrics, --abort-on
+//! sink/: the writer thread — CSV rows (results: the columns), the Tally (stats), metrics,
+//!        --abort-on
 //!
 //! results CSV ──▶ analysis/: streaming fold into HDR histograms per route and time slice
 //!   ▼

@@ -1,124 +1,216 @@
-//! Running statistics folded from outcomes: HDR histograms and counts. Exact percentiles for any
-//! run length in a few hundred KiB.
+//! The one aggregator: HDR histograms and counts over a set of requests ([`Tally`]), the live
+//! figures drawn from it, and the percentiles every summary shows. Exact percentiles for any run
+//! length in a few hundred KiB.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
 
-use crate::control::{LiveStats, StatusClasses};
-use crate::send::outcome::{ErrorKind, Outcome};
+use crate::results::{Answer, Row};
 
-/// Microsecond histograms from 1 µs to one hour, 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+/// The `error` of a request still in flight when the drain timeout ran out.
+const ABORTED: &str = "aborted";
+
+/// Histograms clamp here: anything slower is reported as an hour.
+const HOUR_US: u64 = 3_600_000_000;
+
+/// A histogram that grows with its largest value, so a group whose answers all take a few
+/// milliseconds stays small. 3 significant figures keep percentiles within 0.1%.
+pub(crate) fn histogram<T: Counter>(sigfig: u8) -> Histogram<T> {
+    Histogram::new(sigfig).expect("1..=5 significant figures is valid")
 }
 
-fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u128::from(u64::MAX)) as u64
+pub(crate) fn record<T: Counter>(h: &mut Histogram<T>, us: u64) {
+    // Cannot fail: auto-resizing histograms only refuse values past what a usize can index.
+    let _ = h.record(us.min(HOUR_US));
 }
 
+/// The classes a status matrix has: `1xx`…`5xx`, then `other` (a code outside 100–599), then
+/// `none` (no logged status) for originals or `error` (no answer) for replays.
+pub const CLASSES: usize = 7;
+pub const ORIG_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "none"];
+pub const REPLAYED_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
+/// Index of `none` / `error`.
+pub const NO_STATUS: usize = 6;
+
+pub fn class_of(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
+/// Whether a replayed class agrees with the logged status. A logged `304 Not Modified` agrees
+/// with a replayed 2xx: the replay does not send the client's cache validators, so a full answer
+/// is the right one.
+pub fn agrees(orig: u16, replayed: usize) -> bool {
+    class_of(orig) == replayed || (orig == 304 && replayed == 1)
+}
+
+pub(crate) fn replayed_class(answer: Answer<'_>) -> usize {
+    match answer {
+        Answer::Status(s) => class_of(s),
+        Answer::Error(_) => NO_STATUS,
+    }
+}
+
+/// Everything measured over one set of requests: the one aggregator of sluice. The run's writer
+/// folds every request into one as it goes (the summary, the live figures, `--abort-on`), and
+/// `sluice report` folds CSV rows into one per route, time slice and assertion filter, so the
+/// two cannot drift. Routes count in `u32` (half the memory; a route with four billion requests
+/// saturates its histograms rather than wrapping); the whole run and the filters in `u64`.
 #[derive(Debug, Clone)]
-pub struct Stats {
-    /// Requests that got an HTTP status.
-    pub completed: u64,
-    /// Requests that left but got no status, by kind.
-    pub errors: BTreeMap<ErrorKind, u64>,
-    /// Requests whose slot came but that never left (scheduling stopped first).
+pub struct Tally<C: Counter = u64> {
+    /// Requests that left (answered or not).
+    pub requests: u64,
+    /// Requests whose planned time came but that never left: not in `requests` or anything else.
     pub not_sent: u64,
     pub statuses: BTreeMap<u16, u64>,
-    /// Of answered requests only: from the actual send to the end of the response body.
-    pub latency: Histogram<u64>,
-    /// Of answered requests only: from the planned send time to the end of the response body
-    /// (coordinated omission corrected).
-    pub latency_from_schedule: Histogram<u64>,
-    /// Of requests that got no answer (but not aborted ones): from the send to the failure.
-    pub time_to_failure: Histogram<u64>,
-    /// Lateness of each send behind its plan time (early sends count as 0 here; see `earliest_us`).
-    pub lag: Histogram<u64>,
-    /// The most negative lag seen, in µs (how early the earliest send was), if any send was early.
-    pub earliest_us: i64,
+    /// Requests without an answer, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// From the actual send, µs.
+    pub latency: Histogram<C>,
+    /// From the planned send time, µs.
+    pub from_schedule: Histogram<C>,
+    /// Of requests without an answer (aborted ones aside): from the send to the failure, µs.
+    pub time_to_failure: Histogram<C>,
+    /// Lateness behind the plan, µs (early sends count as 0; see `earliest_lag_us`).
+    pub lag: Histogram<C>,
+    /// The most negative lag (how early the earliest send was), or 0.
+    pub earliest_lag_us: i64,
     pub bytes: u64,
-    pub last_done: Option<Instant>,
+    /// `matrix[logged class][replayed class]`.
+    pub matrix: [[u64; CLASSES]; CLASSES],
+    /// Requests whose replayed class does not [agree](agrees) with the logged status, by (logged
+    /// code, replayed code or `None` for no answer).
+    pub transitions: BTreeMap<(u16, Option<u16>), u64>,
 }
 
-impl Default for Stats {
+impl<C: Counter> Default for Tally<C> {
     fn default() -> Self {
-        Stats {
-            completed: 0,
-            errors: BTreeMap::new(),
+        Tally {
+            requests: 0,
             not_sent: 0,
             statuses: BTreeMap::new(),
-            latency: histogram(),
-            latency_from_schedule: histogram(),
-            time_to_failure: histogram(),
-            lag: histogram(),
-            earliest_us: 0,
+            errors: BTreeMap::new(),
+            latency: histogram(3),
+            from_schedule: histogram(3),
+            time_to_failure: histogram(3),
+            lag: histogram(3),
+            earliest_lag_us: 0,
             bytes: 0,
-            last_done: None,
+            matrix: [[0; CLASSES]; CLASSES],
+            transitions: BTreeMap::new(),
         }
     }
 }
 
-impl Stats {
-    pub fn record(&mut self, o: &Outcome) {
-        let Some(sent) = o.sent else {
+impl<C: Counter> Tally<C> {
+    pub fn record(&mut self, row: &Row<'_>) {
+        if !row.was_sent() {
             self.not_sent += 1;
             return;
-        };
-        let took = micros(o.done.saturating_duration_since(sent)).max(1);
-        match o.result {
-            Ok(status) => {
-                self.completed += 1;
-                *self.statuses.entry(status).or_default() += 1;
-                self.latency.saturating_record(took);
-                self.latency_from_schedule
-                    .saturating_record(micros(o.done.saturating_duration_since(o.scheduled)).max(1));
-            }
-            Err(kind) => {
-                *self.errors.entry(kind).or_default() += 1;
-                // Aborted requests never finished: their time would only measure the drain timeout.
-                if kind != ErrorKind::Aborted {
-                    self.time_to_failure.saturating_record(took);
+        }
+        self.requests += 1;
+        match row.answer {
+            Answer::Status(s) => *self.statuses.entry(s).or_default() += 1,
+            Answer::Error(kind) => {
+                match self.errors.get_mut(kind) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.errors.insert(kind.to_string(), 1);
+                    }
+                }
+                // An aborted request never finished: its time would only measure the drain timeout.
+                if kind != ABORTED {
+                    record(&mut self.time_to_failure, row.latency_us.max(1));
                 }
             }
         }
-        match sent.checked_duration_since(o.scheduled) {
-            Some(late) => self.lag.saturating_record(micros(late)),
-            None => {
-                self.lag.saturating_record(0);
-                let early = micros(o.scheduled.duration_since(sent)) as i64;
-                self.earliest_us = self.earliest_us.min(-early);
-            }
+        if row.has_latency() {
+            record(&mut self.latency, row.latency_us.max(1));
+            record(&mut self.from_schedule, row.latency_from_schedule_us().max(1));
         }
-        self.bytes += o.bytes;
-        self.last_done = Some(self.last_done.map_or(o.done, |d| d.max(o.done)));
+        record(&mut self.lag, row.lag_us.max(0) as u64);
+        self.earliest_lag_us = self.earliest_lag_us.min(row.lag_us);
+        self.bytes += row.bytes;
+        self.record_status_pair(row);
     }
 
-    /// Requests that left and got no answer.
-    pub fn error_count(&self) -> u64 {
+    fn record_status_pair(&mut self, row: &Row<'_>) {
+        let replayed = replayed_class(row.answer);
+        let Some(orig) = row.orig_status else {
+            self.matrix[NO_STATUS][replayed] += 1;
+            return;
+        };
+        self.matrix[class_of(orig)][replayed] += 1;
+        if !agrees(orig, replayed) {
+            let to = match row.answer {
+                Answer::Status(s) => Some(s),
+                Answer::Error(_) => None,
+            };
+            *self.transitions.entry((orig, to)).or_default() += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Tally<C>) {
+        self.requests += other.requests;
+        self.not_sent += other.not_sent;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.from_schedule, &other.from_schedule),
+            (&mut self.time_to_failure, &other.time_to_failure),
+            (&mut self.lag, &other.lag),
+        ] {
+            // Cannot fail: both sides auto-resize.
+            let _ = mine.add(theirs);
+        }
+        self.earliest_lag_us = self.earliest_lag_us.min(other.earliest_lag_us);
+        self.bytes += other.bytes;
+        for (row, theirs) in self.matrix.iter_mut().zip(other.matrix) {
+            for (cell, n) in row.iter_mut().zip(theirs) {
+                *cell += n;
+            }
+        }
+        for (k, v) in &other.transitions {
+            *self.transitions.entry(*k).or_default() += v;
+        }
+    }
+
+    pub fn responses(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// Requests without an answer (timeouts, resets, …).
+    pub fn errors(&self) -> u64 {
         self.errors.values().sum()
     }
 
-    /// Requests that left: answered or not.
-    pub fn sent(&self) -> u64 {
-        self.completed + self.error_count()
+    /// Answered with a status in this class (index as in [`class_of`]).
+    pub fn class_count(&self, class: usize) -> u64 {
+        self.statuses.iter().filter(|(s, _)| class_of(**s) == class).map(|(_, n)| n).sum()
     }
-}
 
-impl From<&Stats> for LiveStats {
-    fn from(s: &Stats) -> Self {
-        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-            if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 }
-        };
-        LiveStats {
-            completed: s.completed,
-            errors: s.error_count(),
-            classes: StatusClasses::of(&s.statuses),
-            p50_ms: ms(&s.latency, 0.5),
-            p99_ms: ms(&s.latency, 0.99),
-            lag_p99_ms: ms(&s.lag, 0.99),
-        }
+    /// Requests that failed: no answer, or a 5xx.
+    pub fn failed(&self) -> u64 {
+        self.errors() + self.class_count(4)
+    }
+
+    /// Requests that had a logged status to compare with.
+    pub fn with_orig(&self) -> u64 {
+        self.matrix[..NO_STATUS].iter().flatten().sum()
+    }
+
+    /// Requests whose replayed status class does not [agree](agrees) with the logged one (no
+    /// answer counts as a class of its own).
+    pub fn mismatches(&self) -> u64 {
+        self.transitions.values().sum()
     }
 }
 
@@ -175,5 +267,28 @@ impl LagSummary {
     pub fn of(lag: &hdrhistogram::Histogram<u64>, earliest_us: i64) -> LagSummary {
         let p = Percentiles::of(lag);
         LagSummary { p50_ms: p.p50, p99_ms: p.p99, max_ms: p.max, earliest_ms: earliest_us as f64 / 1e3 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_304_agrees_with_a_replayed_2xx_and_nothing_else_crosses_classes() {
+        assert!(agrees(304, 1));
+        assert!(agrees(304, 2));
+        assert!(!agrees(301, 1));
+        assert!(!agrees(200, 4));
+        assert!(!agrees(200, NO_STATUS));
+        assert!(agrees(404, 3));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(class_of(200), 1);
+        assert_eq!(class_of(599), 4);
+        assert_eq!(class_of(99), 5);
+        assert_eq!(class_of(600), 5);
     }
 }

@@ -8,10 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hdrhistogram::{Counter, Histogram};
+use hdrhistogram::Histogram;
 
 use super::routes::{RouteGlob, Router, path_of};
-use super::rows::{Answer, FileError, Row, RowError, RowReader};
+use super::rows::{FileError, RowError, RowReader};
+use crate::results::Row;
+use crate::stats::{CLASSES, NO_STATUS, Tally, agrees, histogram, record, replayed_class};
 
 /// Distinct routes followed one by one; later new ones are counted together as `other`, which
 /// bounds memory whatever the paths (up to ~100 KiB per route).
@@ -20,193 +22,6 @@ pub const ROUTES_TRACKED: usize = 500;
 pub const MAX_SLICES: usize = 720;
 /// Bad rows kept verbatim for the report; the rest are counted.
 const BAD_ROW_EXAMPLES: usize = 10;
-/// Histograms clamp here: anything slower is reported as an hour.
-const HOUR_US: u64 = 3_600_000_000;
-
-/// A histogram that grows with its largest value, so a group whose answers all take a few
-/// milliseconds stays small. 3 significant figures keep percentiles within 0.1%.
-fn histogram<T: Counter>(sigfig: u8) -> Histogram<T> {
-    Histogram::new(sigfig).expect("1..=5 significant figures is valid")
-}
-
-fn record<T: Counter>(h: &mut Histogram<T>, us: u64) {
-    // Cannot fail: auto-resizing histograms only refuse values past what a usize can index.
-    let _ = h.record(us.min(HOUR_US));
-}
-
-/// The classes a status matrix has: `1xx`…`5xx`, then `other` (a code outside 100–599), then
-/// `none` (no logged status) for originals or `error` (no answer) for replays.
-pub const CLASSES: usize = 7;
-pub const ORIG_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "none"];
-pub const REPLAYED_CLASS_NAMES: [&str; CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
-/// Index of `none` / `error`.
-pub const NO_STATUS: usize = 6;
-
-pub fn class_of(status: u16) -> usize {
-    match status {
-        100..=599 => usize::from(status / 100) - 1,
-        _ => 5,
-    }
-}
-
-/// Whether a replayed class agrees with the logged status. A logged `304 Not Modified` agrees
-/// with a replayed 2xx: the replay does not send the client's cache validators, so a full answer
-/// is the right one.
-pub fn agrees(orig: u16, replayed: usize) -> bool {
-    class_of(orig) == replayed || (orig == 304 && replayed == 1)
-}
-
-fn replayed_class(answer: Answer<'_>) -> usize {
-    match answer {
-        Answer::Status(s) => class_of(s),
-        Answer::Error(_) => NO_STATUS,
-    }
-}
-
-/// Everything measured over one set of rows. Routes count in `u32` (half the memory; a route
-/// with four billion requests saturates its histograms rather than wrapping); the whole run and
-/// the assertion filters in `u64`.
-#[derive(Debug, Clone)]
-pub struct Group<C: Counter = u64> {
-    /// Requests that left (answered or not).
-    pub requests: u64,
-    /// Requests whose planned time came but that never left: not in `requests` or anything else.
-    pub not_sent: u64,
-    pub statuses: BTreeMap<u16, u64>,
-    /// Requests without an answer, by kind.
-    pub errors: BTreeMap<String, u64>,
-    /// From the actual send, µs.
-    pub latency: Histogram<C>,
-    /// From the planned send time, µs.
-    pub from_schedule: Histogram<C>,
-    /// Lateness behind the plan, µs (early sends count as 0; see `earliest_lag_us`).
-    pub lag: Histogram<C>,
-    /// The most negative lag (how early the earliest send was), or 0.
-    pub earliest_lag_us: i64,
-    pub bytes: u64,
-    /// `matrix[logged class][replayed class]`.
-    pub matrix: [[u64; CLASSES]; CLASSES],
-    /// Requests whose replayed class does not [agree](agrees) with the logged status, by (logged
-    /// code, replayed code or `None` for no answer).
-    pub transitions: BTreeMap<(u16, Option<u16>), u64>,
-}
-
-impl<C: Counter> Default for Group<C> {
-    fn default() -> Self {
-        Group {
-            requests: 0,
-            not_sent: 0,
-            statuses: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            latency: histogram(3),
-            from_schedule: histogram(3),
-            lag: histogram(3),
-            earliest_lag_us: 0,
-            bytes: 0,
-            matrix: [[0; CLASSES]; CLASSES],
-            transitions: BTreeMap::new(),
-        }
-    }
-}
-
-impl<C: Counter> Group<C> {
-    pub fn record(&mut self, row: &Row<'_>) {
-        self.requests += 1;
-        match row.answer {
-            Answer::Status(s) => *self.statuses.entry(s).or_default() += 1,
-            Answer::Error(kind) => match self.errors.get_mut(kind) {
-                Some(n) => *n += 1,
-                None => {
-                    self.errors.insert(kind.to_string(), 1);
-                }
-            },
-        }
-        if row.has_latency() {
-            record(&mut self.latency, row.latency_us.max(1));
-            record(&mut self.from_schedule, row.latency_from_schedule_us().max(1));
-        }
-        record(&mut self.lag, row.lag_us.max(0) as u64);
-        self.earliest_lag_us = self.earliest_lag_us.min(row.lag_us);
-        self.bytes += row.bytes;
-        self.record_status_pair(row);
-    }
-
-    fn record_status_pair(&mut self, row: &Row<'_>) {
-        let replayed = replayed_class(row.answer);
-        let Some(orig) = row.orig_status else {
-            self.matrix[NO_STATUS][replayed] += 1;
-            return;
-        };
-        self.matrix[class_of(orig)][replayed] += 1;
-        if !agrees(orig, replayed) {
-            let to = match row.answer {
-                Answer::Status(s) => Some(s),
-                Answer::Error(_) => None,
-            };
-            *self.transitions.entry((orig, to)).or_default() += 1;
-        }
-    }
-
-    pub fn merge(&mut self, other: &Group<C>) {
-        self.requests += other.requests;
-        self.not_sent += other.not_sent;
-        for (k, v) in &other.statuses {
-            *self.statuses.entry(*k).or_default() += v;
-        }
-        for (k, v) in &other.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
-        }
-        for (mine, theirs) in [
-            (&mut self.latency, &other.latency),
-            (&mut self.from_schedule, &other.from_schedule),
-            (&mut self.lag, &other.lag),
-        ] {
-            // Cannot fail: both sides auto-resize.
-            let _ = mine.add(theirs);
-        }
-        self.earliest_lag_us = self.earliest_lag_us.min(other.earliest_lag_us);
-        self.bytes += other.bytes;
-        for (row, theirs) in self.matrix.iter_mut().zip(other.matrix) {
-            for (cell, n) in row.iter_mut().zip(theirs) {
-                *cell += n;
-            }
-        }
-        for (k, v) in &other.transitions {
-            *self.transitions.entry(*k).or_default() += v;
-        }
-    }
-
-    pub fn responses(&self) -> u64 {
-        self.statuses.values().sum()
-    }
-
-    /// Requests without an answer (timeouts, resets, …).
-    pub fn errors(&self) -> u64 {
-        self.errors.values().sum()
-    }
-
-    /// Answered with a status in this class (index as in [`class_of`]).
-    pub fn class_count(&self, class: usize) -> u64 {
-        self.statuses.iter().filter(|(s, _)| class_of(**s) == class).map(|(_, n)| n).sum()
-    }
-
-    /// Requests that failed: no answer, or a 5xx.
-    pub fn failed(&self) -> u64 {
-        self.errors() + self.class_count(4)
-    }
-
-    /// Requests that had a logged status to compare with.
-    pub fn with_orig(&self) -> u64 {
-        self.matrix[..NO_STATUS].iter().flatten().sum()
-    }
-
-    /// Requests whose replayed status class does not [agree](agrees) with the logged one (no
-    /// answer counts as a class of its own).
-    pub fn mismatches(&self) -> u64 {
-        self.transitions.values().sum()
-    }
-}
-
 /// One time slice: enough for the over-time table and charts. Its histogram counts in `u32` (a
 /// slice never holds four billion requests): half the memory, which matters at hundreds of slices.
 #[derive(Debug, Clone)]
@@ -431,11 +246,11 @@ pub enum FoldError {
 /// All groups, folded from every row of every file.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
-    pub overall: Group,
-    pub routes: HashMap<String, Group<u32>>,
+    pub overall: Tally,
+    pub routes: HashMap<String, Tally<u32>>,
     /// Rows of routes first seen after [`ROUTES_TRACKED`] others.
-    pub untracked: Group<u32>,
-    pub filtered: Vec<(RouteGlob, Group)>,
+    pub untracked: Tally<u32>,
+    pub filtered: Vec<(RouteGlob, Tally)>,
     pub timeline: Timeline,
     pub files: Vec<FileFacts>,
     pub first_sent_ms: Option<i64>,
@@ -450,10 +265,10 @@ pub struct Aggregate {
 impl Aggregate {
     fn new(options: &FoldOptions) -> Aggregate {
         Aggregate {
-            overall: Group::default(),
+            overall: Tally::default(),
             routes: HashMap::new(),
-            untracked: Group::default(),
-            filtered: options.filters.iter().map(|g| (g.clone(), Group::default())).collect(),
+            untracked: Tally::default(),
+            filtered: options.filters.iter().map(|g| (g.clone(), Tally::default())).collect(),
             timeline: Timeline::new(options.interval),
             files: Vec::new(),
             first_sent_ms: None,
@@ -491,12 +306,12 @@ impl Aggregate {
         self.last_sent_ms = Some(self.last_sent_ms.map_or(row.sent_ms, |t| t.max(row.sent_ms)));
     }
 
-    fn route_group(&mut self, route: &str) -> &mut Group<u32> {
+    fn route_group(&mut self, route: &str) -> &mut Tally<u32> {
         if !self.routes.contains_key(route) {
             if self.routes.len() >= ROUTES_TRACKED {
                 return &mut self.untracked;
             }
-            self.routes.insert(route.to_string(), Group::default());
+            self.routes.insert(route.to_string(), Tally::default());
         }
         self.routes.get_mut(route).expect("inserted above")
     }
@@ -644,23 +459,5 @@ mod tests {
         assert_eq!(next_interval(5_000, true), 10_000);
         assert_eq!(next_interval(5_000, false), 10_000);
         assert_eq!(next_interval(3_000, false), 60_000);
-    }
-
-    #[test]
-    fn a_logged_304_agrees_with_a_replayed_2xx_and_nothing_else_crosses_classes() {
-        assert!(agrees(304, 1));
-        assert!(agrees(304, 2));
-        assert!(!agrees(301, 1));
-        assert!(!agrees(200, 4));
-        assert!(!agrees(200, NO_STATUS));
-        assert!(agrees(404, 3));
-    }
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(class_of(200), 1);
-        assert_eq!(class_of(599), 4);
-        assert_eq!(class_of(99), 5);
-        assert_eq!(class_of(600), 5);
     }
 }

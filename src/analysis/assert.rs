@@ -14,8 +14,9 @@
 use std::fmt;
 use std::ops::Range;
 
-use super::aggregate::{Aggregate, Group, NO_STATUS, class_of};
+use super::aggregate::Aggregate;
 use super::routes::RouteGlob;
+use crate::stats::{NO_STATUS, Tally, class_of};
 
 /// The error kinds the CSV's `error` column holds (see [`crate::send::outcome::ErrorKind`]).
 pub const ERROR_KINDS: [&str; 8] = ["timeout", "connect", "reset", "tls", "protocol", "aborted", "local", "other"];
@@ -449,7 +450,7 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
 
 /// One assertion over one group of requests sent over `seconds` (the group must already be the
 /// assertion's own: the whole run, or its `route:`). Also what `--abort-on` judges live.
-pub fn evaluate_group(a: &Assertion, g: &Group, seconds: f64, target_rate: Option<f64>) -> Verdict {
+pub fn evaluate_group(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> Verdict {
     let measured = if g.requests > 0 || a.metric == Metric::NotSent {
         measure(a, g, seconds, target_rate)
     } else {
@@ -480,7 +481,7 @@ fn threshold_value(t: Threshold) -> f64 {
 }
 
 /// (value in the metric's unit, how to show it, what to compare with the threshold).
-fn measure(a: &Assertion, g: &Group, seconds: f64, target_rate: Option<f64>) -> Result<(f64, String, f64), String> {
+fn measure(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> Result<(f64, String, f64), String> {
     let name = a.name.as_str();
     let count = |n: u64| Ok((n as f64, format!("{name} = {n}"), n as f64));
     let fraction = |k: u64, n: u64| {
@@ -522,7 +523,7 @@ fn measure(a: &Assertion, g: &Group, seconds: f64, target_rate: Option<f64>) -> 
     }
 }
 
-fn status_count(g: &Group, sel: StatusSel) -> u64 {
+fn status_count(g: &Tally, sel: StatusSel) -> u64 {
     match sel {
         StatusSel::Code(code) => g.statuses.get(&code).copied().unwrap_or(0),
         StatusSel::Class(c) => {
@@ -535,7 +536,7 @@ fn status_count(g: &Group, sel: StatusSel) -> u64 {
 
 fn measure_rate(
     a: &Assertion,
-    g: &Group,
+    g: &Tally,
     seconds: f64,
     target_rate: Option<f64>,
     name: &str,

@@ -8,12 +8,12 @@ use chrono::DateTime;
 use hdrhistogram::Counter;
 use serde::Serialize;
 
-use super::aggregate::{
-    Activity, Aggregate, CLASSES, Group, NO_STATUS, ORIG_CLASS_NAMES, REPLAYED_CLASS_NAMES, Slice, Timeline, class_of,
-};
+use super::aggregate::{Activity, Aggregate, Slice, Timeline};
 use super::assert::{Stat, Verdict};
 use crate::display::spreadsheet_time;
-use crate::stats::{LagSummary, Percentiles};
+use crate::stats::{
+    CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of,
+};
 
 /// Where the target rate comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -267,15 +267,15 @@ fn utc(ms: i64) -> String {
 }
 
 /// What hurts most first: failed requests, then status mismatches, then p99, then traffic.
-fn hurt_order(a: &(&String, &Group<u32>), b: &(&String, &Group<u32>)) -> std::cmp::Ordering {
-    let key = |g: &Group<u32>| (g.failed(), g.mismatches(), Stat::P99.of(&g.latency).unwrap_or(0.0), g.requests);
+fn hurt_order(a: &(&String, &Tally<u32>), b: &(&String, &Tally<u32>)) -> std::cmp::Ordering {
+    let key = |g: &Tally<u32>| (g.failed(), g.mismatches(), Stat::P99.of(&g.latency).unwrap_or(0.0), g.requests);
     let (ka, kb) = (key(a.1), key(b.1));
     kb.0.cmp(&ka.0).then(kb.1.cmp(&ka.1)).then(kb.2.total_cmp(&ka.2)).then(kb.3.cmp(&ka.3)).then(a.0.cmp(b.0))
 }
 
 fn route_table(agg: &Aggregate, max_routes: usize) -> RouteTable {
     let seconds = agg.seconds();
-    let mut routes: Vec<(&String, &Group<u32>)> = agg.routes.iter().collect();
+    let mut routes: Vec<(&String, &Tally<u32>)> = agg.routes.iter().collect();
     routes.sort_by(hurt_order);
     let shown_count = routes.len().min(max_routes);
     let mut other = agg.untracked.clone();
@@ -291,7 +291,7 @@ fn route_table(agg: &Aggregate, max_routes: usize) -> RouteTable {
     }
 }
 
-fn route_line<C: Counter>(name: &str, g: &Group<C>, seconds: f64) -> RouteLine {
+fn route_line<C: Counter>(name: &str, g: &Tally<C>, seconds: f64) -> RouteLine {
     RouteLine {
         route: name.to_string(),
         requests: g.requests,
@@ -311,7 +311,7 @@ fn class_counts(count: impl Fn(usize) -> u64) -> BTreeMap<String, u64> {
     (0..CLASSES).map(|c| (REPLAYED_CLASS_NAMES[c].to_string(), count(c))).filter(|(_, n)| *n > 0).collect()
 }
 
-fn status_matrix<C: Counter>(g: &Group<C>) -> StatusMatrix {
+fn status_matrix<C: Counter>(g: &Tally<C>) -> StatusMatrix {
     let rows: Vec<usize> = (0..CLASSES).filter(|&r| g.matrix[r].iter().sum::<u64>() > 0).collect();
     let cols: Vec<usize> = (0..CLASSES).filter(|&c| g.matrix.iter().map(|row| row[c]).sum::<u64>() > 0).collect();
     StatusMatrix {
@@ -324,7 +324,7 @@ fn status_matrix<C: Counter>(g: &Group<C>) -> StatusMatrix {
     }
 }
 
-fn differing_in_class<C: Counter>(g: &Group<C>, class: usize) -> u64 {
+fn differing_in_class<C: Counter>(g: &Tally<C>, class: usize) -> u64 {
     g.transitions.iter().filter(|((logged, _), _)| class_of(*logged) == class).map(|(_, n)| n).sum()
 }
 
@@ -336,7 +336,7 @@ fn mismatched_routes(agg: &Aggregate) -> Vec<MismatchLine> {
     lines
 }
 
-fn mismatch_line<C: Counter>(name: &str, g: &Group<C>) -> MismatchLine {
+fn mismatch_line<C: Counter>(name: &str, g: &Tally<C>) -> MismatchLine {
     let mut pairs: Vec<(&(u16, Option<u16>), &u64)> = g.transitions.iter().collect();
     pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     MismatchLine {

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::HEADER;
+use crate::results::{Answer, HEADER, NOT_SENT, Row};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -30,54 +30,6 @@ pub struct RowError {
     /// Fewer fields than the header: a row cut off mid-write (as a killed run leaves its last).
     #[serde(skip)]
     pub too_few_fields: bool,
-}
-
-/// What a request got back: a status, or an error kind instead of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer<'a> {
-    Status(u16),
-    Error(&'a str),
-}
-
-/// One request, as read from a row. Times are milliseconds since the Unix epoch (UTC); durations
-/// are microseconds, the CSV's precision.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Row<'a> {
-    pub seq: u64,
-    pub scheduled_ms: i64,
-    pub sent_ms: i64,
-    /// Negative when the request left early.
-    pub lag_us: i64,
-    pub method: &'a str,
-    /// As sent, with a spreadsheet-neutralising `'` removed.
-    pub url: &'a str,
-    pub orig_status: Option<u16>,
-    pub answer: Answer<'a>,
-    pub latency_us: u64,
-    pub bytes: u64,
-}
-
-/// The `error` of a request that never left (see [`crate::send::outcome::ErrorKind::NotSent`]).
-pub const NOT_SENT: &str = "not_sent";
-
-impl Row<'_> {
-    /// Latency is of answered requests only: a failure's time says how long it took to fail,
-    /// and an aborted request's only measures the drain timeout (the run's own statistics
-    /// leave them out the same way).
-    pub fn has_latency(&self) -> bool {
-        matches!(self.answer, Answer::Status(_))
-    }
-
-    /// Whether the request left at all (its planned time came, but scheduling may have stopped
-    /// before it could).
-    pub fn was_sent(&self) -> bool {
-        self.answer != Answer::Error(NOT_SENT)
-    }
-
-    /// From the planned send time to the end of the answer (coordinated omission corrected).
-    pub fn latency_from_schedule_us(&self) -> u64 {
-        (self.latency_us as i64 + self.lag_us).max(0) as u64
-    }
 }
 
 /// Where each column is in this file's rows.

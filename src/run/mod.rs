@@ -34,10 +34,9 @@ use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, sender};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
-use crate::sink::run_writer;
+use crate::sink::{Written, run_writer};
 use crate::source::LogReader;
 use crate::source::sniff::{SNIFF_LINES, resolve_format};
-use crate::stats::Stats;
 use summary::{Ending, Summary};
 
 /// Released requests that may wait for a free sender before the pacer itself waits.
@@ -91,7 +90,7 @@ pub struct Run {
     reader: JoinHandle<()>,
     /// The senders' runtime, which also runs the pacer; it returns the pacer's report.
     senders: JoinHandle<PacerReport>,
-    writer: JoinHandle<(Stats, Option<std::io::Error>)>,
+    writer: JoinHandle<(Written, Option<std::io::Error>)>,
     // Kept alive for the run's length when the target is the built-in mock.
     _mock: Option<sluice_mock::MockServer>,
 }
@@ -240,7 +239,7 @@ impl Run {
     /// Waits for the run to end and returns its summary.
     pub fn wait(self) -> Result<Summary, RunError> {
         let pacer = self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
-        let (stats, write_error) =
+        let (written, write_error) =
             self.writer.join().map_err(|_| RunError::Internal("the writer thread panicked".into()))?;
         // The reader may be blocked reading a terminal on stdin; its stats are in `shared` anyway.
         let reader_deadline = Instant::now() + Duration::from_secs(1);
@@ -278,7 +277,7 @@ impl Run {
             &self.format_name,
             &self.target_url,
             &pacer,
-            &stats,
+            &written,
             reader,
             ending,
             self.started,

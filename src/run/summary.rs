@@ -13,7 +13,8 @@ use crate::pace::PacerReport;
 use crate::plan::LogPosition;
 use crate::plan::reader::ReaderStats;
 use crate::send::outcome::FailureSample;
-use crate::stats::{LagSummary, Percentiles, Stats, counts};
+use crate::sink::Written;
+use crate::stats::{LagSummary, Percentiles, counts};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -67,12 +68,13 @@ impl Summary {
         format: &str,
         target: &str,
         pacer: &PacerReport,
-        stats: &Stats,
+        written: &Written,
         log: ReaderStats,
         ending: Ending,
         started: Instant,
     ) -> Summary {
         let span = pacer.span.as_secs_f64();
+        let tally = &written.tally;
         Summary {
             target: target.to_string(),
             format: format.to_string(),
@@ -81,23 +83,27 @@ impl Summary {
                 Rate::PerSecond(n) => Some(n),
                 Rate::Max => None,
             },
-            achieved_rate: if span > 0.0 { stats.sent() as f64 / span } else { 0.0 },
+            achieved_rate: if span > 0.0 { tally.requests as f64 / span } else { 0.0 },
             scheduling_seconds: span,
-            wall_seconds: stats.last_done.unwrap_or_else(Instant::now).saturating_duration_since(started).as_secs_f64(),
+            wall_seconds: written
+                .last_done
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(started)
+                .as_secs_f64(),
             stopped_by: pacer.reason,
             interrupted: ending.interrupted,
-            requests_sent: stats.sent(),
-            not_sent: stats.not_sent,
-            responses: stats.completed,
-            errors: stats.error_count(),
-            statuses: counts(&stats.statuses),
-            error_kinds: stats.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
+            requests_sent: tally.requests,
+            not_sent: tally.not_sent,
+            responses: tally.responses(),
+            errors: tally.errors(),
+            statuses: counts(&tally.statuses),
+            error_kinds: tally.errors.clone(),
             error_messages: ending.error_messages,
-            latency_ms: Percentiles::of(&stats.latency),
-            latency_from_schedule_ms: Percentiles::of(&stats.latency_from_schedule),
-            time_to_failure_ms: Percentiles::of(&stats.time_to_failure),
-            lag: LagSummary::of(&stats.lag, stats.earliest_us),
-            bytes_received: stats.bytes,
+            latency_ms: Percentiles::of(&tally.latency),
+            latency_from_schedule_ms: Percentiles::of(&tally.from_schedule),
+            time_to_failure_ms: Percentiles::of(&tally.time_to_failure),
+            lag: LagSummary::of(&tally.lag, tally.earliest_lag_us),
+            bytes_received: tally.bytes,
             replayed: pacer.replayed,
             log,
             aborted_by: ending.aborted_by,

@@ -2,7 +2,7 @@
 //! stopping it when one holds (k6's `abortOnFail`).
 //!
 //! A condition is any assertion expression (see [`crate::analysis::assert`]), measured from the
-//! same per-request figures `sluice report` folds ([`Group`]), so `p99 > 2s` means here what it
+//! same aggregator `sluice report` folds ([`Tally`]), so `p99 > 2s` means here what it
 //! means after the run. Without `for D` it is judged on every request so far; with `for D` on the
 //! requests that finished in the last `D`, once the run has been going for `D`. The window slides
 //! in steps of a tenth of `D` (at least a second), which keeps memory at eleven groups per
@@ -11,11 +11,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::analysis::aggregate::Group;
 use crate::analysis::assert::{Assertion, evaluate_group};
 use crate::analysis::routes::{Router, path_of};
-use crate::analysis::rows::{Answer, Row};
-use crate::send::outcome::Outcome;
+use crate::results::Row;
+use crate::stats::Tally;
 
 /// How often conditions are judged.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -57,9 +56,9 @@ impl AbortCondition {
 struct Watched {
     condition: AbortCondition,
     /// Everything so far (no window), or the current step of the window.
-    current: Group,
+    current: Tally,
     /// Finished steps of the window, newest last, at most [`STEPS`].
-    steps: VecDeque<Group>,
+    steps: VecDeque<Tally>,
     step: Duration,
     step_started: Instant,
 }
@@ -86,7 +85,7 @@ impl AbortWatch {
             .iter()
             .map(|c| Watched {
                 condition: c.clone(),
-                current: Group::default(),
+                current: Tally::default(),
                 steps: VecDeque::new(),
                 step: c.window.map_or(Duration::MAX, |w| (w / STEPS).max(Duration::from_secs(1))),
                 step_started: now,
@@ -102,27 +101,7 @@ impl AbortWatch {
         })
     }
 
-    pub fn record(&mut self, o: &Outcome) {
-        let Some(sent) = o.sent else { return };
-        let lag_us = match sent.checked_duration_since(o.scheduled) {
-            Some(late) => micros(late) as i64,
-            None => -(micros(o.scheduled.duration_since(sent)) as i64),
-        };
-        let row = Row {
-            seq: o.seq,
-            scheduled_ms: 0,
-            sent_ms: 0,
-            lag_us,
-            method: o.method.as_str(),
-            url: o.url.as_str(),
-            orig_status: o.orig_status,
-            answer: match o.result {
-                Ok(status) => Answer::Status(status),
-                Err(kind) => Answer::Error(kind.as_str()),
-            },
-            latency_us: micros(o.done.saturating_duration_since(sent)),
-            bytes: o.bytes,
-        };
+    pub fn record(&mut self, row: &Row<'_>) {
         let scoped = self.watched.iter().any(|w| w.condition.assertion.scope.is_some());
         if scoped {
             self.router.route_into(row.url, &mut self.route);
@@ -133,7 +112,7 @@ impl AbortWatch {
                 Some(glob) => glob.matches_request(path_of(row.url), &self.route),
             };
             if counts {
-                w.current.record(&row);
+                w.current.record(row);
             }
         }
     }
@@ -187,8 +166,4 @@ impl AbortWatch {
         }
         None
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u128::from(u64::MAX)) as u64
 }

@@ -27,6 +27,11 @@ impl WallClock {
         WallClock { instant: Instant::now(), wall: Utc::now() }
     }
 
+    /// `t` in milliseconds since the Unix epoch.
+    pub fn millis(&self, t: Instant) -> i64 {
+        self.at(t).timestamp_millis()
+    }
+
     pub fn at(&self, t: Instant) -> DateTime<Utc> {
         match t.checked_duration_since(self.instant) {
             Some(d) => self.wall + d,
@@ -228,6 +233,10 @@ impl CsvSink {
         })?;
         writer.write_record(None::<&[u8]>)?;
         Ok(())
+    }
+
+    pub fn clock(&self) -> WallClock {
+        self.clock
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::control::{LiveStats, RunControl, StopReason};
+use crate::results::{Answer, Row};
 use crate::send::outcome::Outcome;
-use crate::stats::Stats;
+use crate::stats::Tally;
 use abort::AbortWatch;
-use csv::CsvSink;
+use csv::{CsvSink, WallClock};
 use metrics::Metrics;
 
 /// How often buffered rows reach the file: a killed run loses at most this much.
@@ -32,8 +33,9 @@ pub(crate) fn run_writer(
     shared: Arc<RunControl>,
     metrics: Option<Arc<Metrics>>,
     mut abort: Option<AbortWatch>,
-) -> (Stats, Option<io::Error>) {
-    let mut stats = Stats::default();
+) -> (Written, Option<io::Error>) {
+    let mut written = Written::default();
+    let clock = sink.clock();
     let mut write_error = None;
     let mut last_flush = Instant::now();
     let mut last_publish = Instant::now();
@@ -49,9 +51,11 @@ pub(crate) fn run_writer(
                     {
                         fail(&mut write_error, e, &shared);
                     }
-                    stats.record(o);
+                    let row = row_of(o, &clock);
+                    written.tally.record(&row);
+                    written.last_done = Some(written.last_done.map_or(o.done, |d| d.max(o.done)));
                     if let Some(watch) = &mut abort {
-                        watch.record(o);
+                        watch.record(&row);
                     }
                 }
             }
@@ -67,7 +71,7 @@ pub(crate) fn run_writer(
             abort = None;
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
-            shared.publish(LiveStats::from(&stats));
+            shared.publish(LiveStats::from(&written.tally));
             last_publish = Instant::now();
         }
         if last_flush.elapsed() >= FLUSH_EVERY && write_error.is_none() {
@@ -86,8 +90,47 @@ pub(crate) fn run_writer(
         // Best effort: the disk that failed may fail this too; the summary names the first error.
         let _ = sink.cut_to_whole_rows();
     }
-    shared.publish(LiveStats::from(&stats));
-    (stats, write_error)
+    shared.publish(LiveStats::from(&written.tally));
+    (written, write_error)
+}
+
+/// What the writer folded: every request, and when the last one ended.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub tally: Tally,
+    pub last_done: Option<Instant>,
+}
+
+/// A request's outcome as a results row (what the CSV says of it), for the aggregator that
+/// `sluice report` also folds CSV rows into.
+fn row_of<'a>(o: &'a Outcome, clock: &WallClock) -> Row<'a> {
+    let micros = |d: std::time::Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+    let (sent_ms, lag_us, latency_us) = match o.sent {
+        Some(sent) => (
+            clock.millis(sent),
+            match sent.checked_duration_since(o.scheduled) {
+                Some(late) => micros(late) as i64,
+                None => -(micros(o.scheduled.duration_since(sent)) as i64),
+            },
+            micros(o.done.saturating_duration_since(sent)),
+        ),
+        None => (clock.millis(o.scheduled), 0, 0),
+    };
+    Row {
+        seq: o.seq,
+        scheduled_ms: clock.millis(o.scheduled),
+        sent_ms,
+        lag_us,
+        method: o.method.as_str(),
+        url: o.url.as_str(),
+        orig_status: o.orig_status,
+        answer: match o.result {
+            Ok(status) => Answer::Status(status),
+            Err(kind) => Answer::Error(kind.as_str()),
+        },
+        latency_us,
+        bytes: o.bytes,
+    }
 }
 
 fn fail(write_error: &mut Option<io::Error>, e: io::Error, shared: &RunControl) {

@@ -17,14 +17,16 @@ pub fn resolve_format(choice: &FormatChoice, reader: &mut LogReader) -> anyhow::
             // The sniff error says what it found; the hint of what to do is given once, here. A
             // log cut within its first lines has too few to recognise: that is said too.
             let sample = reader.prefetch(SNIFF_LINES)?;
-            if sample.is_empty() {
-                anyhow::bail!(
-                    "--format auto: no line to recognise at the start of the log (it is empty, or its first \
-                     lines are longer than --max-line-bytes and were skipped); name the format with --format"
-                );
-            }
-            let sniffed = Format::sniff(&sample);
+            let empty = sample.is_empty();
+            let sniffed = (!empty).then(|| Format::sniff(&sample));
             let cuts: String = reader.cuts().iter().map(|cut| format!("; {cut}")).collect();
+            let Some(sniffed) = sniffed else {
+                anyhow::bail!(
+                    "--format auto: no line to recognise at the start of the log (it is empty, cut short, or \
+                     its first lines are longer than --max-line-bytes and were skipped); name the format with \
+                     --format{cuts}"
+                );
+            };
             let format = sniffed.map_err(|e| {
                 anyhow::anyhow!(
                     "--format auto: {e}; name the format with --format: a preset ({}), 'nginx:<log_format>' or \

@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use super::svg::{self, Layer, Line, TimeAxis};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
-use crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
 use crate::analysis::assert::percent;
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
+use crate::stats::REPLAYED_CLASS_NAMES;
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

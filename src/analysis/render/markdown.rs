@@ -104,7 +104,7 @@ fn routes(t: &mut String, r: &Report) {
         return;
     }
     let lines: Vec<&RouteLine> = table_.shown.iter().chain(&table_.other).collect();
-    let order = crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
+    let order = crate::stats::REPLAYED_CLASS_NAMES;
     let classes: Vec<&str> =
         order.iter().copied().filter(|c| lines.iter().any(|l| l.classes.contains_key(*c))).collect();
     let _ = writeln!(

@@ -80,7 +80,7 @@ pub fn summary(r: &Report) -> String {
 
 /// Class columns present in any shown line, in class order.
 fn class_columns<'a>(lines: impl Iterator<Item = &'a RouteLine>) -> Vec<String> {
-    let order = crate::analysis::aggregate::REPLAYED_CLASS_NAMES;
+    let order = crate::stats::REPLAYED_CLASS_NAMES;
     let mut present: Vec<String> = Vec::new();
     for line in lines {
         for class in line.classes.keys() {
