@@ -176,7 +176,7 @@ struct Incoming {
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     ready: std::vec::IntoIter<ReplayRequest>,
     stop: CancellationToken,
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
 }
 
 impl Incoming {
@@ -192,7 +192,7 @@ impl Incoming {
                 }
             },
         };
-        self.shared.read_ahead.give_back(footprint(&req));
+        self.control.read_ahead.give_back(footprint(&req));
         Some(req)
     }
 }
@@ -200,7 +200,7 @@ impl Incoming {
 impl Drop for Incoming {
     /// The pacer has ended: a reader waiting for budget must not wait for ever.
     fn drop(&mut self) {
-        self.shared.read_ahead.close();
+        self.control.read_ahead.close();
     }
 }
 
@@ -213,10 +213,10 @@ pub(crate) async fn run_pacer(
     queue: async_channel::Receiver<Vec<ReplayRequest>>,
     work: async_channel::Sender<Job>,
     outcomes: Arc<OutcomeBuffer>,
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
 ) -> PacerReport {
-    let stop = shared.stop_token();
-    let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone(), shared: shared.clone() };
+    let stop = control.stop_token();
+    let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone(), control: control.clone() };
     let timer = PreciseTimer::new();
     let mut replayed = LogPosition::default();
     let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason, replayed: LogPosition| {
@@ -226,32 +226,32 @@ pub(crate) async fn run_pacer(
         };
         PacerReport { released: pacer.released(), t0, span, reason, replayed }
     };
-    let stopped = |shared: &RunControl| match shared.stop_reason() {
+    let stopped = |control: &RunControl| match control.stop_reason() {
         Some(reason) => reason,
-        None if shared.is_stopping() => StopReason::Cancelled,
+        None if control.is_stopping() => StopReason::Cancelled,
         None => StopReason::EndOfLog,
     };
 
     // T0 is when the first request is ready, so start-up (opening files, sniffing) is not lag.
     let Some(first) = incoming.next().await else {
-        return report(&pacer, None, stopped(&shared), replayed);
+        return report(&pacer, None, stopped(&control), replayed);
     };
     let t0 = Instant::now();
-    shared.set_t0(t0);
+    control.set_t0(t0);
     // The end of the duration also reaches a pacer blocked on busy senders: the stop closes the
     // hand-off, so the run ends at `duration + drain timeout` whatever the target does.
     let _deadline_guard = deadline.map(|d| {
-        let shared = shared.clone();
+        let control = control.clone();
         AbortOnDrop(tokio::spawn(async move {
             tokio::time::sleep_until((t0 + d).into()).await;
-            shared.stop_because(StopReason::Deadline);
+            control.stop_because(StopReason::Deadline);
         }))
     });
     let mut pending = Some(first);
     let mut last_release = Duration::ZERO;
     loop {
-        if shared.is_stopping() {
-            return report(&pacer, Some(t0), stopped(&shared), replayed);
+        if control.is_stopping() {
+            return report(&pacer, Some(t0), stopped(&control), replayed);
         }
         let elapsed = t0.elapsed();
         if let Some(d) = deadline
@@ -260,7 +260,7 @@ pub(crate) async fn run_pacer(
             // Past the end: what was released but not yet taken by a sender is not sent. (When
             // only the next slot is past it, the released requests may still leave in time.)
             if elapsed >= d {
-                shared.stop_because(StopReason::Deadline);
+                control.stop_because(StopReason::Deadline);
             }
             return report(&pacer, Some(t0), StopReason::Deadline, replayed);
         }
@@ -270,7 +270,7 @@ pub(crate) async fn run_pacer(
                 let wake = deadline.map_or(at, |d| at.min(d));
                 tokio::select! {
                     biased;
-                    _ = stop.cancelled() => return report(&pacer, Some(t0), stopped(&shared), replayed),
+                    _ = stop.cancelled() => return report(&pacer, Some(t0), stopped(&control), replayed),
                     _ = timer.sleep_until(t0 + wake) => {}
                 }
             }
@@ -301,7 +301,7 @@ pub(crate) async fn run_pacer(
                         None => false,
                     };
                     if !handed {
-                        let reason = stopped(&shared);
+                        let reason = stopped(&control);
                         // Only the requests actually handed over count as released.
                         let mut r = report(&pacer, Some(t0), reason, replayed);
                         r.released = seq_in_plan;

@@ -70,14 +70,14 @@ pub(crate) fn read_log(
     format: Format,
     mut planner: Planner,
     queue: async_channel::Sender<Vec<ReplayRequest>>,
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
     looping: bool,
     limit: Option<BadLineLimit>,
 ) {
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
     let mut stats = ReaderStats::default();
     let publish = |stats: &ReaderStats, planner: &Planner| {
-        let mut s = shared.reader.lock().expect("not poisoned");
+        let mut s = control.reader.lock().expect("not poisoned");
         *s = stats.clone();
         s.plan = planner.stats.clone();
     };
@@ -88,7 +88,7 @@ pub(crate) fn read_log(
     'passes: loop {
         let mut produced = 0u64;
         loop {
-            if shared.is_stopping() {
+            if control.is_stopping() {
                 break 'passes;
             }
             let line = match reader.next_line() {
@@ -96,7 +96,7 @@ pub(crate) fn read_log(
                 Ok(None) => break,
                 Err(e) => {
                     stats.fatal = Some(e.to_string());
-                    shared.stop();
+                    control.stop();
                     break 'passes;
                 }
             };
@@ -118,12 +118,12 @@ pub(crate) fn read_log(
                         req.position = position;
                         produced += 1;
                         let size = footprint(&req);
-                        if !shared.read_ahead.try_take(size) {
+                        if !control.read_ahead.try_take(size) {
                             // Hand over what this thread holds before waiting: the pacer can only
                             // give back what it has received.
                             let held = std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK));
                             if (!held.is_empty() && queue.send_blocking(held).is_err())
-                                || !shared.read_ahead.take_blocking(size)
+                                || !control.read_ahead.take_blocking(size)
                             {
                                 break 'passes; // the pacer has stopped
                             }
@@ -148,7 +148,7 @@ pub(crate) fn read_log(
                     }
                     if let Some(why) = bad_line_limit_exceeded(limit, &stats) {
                         stats.fatal = Some(format!("stopped at {where_}: {why}"));
-                        shared.stop();
+                        control.stop();
                         break 'passes;
                     }
                     publish(&stats, &planner);
@@ -175,7 +175,7 @@ pub(crate) fn read_log(
         position.passes += 1;
     }
     stats.incomplete = reader.cuts().to_vec();
-    let mut s = shared.reader.lock().expect("not poisoned");
+    let mut s = control.reader.lock().expect("not poisoned");
     *s = stats;
     s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());
 }

@@ -30,12 +30,12 @@ const DRY_RUN_SHOWN: usize = 20;
 /// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
 pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
     let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
-    let shared = Arc::new(RunControl::new(None, true));
+    let control = Arc::new(RunControl::new(None, true));
     let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
     let thread = spawn("sluice-reader", {
-        let (shared, limit, format) = (shared.clone(), config.max_bad_lines, format.clone());
-        move || read_log(reader, format, planner, queue_tx, shared, false, limit)
+        let (control, limit, format) = (control.clone(), config.max_bad_lines, format.clone());
+        move || read_log(reader, format, planner, queue_tx, control, false, limit)
     })?;
     let mut report = DryRun {
         format: format.name().to_string(),
@@ -47,7 +47,7 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         log: ReaderStats::default(),
     };
     for req in std::iter::from_fn(|| queue_rx.recv_blocking().ok()).flatten() {
-        shared.read_ahead.give_back(footprint(&req));
+        control.read_ahead.give_back(footprint(&req));
         report.requests += 1;
         *report.by_method.entry(req.method.to_string()).or_default() += 1;
         let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
@@ -64,7 +64,7 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         }
     }
     thread.join().map_err(|_| RunError::Internal("the reader thread panicked".into()))?;
-    report.log = shared.reader.lock().expect("not poisoned").clone();
+    report.log = control.reader.lock().expect("not poisoned").clone();
     if let Some(fatal) = &report.log.fatal {
         return Err(RunError::Input(fatal.clone()));
     }

@@ -60,19 +60,19 @@ pub enum RunError {
 /// progress displays, the daemon's API) while another thread waits for the summary.
 #[derive(Clone)]
 pub struct RunHandle {
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
     cancelled: Arc<AtomicBool>,
 }
 
 impl RunHandle {
     pub fn progress(&self) -> Progress {
-        self.shared.progress()
+        self.control.progress()
     }
 
     /// Stops scheduling; requests in flight finish (up to the drain timeout), then `wait` returns.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
-        self.shared.stop();
+        self.control.stop();
     }
 
     fn was_cancelled(&self) -> bool {
@@ -111,13 +111,13 @@ impl Run {
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
 
-        let shared = Arc::new(RunControl::new(config.duration, config.rate != Rate::Max));
+        let control = Arc::new(RunControl::new(config.duration, config.rate != Rate::Max));
         let (queue_tx, queue_rx) =
             async_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
         // Released requests wait here for a free sender. Lag is measured when a request actually
         // leaves, and on a stop whatever is still waiting here is dropped unsent.
         let (jobs_tx, jobs_rx) = async_channel::bounded::<Job>(RELEASED_CAPACITY.max(config.batch as usize));
-        shared.on_stop({
+        control.on_stop({
             let jobs = jobs_rx.clone();
             move || {
                 jobs.close();
@@ -127,9 +127,9 @@ impl Run {
 
         let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
-            let (shared, looping, limit) = (shared.clone(), config.looping, config.max_bad_lines);
+            let (control, looping, limit) = (control.clone(), config.looping, config.max_bad_lines);
             let format = format.clone();
-            move || read_log(reader, format, planner, queue_tx, shared, looping, limit)
+            move || read_log(reader, format, planner, queue_tx, control, looping, limit)
         })?;
         let target_rate = match config.rate {
             Rate::PerSecond(n) => Some(n),
@@ -137,8 +137,8 @@ impl Run {
         };
         let abort = AbortWatch::new(&config.abort_on, target_rate);
         let writer = spawn("sluice-writer", {
-            let shared = shared.clone();
-            move || run_writer(sink, outcomes_rx, shared, metrics, abort)
+            let control = control.clone();
+            move || run_writer(sink, outcomes_rx, control, metrics, abort)
         })?;
         let schedule = match config.rate {
             Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),
@@ -151,8 +151,8 @@ impl Run {
         }
         .map_err(|e| RunError::Internal(format!("cannot start the async runtime: {e}")))?;
         let senders = spawn("sluice-senders", {
-            let (shared, concurrency, drain, deadline) =
-                (shared.clone(), config.concurrency, config.drain_timeout, config.duration);
+            let (control, concurrency, drain, deadline) =
+                (control.clone(), config.concurrency, config.drain_timeout, config.duration);
             move || {
                 runtime.block_on(async move {
                     let abort = CancellationToken::new();
@@ -160,7 +160,7 @@ impl Run {
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
                         let (transport, jobs, outcomes) = (transport.clone(), jobs_rx.clone(), outcomes.clone());
-                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), shared.clone()));
+                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), control.clone()));
                     }
                     drop(jobs_rx);
                     let flusher = tokio::spawn({
@@ -181,7 +181,7 @@ impl Run {
                         queue_rx,
                         jobs_tx,
                         outcomes.clone(),
-                        shared,
+                        control,
                     ));
                     let report = pacer.await;
                     let drained =
@@ -198,7 +198,7 @@ impl Run {
             }
         })?;
         Ok(Run {
-            handle: RunHandle { shared, cancelled: Arc::new(AtomicBool::new(false)) },
+            handle: RunHandle { control, cancelled: Arc::new(AtomicBool::new(false)) },
             format_name: format.name().to_string(),
             target_url: target.to_string(),
             config,
@@ -241,12 +241,12 @@ impl Run {
         let pacer = self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
         let (written, write_error) =
             self.writer.join().map_err(|_| RunError::Internal("the writer thread panicked".into()))?;
-        // The reader may be blocked reading a terminal on stdin; its stats are in `shared` anyway.
+        // The reader may be blocked reading a terminal on stdin; its stats are in `control` anyway.
         let reader_deadline = Instant::now() + Duration::from_secs(1);
         while !self.reader.is_finished() && Instant::now() < reader_deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let reader = self.handle.shared.reader.lock().expect("not poisoned").clone();
+        let reader = self.handle.control.reader.lock().expect("not poisoned").clone();
         let cancelled = self.handle.was_cancelled();
         if pacer.released == 0 && !cancelled && write_error.is_none() {
             let _ = std::fs::remove_file(&self.config.out);
@@ -268,8 +268,8 @@ impl Run {
         }
         let ending = Ending {
             interrupted: cancelled && pacer.reason == StopReason::Cancelled,
-            error_messages: self.handle.shared.failures.snapshot(),
-            aborted_by: self.handle.shared.aborted_by.lock().expect("not poisoned").clone(),
+            error_messages: self.handle.control.failures.snapshot(),
+            aborted_by: self.handle.control.aborted_by.lock().expect("not poisoned").clone(),
             output_error: write_error.map(|e| e.to_string()),
         };
         Ok(Summary::build(

@@ -112,7 +112,7 @@ pub(crate) async fn sender(
     jobs: async_channel::Receiver<Job>,
     outcomes: Arc<OutcomeBuffer>,
     abort: CancellationToken,
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
 ) {
     let mut connection = Connection::default();
     // Registered once per sender, not once per request: the token's waiter list is behind a lock.
@@ -121,15 +121,15 @@ pub(crate) async fn sender(
     let mut aborted = false;
     while let Ok(Job { req, scheduled }) = jobs.recv().await {
         let now = Instant::now();
-        if aborted || !shared.may_send(now) {
+        if aborted || !control.may_send(now) {
             // At --rate max nothing was planned for a time: a request still waiting for a sender
             // was only read ahead, and is dropped like the rest of the read-ahead.
-            if shared.is_paced() {
+            if control.is_paced() {
                 outcomes.push(Outcome::not_sent(req, scheduled));
             }
             continue;
         }
-        shared.count_sent();
+        control.count_sent();
         let (result, bytes) = tokio::select! {
             biased;
             _ = &mut cancelled => {
@@ -140,7 +140,7 @@ pub(crate) async fn sender(
             r = transport.send(&mut connection, &req) => r,
         };
         let result = result.map_err(|failure| {
-            shared.failures.record(&failure);
+            control.failures.record(&failure);
             failure.kind
         });
         outcomes.push(Outcome::of(req, scheduled, Some(now), result, bytes));

@@ -30,7 +30,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 pub(crate) fn run_writer(
     mut sink: CsvSink,
     outcomes: Receiver<Vec<Outcome>>,
-    shared: Arc<RunControl>,
+    control: Arc<RunControl>,
     metrics: Option<Arc<Metrics>>,
     mut abort: Option<AbortWatch>,
 ) -> (Written, Option<io::Error>) {
@@ -49,7 +49,7 @@ pub(crate) fn run_writer(
                     if write_error.is_none()
                         && let Err(e) = sink.write(o)
                     {
-                        fail(&mut write_error, e, &shared);
+                        fail(&mut write_error, e, &control);
                     }
                     let row = row_of(o, &clock);
                     written.tally.record(&row);
@@ -63,20 +63,20 @@ pub(crate) fn run_writer(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if let Some(watch) = &mut abort
-            && let Some(condition) = watch.check(Instant::now(), shared.t0())
+            && let Some(condition) = watch.check(Instant::now(), control.t0())
         {
-            *shared.aborted_by.lock().expect("not poisoned") = Some(condition);
-            shared.stop_because(StopReason::AbortCondition);
+            *control.aborted_by.lock().expect("not poisoned") = Some(condition);
+            control.stop_because(StopReason::AbortCondition);
             // Judged once: the drain that follows must not overwrite what stopped the run.
             abort = None;
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
-            shared.publish(LiveStats::from(&written.tally));
+            control.publish(LiveStats::from(&written.tally));
             last_publish = Instant::now();
         }
         if last_flush.elapsed() >= FLUSH_EVERY && write_error.is_none() {
             if let Err(e) = sink.flush() {
-                fail(&mut write_error, e, &shared);
+                fail(&mut write_error, e, &control);
             }
             last_flush = Instant::now();
         }
@@ -84,13 +84,13 @@ pub(crate) fn run_writer(
     if write_error.is_none()
         && let Err(e) = sink.flush()
     {
-        fail(&mut write_error, e, &shared);
+        fail(&mut write_error, e, &control);
     }
     if write_error.is_some() {
         // Best effort: the disk that failed may fail this too; the summary names the first error.
         let _ = sink.cut_to_whole_rows();
     }
-    shared.publish(LiveStats::from(&written.tally));
+    control.publish(LiveStats::from(&written.tally));
     (written, write_error)
 }
 
@@ -133,7 +133,7 @@ fn row_of<'a>(o: &'a Outcome, clock: &WallClock) -> Row<'a> {
     }
 }
 
-fn fail(write_error: &mut Option<io::Error>, e: io::Error, shared: &RunControl) {
-    shared.stop_because(StopReason::OutputError);
+fn fail(write_error: &mut Option<io::Error>, e: io::Error, control: &RunControl) {
+    control.stop_because(StopReason::OutputError);
     *write_error = Some(e);
 }
