@@ -43,6 +43,9 @@ impl Connection {
     }
 }
 
+/// A sender's request-head buffer is kept between requests up to this size.
+const KEEP_HEAD_BYTES: usize = 64 * 1024;
+
 /// What one request got: its status or why there is none, and the body bytes received.
 pub type Sent = (Result<u16, Failure>, u64);
 
@@ -131,6 +134,11 @@ impl Direct {
         // After any failure the connection's state is unknown: the next request gets a new one.
         if outcome.0.is_err() {
             conn.open = None;
+        }
+        // A head grown by one very long logged target or header is not kept for every later
+        // request: at --concurrency 64 that would hold megabytes per sender for the whole run.
+        if conn.head.capacity() > KEEP_HEAD_BYTES {
+            conn.head = Vec::new();
         }
         outcome
     }
