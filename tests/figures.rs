@@ -19,6 +19,22 @@ fn sluice() -> Command {
     Command::cargo_bin("sluice").unwrap()
 }
 
+/// `sluice replay fixtures/demo-access.log ARGS --progress never --out OUT`, as a user runs it,
+/// bounded to a minute: its exit code and what it wrote to stderr.
+fn replay_demo(args: &[&str], out: &Path) -> (Option<i32>, String) {
+    let run = sluice()
+        .arg("replay")
+        .arg(fixture("demo-access.log"))
+        .args(args)
+        .args(["--progress", "never"])
+        .arg("--out")
+        .arg(out)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (run.status.code(), String::from_utf8_lossy(&run.stderr).into_owned())
+}
+
 fn read_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     csv_rows(&std::fs::read(path).expect("the CSV exists"))
 }
@@ -105,16 +121,20 @@ fn a_run_where_nothing_answered_fails_its_latency_gate_and_exits_4() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
     let port = closed_port();
-    let run = sluice()
-        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "100", "--duration", "1500ms"])
-        .args(["--target", &format!("http://127.0.0.1:{port}"), "--progress", "never", "--assert", "p99 < 250ms"])
-        .arg("--out")
-        .arg(&out)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(4), "nothing answered is its own exit: {stderr}");
+    let (code, stderr) = replay_demo(
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "1500ms",
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--assert",
+            "p99 < 250ms",
+        ],
+        &out,
+    );
+    assert_eq!(code, Some(4), "nothing answered is its own exit: {stderr}");
     assert!(stderr.contains("latency    none: no request got an answer"), "{stderr}");
     assert!(stderr.contains("FAIL  p99 < 250ms  no answered request"), "{stderr}");
     assert!(
@@ -134,22 +154,29 @@ fn a_hanging_target_ends_the_run_by_duration_plus_drain_and_unsent_requests_are_
     let dir = tempfile::tempdir().unwrap();
     let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
     let started = Instant::now();
-    let run = sluice()
-        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "200", "--duration", "3s"])
-        .args(["--drain-timeout", "2s", "--timeout", "30s", "--concurrency", "16", "--progress", "never"])
-        .args(["--target", &format!("http://{addr}")])
-        .arg("--out")
-        .arg(&out)
-        .arg("--summary-json")
-        .arg(&json)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let (code, stderr) = replay_demo(
+        &[
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--drain-timeout",
+            "2s",
+            "--timeout",
+            "30s",
+            "--concurrency",
+            "16",
+            "--target",
+            &format!("http://{addr}"),
+            "--summary-json",
+            json.to_str().unwrap(),
+        ],
+        &out,
+    );
     let took = started.elapsed();
-    let stderr = String::from_utf8_lossy(&run.stderr);
     // 3 s + 2 s of drain, plus start-up and a loaded machine's slack; the bug took the full 30 s timeout.
     assert!(took < Duration::from_secs(15), "took {took:?}: {stderr}");
-    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert_eq!(code, Some(4), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = read_rows(&out);
     let sent = summary["requests_sent"].as_u64().unwrap();
@@ -180,17 +207,23 @@ fn bytes_of_a_response_cut_off_by_a_timeout_or_a_reset_are_counted() {
         let addr = dribbling_target(1_000_000, reset);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r.csv");
-        let run = sluice()
-            .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "2", "--duration", "1s"])
-            .args(["--timeout", "1s", "--drain-timeout", "5s", "--progress", "never"])
-            .args(["--target", &format!("http://{addr}")])
-            .arg("--out")
-            .arg(&out)
-            .timeout(Duration::from_secs(60))
-            .output()
-            .unwrap();
+        let (_, stderr) = replay_demo(
+            &[
+                "--rate",
+                "2",
+                "--duration",
+                "1s",
+                "--timeout",
+                "1s",
+                "--drain-timeout",
+                "5s",
+                "--target",
+                &format!("http://{addr}"),
+            ],
+            &out,
+        );
         let rows = read_rows(&out);
-        assert!(!rows.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(!rows.is_empty(), "{stderr}");
         for row in &rows {
             assert_eq!(row["error"], kind, "{row:?}");
             let bytes: u64 = row["bytes"].parse().unwrap();
@@ -208,17 +241,22 @@ fn an_abort_condition_stops_the_run_early_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
     let started = Instant::now();
-    let run = sluice()
-        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "100", "--duration", "30s"])
-        .args(["--abort-on", "error_rate > 50% for 2s", "--abort-on", "p99 > 600s", "--progress", "never"])
-        .args(["--target", &server.url()])
-        .arg("--out")
-        .arg(&out)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = replay_demo(
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "30s",
+            "--abort-on",
+            "error_rate > 50% for 2s",
+            "--abort-on",
+            "p99 > 600s",
+            "--target",
+            &server.url(),
+        ],
+        &out,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20), "stopped long before the 30 s duration: {stderr}");
     assert!(stderr.contains("aborted by --abort-on"), "{stderr}");
     assert!(stderr.contains("aborted    --abort-on error_rate > 50% for 2s: error_rate = "), "{stderr}");
@@ -241,16 +279,11 @@ fn the_summary_counts_what_was_replayed_apart_from_what_was_read_ahead() {
     let dir = tempfile::tempdir().unwrap();
     for capacity in ["8192", "16"] {
         let out = dir.path().join(format!("r{capacity}.csv"));
-        let run = sluice()
-            .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "10", "--duration", "2s"])
-            .args(["--queue-capacity", capacity, "--progress", "never", "--target", &server.url()])
-            .arg("--out")
-            .arg(&out)
-            .timeout(Duration::from_secs(60))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert_eq!(run.status.code(), Some(0), "{stderr}");
+        let (code, stderr) = replay_demo(
+            &["--rate", "10", "--duration", "2s", "--queue-capacity", capacity, "--target", &server.url()],
+            &out,
+        );
+        assert_eq!(code, Some(0), "{stderr}");
         assert!(stderr.contains("requests   20 sent"), "{stderr}");
         // The demo log's first 20 lines are all replayable GETs: 20 lines replayed, whatever was read ahead.
         assert!(stderr.contains("replayed   20 log lines, up to the last planned request: 0 unreadable"), "{stderr}");
@@ -267,15 +300,8 @@ fn the_summary_and_the_report_round_shares_alike() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.csv");
-    let run = sluice()
-        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--rate", "400", "--once"])
-        .args(["--progress", "never", "--target", &server.url()])
-        .arg("--out")
-        .arg(&out)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let (code, stderr) = replay_demo(&["--rate", "400", "--once", "--target", &server.url()], &out);
+    assert_eq!(code, Some(0), "{stderr}");
     let statuses = |text: &str| text.lines().find(|l| l.starts_with("  statuses")).map(str::to_string).unwrap();
     let report = sluice().args(["report", out.to_str().unwrap()]).output().unwrap();
     assert_eq!(statuses(&stderr), statuses(&String::from_utf8_lossy(&report.stdout)));
