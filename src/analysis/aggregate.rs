@@ -27,7 +27,7 @@ const BAD_ROW_EXAMPLES: usize = 10;
 #[derive(Debug, Clone)]
 pub struct Slice {
     pub sent: u64,
-    /// By replayed class, as in [`REPLAYED_CLASS_NAMES`].
+    /// By replayed class, as in [`crate::stats::REPLAYED_CLASS_NAMES`].
     pub classes: [u64; CLASSES],
     pub latency: Histogram<u32>,
     pub lag_max_us: i64,

@@ -79,7 +79,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<Exit> {
 
 /// Serves the daemon's API on `listener` until `shutdown` resolves, then refuses new work,
 /// drains the running runs (they end `interrupted`; queued and scheduled runs stay for the next
-/// daemon), and returns once their CSVs are flushed and open connections had [`HTTP_GRACE`] to
+/// daemon), and returns once their CSVs are flushed and open connections had `HTTP_GRACE` to
 /// finish. What `shutdown` resolves to says what asked for it (`SIGTERM`), for the log.
 ///
 /// Runs on the caller's tokio runtime (it needs the blocking pool and timers). Refuses a

@@ -99,7 +99,7 @@ struct DaemonFile {
 /// Everything the daemon needs, checked.
 #[derive(Debug)]
 pub struct DaemonConfig {
-    /// Where `sluice daemon` listens; [`serve`] serves whatever listener it is given.
+    /// Where `sluice daemon` listens; [`super::serve`] serves whatever listener it is given.
     pub listen: SocketAddr,
     pub paths: Paths,
     pub token: Option<(Token, TokenSource)>,
