@@ -53,6 +53,22 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// `1ms`, `90s`, `10m`, `1h`, `30d`: a duration in the largest unit that writes it whole, as a
+/// user writes it on the command line (and as the duration grammar reads it back).
+pub fn compact_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    match d.as_secs() {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// `999 B`, `1.5 kB`, `2.3 MB`, `1.20 GB`.
 pub fn human_bytes(n: u64) -> String {
     match n {

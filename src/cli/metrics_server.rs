@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use crate::exit::UsageError;
+use crate::pace::schedule::Shape;
 use crate::run::RunHandle;
 use crate::sink::metrics::{Metrics, RunGauges};
 
@@ -29,7 +30,7 @@ impl MetricsServer {
     }
 
     /// Serves `metrics` with gauges read from `handle` until dropped.
-    pub fn serve(&mut self, metrics: Arc<Metrics>, handle: RunHandle, target_rate: f64) -> std::io::Result<()> {
+    pub fn serve(&mut self, metrics: Arc<Metrics>, handle: RunHandle, shape: Shape) -> std::io::Result<()> {
         let listener = self.listener.take().expect("serve is called once");
         listener.set_nonblocking(true)?;
         let stop = self.stop.clone();
@@ -40,12 +41,12 @@ impl MetricsServer {
                 let app = axum::Router::new().route(
                     "/metrics",
                     axum::routing::get(move || {
-                        let (metrics, handle) = (metrics.clone(), handle.clone());
+                        let (metrics, handle, shape) = (metrics.clone(), handle.clone(), shape.clone());
                         async move {
                             let p = handle.progress();
                             let gauges = RunGauges {
                                 inflight: p.sent.saturating_sub(p.live.completed + p.live.errors),
-                                target_rate,
+                                target_rate: shape.rate_at(p.elapsed),
                                 ..RunGauges::default()
                             };
                             (

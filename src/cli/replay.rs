@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::cli::progress::ProgressDisplay;
 use crate::config::ReplayOptions;
-use crate::config::{FormatChoice, Rate, ReplayConfig};
+use crate::config::{FormatChoice, ReplayConfig};
 use crate::exit::Exit;
 use crate::run::summary::Summary;
 use crate::run::{DryRun, Run};
@@ -16,7 +16,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     let config = ReplayConfig::from_args(args).map_err(crate::exit::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
     let checks = crate::cli::report::ReplayChecks::from_args(args)?;
-    checks.check_against(config.rate)?;
+    checks.check_against(&config.shape)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::exit::run_error)?;
         if matches!(config.format, FormatChoice::Auto) {
@@ -35,11 +35,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     }
     let c = run.config();
     if let (Some(server), Some(metrics)) = (&mut metrics_server, metrics) {
-        let rate = match c.rate {
-            Rate::PerSecond(n) => n,
-            Rate::Max => 0.0,
-        };
-        server.serve(metrics, run.handle(), rate)?;
+        server.serve(metrics, run.handle(), c.shape.clone())?;
         eprintln!("sluice: metrics on http://{}/metrics while the run lasts", server.addr());
     }
     eprintln!(
@@ -47,10 +43,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         c.inputs.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
         run.format_name(),
         run.target_url(),
-        match c.rate {
-            Rate::PerSecond(n) => format!("{n}/s"),
-            Rate::Max => "max rate".into(),
-        },
+        c.shape.describe(),
         match (c.duration, c.looping) {
             (Some(d), true) => format!(" for {}", crate::display::human_duration(d)),
             (Some(d), false) => format!(" once, for at most {}", crate::display::human_duration(d)),
@@ -72,7 +65,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     )?;
     let progress = ProgressDisplay::start(c.progress, handle, c.duration);
     let summary_json = c.summary_json.clone();
-    let (csv, rate) = (c.out.clone(), c.rate);
+    let (csv, shape) = (c.out.clone(), c.shape.clone());
     let result = run.wait();
     progress.finish();
     drop(shutdown);
@@ -83,7 +76,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         write_summary_json(&summary, &path)?;
     }
     // The report reads the CSV the run has just flushed; an interrupted run still gets it.
-    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, rate)) {
+    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape)) {
         None => (true, false),
         Some(Ok(passed)) => (passed, false),
         Some(Err(e)) => {
@@ -118,6 +111,7 @@ fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -
 
 fn dry_run_text(r: &DryRun) -> String {
     let mut t = format!("sluice replay --dry-run: nothing was sent — {} → {}\n", r.format, r.target);
+    t += &format!("  plan       {}\n", r.plan);
     t += &format!("  would send {} requests in one pass of the log; the first {}:\n", r.requests, r.first.len());
     for req in &r.first {
         t += &format!("    {req}\n");

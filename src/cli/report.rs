@@ -13,6 +13,7 @@ use crate::config::options::load_config_file;
 use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
+use crate::pace::schedule::Shape;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let settings = settings_from(args)?;
@@ -128,20 +129,24 @@ impl ReplayChecks {
     }
 
     /// Refuses, before anything is sent, an assertion the run could never pass.
-    pub fn check_against(&self, rate: Rate) -> Result<(), UsageError> {
+    pub fn check_against(&self, shape: &Shape) -> Result<(), UsageError> {
         let of_target =
             self.assertions.iter().find(|a| matches!(a.threshold, analysis::assert::Threshold::OfTarget(_)));
-        match (rate, of_target) {
-            (Rate::Max, Some(a)) => Err(UsageError(format!("--assert '{}': --rate max has no target rate", a.text))),
+        match (shape, of_target) {
+            (Shape::Unpaced, Some(a)) => {
+                Err(UsageError(format!("--assert '{}': --rate max has no target rate", a.text)))
+            }
             _ => Ok(()),
         }
     }
 
     /// Reports on the finished run's CSV on stderr; returns whether every assertion passed.
-    pub fn run(&self, csv: &Path, rate: Rate) -> Result<bool, UsageError> {
-        let target = match rate {
-            Rate::PerSecond(n) => TargetRate::Given(n),
-            Rate::Max => TargetRate::None,
+    pub fn run(&self, csv: &Path, shape: &Shape) -> Result<bool, UsageError> {
+        // A plan without one steady rate is read back from `scheduled_at`.
+        let target = match (shape, shape.steady_rate()) {
+            (Shape::Unpaced, _) => TargetRate::None,
+            (_, Some(n)) => TargetRate::Given(n),
+            (_, None) => TargetRate::Infer,
         };
         let settings = Settings {
             report: ReportOptions { target, ..ReportOptions::default() },

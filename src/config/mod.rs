@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use sluice_parsers::Format;
 
+use crate::display::compact_duration;
 use crate::duration::parse_duration;
+use crate::pace::schedule::{Arrivals, RateCurve, Shape, parse_stages};
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
@@ -42,6 +44,9 @@ const BATCH: RangeInclusive<u32> = 1..=10_000;
 /// The queue is also bounded in bytes (`crate::plan::read_ahead`); this bounds its slots.
 const QUEUE_CAPACITY: RangeInclusive<usize> = 1..=1_000_000;
 const THREADS: RangeInclusive<usize> = 1..=256;
+/// `--speed`: from a thousandth (a minute of log over 16 hours) to a thousand times as logged.
+const MIN_SPEED: f64 = 0.001;
+const MAX_SPEED: f64 = 1000.0;
 /// Longest `--duration`: a month-long soak.
 const DURATION: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(30 * 86_400);
 /// `--timeout` and `--drain-timeout`: an hour is already far past any useful wait for a response.
@@ -62,23 +67,12 @@ fn within<T: PartialOrd + Display>(flag: &'static str, value: T, range: RangeInc
 
 /// A duration flag, parsed and within `range` (the message shows durations as written: `1h`, `30d`).
 fn duration_within(flag: &'static str, text: &str, range: RangeInclusive<Duration>) -> Result<Duration, ConfigError> {
-    let (lo, hi) = (short_duration(*range.start()), short_duration(*range.end()));
+    let (lo, hi) = (compact_duration(*range.start()), compact_duration(*range.end()));
     let value = parse_duration(text).map_err(|m| bad(flag, format!("{m} (between {lo} and {hi})")))?;
     if range.contains(&value) {
         Ok(value)
     } else {
         Err(bad(flag, format!("must be between {lo} and {hi} (got '{}')", text.trim())))
-    }
-}
-
-/// `1ms`, `1h`, `30d`: the bounds above, as a user would write them.
-fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{}ms", d.as_millis()),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s => format!("{s}s"),
     }
 }
 
@@ -145,7 +139,9 @@ pub struct ReplayConfig {
     pub inputs: Vec<Input>,
     pub format: FormatChoice,
     pub target: Target,
-    pub rate: Rate,
+    /// When requests are due: a steady rate, stages, Poisson arrivals, the log's own timing, or
+    /// unpaced (`--rate max`).
+    pub shape: Shape,
     pub batch: u32,
     pub duration: Option<Duration>,
     /// Loop the log when it runs out (a duration without `--once`).
@@ -179,7 +175,10 @@ impl ReplayConfig {
             inputs,
             format: FormatChoice::Auto,
             target,
-            rate,
+            shape: match rate {
+                Rate::PerSecond(n) => Shape::steady(n),
+                Rate::Max => Shape::Unpaced,
+            },
             batch: 1,
             duration: None,
             looping: false,
@@ -228,15 +227,13 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
-        let rate = parse_rate(&required(&args.rate, "--rate", "requests per second, or max")?)
-            .map_err(|m| bad("--rate", m))?;
-        let duration = args.duration.as_deref().map(|d| duration_within("--duration", d, DURATION)).transpose()?;
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
-        if let Rate::PerSecond(n) = rate
-            && f64::from(batch) > n * 3600.0
+        let (shape, duration) = shape_and_duration(args)?;
+        if let Some(peak) = shape.peak_rate()
+            && f64::from(batch) > peak * 3600.0
         {
-            return Err(bad("--batch", format!("{batch} requests at {n}/s would be more than an hour apart")));
+            return Err(bad("--batch", format!("{batch} requests at {peak}/s would be more than an hour apart")));
         }
         let queue_capacity = within("--queue-capacity", args.queue_capacity.unwrap_or(8192), QUEUE_CAPACITY)?;
         let threads = within("--threads", args.threads.unwrap_or(1), THREADS)?;
@@ -314,7 +311,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
             format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
             target,
-            rate,
+            shape,
             batch,
             duration,
             looping: duration.is_some() && !args.once,
@@ -354,6 +351,99 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// The traffic shape and the run's length, from --rate, --speed, --stages, --arrivals, --seed,
+/// --max-gap and --duration: exactly one of --rate, --speed and --stages says how fast.
+fn shape_and_duration(args: &ReplayOptions) -> Result<(Shape, Option<Duration>), ConfigError> {
+    let mut duration = args.duration.as_deref().map(|d| duration_within("--duration", d, DURATION)).transpose()?;
+    let poisson = match args.arrivals.as_deref().map(str::trim) {
+        None | Some("uniform") => false,
+        Some("poisson") => true,
+        Some(other) => {
+            return Err(bad("--arrivals", format!("'{other}' is not an arrival kind; expected uniform or poisson")));
+        }
+    };
+    if args.max_gap.is_some() && args.speed.is_none() {
+        return Err(bad("--max-gap", "caps the silences of --speed (the log's own timing); it needs --speed"));
+    }
+    let curve = match (&args.rate, &args.speed, &args.stages) {
+        (Some(_), Some(_), _) => {
+            return Err(bad(
+                "--speed",
+                "cannot be combined with --rate: --speed replays at the log's own timing, --rate at a fixed rate; choose one",
+            ));
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(bad(
+                "--stages",
+                "cannot be combined with --rate: a steady rate is the one-stage case (e.g. 10m:200)",
+            ));
+        }
+        (None, Some(_), Some(_)) => return Err(bad("--stages", "cannot be combined with --speed; choose one")),
+        (None, None, None) => {
+            return Err(bad(
+                "--rate",
+                "required: requests per second, or max (or --stages for ramps, --speed for the log's own timing; \
+                 on the command line or in --config)",
+            ));
+        }
+        (None, Some(speed), None) => {
+            if poisson {
+                return Err(bad(
+                    "--arrivals",
+                    "poisson spreads --rate or --stages; --speed keeps the log's own arrivals",
+                ));
+            }
+            let speed = match speed.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && (MIN_SPEED..=MAX_SPEED).contains(&x) => x,
+                _ => {
+                    return Err(bad(
+                        "--speed",
+                        format!(
+                            "'{speed}' must be a number from {MIN_SPEED} to {MAX_SPEED} (1 = as logged, 2 = twice as fast)"
+                        ),
+                    ));
+                }
+            };
+            let max_gap = args.max_gap.as_deref().map(|g| duration_within("--max-gap", g, DURATION)).transpose()?;
+            return Ok((Shape::Logged { speed, max_gap }, duration));
+        }
+        (Some(rate), None, None) => match parse_rate(rate).map_err(|m| bad("--rate", m))? {
+            Rate::Max if poisson => {
+                return Err(bad("--arrivals", "--rate max sends as fast as it can: there are no arrivals to spread"));
+            }
+            Rate::Max => return Ok((Shape::Unpaced, duration)),
+            Rate::PerSecond(n) => RateCurve::steady(n),
+        },
+        (None, None, Some(stages)) => {
+            let curve = RateCurve::stages(parse_stages(stages).map_err(|m| bad("--stages", m))?);
+            let length = curve.length().unwrap_or_default();
+            if duration.is_some() {
+                return Err(bad(
+                    "--duration",
+                    format!("--stages set the run's length ({}); drop --duration", compact_duration(length)),
+                ));
+            }
+            if !DURATION.contains(&length) {
+                return Err(bad(
+                    "--stages",
+                    format!("last {}; at most {}", compact_duration(length), compact_duration(*DURATION.end())),
+                ));
+            }
+            duration = Some(length);
+            curve
+        }
+    };
+    let arrivals =
+        if poisson { Arrivals::Poisson { seed: args.seed.unwrap_or_else(random_seed) } } else { Arrivals::Uniform };
+    Ok((Shape::Curve { curve, arrivals }, duration))
+}
+
+/// A seed nobody chose: the standard library's per-process random hash keys.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// `--header 'Name: value'` or `'Name: @file'`. Messages never repeat the value: it may be a secret.
@@ -441,6 +531,88 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_traffic_shape_names_its_flag_and_what_is_allowed() {
+        type Edit = fn(&mut ReplayOptions);
+        fn shaped(a: &mut ReplayOptions, speed: Option<&str>, stages: Option<&str>) {
+            a.rate = None;
+            a.speed = speed.map(String::from);
+            a.stages = stages.map(String::from);
+        }
+        let cases: [(&str, Edit, &str, &str); 15] = [
+            ("no rate at all", |a| a.rate = None, "--rate", "or --stages for ramps, --speed"),
+            ("speed 0", |a| shaped(a, Some("0"), None), "--speed", "from 0.001 to 1000"),
+            ("speed -2", |a| shaped(a, Some("-2"), None), "--speed", "from 0.001 to 1000"),
+            ("speed fast", |a| shaped(a, Some("fast"), None), "--speed", "must be a number"),
+            ("speed with rate", |a| a.speed = Some("2".into()), "--speed", "cannot be combined with --rate"),
+            ("stages with rate", |a| a.stages = Some("1s:5".into()), "--stages", "cannot be combined with --rate"),
+            (
+                "stages with speed",
+                |a| shaped(a, Some("2"), Some("1s:5")),
+                "--stages",
+                "cannot be combined with --speed",
+            ),
+            (
+                "stages garbage",
+                |a| shaped(a, None, Some("30s")),
+                "--stages",
+                "expected DURATION:RATE or DURATION:FROM-TO",
+            ),
+            ("stages bad rate", |a| shaped(a, None, Some("30s:fast")), "--stages", "'fast' is not a rate"),
+            ("stages too long", |a| shaped(a, None, Some("20d:1,20d:1")), "--stages", "at most 30d"),
+            (
+                "stages with duration",
+                |a| {
+                    shaped(a, None, Some("1m:5"));
+                    a.duration = Some("10s".into());
+                },
+                "--duration",
+                "--stages set the run's length (1m)",
+            ),
+            ("arrivals odd", |a| a.arrivals = Some("bursty".into()), "--arrivals", "expected uniform or poisson"),
+            (
+                "poisson at max",
+                |a| (a.rate, a.arrivals) = (Some("max".into()), Some("poisson".into())),
+                "--arrivals",
+                "no arrivals to spread",
+            ),
+            (
+                "poisson with speed",
+                |a| {
+                    shaped(a, Some("2"), None);
+                    a.arrivals = Some("poisson".into());
+                },
+                "--arrivals",
+                "--speed keeps the log's own arrivals",
+            ),
+            ("max-gap without speed", |a| a.max_gap = Some("2s".into()), "--max-gap", "it needs --speed"),
+        ];
+        for (name, edit, flag, message) in cases {
+            let mut args = valid_args();
+            edit(&mut args);
+            match ReplayConfig::try_from(&args) {
+                Ok(_) => panic!("{name}: accepted"),
+                Err(e) => {
+                    assert_eq!(e.flag, flag, "{name}: {e}");
+                    assert!(e.message.contains(message), "{name}: {e}");
+                }
+            }
+        }
+        let mut stages = valid_args();
+        shaped(&mut stages, None, Some("30s:0-200,1m:200"));
+        stages.arrivals = Some("poisson".into());
+        stages.seed = Some(9);
+        let config = ReplayConfig::try_from(&stages).unwrap();
+        assert_eq!((config.duration, config.looping), (Some(Duration::from_secs(90)), true), "stages set the length");
+        assert_eq!(config.shape.seed(), Some(9));
+        let mut speed = valid_args();
+        shaped(&mut speed, Some("0.5"), None);
+        speed.max_gap = Some("2s".into());
+        let config = ReplayConfig::try_from(&speed).unwrap();
+        assert_eq!(config.shape, Shape::Logged { speed: 0.5, max_gap: Some(Duration::from_secs(2)) });
+        assert_eq!(config.duration, None, "without --duration, once through the log");
+    }
+
+    #[test]
     fn every_size_like_option_is_bounded_with_a_message_naming_the_flag_and_range() {
         type Edit = fn(&mut ReplayOptions);
         let cases: [(&str, Edit, &str, &str); 22] = [
@@ -499,6 +671,7 @@ mod tests {
             }
         }
         let config = ReplayConfig::try_from(&valid_args()).expect("the defaults are within every bound");
+        assert_eq!(config.shape, Shape::steady(100.0));
         assert_eq!(config.max_line_bytes, DEFAULT_MAX_LINE_BYTES);
         assert_eq!((config.queue_capacity, config.concurrency, config.batch, config.threads), (8192, 64, 1, 1));
     }

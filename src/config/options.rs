@@ -39,7 +39,8 @@ pub struct ReplayOptions {
     #[arg(short, long, value_name = "URL")]
     pub target: Option<String>,
 
-    /// Requests per second, or `max` for as fast as the in-flight limit allows. Required.
+    /// Requests per second, or `max` for as fast as the in-flight limit allows. Required, unless
+    /// --stages or --speed shapes the traffic instead.
     #[arg(short, long, value_name = "N|max", allow_negative_numbers = true)]
     #[serde(deserialize_with = "string_or_number")]
     pub rate: Option<String>,
@@ -227,6 +228,37 @@ pub struct ReplayOptions {
     /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<u64>,
+
+    // ---- traffic shape -------------------------------------------------------------------
+    /// Replay at the log's own timing, this many times faster (0.5 = half speed): request n is due
+    /// at (logged time n − logged time of the first) ÷ speed. Requests logged in the same second
+    /// (combined logs have whole seconds) are spread evenly across it; fractional times ($msec,
+    /// JSON) are used exactly; a line logged earlier than the one before it is due with it.
+    /// Instead of --rate.
+    #[arg(long, value_name = "X", help_heading = "Traffic shape")]
+    #[serde(deserialize_with = "string_or_number")]
+    pub speed: Option<String>,
+
+    /// With --speed: cap any silence between consecutive requests at this (e.g. 2s).
+    #[arg(long, value_name = "DURATION", help_heading = "Traffic shape")]
+    pub max_gap: Option<String>,
+
+    /// Ramp stages instead of --rate: DURATION:RATE (steady) or DURATION:FROM-TO (linear ramp),
+    /// comma separated, in req/s, e.g. '30s:0-200,10m:200,30s:200-0'. Request n is due when the
+    /// integral of the rate reaches n. The stages set the run's length (the log loops).
+    #[arg(long, value_name = "STAGES", help_heading = "Traffic shape")]
+    pub stages: Option<String>,
+
+    /// How arrivals are spread along --rate or --stages: `uniform` (evenly) or `poisson`
+    /// (exponential gaps from --seed; a run of known length — stages, or --duration — plans
+    /// exactly as many requests as uniform would) [default: uniform].
+    #[arg(long, value_name = "KIND", help_heading = "Traffic shape")]
+    pub arrivals: Option<String>,
+
+    /// Seed for --arrivals poisson: the same seed gives the same due times [default: chosen at
+    /// random and printed in the summary, so the run can be repeated].
+    #[arg(long, value_name = "N", help_heading = "Traffic shape")]
+    pub seed: Option<u64>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -312,6 +344,11 @@ impl ReplayOptions {
             assert: list(self.assert, file.assert),
             abort_on: list(self.abort_on, file.abort_on),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
+            speed: self.speed.or(file.speed),
+            max_gap: self.max_gap.or(file.max_gap),
+            stages: self.stages.or(file.stages),
+            arrivals: self.arrivals.or(file.arrivals),
+            seed: self.seed.or(file.seed),
         }
     }
 }

@@ -17,7 +17,7 @@ use super::policy::{AllowList, Policy, Rejection};
 use super::record::{LATE_START_GRACE, ProgressView, RunRecord, RunState};
 use super::request::{RunRequest, SecretHeaders};
 use super::store::{Paths, StoredRun};
-use crate::config::Rate;
+use crate::pace::schedule::Shape;
 use crate::run::summary::Summary;
 use crate::run::{Run, RunError, RunHandle};
 use crate::sink::metrics::{Metrics, RunGauges};
@@ -37,7 +37,8 @@ struct Live {
     /// `None` while the run is starting (opening its logs, checking its target).
     handle: Option<RunHandle>,
     stop: Option<StopBy>,
-    target_rate: f64,
+    /// The run's plan, for the rate it calls for at each moment.
+    shape: Shape,
     sampled_at: Instant,
     sampled_sent: u64,
     current_rate: f64,
@@ -258,10 +259,10 @@ impl Registry {
         };
         for held in inner.runs.values() {
             *gauges.runs_by_state.entry(held.record.state.as_str().to_string()).or_default() += 1;
-            if let Some(Live { handle: Some(handle), target_rate, .. }) = &held.live {
+            if let Some(Live { handle: Some(handle), shape, .. }) = &held.live {
                 let p = handle.progress();
                 gauges.inflight += p.sent.saturating_sub(p.live.completed + p.live.errors);
-                gauges.target_rate += target_rate;
+                gauges.target_rate += shape.rate_at(p.elapsed);
             }
         }
         gauges
@@ -340,7 +341,7 @@ impl Registry {
             held.live = Some(Live {
                 handle: None,
                 stop: None,
-                target_rate: 0.0,
+                shape: Shape::Unpaced,
                 sampled_at: Instant::now(),
                 sampled_sent: 0,
                 current_rate: 0.0,
@@ -382,15 +383,12 @@ impl Registry {
                 Rejection::Invalid(m) | Rejection::Forbidden(m) => m,
             })
             .and_then(|config| {
-                let rate = match config.rate {
-                    Rate::PerSecond(n) => n,
-                    Rate::Max => 0.0,
-                };
+                let shape = config.shape.clone();
                 Run::start_with_metrics(config, Some(self.metrics.clone()))
-                    .map(|run| (run, rate))
+                    .map(|run| (run, shape))
                     .map_err(|e| start_error(&e))
             });
-        let (run, rate) = match started {
+        let (run, shape) = match started {
             Ok(started) => started,
             Err(message) => {
                 guard.done = true;
@@ -399,7 +397,7 @@ impl Registry {
             }
         };
         let handle = run.handle();
-        if self.attach(&id, handle.clone(), rate, run.format_name()) {
+        if self.attach(&id, handle.clone(), shape, run.format_name()) {
             handle.cancel();
         }
         let result = run.wait().map_err(|e| start_error(&e));
@@ -410,13 +408,13 @@ impl Registry {
 
     /// Gives a started run's handle to the registry. Returns true when a stop was asked for while
     /// the run was starting, so the caller cancels it at once.
-    fn attach(&self, id: &str, handle: RunHandle, target_rate: f64, format: &str) -> bool {
+    fn attach(&self, id: &str, handle: RunHandle, shape: Shape, format: &str) -> bool {
         let mut inner = self.lock();
         let Some(held) = inner.runs.get_mut(id) else { return true };
         held.record.format = Some(format.to_string());
         let Some(live) = held.live.as_mut() else { return true };
         live.handle = Some(handle);
-        live.target_rate = target_rate;
+        live.shape = shape;
         live.stop.is_some()
     }
 

@@ -1,14 +1,16 @@
 //! Pacing: when each request leaves.
 //!
 //! Two pieces, on purpose:
-//! - [`Schedule`] is the plan, a pure function of the request number: request `n` is due at
-//!   `T0 + floor(n / B) * B / N`. `scheduled_at` in the CSV comes from here, never from whatever a
-//!   limiter happened to grant, so lag is measured against the ideal plan.
-//! - governor is the cap: every release also needs governor's permission, so no bug, clock jump or
-//!   catch-up after a stall can ever exceed the rate by more than governor's burst. The burst is
-//!   two batches or 100 ms of traffic, whichever is more: large enough that normal timer jitter
-//!   never makes governor push the plan later (with burst 1, GCRA turns every late wake-up into
-//!   permanent drift), small enough that catching up after a stall is bounded.
+//! - [`Schedule`](schedule::Schedule) is the plan, a pure function of the request stream: a
+//!   steady rate (request `n` at `T0 + floor(n / B) * B / N`), ramp stages, Poisson arrivals or
+//!   the log's own timing × speed. `scheduled_at` in the CSV comes from here, never from whatever
+//!   a limiter happened to grant, so lag is measured against the ideal plan.
+//! - governor is the cap: every release on a rate curve also needs governor's permission, so no
+//!   bug, clock jump or catch-up after a stall can ever exceed the peak rate by more than
+//!   governor's burst. The burst is two batches or 100 ms of traffic, whichever is more: large
+//!   enough that normal timer jitter never makes governor push the plan later (with burst 1, GCRA
+//!   turns every late wake-up into permanent drift), small enough that catching up after a stall
+//!   is bounded.
 //!
 //! The loop that drives this ([`run_pacer`]) is a task on the senders' runtime, so a released
 //! request reaches an idle sender without crossing threads. It sleeps on a kernel timer (timerfd)
@@ -19,6 +21,7 @@
 //!
 //! [`Pacer`] is generic over governor's clock so it can be tested with a fake clock.
 
+pub mod schedule;
 mod timer;
 
 use std::num::NonZeroU32;
@@ -32,72 +35,44 @@ use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{RunControl, StopReason};
+use crate::pace::schedule::{Arrivals, LogClock, Schedule, Shape};
 use crate::pace::timer::PreciseTimer;
 use crate::plan::read_ahead::footprint;
 use crate::plan::{LogPosition, ReplayRequest};
 use crate::send::outcome::Outcome;
 use crate::send::{Job, OutcomeBuffer};
 
-/// The ideal send plan for a fixed rate.
-#[derive(Debug, Clone, Copy)]
-pub struct Schedule {
-    rate: f64,
-    batch: u32,
-}
-
-impl Schedule {
-    pub fn new(rate_per_second: f64, batch: u32) -> Schedule {
-        assert!(rate_per_second > 0.0 && batch > 0, "validated by config");
-        Schedule { rate: rate_per_second, batch }
-    }
-
-    /// When request `n` (0-based) is due, as an offset from the start: the start of its batch's slot.
-    pub fn slot(&self, n: u64) -> Duration {
-        let batch_index = n / u64::from(self.batch);
-        let nanos = (batch_index as f64 * f64::from(self.batch) * 1e9 / self.rate).round();
-        Duration::from_nanos(nanos as u64)
-    }
-
-    pub fn batch(&self) -> u32 {
-        self.batch
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-}
-
-/// What the pacer says to do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Release `count` requests now, numbered from `first`; their plan time is `slot` after the start.
-    Release { first: u64, count: u32, slot: Duration },
-    /// Nothing is due before this offset from the start.
-    WaitUntil(Duration),
-}
-
 type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Decides releases from the plan and governor's cap. Owns no clock of its own for the plan: the
 /// caller says how much time has elapsed, so tests drive it without sleeping.
 pub struct Pacer<C: Clock + Clone = MonotonicClock> {
-    schedule: Option<Schedule>,
+    schedule: Schedule,
     limiter: Option<(Limiter<C>, C)>,
     released: u64,
 }
 
 impl Pacer<MonotonicClock> {
-    /// `None` paces nothing: every request is released as soon as there is room (`--rate max`).
-    pub fn new(schedule: Option<Schedule>) -> Self {
+    pub fn new(schedule: Schedule) -> Self {
         Pacer::with_clock(schedule, MonotonicClock)
     }
 }
 
 impl<C: Clock + Clone> Pacer<C> {
-    pub fn with_clock(schedule: Option<Schedule>, clock: C) -> Self {
-        let limiter = schedule.map(|s| {
-            let period = Duration::from_secs_f64(1.0 / s.rate).max(Duration::from_nanos(1));
-            let burst = (2 * u64::from(s.batch)).max((s.rate / 10.0).ceil() as u64).min(u64::from(u32::MAX)) as u32;
+    /// The cap is governor at the shape's peak rate, with a burst of two batches or 100 ms of
+    /// traffic. Poisson arrivals cluster by nature, so their cap is twice the peak with 200 ms of
+    /// burst: a cap at the mean would queue the plan's own clusters. Logged timing has no rate
+    /// known in advance and no cap: the log is the plan.
+    pub fn with_clock(schedule: Schedule, clock: C) -> Self {
+        let batch = u64::from(schedule.batch());
+        let cap = match schedule.shape() {
+            Shape::Curve { curve, arrivals: Arrivals::Uniform } => Some((curve.peak(), 10.0)),
+            Shape::Curve { curve, arrivals: Arrivals::Poisson { .. } } => Some((2.0 * curve.peak(), 5.0)),
+            Shape::Logged { .. } | Shape::Unpaced => None,
+        };
+        let limiter = cap.map(|(rate, burst_divisor)| {
+            let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+            let burst = (2 * batch).max((rate / burst_divisor).ceil() as u64).min(u64::from(u32::MAX)) as u32;
             let quota = Quota::with_period(period)
                 .expect("period is positive")
                 .allow_burst(NonZeroU32::new(burst).expect("burst is at least 2"));
@@ -111,41 +86,49 @@ impl<C: Clock + Clone> Pacer<C> {
         self.released
     }
 
-    /// The plan time of the next request, if paced.
-    pub fn next_slot(&self) -> Option<Duration> {
-        self.schedule.map(|s| s.slot(self.released))
+    pub fn is_paced(&self) -> bool {
+        self.schedule.shape().is_paced()
     }
 
-    pub fn next(&mut self, elapsed: Duration) -> Next {
-        let Some(schedule) = self.schedule else {
-            let first = self.released;
-            self.released += 1;
-            return Next::Release { first, count: 1, slot: elapsed };
-        };
-        let slot = schedule.slot(self.released);
-        if slot > elapsed {
-            return Next::WaitUntil(slot);
-        }
-        // The rest of the current batch (all of it, unless a batch was cut short by governor).
-        let batch = u64::from(schedule.batch);
-        let count = (batch - self.released % batch) as u32;
-        let (limiter, clock) = self.limiter.as_ref().expect("a paced run has a limiter");
-        let cells = NonZeroU32::new(count).expect("count >= 1");
-        match limiter.check_n(cells) {
-            Ok(Ok(())) => {
-                let first = self.released;
-                self.released += u64::from(count);
-                Next::Release { first, count, slot }
-            }
-            Ok(Err(not_until)) => Next::WaitUntil(elapsed + not_until.wait_time_from(clock.now())),
-            // Cannot happen (burst >= 2 batches); releasing one keeps the run going if it ever did.
-            Err(_) => {
-                let first = self.released;
-                self.released += 1;
-                Next::Release { first, count: 1, slot }
-            }
-        }
+    /// The next request's due time (it must be asked once per request, in plan order). `None`:
+    /// unpaced, or the plan has ended.
+    pub fn due(&mut self, clock: Option<LogClock>) -> Option<Duration> {
+        self.schedule.due(clock)
     }
+
+    /// May the request due at `due` leave now, `elapsed` after T0? Either it is released (and
+    /// counted), or the answer says how long to wait: for its due time, or for governor.
+    pub fn next(&mut self, elapsed: Duration, due: Duration) -> Next {
+        if due > elapsed {
+            return Next::WaitUntil(due);
+        }
+        if let Some((limiter, clock)) = &self.limiter
+            && let Err(not_until) = limiter.check()
+        {
+            return Next::WaitUntil(elapsed + not_until.wait_time_from(clock.now()));
+        }
+        self.released += 1;
+        Next::Release
+    }
+
+    /// An unpaced release: counted, no plan to check.
+    fn release_now(&mut self) {
+        self.released += 1;
+    }
+
+    /// The stretch of plan that `released` requests covered (see [`PacerReport::span`]).
+    fn span(&self, released: u64) -> Option<Duration> {
+        self.schedule.span_after(released)
+    }
+}
+
+/// What the pacer says to do with the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send it now.
+    Release,
+    /// Nothing may leave before this offset from the start.
+    WaitUntil(Duration),
 }
 
 /// The pacer wakes at most this often. At rates above 1/QUANTUM (2,000/s) the requests
@@ -204,9 +187,9 @@ impl Drop for Incoming {
     }
 }
 
-/// The pacer: takes requests from the queue in plan order, waits for each one's slot, and hands
-/// it to the senders. When all senders are busy the hand-off waits, the next slots pass, and the
-/// lateness shows up as lag: requests are never silently dropped or re-timed.
+/// The pacer: takes requests from the queue in plan order, waits for each one's due time, and
+/// hands it to the senders. When all senders are busy the hand-off waits, the next due times
+/// pass, and the lateness shows up as lag: requests are never silently dropped or re-timed.
 pub(crate) async fn run_pacer(
     mut pacer: Pacer,
     deadline: Option<Duration>,
@@ -219,12 +202,16 @@ pub(crate) async fn run_pacer(
     let mut incoming = Incoming { queue, ready: Vec::new().into_iter(), stop: stop.clone(), control: control.clone() };
     let timer = PreciseTimer::new();
     let mut replayed = LogPosition::default();
-    let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason, replayed: LogPosition| {
+    // `next_due`: the due time of the first request not released, when it is known.
+    let report = |pacer: &Pacer, t0: Option<Instant>, reason: StopReason, replayed, next_due: Option<Duration>| {
+        let released = pacer.released();
         let span = match (reason, deadline) {
             (StopReason::Deadline, Some(d)) => d,
-            _ => pacer.next_slot().unwrap_or_else(|| t0.map(|t| t.elapsed()).unwrap_or_default()),
+            _ => {
+                next_due.or_else(|| pacer.span(released)).unwrap_or_else(|| t0.map(|t| t.elapsed()).unwrap_or_default())
+            }
         };
-        PacerReport { released: pacer.released(), t0, span, reason, replayed }
+        PacerReport { released, t0, span, reason, replayed }
     };
     let stopped = |control: &RunControl| match control.stop_reason() {
         Some(reason) => reason,
@@ -234,7 +221,7 @@ pub(crate) async fn run_pacer(
 
     // T0 is when the first request is ready, so start-up (opening files, sniffing) is not lag.
     let Some(first) = incoming.next().await else {
-        return report(&pacer, None, stopped(&control), replayed);
+        return report(&pacer, None, stopped(&control), replayed, None);
     };
     let t0 = Instant::now();
     control.set_t0(t0);
@@ -251,67 +238,69 @@ pub(crate) async fn run_pacer(
     let mut last_release = Duration::ZERO;
     loop {
         if control.is_stopping() {
-            return report(&pacer, Some(t0), stopped(&control), replayed);
+            return report(&pacer, Some(t0), stopped(&control), replayed, None);
         }
-        let elapsed = t0.elapsed();
-        if let Some(d) = deadline
-            && (elapsed >= d || pacer.next_slot().is_some_and(|slot| slot >= d))
-        {
-            // Past the end: what was released but not yet taken by a sender is not sent. (When
-            // only the next slot is past it, the released requests may still leave in time.)
-            if elapsed >= d {
-                control.stop_because(StopReason::Deadline);
-            }
-            return report(&pacer, Some(t0), StopReason::Deadline, replayed);
-        }
-        match pacer.next(elapsed) {
-            Next::WaitUntil(at) => {
-                let at = at.max(last_release + WAKE_QUANTUM);
-                let wake = deadline.map_or(at, |d| at.min(d));
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return report(&pacer, Some(t0), stopped(&control), replayed),
-                    _ = timer.sleep_until(t0 + wake) => {}
-                }
-            }
-            Next::Release { first, count, slot } => {
-                last_release = elapsed;
-                for seq_in_plan in first..first + u64::from(count) {
-                    let req = match pending.take() {
-                        Some(req) => Some(req),
-                        None => incoming.next().await,
-                    };
-                    // At --rate max the plan time is the moment it was released.
-                    let scheduled = if pacer.schedule.is_none() { Instant::now() } else { t0 + slot };
-                    // The hand-off fails only when a stop has closed it. A request whose slot came
-                    // but that could not be handed over is part of the plan: it gets its row.
-                    if let Some(req) = &req {
-                        replayed = req.position;
+        let req = match pending.take() {
+            Some(req) => req,
+            None => match incoming.next().await {
+                Some(req) => req,
+                None => return report(&pacer, Some(t0), stopped(&control), replayed, None),
+            },
+        };
+        let scheduled = if pacer.is_paced() {
+            let Some(due) = pacer.due(LogClock::of(&req)) else {
+                // The plan has ended (the last stage is over) before the log did.
+                return report(&pacer, Some(t0), StopReason::Deadline, replayed, None);
+            };
+            // Wait for the due time (and governor), or for the end of the run.
+            loop {
+                let elapsed = t0.elapsed();
+                if let Some(d) = deadline
+                    && (elapsed >= d || due >= d)
+                {
+                    // Past the end: this request is not sent. (When only its due time is past
+                    // it, those already released may still leave in time.)
+                    if elapsed >= d {
+                        control.stop_because(StopReason::Deadline);
                     }
-                    let handed = match req {
-                        Some(req) => match work.send(Job { req, scheduled }).await {
-                            Ok(()) => true,
-                            Err(async_channel::SendError(job)) => {
-                                if pacer.schedule.is_some() {
-                                    outcomes.push(Outcome::not_sent(job.req, job.scheduled));
-                                }
-                                false
+                    return report(&pacer, Some(t0), StopReason::Deadline, replayed, Some(due));
+                }
+                match pacer.next(elapsed, due) {
+                    Next::Release => {
+                        last_release = elapsed;
+                        break;
+                    }
+                    Next::WaitUntil(at) => {
+                        let at = at.max(last_release + WAKE_QUANTUM);
+                        let wake = deadline.map_or(at, |d| at.min(d));
+                        tokio::select! {
+                            biased;
+                            _ = stop.cancelled() => {
+                                return report(&pacer, Some(t0), stopped(&control), replayed, Some(due));
                             }
-                        },
-                        None => false,
-                    };
-                    if !handed {
-                        let reason = stopped(&control);
-                        // Only the requests actually handed over count as released.
-                        let mut r = report(&pacer, Some(t0), reason, replayed);
-                        r.released = seq_in_plan;
-                        if reason == StopReason::EndOfLog && pacer.schedule.is_some() {
-                            r.span = pacer.schedule.map(|s| s.slot(seq_in_plan)).unwrap_or(r.span).max(slot);
+                            _ = timer.sleep_until(t0 + wake) => {}
                         }
-                        return r;
                     }
                 }
             }
+            t0 + due
+        } else {
+            // At --rate max the plan time is the moment it was released.
+            pacer.release_now();
+            Instant::now()
+        };
+        replayed = req.position;
+        // The hand-off fails only when a stop has closed it. A request whose due time came but
+        // that could not be handed over is part of the plan: it gets its row.
+        if let Err(async_channel::SendError(job)) = work.send(Job { req, scheduled }).await {
+            let paced = pacer.is_paced();
+            if paced {
+                outcomes.push(Outcome::not_sent(job.req, job.scheduled));
+            }
+            // Only the requests actually handed over count as released.
+            pacer.released -= 1;
+            let due = paced.then(|| job.scheduled.saturating_duration_since(t0));
+            return report(&pacer, Some(t0), stopped(&control), replayed, due);
         }
     }
 }
@@ -334,17 +323,23 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// Drives a pacer on a fake clock in 1 ms steps, returning (release time, first, count) tuples.
+    fn steady(rate: f64, batch: u32, clock: &FakeRelativeClock) -> Pacer<FakeRelativeClock> {
+        Pacer::with_clock(Schedule::new(Shape::steady(rate), batch, None), clock.clone())
+    }
+
+    /// Drives a pacer on a fake clock in 1 ms steps, returning (release time, due time) pairs.
     fn drive(
         pacer: &mut Pacer<FakeRelativeClock>,
         clock: &FakeRelativeClock,
         until: Duration,
-    ) -> Vec<(Duration, u64, u32, Duration)> {
+    ) -> Vec<(Duration, Duration)> {
         let mut out = Vec::new();
         let mut now = Duration::ZERO;
+        let mut due = pacer.due(None).expect("paced");
         while now <= until {
-            while let Next::Release { first, count, slot } = pacer.next(now) {
-                out.push((now, first, count, slot));
+            while pacer.next(now, due) == Next::Release {
+                out.push((now, due));
+                due = pacer.due(None).expect("paced");
             }
             now += ms(1);
             clock.advance(ms(1));
@@ -353,61 +348,45 @@ mod tests {
     }
 
     #[test]
-    fn schedule_is_the_ideal_plan() {
-        let s = Schedule::new(200.0, 1);
-        assert_eq!(s.slot(0), Duration::ZERO);
-        assert_eq!(s.slot(1), ms(5));
-        assert_eq!(s.slot(600), Duration::from_secs(3));
-        let b = Schedule::new(100.0, 10);
-        assert_eq!(b.slot(9), Duration::ZERO);
-        assert_eq!(b.slot(10), ms(100));
-        assert_eq!(b.slot(25), ms(200));
-        // Fractional intervals do not accumulate rounding error over a long run.
-        let odd = Schedule::new(3.0, 1);
-        assert_eq!(odd.slot(3 * 3600 * 6), Duration::from_secs(6 * 3600));
-    }
-
-    #[test]
-    fn releases_each_request_at_its_slot_never_early() {
+    fn releases_each_request_at_its_due_time_never_early() {
         let clock = FakeRelativeClock::default();
-        let mut pacer = Pacer::with_clock(Some(Schedule::new(100.0, 1)), clock.clone());
-        let releases = drive(&mut pacer, &clock, ms(999));
+        let releases = drive(&mut steady(100.0, 1, &clock), &clock, ms(999));
         assert_eq!(releases.len(), 100);
-        for (i, (at, first, count, slot)) in releases.iter().enumerate() {
-            assert_eq!((*first, *count), (i as u64, 1));
-            assert_eq!(*slot, ms(10 * i as u64));
-            assert_eq!(at, slot, "released exactly at its slot when polled every ms");
+        for (i, (at, due)) in releases.iter().enumerate() {
+            assert_eq!(*due, ms(10 * i as u64));
+            assert_eq!(at, due, "released exactly at its due time when polled every ms");
         }
     }
 
     #[test]
     fn batches_leave_together_b_over_n_apart() {
         let clock = FakeRelativeClock::default();
-        let mut pacer = Pacer::with_clock(Some(Schedule::new(100.0, 10)), clock.clone());
-        let releases = drive(&mut pacer, &clock, ms(450));
-        let got: Vec<_> = releases.iter().map(|(at, first, count, _)| (*at, *first, *count)).collect();
-        assert_eq!(
-            got,
-            vec![(ms(0), 0, 10), (ms(100), 10, 10), (ms(200), 20, 10), (ms(300), 30, 10), (ms(400), 40, 10)]
-        );
+        let releases = drive(&mut steady(100.0, 10, &clock), &clock, ms(450));
+        assert_eq!(releases.len(), 50);
+        for (i, (at, _)) in releases.iter().enumerate() {
+            assert_eq!(*at, ms(100 * (i as u64 / 10)), "request {i}");
+        }
     }
 
     #[test]
     fn a_late_poll_catches_up_but_governor_bounds_the_burst() {
         let clock = FakeRelativeClock::default();
-        let mut pacer = Pacer::with_clock(Some(Schedule::new(1000.0, 1)), clock.clone());
-        assert!(matches!(pacer.next(Duration::ZERO), Next::Release { first: 0, .. }));
+        let mut pacer = steady(1000.0, 1, &clock);
+        let due = pacer.due(None).unwrap();
+        assert_eq!(pacer.next(Duration::ZERO, due), Next::Release);
         // A one-second stall (e.g. every in-flight slot busy): 999 requests are overdue.
         clock.advance(Duration::from_secs(1));
         let now = Duration::from_secs(1);
         let mut burst = 0;
-        while let Next::Release { slot, .. } = pacer.next(now) {
-            assert!(slot <= now);
+        let mut due = pacer.due(None).unwrap();
+        while pacer.next(now, due) == Next::Release {
+            assert!(due <= now);
             burst += 1;
+            due = pacer.due(None).unwrap();
         }
         // Burst is 100 ms of traffic (100 requests) at 1000/s: the backlog drains at a bounded pace.
         assert!((95..=101).contains(&burst), "burst {burst}");
-        match pacer.next(now) {
+        match pacer.next(now, due) {
             Next::WaitUntil(at) => assert!(at > now && at <= now + ms(2), "governor asks for ~1 interval, got {at:?}"),
             other => panic!("expected a wait, got {other:?}"),
         }
@@ -415,30 +394,41 @@ mod tests {
 
     #[test]
     fn jittery_late_wakeups_do_not_turn_into_drift() {
-        // Each poll lands 0.3 ms after the slot: the plan keeps the rate, governor does not push it later.
+        // Each poll lands 0.3 ms after the due time: the plan keeps the rate, governor does not push it later.
         let clock = FakeRelativeClock::default();
-        let mut pacer = Pacer::with_clock(Some(Schedule::new(1000.0, 1)), clock.clone());
+        let mut pacer = steady(1000.0, 1, &clock);
         let jitter = Duration::from_micros(300);
         clock.advance(jitter);
         for n in 0..5000u64 {
             let now = ms(n) + jitter;
-            match pacer.next(now) {
-                Next::Release { first, slot, .. } => {
-                    assert_eq!(first, n);
-                    assert_eq!(slot, ms(n));
-                }
-                other => panic!("request {n} not released at {now:?}: {other:?}"),
-            }
+            let due = pacer.due(None).unwrap();
+            assert_eq!(due, ms(n));
+            assert_eq!(pacer.next(now, due), Next::Release, "request {n} not released at {now:?}");
             clock.advance(ms(1));
         }
     }
 
     #[test]
-    fn unpaced_releases_immediately() {
-        let mut pacer = Pacer::new(None);
-        for i in 0..10 {
-            assert_eq!(pacer.next(ms(i)), Next::Release { first: i, count: 1, slot: ms(i) });
+    fn poisson_clusters_are_not_held_back_by_the_cap() {
+        // At the mean rate a Poisson plan runs ahead of an even one for a while; the cap (twice
+        // the peak, 200 ms of burst) must let every request leave at its own due time.
+        let clock = FakeRelativeClock::default();
+        let shape = Shape::Curve { curve: schedule::RateCurve::steady(200.0), arrivals: Arrivals::Poisson { seed: 3 } };
+        let mut pacer = Pacer::with_clock(Schedule::new(shape, 1, None), clock.clone());
+        let releases = drive(&mut pacer, &clock, Duration::from_secs(20));
+        assert!(releases.len() > 3500, "{}", releases.len());
+        let late = releases.iter().filter(|(at, due)| at.saturating_sub(*due) > ms(1)).count();
+        assert_eq!(late, 0, "requests held back by governor");
+    }
+
+    #[test]
+    fn logged_timing_has_no_cap() {
+        let clock = FakeRelativeClock::default();
+        let mut pacer = Pacer::with_clock(Schedule::new(Shape::Logged { speed: 1.0, max_gap: None }, 1, None), clock);
+        // 10,000 requests logged in the same instant all leave at once.
+        for _ in 0..10_000 {
+            let due = pacer.due(Some(LogClock { pass: 1, offset: Duration::ZERO })).unwrap();
+            assert_eq!(pacer.next(Duration::ZERO, due), Next::Release);
         }
-        assert_eq!(pacer.next_slot(), None);
     }
 }

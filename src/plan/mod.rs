@@ -4,6 +4,7 @@ pub mod filter;
 pub mod read_ahead;
 pub mod reader;
 pub mod safety;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -69,6 +70,28 @@ pub struct ReplayRequest {
     pub body: Option<Bytes>,
     /// How far into the log the reader was when it planned this request.
     pub position: LogPosition,
+    /// Its place on the log's own clock, from the first request of its pass: set for `--speed`
+    /// only, by [`timeline::Timeline`].
+    pub log_offset: Option<std::time::Duration>,
+}
+
+impl ReplayRequest {
+    /// A GET of `http://t{path}`, for unit tests of the stages downstream.
+    #[cfg(test)]
+    pub fn for_test(path: &str) -> ReplayRequest {
+        ReplayRequest {
+            seq: 0,
+            log_line: 1,
+            log_time: None,
+            method: Method::GET,
+            url: Url::parse(&format!("http://t{path}")).expect("a test URL"),
+            orig_status: None,
+            headers: Vec::new(),
+            body: None,
+            position: LogPosition::default(),
+            log_offset: None,
+        }
+    }
 }
 
 /// How far the reader had read, counted across loops of the log: what "replayed up to here"
@@ -351,6 +374,7 @@ impl Planner {
             orig_status: entry.status,
             headers,
             body,
+            log_offset: None,
         })
     }
 

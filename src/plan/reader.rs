@@ -8,6 +8,7 @@ use serde::Serialize;
 use sluice_parsers::Format;
 
 use super::read_ahead::footprint;
+use super::timeline::Timeline;
 use super::{LogPosition, PlanStats, Planner, ReplayRequest};
 use crate::config::BadLineLimit;
 use crate::control::RunControl;
@@ -62,6 +63,16 @@ pub struct ReaderStats {
     pub incomplete: Vec<InputCut>,
 }
 
+/// How the reader thread reads.
+#[derive(Debug, Default)]
+pub(crate) struct Reading {
+    /// Start over at the end of the log (`--duration` without `--once`).
+    pub looping: bool,
+    pub bad_line_limit: Option<BadLineLimit>,
+    /// Give each request its place on the log's clock (`--speed`).
+    pub timeline: Option<Timeline>,
+}
+
 /// The reader thread: log lines → parsed entries → planned requests → the bounded queue.
 /// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
 /// log's own figures rather than multiples of them.
@@ -71,9 +82,11 @@ pub(crate) fn read_log(
     mut planner: Planner,
     queue: async_channel::Sender<Vec<ReplayRequest>>,
     control: Arc<RunControl>,
-    looping: bool,
-    limit: Option<BadLineLimit>,
+    reading: Reading,
 ) {
+    let Reading { looping, bad_line_limit: limit, mut timeline } = reading;
+    // Requests whose place on the log's clock is settled (one at a time without a timeline).
+    let mut ready = Vec::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
     let mut stats = ReaderStats::default();
     let publish = |stats: &ReaderStats, planner: &Planner| {
@@ -117,23 +130,11 @@ pub(crate) fn read_log(
                     if let Ok(mut req) = planned {
                         req.position = position;
                         produced += 1;
-                        let size = footprint(&req);
-                        if !control.read_ahead.try_take(size) {
-                            // Hand over what this thread holds before waiting: the pacer can only
-                            // give back what it has received.
-                            let held = std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK));
-                            if (!held.is_empty() && queue.send_blocking(held).is_err())
-                                || !control.read_ahead.take_blocking(size)
-                            {
-                                break 'passes; // the pacer has stopped
-                            }
+                        match &mut timeline {
+                            Some(timeline) => timeline.push(req, &mut ready),
+                            None => ready.push(req),
                         }
-                        chunk.push(req);
-                        if chunk.len() == QUEUE_CHUNK
-                            && queue
-                                .send_blocking(std::mem::replace(&mut chunk, Vec::with_capacity(QUEUE_CHUNK)))
-                                .is_err()
-                        {
+                        if !hand_over(&mut ready, &mut chunk, &queue, &control) {
                             break 'passes; // the pacer has stopped
                         }
                     }
@@ -165,6 +166,12 @@ pub(crate) fn read_log(
             first_pass_plan = Some(planner.stats.clone());
         }
         first_pass = false;
+        if let Some(timeline) = &mut timeline {
+            timeline.flush(&mut ready);
+            if !hand_over(&mut ready, &mut chunk, &queue, &control) {
+                break 'passes;
+            }
+        }
         if !looping || produced == 0 || !reader.can_rewind() {
             if !chunk.is_empty() {
                 let _ = queue.send_blocking(chunk);
@@ -178,6 +185,34 @@ pub(crate) fn read_log(
     let mut s = control.reader.lock().expect("not poisoned");
     *s = stats;
     s.plan = first_pass_plan.unwrap_or_else(|| planner.stats.clone());
+}
+
+/// Moves `ready` requests into the chunk under the read-ahead budget, sending full chunks to the
+/// pacer. False when the pacer has stopped.
+fn hand_over(
+    ready: &mut Vec<ReplayRequest>,
+    chunk: &mut Vec<ReplayRequest>,
+    queue: &async_channel::Sender<Vec<ReplayRequest>>,
+    control: &RunControl,
+) -> bool {
+    for req in ready.drain(..) {
+        let size = footprint(&req);
+        if !control.read_ahead.try_take(size) {
+            // Hand over what this thread holds before waiting: the pacer can only give back what
+            // it has received.
+            let held = std::mem::replace(chunk, Vec::with_capacity(QUEUE_CHUNK));
+            if (!held.is_empty() && queue.send_blocking(held).is_err()) || !control.read_ahead.take_blocking(size) {
+                return false;
+            }
+        }
+        chunk.push(req);
+        if chunk.len() == QUEUE_CHUNK
+            && queue.send_blocking(std::mem::replace(chunk, Vec::with_capacity(QUEUE_CHUNK))).is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
 
 fn bad_line_limit_exceeded(limit: Option<BadLineLimit>, stats: &ReaderStats) -> Option<String> {

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use super::{Prepared, RunError, prepare, spawn};
 use crate::config::ReplayConfig;
 use crate::control::RunControl;
+use crate::pace::schedule::{LogClock, Schedule, Shape};
 use crate::plan::read_ahead::footprint;
-use crate::plan::reader::{ReaderStats, read_log};
+use crate::plan::reader::{ReaderStats, Reading, read_log};
+use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
 
 /// What `--dry-run` found: the requests a run would send, without sending any.
@@ -16,7 +18,10 @@ use crate::plan::{Planner, ReplayRequest};
 pub struct DryRun {
     pub format: String,
     pub target: String,
-    /// The first requests, as `METHOD URL` plus their headers (secrets redacted) and body size.
+    /// The traffic shape, as the run's banner says it.
+    pub plan: String,
+    /// The first requests, as `METHOD URL` plus their headers (secrets redacted) and body size,
+    /// after their due time (`+1.250s`) when the run is paced.
     pub first: Vec<String>,
     pub requests: u64,
     pub by_method: BTreeMap<String, u64>,
@@ -34,20 +39,29 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
     let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
     let thread = spawn("sluice-reader", {
-        let (control, limit, format) = (control.clone(), config.max_bad_lines, format.clone());
-        move || read_log(reader, format, planner, queue_tx, control, false, limit)
+        let reading = Reading {
+            bad_line_limit: config.max_bad_lines,
+            timeline: matches!(config.shape, Shape::Logged { .. }).then(Timeline::new),
+            ..Reading::default()
+        };
+        let (control, format) = (control.clone(), format.clone());
+        move || read_log(reader, format, planner, queue_tx, control, reading)
     })?;
     let mut report = DryRun {
         format: format.name().to_string(),
         target: target.to_string(),
+        plan: config.shape.describe(),
         first: Vec::new(),
         requests: 0,
         by_method: BTreeMap::new(),
         by_host: BTreeMap::new(),
         log: ReaderStats::default(),
     };
+    // The same cursor a run uses: due times are a pure function of the requests.
+    let mut schedule = Schedule::new(config.shape.clone(), config.batch, config.duration);
     for req in std::iter::from_fn(|| queue_rx.recv_blocking().ok()).flatten() {
         control.read_ahead.give_back(footprint(&req));
+        let due = schedule.due(LogClock::of(&req));
         report.requests += 1;
         *report.by_method.entry(req.method.to_string()).or_default() += 1;
         let host = match req.headers.iter().find(|(n, _)| n == reqwest::header::HOST) {
@@ -60,7 +74,12 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
         };
         *report.by_host.entry(host).or_default() += 1;
         if report.first.len() < DRY_RUN_SHOWN {
-            report.first.push(describe_request(&req, &config.redactor));
+            let text = describe_request(&req, &config.redactor);
+            report.first.push(match (config.shape.is_paced(), due) {
+                (false, _) => text,
+                (true, Some(due)) => format!("+{:.3}s  {text}", due.as_secs_f64()),
+                (true, None) => format!("(after the last stage: not sent)  {text}"),
+            });
         }
     }
     thread.join().map_err(|_| RunError::Internal("the reader thread panicked".into()))?;

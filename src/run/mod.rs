@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Rate, ReplayConfig, Target};
+use crate::config::{ReplayConfig, Target};
 use crate::control::{Progress, RunControl, StopReason};
-use crate::pace::{Pacer, PacerReport, Schedule, run_pacer};
-use crate::plan::reader::{QUEUE_CHUNK, read_log};
+use crate::pace::schedule::{Schedule, Shape};
+use crate::pace::{Pacer, PacerReport, run_pacer};
+use crate::plan::reader::{QUEUE_CHUNK, Reading, read_log};
+use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
 use crate::send::outcome::Outcome;
 use crate::send::transport::Transport;
@@ -111,7 +113,7 @@ impl Run {
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
 
-        let control = Arc::new(RunControl::new(config.duration, config.rate != Rate::Max));
+        let control = Arc::new(RunControl::new(config.duration, config.shape.is_paced()));
         let (queue_tx, queue_rx) =
             async_channel::bounded::<Vec<ReplayRequest>>(config.queue_capacity.div_ceil(QUEUE_CHUNK));
         // Released requests wait here for a free sender. Lag is measured when a request actually
@@ -127,23 +129,20 @@ impl Run {
 
         let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
-            let (control, looping, limit) = (control.clone(), config.looping, config.max_bad_lines);
-            let format = format.clone();
-            move || read_log(reader, format, planner, queue_tx, control, looping, limit)
+            let reading = Reading {
+                looping: config.looping,
+                bad_line_limit: config.max_bad_lines,
+                timeline: matches!(config.shape, Shape::Logged { .. }).then(Timeline::new),
+            };
+            let (control, format) = (control.clone(), format.clone());
+            move || read_log(reader, format, planner, queue_tx, control, reading)
         })?;
-        let target_rate = match config.rate {
-            Rate::PerSecond(n) => Some(n),
-            Rate::Max => None,
-        };
-        let abort = AbortWatch::new(&config.abort_on, target_rate);
+        let abort = AbortWatch::new(&config.abort_on, config.shape.steady_rate());
         let writer = spawn("sluice-writer", {
             let control = control.clone();
             move || run_writer(sink, outcomes_rx, control, metrics, abort)
         })?;
-        let schedule = match config.rate {
-            Rate::PerSecond(n) => Some(Schedule::new(n, config.batch)),
-            Rate::Max => None,
-        };
+        let schedule = Schedule::new(config.shape.clone(), config.batch, config.duration);
         let runtime = if config.threads == 1 {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         } else {

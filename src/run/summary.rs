@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{Rate, ReplayConfig};
+use crate::config::ReplayConfig;
 use crate::control::StopReason;
 use crate::display::{human_bytes, join_counts, latency_lines};
 use crate::pace::PacerReport;
@@ -21,8 +21,13 @@ pub struct Summary {
     pub target: String,
     pub format: String,
     pub csv: String,
-    /// `null` at `--rate max`.
+    /// The one planned rate; `null` when there is none (`--rate max`, `--stages`, `--speed`).
     pub target_rate: Option<f64>,
+    /// The traffic shape as the banner says it: `200/s`, `stages 30s:0-200,…`, `logged timing ×4`.
+    pub plan: String,
+    /// The seed of `--arrivals poisson`: give it as `--seed` to repeat the run's due times exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     pub achieved_rate: f64,
     /// Seconds of plan covered (the duration, or up to the last request).
     pub scheduling_seconds: f64,
@@ -79,10 +84,9 @@ impl Summary {
             target: target.to_string(),
             format: format.to_string(),
             csv: config.out.display().to_string(),
-            target_rate: match config.rate {
-                Rate::PerSecond(n) => Some(n),
-                Rate::Max => None,
-            },
+            target_rate: config.shape.steady_rate(),
+            plan: config.shape.describe(),
+            seed: config.shape.seed(),
             achieved_rate: if span > 0.0 { tally.requests as f64 / span } else { 0.0 },
             scheduling_seconds: span,
             wall_seconds: written
@@ -136,7 +140,8 @@ impl Summary {
         let mut t = String::new();
         let rate = match self.target_rate {
             Some(r) => format!("{:.1}/s achieved of {r}/s target", self.achieved_rate),
-            None => format!("{:.1}/s achieved (--rate max)", self.achieved_rate),
+            None if self.plan == "max rate" => format!("{:.1}/s achieved (--rate max)", self.achieved_rate),
+            None => format!("{:.1}/s achieved on average", self.achieved_rate),
         };
         let how = match (self.interrupted, self.stopped_by) {
             (true, _) => "interrupted",
@@ -157,6 +162,10 @@ impl Summary {
             "  requests   {} sent in {:.2}s: {rate}; {} answered, {} no answer{not_sent}",
             self.requests_sent, self.scheduling_seconds, self.responses, self.errors
         );
+        if self.target_rate.is_none() && self.plan != "max rate" || self.seed.is_some() {
+            let repeat = self.seed.map(|s| format!(" — --seed {s} repeats these due times")).unwrap_or_default();
+            let _ = writeln!(t, "  plan       {}{repeat}", self.plan);
+        }
         if !self.statuses.is_empty() {
             let _ = writeln!(t, "  statuses   {}", join_counts(&self.statuses, self.requests_sent));
         }

@@ -271,17 +271,7 @@ mod tests {
     }
 
     fn request(method: Method) -> ReplayRequest {
-        ReplayRequest {
-            seq: 0,
-            log_line: 1,
-            log_time: None,
-            method,
-            url: Url::parse("http://t/x?y=1").unwrap(),
-            orig_status: None,
-            headers: Vec::new(),
-            body: None,
-            position: Default::default(),
-        }
+        ReplayRequest { method, ..ReplayRequest::for_test("/x?y=1") }
     }
 
     #[tokio::test]

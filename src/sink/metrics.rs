@@ -156,7 +156,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP sluice_target_rate Requests per second the running replays aim for.\n# TYPE sluice_target_rate gauge\n\
+            "# HELP sluice_target_rate Requests per second the running replays' plans call for now (0 for --rate max and --speed).\n# TYPE sluice_target_rate gauge\n\
              sluice_target_rate {}",
             gauges.target_rate
         );
