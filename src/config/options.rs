@@ -235,7 +235,7 @@ pub struct ReplayOptions {
     /// (combined logs have whole seconds) are spread evenly across it; fractional times ($msec,
     /// JSON) are used exactly; a line logged earlier than the one before it is due with it.
     /// Instead of --rate.
-    #[arg(long, value_name = "X", help_heading = "Traffic shape")]
+    #[arg(long, value_name = "X", help_heading = "Traffic shape", allow_negative_numbers = true)]
     #[serde(deserialize_with = "string_or_number")]
     pub speed: Option<String>,
 

@@ -129,6 +129,16 @@ pub(crate) fn read_log(
                     }
                     if let Ok(mut req) = planned {
                         req.position = position;
+                        if timeline.is_some() && produced == 0 && first_pass && req.log_time.is_none() {
+                            stats.fatal = Some(format!(
+                                "--speed replays the logged times, and {}:{number} has none: this format ({}) \
+                                 logs no time; use --rate or --stages",
+                                names[line.input],
+                                format.name()
+                            ));
+                            control.stop();
+                            break 'passes;
+                        }
                         produced += 1;
                         match &mut timeline {
                             Some(timeline) => timeline.push(req, &mut ready),
