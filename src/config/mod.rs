@@ -142,6 +142,10 @@ pub struct ReplayConfig {
     /// When requests are due: a steady rate, stages, Poisson arrivals, the log's own timing, or
     /// unpaced (`--rate max`).
     pub shape: Shape,
+    /// The most requests per second any moment of the run may reach, whatever the shape: set by
+    /// the daemon to its `--max-rate` (the one cap that also bounds `--speed`, whose rate is the
+    /// log's). Enforced by governor; `None` leaves the shape's own peak as the cap.
+    pub rate_ceiling: Option<f64>,
     pub batch: u32,
     pub duration: Option<Duration>,
     /// Loop the log when it runs out (a duration without `--once`).
@@ -179,6 +183,7 @@ impl ReplayConfig {
                 Rate::PerSecond(n) => Shape::steady(n),
                 Rate::Max => Shape::Unpaced,
             },
+            rate_ceiling: None,
             batch: 1,
             duration: None,
             looping: false,
@@ -312,6 +317,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
             target,
             shape,
+            rate_ceiling: None,
             batch,
             duration,
             looping: duration.is_some() && !args.once,

@@ -53,8 +53,8 @@ pub struct Pacer<C: Clock + Clone = MonotonicClock> {
 }
 
 impl Pacer<MonotonicClock> {
-    pub fn new(schedule: Schedule) -> Self {
-        Pacer::with_clock(schedule, MonotonicClock)
+    pub fn new(schedule: Schedule, ceiling: Option<f64>) -> Self {
+        Pacer::with_clock(schedule, ceiling, MonotonicClock)
     }
 }
 
@@ -62,14 +62,17 @@ impl<C: Clock + Clone> Pacer<C> {
     /// The cap is governor at the shape's peak rate, with a burst of two batches or 100 ms of
     /// traffic. Poisson arrivals cluster by nature, so their cap is twice the peak with 200 ms of
     /// burst: a cap at the mean would queue the plan's own clusters. Logged timing has no rate
-    /// known in advance and no cap: the log is the plan.
-    pub fn with_clock(schedule: Schedule, clock: C) -> Self {
+    /// known in advance: the log is the plan, capped only by `ceiling` when one is given (the
+    /// daemon's `--max-rate`), which also lowers any other cap above it.
+    pub fn with_clock(schedule: Schedule, ceiling: Option<f64>, clock: C) -> Self {
         let batch = u64::from(schedule.batch());
         let cap = match schedule.shape() {
             Shape::Curve { curve, arrivals: Arrivals::Uniform } => Some((curve.peak(), 10.0)),
             Shape::Curve { curve, arrivals: Arrivals::Poisson { .. } } => Some((2.0 * curve.peak(), 5.0)),
-            Shape::Logged { .. } | Shape::Unpaced => None,
+            Shape::Logged { .. } => ceiling.map(|c| (c, 10.0)),
+            Shape::Unpaced => None,
         };
+        let cap = cap.map(|(rate, burst_divisor)| (ceiling.map_or(rate, |c| rate.min(c)), burst_divisor));
         let limiter = cap.map(|(rate, burst_divisor)| {
             let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
             let burst = (2 * batch).max((rate / burst_divisor).ceil() as u64).min(u64::from(u32::MAX)) as u32;
@@ -324,7 +327,7 @@ mod tests {
     }
 
     fn steady(rate: f64, batch: u32, clock: &FakeRelativeClock) -> Pacer<FakeRelativeClock> {
-        Pacer::with_clock(Schedule::new(Shape::steady(rate), batch, None), clock.clone())
+        Pacer::with_clock(Schedule::new(Shape::steady(rate), batch, None), None, clock.clone())
     }
 
     /// Drives a pacer on a fake clock in 1 ms steps, returning (release time, due time) pairs.
@@ -414,7 +417,7 @@ mod tests {
         // the peak, 200 ms of burst) must let every request leave at its own due time.
         let clock = FakeRelativeClock::default();
         let shape = Shape::Curve { curve: schedule::RateCurve::steady(200.0), arrivals: Arrivals::Poisson { seed: 3 } };
-        let mut pacer = Pacer::with_clock(Schedule::new(shape, 1, None), clock.clone());
+        let mut pacer = Pacer::with_clock(Schedule::new(shape, 1, None), None, clock.clone());
         let releases = drive(&mut pacer, &clock, Duration::from_secs(20));
         assert!(releases.len() > 3500, "{}", releases.len());
         let late = releases.iter().filter(|(at, due)| at.saturating_sub(*due) > ms(1)).count();
@@ -422,13 +425,28 @@ mod tests {
     }
 
     #[test]
-    fn logged_timing_has_no_cap() {
+    fn logged_timing_has_no_cap_but_the_ceiling() {
         let clock = FakeRelativeClock::default();
-        let mut pacer = Pacer::with_clock(Schedule::new(Shape::Logged { speed: 1.0, max_gap: None }, 1, None), clock);
+        let logged = || Schedule::new(Shape::Logged { speed: 1.0, max_gap: None }, 1, None);
+        let mut pacer = Pacer::with_clock(logged(), None, clock.clone());
         // 10,000 requests logged in the same instant all leave at once.
         for _ in 0..10_000 {
             let due = pacer.due(Some(LogClock { pass: 1, offset: Duration::ZERO })).unwrap();
             assert_eq!(pacer.next(Duration::ZERO, due), Next::Release);
         }
+        // Unless there is a ceiling (the daemon's --max-rate): then 100 ms of it, and a wait.
+        let mut capped = Pacer::with_clock(logged(), Some(1000.0), clock);
+        let mut released = 0;
+        loop {
+            let due = capped.due(Some(LogClock { pass: 1, offset: Duration::ZERO })).unwrap();
+            match capped.next(Duration::ZERO, due) {
+                Next::Release => released += 1,
+                Next::WaitUntil(at) => {
+                    assert!(at > Duration::ZERO);
+                    break;
+                }
+            }
+        }
+        assert_eq!(released, 100);
     }
 }

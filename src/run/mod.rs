@@ -143,6 +143,7 @@ impl Run {
             move || run_writer(sink, outcomes_rx, control, metrics, abort)
         })?;
         let schedule = Schedule::new(config.shape.clone(), config.batch, config.duration);
+        let ceiling = config.rate_ceiling;
         let runtime = if config.threads == 1 {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         } else {
@@ -175,7 +176,7 @@ impl Run {
                     // The pacer owns the only job sender: when it ends, the senders finish what
                     // was released and return.
                     let pacer = tokio::spawn(run_pacer(
-                        Pacer::new(schedule),
+                        Pacer::new(schedule, ceiling),
                         deadline,
                         queue_rx,
                         jobs_tx,
