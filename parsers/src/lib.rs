@@ -26,6 +26,7 @@
 //! Presets (`nginx`, `apache-combined` …) are predefined format strings run by the same template
 //! engine as custom ones. A bad line is an `Err`, never a panic, whatever the bytes.
 
+pub mod duration;
 mod error;
 mod escape;
 mod field;
