@@ -4,9 +4,10 @@
 //! [`ReplayOptions`] the command line and `--config` fill (keys are the long flags in
 //! snake_case), beside four keys that are the daemon's own: `logs` (names inside `--logs-dir`),
 //! `headers` (an object, its values secrets), `public_headers` and `start_at`. An option added to
-//! [`ReplayOptions`] is accepted here without a change. Refused: everything that names a file on
-//! the daemon's machine (`files`, `out`, `summary_json`, `config`, `@file` header values), and
-//! the options that only make sense at a terminal ([`COMMAND_LINE_ONLY`]). The options become a
+//! [`ReplayOptions`] is accepted here without a change. Refused: what names a file on the
+//! daemon's machine or is a terminal's (`files`, `out`, `summary_json`, `config`, `progress`,
+//! `dry_run`, `@file` header values), and the options that are the command line's own (`header`
+//! as "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
 //! [`ReplayConfig`] through the CLI's own checks, once, so a daemon run is validated exactly like
 //! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target,
 //! the caps for its rate, concurrency and duration.
