@@ -82,6 +82,37 @@ fn a_run_submitted_over_the_api_replays_the_log_and_its_csv_matches_what_the_moc
 }
 
 #[test]
+fn a_replay_option_the_daemon_never_names_is_applied_shown_and_refused_when_misspelled() {
+    // `exclude_user_agent` and `sample_seed` reach the daemon through `ReplayOptions` alone.
+    let server = mock(MockConfig::default());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = InProcess::start(state.path(), None, &[]);
+    let http = daemon.http(None);
+    http.upload("u.log", &fixture("unique-targets.log"));
+    let options = json!({
+        "logs": ["u.log"], "target": server.url(), "rate": 400, "allow_methods": ["all"],
+        "exclude_user_agent": ["^fixture-agent/[0-9] "], "sample_seed": 7
+    });
+    let misspelled =
+        http.post_raw("/v1/runs", &options.to_string().replace("exclude_user_agent", "exclude_user_agents"));
+    expect(misspelled, 422, "unknown field `exclude_user_agents`");
+
+    let id = http.submit(options.clone())["id"].as_str().unwrap().to_string();
+    let run = http.wait_finished(&id, Duration::from_secs(60));
+    assert_eq!(run["state"], "completed", "{run:#}");
+    assert_eq!(run["options"], options, "shown as submitted");
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(state.path().join(format!("runs/{id}/run.json"))).unwrap()).unwrap();
+    assert_eq!(stored["options"], options, "stored as submitted");
+    // The log's 200 lines carry agents fixture-agent/1 … /200: the nine one-digit ones were skipped.
+    let received = server.requests();
+    assert_eq!(received.len(), 191);
+    let agent_number = |ua: &str| ua.strip_prefix("fixture-agent/").and_then(|n| n.split(' ').next()).map(str::len);
+    assert!(received.iter().all(|r| r.header("user-agent").and_then(|ua| agent_number(&ua)).is_some_and(|n| n > 1)));
+    assert_eq!(count(&run["summary"]["requests_sent"]), 191);
+}
+
+#[test]
 fn metrics_parse_as_prometheus_text_and_their_counters_equal_the_runs_summary() {
     let server = mock(MockConfig::default().with_seed(3).with_statuses("200:70,404:20,503:10".parse().unwrap()));
     let state = tempfile::tempdir().unwrap();

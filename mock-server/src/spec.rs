@@ -3,7 +3,7 @@
 //!
 //! | what | syntax | examples |
 //! |---|---|---|
-//! | duration | number + unit `ns`, `us`, `ms`, `s`; or `0` | `250us`, `5ms`, `1.5s` |
+//! | duration ([`sluice_parsers::duration`]) | number + unit (`ns` `us` `ms` `s` `m` `h` `d`), repeated; or `0` | `250us`, `5ms`, `1.5s`, `1m30s` |
 //! | status mix ([`StatusDist`]) | `CODE[:WEIGHT],...` (weight defaults to 1) | `200`, `200:90,404:5,500:5` |
 //! | latency ([`LatencyModel`]) | `FIXED`, `MIN..MAX`, `lognormal:MEDIAN,P99` | `5ms`, `1ms..20ms`, `lognormal:5ms,80ms` |
 //! | behaviour ([`Behavior`]) | `CODE`, `status:CODE`, `reset`, `garbage`, `redirect`, `redirect-away`, `hang` | `503`, `reset` |
@@ -31,7 +31,9 @@ impl SpecKind {
     /// The allowed forms, quoted in every error so a user can fix a flag without the docs.
     pub fn expected(self) -> &'static str {
         match self {
-            SpecKind::Duration => "a number with a unit (ns, us, ms, s) such as 250us, 5ms, 1.5s, or 0",
+            SpecKind::Duration => {
+                "a number with a unit (ns, us, ms, s, m, h, d) such as 250us, 5ms, 1.5s or 1m30s, or 0"
+            }
             SpecKind::Status => "an HTTP status code from 200 to 599",
             SpecKind::StatusList => "CODE[:WEIGHT],... such as 200 or 200:90,404:5,500:5",
             SpecKind::Latency => "FIXED (5ms), MIN..MAX (1ms..20ms) or lognormal:MEDIAN,P99 (lognormal:5ms,80ms)",
@@ -74,41 +76,12 @@ impl SpecError {
 // ---------------------------------------------------------------------------------------------
 // Durations
 
-/// Parses `250us`, `5ms`, `1.5s`, `20ns` or a bare `0`. Decimal fractions are exact (no floats),
-/// so `0.1s` is exactly 100 ms.
+/// Parses `250us`, `5ms`, `1.5s`, `1m30s`, `0`: sluice's one duration grammar
+/// ([`sluice_parsers::duration`]), read exactly, so `0.1s` is exactly 100 ms. A number other than
+/// `0` needs its unit: in a rule, `/x=600` is a status code, never ten minutes.
 pub fn parse_duration(input: &str) -> Result<Duration, SpecError> {
-    let err = |reason: &str| SpecError::new(SpecKind::Duration, input, reason);
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit"))?;
-    let (number, unit) = s.split_at(split);
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(err("not a number"));
-    }
-    if number.ends_with('.') || frac.len() > 9 {
-        return Err(err("not a number (at most 9 decimals)"));
-    }
-    let unit_nanos: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        _ => return Err(err("unknown unit")),
-    };
-    let too_long = || err("too long");
-    let int: u64 = int.parse().map_err(|_| too_long())?;
-    let frac_nanos = if frac.is_empty() {
-        0
-    } else {
-        // frac has at most 9 digits, so this fits; scaling by the unit keeps sub-unit precision.
-        let digits: u64 = frac.parse().map_err(|_| err("not a number"))?;
-        digits.checked_mul(unit_nanos).ok_or_else(too_long)? / 10u64.pow(frac.len() as u32)
-    };
-    let nanos = int.checked_mul(unit_nanos).and_then(|n| n.checked_add(frac_nanos)).ok_or_else(too_long)?;
-    Ok(Duration::from_nanos(nanos))
+    sluice_parsers::duration::parse_duration_with_unit(input)
+        .map_err(|e| SpecError::new(SpecKind::Duration, input, e.to_string()))
 }
 
 /// The inverse of [`parse_duration`]: the largest unit that shows the value exactly.

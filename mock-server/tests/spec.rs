@@ -28,6 +28,9 @@ fn durations() {
         ("0.1s", ms(100)),
         ("2.25ms", us(2250)),
         ("1.000000001s", Duration::from_nanos(1_000_000_001)),
+        // sluice's grammar, which the mock shares: minutes, hours, units in a row.
+        ("5m", Duration::from_secs(300)),
+        ("1m30s", Duration::from_secs(90)),
     ];
     for (input, want) in good {
         assert_eq!(parse_duration(input), Ok(want), "{input:?}");
@@ -39,7 +42,7 @@ fn durations() {
         ("5 ms", "unknown unit"),
         ("-5ms", "not a number"),
         ("5xs", "unknown unit"),
-        ("5m", "unknown unit"),
+        ("1m30", "missing unit"),
         ("1.ms", "not a number"),
         (".5ms", "not a number"),
         ("1.2.3ms", "not a number"),

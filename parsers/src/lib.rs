@@ -25,7 +25,11 @@
 //!
 //! Presets (`nginx`, `apache-combined` …) are predefined format strings run by the same template
 //! engine as custom ones. A bad line is an `Err`, never a panic, whatever the bytes.
+//!
+//! Beside them, [`duration`]: the one duration grammar of the workspace (`90s`, `1h30m`, `250ms`),
+//! here so that sluice and the mock server, which sluice depends on, both read it.
 
+pub mod duration;
 mod error;
 mod escape;
 mod field;

@@ -3,7 +3,8 @@
 //! ```text
 //! assertion := [ "route:" PATTERN ] METRIC OP NUMBER [ UNIT ] [ "of target" ]
 //! OP        := "<" | "<=" | ">" | ">=" | "==" | "!="
-//! UNIT      := "us" | "µs" | "ms" | "s" | "m"      latency metrics (a unit is required)
+//! UNIT      := "ms" | "s" | "us" | "m" | …            latency metrics (a unit is required): the
+//!                                                    units of sluice_parsers::duration
 //!            | "%"                                   shares (or a plain fraction: 0.01)
 //!            | "/s" | "rps"                          rate; or "N% of target"
 //! ```
@@ -13,6 +14,8 @@
 
 use std::fmt;
 use std::ops::Range;
+
+use sluice_parsers::duration::unit_nanos;
 
 use super::aggregate::Aggregate;
 use super::routes::RouteGlob;
@@ -376,14 +379,9 @@ fn parse_threshold(c: &mut Cursor<'_>, metric: &Metric, scoped: bool) -> Result<
     Ok(threshold)
 }
 
+/// A latency in ms, in any time unit of the duration grammar.
 fn millis(value: f64, unit: &str) -> Option<f64> {
-    Some(match unit {
-        "us" | "µs" => value / 1e3,
-        "ms" => value,
-        "s" => value * 1e3,
-        "m" => value * 60e3,
-        _ => return None,
-    })
+    unit_nanos(unit).map(|nanos| value * nanos as f64 / 1e6)
 }
 
 fn share(value: f64, unit: &str) -> Result<f64, String> {
@@ -592,6 +590,13 @@ mod tests {
 
     fn parse(s: &str) -> Assertion {
         Assertion::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn latency_units_are_the_duration_grammars() {
+        for (text, ms) in [("p99 < 2min", 120_000.0), ("p99 < 1h", 3_600_000.0), ("p99 < 250000ns", 0.25)] {
+            assert_eq!(parse(text).threshold, Threshold::Value(ms), "{text}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::aggregate::{Activity, Aggregate, Slice, Timeline};
 use super::assert::{Stat, Verdict};
 use crate::display::spreadsheet_time;
 use crate::stats::{
-    CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of,
+    CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of, counts,
 };
 
 /// Where the target rate comes from.
@@ -240,7 +240,7 @@ fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
         errors: g.errors(),
         failed: g.failed(),
         error_rate: share(g.failed(), g.requests),
-        statuses: g.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        statuses: counts(&g.statuses),
         error_kinds: g.errors.clone(),
         latency_ms: Percentiles::of(&g.latency),
         latency_from_schedule_ms: Percentiles::of(&g.from_schedule),
@@ -297,7 +297,7 @@ fn route_line<C: Counter>(name: &str, g: &Tally<C>, seconds: f64) -> RouteLine {
         requests: g.requests,
         rate: if seconds > 0.0 { g.requests as f64 / seconds } else { 0.0 },
         classes: class_counts(|c| if c == NO_STATUS { g.errors() } else { g.class_count(c) }),
-        statuses: g.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        statuses: counts(&g.statuses),
         failed: g.failed(),
         error_rate: share(g.failed(), g.requests),
         with_orig_status: g.with_orig(),

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::{CONFIG_FILE_BYTES, ConfigError, bad, one_line, read_small_file};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProgressMode {
     /// A progress line when stderr is a terminal.
@@ -18,15 +18,20 @@ pub enum ProgressMode {
     Never,
 }
 
-/// Every option of `sluice replay`. The same struct is read from the command line (clap) and from
-/// a `--config` TOML file (serde, keys named like the long flags, `-` or `_`); flags win.
+/// Every option of `sluice replay`. The same struct is read from the command line (clap), from
+/// a `--config` TOML file (serde, keys named like the long flags, `-` or `_`; flags win) and from
+/// a daemon run's JSON ([`crate::daemon::request`] takes out the keys that are the daemon's own).
 /// Defaults are applied later, in [`crate::config`], so "not given" stays visible for merging.
-#[derive(Debug, Default, Clone, Args, serde::Deserialize)]
+///
+/// Serialized, it is the daemon's record of a run's options: only what was given, repeatable
+/// flags under plural names (`deny_hosts`), `allow_methods` as a list, counts as numbers. A new
+/// field needs a `skip_serializing_if` so that, not given, it stays out of that record.
+#[derive(Debug, Default, Clone, Args, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplayOptions {
     /// Log files, read in order; .gz is decompressed; `-` reads standard input.
     #[arg(value_name = "FILES")]
-    #[serde(alias = "logs")]
+    #[serde(alias = "logs", skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
 
     /// Read options from a TOML file (keys named like the long flags); flags given here win.
@@ -37,53 +42,68 @@ pub struct ReplayOptions {
     /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended), or
     /// `mock` to start the built-in mock server on 127.0.0.1. Required.
     #[arg(short, long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
 
     /// Requests per second, or `max` for as fast as the in-flight limit allows. Required, unless
     /// --stages or --speed shapes the traffic instead.
     #[arg(short, long, value_name = "N|max", allow_negative_numbers = true)]
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(
+        deserialize_with = "string_or_number",
+        serialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rate: Option<String>,
 
     /// Stop scheduling after this long (e.g. 90s, 10m, 1h30m); the log loops if it runs out.
     /// Without it the log is replayed once.
     #[arg(short, long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
 
     /// Replay the log a single time, even with --duration.
     #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
     pub once: bool,
 
     #[arg(short, long, value_name = "FMT", help = FORMAT_HELP_AUTO)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
 
     /// Most requests in flight at once; when all are busy, sending waits and the lag is recorded [default: 64].
     #[arg(short, long, value_name = "C")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
 
     /// Release B requests at once, B/N seconds apart [default: 1].
     #[arg(short, long, value_name = "B")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,
 
     /// Per-request timeout (connect + response + body) [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 
     /// After scheduling stops, how long in-flight requests may still finish before they are
     /// recorded as aborted [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<String>,
 
     /// The results CSV (one row per request) [default: sluice-<date>-<time>.csv].
     #[arg(short, long, value_name = "FILE.csv")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
 
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_json: Option<PathBuf>,
 
     /// Live progress on stderr [default: auto: when stderr is a terminal].
     #[arg(long, value_enum, value_name = "WHEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressMode>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (e.g. 127.0.0.1:9898).
@@ -93,127 +113,159 @@ pub struct ReplayOptions {
 
     /// Parsed requests buffered ahead of the pacer (memory stays flat whatever the log size) [default: 8192].
     #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<usize>,
 
     /// Most unreadable log lines before the run stops: a count (100) or a share (5%).
     #[arg(long, value_name = "N|P%")]
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(
+        deserialize_with = "string_or_number",
+        serialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_bad_lines: Option<String>,
 
     /// Threads that send requests; one is the most efficient next to a local target [default: 1].
     #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 
     // ---- safety --------------------------------------------------------------------------
     /// Methods to replay, comma separated, or `all`; others are skipped and counted [default: GET,HEAD,OPTIONS].
     #[arg(long, value_name = "METHODS", help_heading = "Safety")]
+    #[serde(deserialize_with = "text_or_list", serialize_with = "as_list", skip_serializing_if = "Option::is_none")]
     pub allow_methods: Option<String>,
 
     /// Follow redirects, and only to the target's own host (never to another).
     #[arg(long, help_heading = "Safety")]
+    #[serde(skip_serializing_if = "is_false")]
     pub follow_redirects: bool,
 
     /// Use the proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY (ignored by default).
     #[arg(long, help_heading = "Safety")]
+    #[serde(skip_serializing_if = "is_false")]
     pub use_env_proxy: bool,
 
     /// Refuse targets whose name or resolved address matches: a host (`db.prod.example`), a
     /// wildcard (`*.prod.example`), an address or a CIDR block (`10.0.0.0/8`). Repeatable.
     #[arg(long = "deny-host", value_name = "PATTERN", help_heading = "Safety")]
-    #[serde(alias = "deny_hosts")]
+    #[serde(alias = "deny_hosts", rename(serialize = "deny_hosts"), skip_serializing_if = "Vec::is_empty")]
     pub deny_host: Vec<String>,
 
     /// Only allow targets matching one of these patterns (same forms as --deny-host). Repeatable.
     #[arg(long = "allow-host", value_name = "PATTERN", help_heading = "Safety")]
-    #[serde(alias = "allow_hosts")]
+    #[serde(alias = "allow_hosts", rename(serialize = "allow_hosts"), skip_serializing_if = "Vec::is_empty")]
     pub allow_host: Vec<String>,
 
     /// Replay even though the log says it was served by the target's own host.
     #[arg(long = "i-know-this-is-production", help_heading = "Safety")]
+    #[serde(skip_serializing_if = "is_false")]
     pub i_know_this_is_production: bool,
 
     /// Header values never shown in any output (besides Authorization, Proxy-Authorization,
     /// Cookie and Set-Cookie, which never are). Repeatable.
     #[arg(long = "redact-header", value_name = "NAME", help_heading = "Safety")]
+    #[serde(alias = "redact_headers", rename(serialize = "redact_headers"), skip_serializing_if = "Vec::is_empty")]
     pub redact_header: Vec<String>,
 
     /// Query parameters whose value is masked in the CSV's url column (the request still carries
     /// them): a regex on the parameter name [default: token|key|secret|password|sig].
     #[arg(long, value_name = "REGEX", help_heading = "Safety")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mask_query_params: Option<String>,
 
     /// Parse, filter and rewrite, show what would be sent, and send nothing.
     #[arg(long, help_heading = "Safety")]
+    #[serde(skip_serializing_if = "is_false")]
     pub dry_run: bool,
 
     // ---- rewriting -----------------------------------------------------------------------
     /// Send this Host header.
     #[arg(long, value_name = "NAME", help_heading = "Rewriting")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_header: Option<String>,
 
     /// Send the Host the log recorded ($host, %v …) when the format has one.
     #[arg(long, help_heading = "Rewriting")]
+    #[serde(skip_serializing_if = "is_false")]
     pub preserve_host: bool,
 
     /// Add a header to every request: 'Name: value', or 'Name: @file' to read the value from a
     /// file (keeps secrets out of `ps`). Repeatable; replaces a logged header of the same name.
     #[arg(short = 'H', long = "header", value_name = "HEADER", help_heading = "Rewriting")]
-    #[serde(alias = "headers")]
+    #[serde(alias = "headers", skip_serializing_if = "Vec::is_empty")]
     pub header: Vec<String>,
 
     /// Do not send this logged header. Repeatable.
     #[arg(long = "drop-header", value_name = "NAME", help_heading = "Rewriting")]
+    #[serde(alias = "drop_headers", rename(serialize = "drop_headers"), skip_serializing_if = "Vec::is_empty")]
     pub drop_header: Vec<String>,
 
     /// Skip requests whose method carries a body (POST, PUT, PATCH) when the log has no body for
     /// them, instead of sending an empty body.
     #[arg(long, help_heading = "Rewriting")]
+    #[serde(skip_serializing_if = "is_false")]
     pub skip_bodyless: bool,
 
     // ---- filters -------------------------------------------------------------------------
     /// Only replay requests whose path and query match this regex. Repeatable (any may match).
     #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
 
     /// Skip requests whose path and query match this regex. Repeatable.
     #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
 
     /// Only replay requests whose logged status is in this list: codes and classes, e.g. 2xx,304.
     #[arg(long, value_name = "LIST", help_heading = "Filters")]
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(
+        deserialize_with = "string_or_number",
+        serialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub orig_status: Option<String>,
 
     /// Only replay requests logged at or after this time (RFC 3339, or 'YYYY-MM-DD HH:MM[:SS]' in UTC).
     #[arg(long, value_name = "TIME", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
 
     /// Only replay requests logged before this time (same forms as --from).
     #[arg(long, value_name = "TIME", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 
     /// Skip requests whose user agent matches this regex (e.g. 'bot|crawler|spider'). Repeatable.
     #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_user_agent: Vec<String>,
 
     /// Replay only this share of the log's lines, chosen by line, the same lines every run (e.g. 10%).
     #[arg(long, value_name = "P%", help_heading = "Filters")]
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(
+        deserialize_with = "string_or_number",
+        serialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sample: Option<String>,
 
     /// Seed for --sample: another seed picks other lines [default: 0].
     #[arg(long, value_name = "N", help_heading = "Filters")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_seed: Option<u64>,
 
     // ---- report --------------------------------------------------------------------------
     /// After the run, also print the per-route table and the logged-vs-replayed status matrix.
     #[arg(long, help_heading = "Report")]
+    #[serde(skip_serializing_if = "is_false")]
     pub report: bool,
 
     /// Check a metric after the run, e.g. 'p99 < 250ms', 'error_rate < 1%', 'rate >= 95% of target',
     /// 'route:/api/* p99 < 100ms' (see `sluice report --help`). Repeatable; a failure exits 1.
     #[arg(long = "assert", value_name = "ASSERTION", help_heading = "Report")]
-    #[serde(alias = "assertions")]
+    #[serde(alias = "assertions", skip_serializing_if = "Vec::is_empty")]
     pub assert: Vec<String>,
 
     /// Stop the run early when a condition holds: any assertion expression, judged once a second
@@ -222,11 +274,13 @@ pub struct ReplayOptions {
     /// Scheduling stops, requests in flight drain, the summary names the condition; exit 1.
     /// Repeatable.
     #[arg(long = "abort-on", value_name = "CONDITION", help_heading = "Report")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub abort_on: Vec<String>,
 
     /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
     /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
     #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_line_bytes: Option<u64>,
 
     // ---- traffic shape -------------------------------------------------------------------
@@ -266,19 +320,102 @@ apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat s
 
 /// TOML and JSON users write `rate = 200` as often as `rate = "200"`; both mean the same.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Int(i64),
-        Float(f64),
+    // A visitor rather than an untagged enum, so a wrong type reads "expected a number or a
+    // string" rather than "did not match any variant".
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number or a string")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    Ok(match <Option<Raw> as serde::Deserialize>::deserialize(d)? {
-        None => None,
-        Some(Raw::Text(s)) => Some(s),
-        Some(Raw::Int(n)) => Some(n.to_string()),
-        Some(Raw::Float(x)) => Some(x.to_string()),
-    })
+    d.deserialize_any(Visitor)
+}
+
+/// What [`string_or_number`] read, written back as a number when it is one.
+fn number_or_text<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    // Only a number that prints back exactly as given, so nothing is lost either way.
+    let Some(text) = value else { return s.serialize_none() };
+    if let Ok(n) = text.parse::<u64>()
+        && n.to_string() == *text
+    {
+        s.serialize_u64(n)
+    } else if let Ok(n) = text.parse::<i64>()
+        && n.to_string() == *text
+    {
+        s.serialize_i64(n)
+    } else if let Ok(x) = text.parse::<f64>()
+        && x.is_finite()
+        && x.to_string() == *text
+    {
+        s.serialize_f64(x)
+    } else {
+        s.serialize_str(text)
+    }
+}
+
+/// `allow-methods = "GET,HEAD"` on the command line and in TOML; `["GET","HEAD"]` in JSON.
+fn text_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of strings or one comma-separated string")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            Ok(Some(items.join(",")))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// A comma-separated value written as the list [`text_or_list`] reads.
+fn as_list<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(text) => s.collect_seq(text.split(',').map(str::trim)),
+        None => s.serialize_none(),
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Reads a TOML file of replay options. Keys are the long flag names, with `-` or `_`.

@@ -22,13 +22,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::auth::Token;
 use super::policy::{Rejection, check_log_name};
 use super::record::{RunRecord, RunState};
 use super::registry::{Registry, RegistryError, not_found};
-use super::request::{RunRequest, refused_key};
+use super::request::RunRequest;
 use super::upload::{MAX_LINE_BYTES, UploadCheck, UploadRefusal};
 use crate::sink::metrics::Metrics;
 
@@ -401,29 +402,17 @@ async fn submit_run(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body)
 
 /// Malformed JSON is 400; JSON of the wrong shape (unknown key, wrong type, refused option) 422.
 pub fn parse_run_request(bytes: &[u8]) -> Result<RunRequest, Problem> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
     let unprocessable = |m: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-    if !value.is_object() {
+    let Value::Object(object) = value else {
         return Err(unprocessable(
             "the body must be a JSON object of replay options, e.g. {\"logs\":[\"access.log.gz\"],\"target\":\
              \"http://127.0.0.1:8080\",\"rate\":200}"
                 .into(),
         ));
-    }
-    if let Some(m) = refused_key(&value) {
-        return Err(unprocessable(m));
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize::<_, RunRequest>(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            unprocessable(inner.to_string())
-        } else {
-            unprocessable(format!("{path}: {inner}"))
-        }
-    })
+    };
+    RunRequest::from_object(object).map_err(unprocessable)
 }
 
 async fn list_runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {

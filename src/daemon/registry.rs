@@ -138,7 +138,7 @@ impl Registry {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(RegistryError::ShuttingDown);
         }
-        request.to_args(&self.paths.logs_dir, self.paths.state_dir.join("validation.csv"), &self.policy)?;
+        request.to_config(&self.paths.logs_dir, self.paths.state_dir.join("validation.csv"), &self.policy)?;
         for name in &request.logs {
             if !self.paths.has_log(name) {
                 return Err(Rejection::Invalid(format!(

@@ -1,22 +1,30 @@
 //! What a client may ask the daemon to run.
 //!
-//! A [`RunRequest`] is the replay options as JSON, minus everything that names a file on the
-//! daemon's machine: logs are names inside `--logs-dir`, results go under `--state-dir`, and
-//! `out`, `summary_json`, `config`, `progress` and `@file` header values are refused. It becomes
-//! [`ReplayOptions`] and then a [`ReplayConfig`] through the CLI's own checks, so a daemon run is
-//! validated exactly like `sluice replay`, and it is held to the operator's [`Policy`]: the
-//! allow-list for its target, the caps for its rate, concurrency and duration.
+//! A [`RunRequest`] is a JSON object: the replay options themselves, read into the same
+//! [`ReplayOptions`] the command line and `--config` fill (keys are the long flags in
+//! snake_case), beside four keys that are the daemon's own: `logs` (names inside `--logs-dir`),
+//! `headers` (an object, its values secrets), `public_headers` and `start_at`. An option added to
+//! [`ReplayOptions`] is accepted here without a change. Refused: what names a file on the
+//! daemon's machine or is a terminal's (`files`, `out`, `summary_json`, `config`, `progress`,
+//! `dry_run`, `@file` header values), and the options that are the command line's own (`header`
+//! as "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
+//! [`ReplayConfig`] through the CLI's own checks, once, so a daemon run is validated exactly like
+//! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target,
+//! the caps for its rate, concurrency and duration.
 //!
 //! Header values given through the API are secrets unless the request names them in
 //! `public_headers`: [`RunRequest::split_secrets`] takes them out of what is shown and stored in
 //! `run.json`, and [`RunRequest::with_secrets`] puts them back when the run starts.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::policy::{Caps, Policy, Rejection, check_log_name, printable};
 use crate::config::{ProgressMode, ReplayOptions};
@@ -35,9 +43,21 @@ const PATH_KEYS: [(&str, &str); 6] = [
     ("dry_run", "use `sluice replay --dry-run` on your own machine"),
 ];
 
-/// If `body` is a JSON object with a key the daemon refuses on principle, says which and why.
-pub fn refused_key(body: &serde_json::Value) -> Option<String> {
-    let object = body.as_object()?;
+/// Replay options a client cannot set through the API; like any unknown key, they are refused.
+/// `header` takes "Name: value" strings, and the API takes `headers` as an object instead, so
+/// that its values can be kept secret; a proxy from the environment is the operator's choice,
+/// not a caller's; `report` and `assert` print to a terminal and set an exit code, where the
+/// daemon keeps the summary (GET /v1/runs/{id}/summary.json) and `sluice report` reads the CSV.
+const COMMAND_LINE_ONLY: [&str; 5] = ["header", "use_env_proxy", "report", "assert", "assertions"];
+
+/// The daemon's own keys, besides the replay options: (name, aliases).
+const LOGS: &str = "logs";
+const HEADERS: &str = "headers";
+const PUBLIC_HEADERS: [&str; 2] = ["public_headers", "public_header"];
+const START_AT: &str = "start_at";
+
+/// If `object` has a key the daemon refuses on principle, says which and why.
+fn refused_key(object: &Map<String, Value>) -> Option<String> {
     PATH_KEYS.iter().find(|(key, _)| object.contains_key(*key) || object.contains_key(&key.replace('_', "-"))).map(
         |(key, instead)| {
             format!(
@@ -47,151 +67,108 @@ pub fn refused_key(body: &serde_json::Value) -> Option<String> {
     )
 }
 
-/// A run as submitted to `POST /v1/runs`. Keys are the long flags of `sluice replay` in
-/// snake_case; lists are JSON lists and headers a JSON object. Unknown keys are refused.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Every key a run request may hold, in the order an "unknown field" message lists them: the
+/// daemon's own, and the replay options' names and aliases, read from [`ReplayOptions`] itself.
+fn accepted_keys() -> Vec<&'static str> {
+    let own = [LOGS, HEADERS, START_AT].into_iter().chain(PUBLIC_HEADERS);
+    let not_options: Vec<&str> =
+        own.clone().chain(PATH_KEYS.iter().map(|(key, _)| *key)).chain(COMMAND_LINE_ONLY).collect();
+    let options = serde_keys::<ReplayOptions>().iter().copied().filter(|key| !not_options.contains(key));
+    std::iter::once(LOGS).chain(options).chain([HEADERS]).chain(PUBLIC_HEADERS).chain([START_AT]).collect()
+}
+
+/// The keys (names and aliases) a derived `Deserialize` of a struct knows: it hands them to the
+/// deserializer, and this one keeps them and reads nothing.
+fn serde_keys<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct KeysOnly<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for KeysOnly<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("only a struct's keys are read"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(Self::Error::custom("only a struct's keys are read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let keys = Cell::new(&[][..]);
+    let _ = T::deserialize(KeysOnly(&keys));
+    keys.get()
+}
+
+/// A run as submitted to `POST /v1/runs`, and as shown and stored in `run.json` (serialized in
+/// the same keys). Unknown keys are refused, naming them.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RunRequest {
     /// Names of logs in the daemon's `--logs-dir`, replayed in order.
     pub logs: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate: Option<NumberOrText>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub once: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drain_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_capacity: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_bad_lines: Option<NumberOrText>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_line_bytes: Option<u64>,
-    /// Methods to replay, e.g. `["GET","HEAD"]`, or `["all"]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow_methods: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub follow_redirects: bool,
-    #[serde(alias = "deny_host", skip_serializing_if = "Vec::is_empty")]
-    pub deny_hosts: Vec<String>,
-    #[serde(alias = "allow_host", skip_serializing_if = "Vec::is_empty")]
-    pub allow_hosts: Vec<String>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub i_know_this_is_production: bool,
-    #[serde(alias = "redact_header", skip_serializing_if = "Vec::is_empty")]
-    pub redact_headers: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mask_query_params: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_header: Option<String>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub preserve_host: bool,
+    /// Every other replay option, as `sluice replay` takes it; never one of the refused ones.
+    #[serde(flatten)]
+    pub options: ReplayOptions,
     /// Headers added to every request, name → value. Values are secrets (shown as `[redacted]`,
     /// kept out of `run.json`) unless their name is in `public_headers`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Names in `headers` whose values may be shown and stored in clear (e.g. `["X-Test"]`).
     /// Never one of the always-redacted headers or a `redact_headers` name.
-    #[serde(alias = "public_header", skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub public_headers: Vec<String>,
-    #[serde(alias = "drop_header", skip_serializing_if = "Vec::is_empty")]
-    pub drop_headers: Vec<String>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub skip_bodyless: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub include: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub orig_status: Option<NumberOrText>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub exclude_user_agent: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sample: Option<NumberOrText>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sample_seed: Option<u64>,
-    /// Conditions that stop the run early when they hold, as `--abort-on` takes them
-    /// (`["error_rate > 50% for 10s"]`); the run then ends `failed`, saying which one held.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub abort_on: Vec<String>,
     /// Start no earlier than this (RFC 3339); the run is `scheduled` until then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// `"rate": 200` and `"rate": "200"` mean the same, as on the command line; kept as given.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NumberOrText {
-    Number(serde_json::Number),
-    Text(String),
-}
-
-impl std::fmt::Display for NumberOrText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NumberOrText::Number(n) => n.fmt(f),
-            NumberOrText::Text(s) => s.fmt(f),
-        }
-    }
-}
-
-impl Serialize for NumberOrText {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            NumberOrText::Number(n) => n.serialize(s),
-            NumberOrText::Text(t) => t.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for NumberOrText {
-    // A hand-written visitor, so a wrong type reads "expected a number or a string" rather than
-    // serde's "did not match any variant of untagged enum".
+impl<'de> Deserialize<'de> for RunRequest {
+    // `#[serde(flatten)]` cannot be combined with refusing unknown keys, so the object is read
+    // whole, the daemon's keys taken out, and the rest read as `ReplayOptions`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = NumberOrText;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number or a string")
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<NumberOrText, E> {
-                Ok(NumberOrText::Number(v.into()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<NumberOrText, E> {
-                Ok(NumberOrText::Number(v.into()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumberOrText, E> {
-                serde_json::Number::from_f64(v)
-                    .map(NumberOrText::Number)
-                    .ok_or_else(|| E::custom("expected a finite number"))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<NumberOrText, E> {
-                Ok(NumberOrText::Text(v.to_string()))
-            }
-        }
-        d.deserialize_any(Visitor)
+        RunRequest::from_object(Map::deserialize(d)?).map_err(D::Error::custom)
     }
+}
+
+impl RunRequest {
+    /// Reads a run request from its JSON object; the message names the key at fault.
+    pub fn from_object(mut object: Map<String, Value>) -> Result<RunRequest, String> {
+        if let Some(refused) = refused_key(&object) {
+            return Err(refused);
+        }
+        let accepted = accepted_keys();
+        if let Some(key) = object.keys().find(|key| !accepted.contains(&key.as_str())) {
+            let expected: Vec<String> = accepted.iter().map(|k| format!("`{k}`")).collect();
+            return Err(format!("unknown field `{key}`, expected one of {}", expected.join(", ")));
+        }
+        let logs = take(&mut object, &[LOGS])?;
+        let headers = take(&mut object, &[HEADERS])?;
+        let public_headers = take(&mut object, &PUBLIC_HEADERS)?;
+        let start_at = take(&mut object, &[START_AT])?;
+        let options = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." | "" => e.into_inner().to_string(),
+                _ => format!("{path}: {}", e.into_inner()),
+            }
+        })?;
+        Ok(RunRequest { logs, options, headers, public_headers, start_at })
+    }
+}
+
+/// Takes out the value of a key (given by its name and aliases), or its default when absent.
+fn take<T: DeserializeOwned + Default>(object: &mut Map<String, Value>, names: &[&str]) -> Result<T, String> {
+    let mut found = names.iter().filter_map(|name| object.remove(*name));
+    let Some(value) = found.next() else { return Ok(T::default()) };
+    if found.next().is_some() {
+        return Err(format!("duplicate field `{}`", names[0]));
+    }
+    serde_json::from_value(value).map_err(|e| format!("{}: {e}", names[0]))
 }
 
 /// The values of a run's secret headers, by name: never shown, never in `run.json`.
@@ -203,10 +180,19 @@ pub type SecretHeaders = BTreeMap<String, String>;
 pub const MAX_QUEUE_CAPACITY: usize = 65_536;
 
 impl RunRequest {
-    /// Checks everything that can be checked without touching the file system, and turns the
-    /// request into the CLI's options with the daemon's choices: logs inside `logs_dir`, the CSV
-    /// at `out`, no progress display, and no run longer than `--max-duration`.
-    pub fn to_args(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayOptions, Rejection> {
+    /// The validated configuration a run starts with: the request held to the operator's
+    /// policy, then through the CLI's own checks, once. Submitting a run calls this too, to
+    /// refuse at once what could not start.
+    pub fn to_config(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayConfig, Rejection> {
+        let options = self.to_options(logs_dir, out, policy)?;
+        // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
+        ReplayConfig::try_from(&options).map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))
+    }
+
+    /// Checks everything the CLI does not, and gives the CLI's options with the daemon's
+    /// choices: logs inside `logs_dir`, the CSV at `out`, no progress display, and no run longer
+    /// than `--max-duration`.
+    fn to_options(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayOptions, Rejection> {
         let invalid = |m: String| Rejection::Invalid(m);
         if self.logs.is_empty() {
             return Err(invalid("`logs` is required: the names of uploaded logs, e.g. [\"access.log.gz\"]".into()));
@@ -217,12 +203,12 @@ impl RunRequest {
         for (i, name) in self.logs.iter().enumerate() {
             check_log_name(name).map_err(|m| invalid(format!("logs[{i}]: {m}")))?;
         }
-        let Some(target) = &self.target else {
+        let Some(target) = &self.options.target else {
             return Err(invalid("`target` is required, e.g. \"http://127.0.0.1:8080\"".into()));
         };
-        let Some(rate) = &self.rate else {
+        if self.options.rate.is_none() {
             return Err(invalid("`rate` is required: requests per second (e.g. 200)".into()));
-        };
+        }
         policy.allow.check(target)?;
         self.check_caps(&policy.caps)?;
         self.check_public_headers()?;
@@ -241,59 +227,19 @@ impl RunRequest {
             header.push(format!("{name}: {value}"));
         }
         // Without a duration a run plays its logs once; --max-duration still ends it.
-        let (duration, once) = match &self.duration {
-            Some(d) => (Some(d.clone()), self.once),
+        let (duration, once) = match &self.options.duration {
+            Some(d) => (Some(d.clone()), self.options.once),
             None => (Some(format!("{}s", policy.caps.max_duration.as_secs_f64())), true),
         };
-        let args = ReplayOptions {
+        Ok(ReplayOptions {
             files: self.logs.iter().map(|name| logs_dir.join(name)).collect(),
-            target: Some(target.clone()),
-            rate: Some(rate.to_string()),
             duration,
             once,
-            format: self.format.clone(),
-            concurrency: self.concurrency,
-            batch: self.batch,
-            timeout: self.timeout.clone(),
-            drain_timeout: self.drain_timeout.clone(),
             out: Some(out),
             progress: Some(ProgressMode::Never),
-            queue_capacity: self.queue_capacity,
-            max_bad_lines: self.max_bad_lines.as_ref().map(ToString::to_string),
-            threads: self.threads,
-            allow_methods: self.allow_methods.as_ref().map(|list| list.join(",")),
-            follow_redirects: self.follow_redirects,
-            deny_host: self.deny_hosts.clone(),
-            allow_host: self.allow_hosts.clone(),
-            i_know_this_is_production: self.i_know_this_is_production,
-            redact_header: self.redact_headers.clone(),
-            mask_query_params: self.mask_query_params.clone(),
-            host_header: self.host_header.clone(),
-            preserve_host: self.preserve_host,
             header,
-            drop_header: self.drop_headers.clone(),
-            skip_bodyless: self.skip_bodyless,
-            include: self.include.clone(),
-            exclude: self.exclude.clone(),
-            orig_status: self.orig_status.as_ref().map(ToString::to_string),
-            from: self.from.clone(),
-            until: self.until.clone(),
-            exclude_user_agent: self.exclude_user_agent.clone(),
-            sample: self.sample.as_ref().map(ToString::to_string),
-            sample_seed: self.sample_seed,
-            abort_on: self.abort_on.clone(),
-            max_line_bytes: self.max_line_bytes,
-            ..ReplayOptions::default()
-        };
-        // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
-        ReplayConfig::try_from(&args).map_err(|e| invalid(format!("{}: {}", json_key(e.flag), e.message)))?;
-        Ok(args)
-    }
-
-    /// The validated configuration a run starts with.
-    pub fn to_config(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayConfig, Rejection> {
-        let args = self.to_args(logs_dir, out, policy)?;
-        ReplayConfig::try_from(&args).map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))
+            ..self.options.clone()
+        })
     }
 
     /// Refuses what asks more of the daemon than its operator allows, naming the cap.
@@ -301,8 +247,9 @@ impl RunRequest {
         let over = |what: String, flag: &str| {
             Rejection::Forbidden(format!("{what}; ask the daemon's operator to raise {flag} if you need more"))
         };
-        if let Some(rate) = &self.rate {
-            match parse_rate(&rate.to_string()).map_err(|m| Rejection::Invalid(format!("rate: {m}")))? {
+        let options = &self.options;
+        if let Some(rate) = &options.rate {
+            match parse_rate(rate).map_err(|m| Rejection::Invalid(format!("rate: {m}")))? {
                 Rate::Max => {
                     return Err(over(
                         format!(
@@ -324,7 +271,7 @@ impl RunRequest {
                 Rate::PerSecond(_) => {}
             }
         }
-        if let Some(n) = self.concurrency
+        if let Some(n) = options.concurrency
             && n > caps.max_concurrency
         {
             return Err(over(
@@ -332,7 +279,7 @@ impl RunRequest {
                 "--max-concurrency",
             ));
         }
-        if let Some(text) = &self.duration {
+        if let Some(text) = &options.duration {
             let d = parse_duration(text).map_err(|m| Rejection::Invalid(format!("duration: {m}")))?;
             if d > caps.max_duration {
                 return Err(over(
@@ -344,7 +291,7 @@ impl RunRequest {
                 ));
             }
         }
-        if let Some(n) = self.queue_capacity
+        if let Some(n) = options.queue_capacity
             && n > MAX_QUEUE_CAPACITY
         {
             return Err(Rejection::Invalid(format!(
@@ -366,7 +313,7 @@ impl RunRequest {
                     "public_headers: '{shown}' is always secret and cannot be made public"
                 )));
             }
-            if self.redact_headers.iter().any(|h| h.trim().eq_ignore_ascii_case(name)) {
+            if self.options.redact_header.iter().any(|h| h.trim().eq_ignore_ascii_case(name)) {
                 return Err(Rejection::Invalid(format!(
                     "public_headers: '{shown}' is also in redact_headers; choose one"
                 )));
@@ -446,14 +393,18 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    /// What the API shows and `run.json` holds.
+    fn as_json(request: &RunRequest) -> Value {
+        serde_json::to_value(request).unwrap()
+    }
+
     #[test]
     fn a_request_becomes_the_clis_options_with_the_daemons_paths() {
-        let req = request(
-            r#"{"logs":["access.log.gz"],"format":"nginx","target":"http://127.0.0.1:8080","rate":200,
+        let json = r#"{"logs":["access.log.gz"],"format":"nginx","target":"http://127.0.0.1:8080","rate":200,
                 "duration":"10m","concurrency":64,"allow_methods":["GET","HEAD"],"headers":{"X-Test":"1"},
-                "start_at":"2026-11-22T02:00:00Z"}"#,
-        );
-        let args = req.to_args(Path::new("/logs"), "/state/r.csv".into(), &Policy::default()).unwrap();
+                "start_at":"2026-11-22T02:00:00Z"}"#;
+        let req = request(json);
+        let args = req.to_options(Path::new("/logs"), "/state/r.csv".into(), &Policy::default()).unwrap();
         assert_eq!(args.files, vec![PathBuf::from("/logs/access.log.gz")]);
         assert_eq!(args.out, Some(PathBuf::from("/state/r.csv")));
         assert_eq!(args.rate.as_deref(), Some("200"));
@@ -462,13 +413,15 @@ mod tests {
         assert_eq!(args.progress, Some(ProgressMode::Never));
         assert!(args.summary_json.is_none() && args.config.is_none());
         // Round trip: what the API shows is what was asked.
-        assert_eq!(request(&serde_json::to_string(&req).unwrap()), req);
+        assert_eq!(as_json(&req), serde_json::from_str::<Value>(json).unwrap());
+        assert_eq!(as_json(&request(&serde_json::to_string(&req).unwrap())), as_json(&req));
     }
 
     #[test]
     fn requests_that_reach_outside_the_daemons_directories_are_refused() {
-        let check =
-            |json: &str| request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err();
+        let check = |json: &str| {
+            request(json).to_options(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err()
+        };
         let base = r#""target":"http://127.0.0.1:1","rate":1"#;
         assert!(
             matches!(check(&format!(r#"{{"logs":["../etc/passwd"],{base}}}"#)), Rejection::Invalid(m) if m.contains("logs[0]"))
@@ -485,7 +438,7 @@ mod tests {
         );
         for key in ["out", "summary_json", "summary-json", "config", "progress"] {
             let body: serde_json::Value = serde_json::from_str(&format!(r#"{{"{key}":"x"}}"#)).unwrap();
-            assert!(refused_key(&body).is_some(), "{key}");
+            assert!(refused_key(body.as_object().unwrap()).is_some(), "{key}");
         }
         assert!(serde_json::from_str::<RunRequest>(r#"{"logs":["a"],"bogus":1}"#).is_err());
         assert!(serde_json::from_str::<RunRequest>(r#"{"logs":"a"}"#).is_err());
@@ -502,10 +455,10 @@ mod tests {
         let policy =
             Policy { caps: Caps { max_duration: Duration::from_secs(600), ..Caps::default() }, ..Default::default() };
         let once = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5}"#);
-        let args = once.to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
+        let args = once.to_options(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
         assert_eq!((args.duration.as_deref(), args.once), (Some("600s"), true), "played once, within the cap");
         let looping = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5,"duration":"10m"}"#);
-        let args = looping.to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
+        let args = looping.to_options(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
         assert_eq!((args.duration.as_deref(), args.once), (Some("10m"), false));
     }
 
@@ -522,7 +475,7 @@ mod tests {
         };
         let refused = |extra: &str| {
             let json = format!(r#"{{"logs":["a"],"target":"http://127.0.0.1:1"{extra}}}"#);
-            request(&json).to_args(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap_err()
+            request(&json).to_options(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap_err()
         };
         for (extra, flag) in [
             (r#","rate":101"#, "--max-rate"),
@@ -550,13 +503,14 @@ mod tests {
         assert_eq!(shown.headers["X-Test"], "1");
         assert!(!serde_json::to_string(&shown).unwrap().contains("s3cret"));
         assert_eq!(secrets.len(), 3);
-        assert_eq!(shown.with_secrets(&secrets).unwrap(), req);
+        assert_eq!(as_json(&shown.with_secrets(&secrets).unwrap()), as_json(&req));
         let mut lost = secrets.clone();
         lost.remove("X-Staging-Key");
         assert_eq!(shown.with_secrets(&lost).unwrap_err(), vec!["X-Staging-Key".to_string()]);
 
-        let check =
-            |json: &str| request(json).to_args(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err();
+        let check = |json: &str| {
+            request(json).to_options(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err()
+        };
         let base = r#""logs":["a"],"target":"http://127.0.0.1:1","rate":1"#;
         for (public, words) in [
             (r#""headers":{"Cookie":"c"},"public_headers":["cookie"]"#, "always secret"),
@@ -567,6 +521,67 @@ mod tests {
                 matches!(check(&format!("{{{base},{public}}}")), Rejection::Invalid(m) if m.contains(words)),
                 "{public}"
             );
+        }
+    }
+
+    #[test]
+    fn every_replay_option_is_a_key_of_the_json_and_a_misspelled_one_is_named() {
+        // Two options the daemon's code never names: they come through `ReplayOptions` alone.
+        let json = r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5,"sample":"50%","sample_seed":7,
+                "exclude_user_agent":["bot|crawler"]}"#;
+        let req = request(json);
+        assert_eq!(
+            (req.options.sample_seed, &req.options.exclude_user_agent[..]),
+            (Some(7), &["bot|crawler".into()][..])
+        );
+        assert_eq!(as_json(&req), serde_json::from_str::<Value>(json).unwrap(), "shown and stored as given");
+        let config = req.to_config(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap();
+        assert_eq!(config.rules.filters.sample.map(|s| s.seed), Some(7));
+        assert!(config.rules.filters.exclude_user_agent[0].is_match(b"Googlebot"));
+
+        let misspelled =
+            serde_json::from_str::<RunRequest>(r#"{"logs":["a"],"sample_sed":7}"#).unwrap_err().to_string();
+        assert!(misspelled.starts_with("unknown field `sample_sed`, expected one of `logs`,"), "{misspelled}");
+        assert!(misspelled.contains("`sample_seed`") && misspelled.contains("`start_at`"), "{misspelled}");
+        let wrong_type = serde_json::from_str::<RunRequest>(r#"{"sample_seed":"seven"}"#).unwrap_err().to_string();
+        assert!(wrong_type.starts_with("sample_seed: invalid type"), "{wrong_type}");
+    }
+
+    #[test]
+    fn options_for_the_command_line_only_are_unknown_keys_and_not_offered() {
+        let base = r#""logs":["a"],"target":"http://127.0.0.1:1","rate":1"#;
+        for (key, value) in [
+            ("header", r#"["X-A: 1"]"#),
+            ("use_env_proxy", "true"),
+            ("report", "true"),
+            ("assert", r#"["p99 < 1s"]"#),
+            ("assertions", r#"["p99 < 1s"]"#),
+            ("metrics_listen", r#""127.0.0.1:9898""#),
+        ] {
+            let json = format!(r#"{{{base},"{key}":{value}}}"#);
+            let e = serde_json::from_str::<RunRequest>(&json).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("unknown field `{key}`, expected one of")), "{e}");
+        }
+        let listed = serde_json::from_str::<RunRequest>(r#"{"x":1}"#).unwrap_err().to_string();
+        for refused in COMMAND_LINE_ONLY.iter().chain(PATH_KEYS.iter().map(|(k, _)| k)) {
+            assert!(!listed.contains(&format!("`{refused}`")), "{refused} offered in: {listed}");
+        }
+        // The daemon's spellings, which TOML accepts too.
+        let plural = request(&format!(
+            r#"{{{base},"deny_hosts":["10.0.0.0/8"],"allow_host":["127.0.0.1"],"redact_headers":["X-K"],
+                "drop_header":["Cookie"],"public_header":["X-T"],"headers":{{"X-T":"1"}}}}"#
+        ));
+        assert_eq!(
+            (&plural.options.deny_host[..], &plural.options.allow_host[..], &plural.options.redact_header[..]),
+            (&["10.0.0.0/8".to_string()][..], &["127.0.0.1".to_string()][..], &["X-K".to_string()][..])
+        );
+        assert_eq!(
+            (&plural.options.drop_header[..], &plural.public_headers[..]),
+            (&["Cookie".to_string()][..], &["X-T".to_string()][..])
+        );
+        let shown = as_json(&plural);
+        for key in ["deny_hosts", "allow_hosts", "redact_headers", "drop_headers", "public_headers"] {
+            assert!(shown.get(key).is_some(), "{key} in {shown}");
         }
     }
 }
