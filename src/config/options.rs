@@ -290,28 +290,36 @@ pub struct ReplayOptions {
     /// JSON) are used exactly; a line logged earlier than the one before it is due with it.
     /// Instead of --rate.
     #[arg(long, value_name = "X", help_heading = "Traffic shape", allow_negative_numbers = true)]
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(
+        deserialize_with = "string_or_number",
+        serialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub speed: Option<String>,
 
     /// With --speed: cap any silence between consecutive requests at this (e.g. 2s).
     #[arg(long, value_name = "DURATION", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_gap: Option<String>,
 
     /// Ramp stages instead of --rate: DURATION:RATE (steady) or DURATION:FROM-TO (linear ramp),
     /// comma separated, in req/s, e.g. '30s:0-200,10m:200,30s:200-0'. Request n is due when the
     /// integral of the rate reaches n. The stages set the run's length (the log loops).
     #[arg(long, value_name = "STAGES", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stages: Option<String>,
 
     /// How arrivals are spread along --rate or --stages: `uniform` (evenly) or `poisson`
     /// (exponential gaps from --seed; a run of known length — stages, or --duration — plans
     /// exactly as many requests as uniform would) [default: uniform].
     #[arg(long, value_name = "KIND", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub arrivals: Option<String>,
 
     /// Seed for --arrivals poisson: the same seed gives the same due times [default: chosen at
     /// random and printed in the summary, so the run can be repeated].
     #[arg(long, value_name = "N", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }
 

@@ -30,6 +30,7 @@ use super::policy::{Caps, Policy, Rejection, check_log_name, printable};
 use crate::config::{ProgressMode, ReplayOptions};
 use crate::config::{Rate, ReplayConfig, parse_rate};
 use crate::duration::parse_duration;
+use crate::pace::schedule::{RateCurve, parse_stages};
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Keys that would let a client read or write files of its choosing on the daemon's machine,
@@ -186,7 +187,12 @@ impl RunRequest {
     pub fn to_config(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayConfig, Rejection> {
         let options = self.to_options(logs_dir, out, policy)?;
         // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
-        ReplayConfig::try_from(&options).map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))
+        let mut config = ReplayConfig::try_from(&options)
+            .map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))?;
+        // The operator's rate cap holds at every moment, whatever the shape: it is the only bound
+        // on `speed`, whose rate is the log's own.
+        config.rate_ceiling = Some(policy.caps.max_rate);
+        Ok(config)
     }
 
     /// Checks everything the CLI does not, and gives the CLI's options with the daemon's
@@ -206,8 +212,11 @@ impl RunRequest {
         let Some(target) = &self.options.target else {
             return Err(invalid("`target` is required, e.g. \"http://127.0.0.1:8080\"".into()));
         };
-        if self.options.rate.is_none() {
-            return Err(invalid("`rate` is required: requests per second (e.g. 200)".into()));
+        if self.options.rate.is_none() && self.options.stages.is_none() && self.options.speed.is_none() {
+            return Err(invalid(
+                "`rate` is required: requests per second (e.g. 200), unless `stages` or `speed` shapes the traffic"
+                    .into(),
+            ));
         }
         policy.allow.check(target)?;
         self.check_caps(&policy.caps)?;
@@ -226,9 +235,11 @@ impl RunRequest {
             }
             header.push(format!("{name}: {value}"));
         }
-        // Without a duration a run plays its logs once; --max-duration still ends it.
+        // Without a duration a run plays its logs once; --max-duration still ends it. Stages set
+        // their own length (checked against --max-duration with the caps).
         let (duration, once) = match &self.options.duration {
             Some(d) => (Some(d.clone()), self.options.once),
+            None if self.options.stages.is_some() => (None, self.options.once),
             None => (Some(format!("{}s", policy.caps.max_duration.as_secs_f64())), true),
         };
         Ok(ReplayOptions {
@@ -269,6 +280,30 @@ impl RunRequest {
                     ));
                 }
                 Rate::PerSecond(_) => {}
+            }
+        }
+        if let Some(text) = &options.stages {
+            let curve = RateCurve::stages(parse_stages(text).map_err(|m| Rejection::Invalid(format!("stages: {m}")))?);
+            if curve.peak() > caps.max_rate {
+                return Err(over(
+                    format!(
+                        "stages: a peak of {} requests per second is over this daemon's limit of {} (--max-rate)",
+                        curve.peak(),
+                        caps.max_rate
+                    ),
+                    "--max-rate",
+                ));
+            }
+            let length = curve.length().unwrap_or_default();
+            if length > caps.max_duration {
+                return Err(over(
+                    format!(
+                        "stages: they last {}, longer than this daemon's limit of {} (--max-duration)",
+                        humantime_secs(length),
+                        humantime_secs(caps.max_duration)
+                    ),
+                    "--max-duration",
+                ));
             }
         }
         if let Some(n) = options.concurrency
@@ -460,6 +495,34 @@ mod tests {
         let looping = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5,"duration":"10m"}"#);
         let args = looping.to_options(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
         assert_eq!((args.duration.as_deref(), args.once), (Some("10m"), false));
+        let staged = request(r#"{"logs":["a"],"target":"http://127.0.0.1:1","stages":"1m:0-5,1m:5"}"#);
+        let args = staged.to_options(Path::new("/logs"), "/s/r.csv".into(), &policy).unwrap();
+        assert_eq!((args.duration, args.once), (None, false), "stages set their own length and loop the log");
+    }
+
+    #[test]
+    fn every_shape_reaches_the_daemon_and_its_rate_cap_bounds_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "").unwrap();
+        let policy = Policy { caps: Caps { max_rate: 300.0, ..Caps::default() }, ..Default::default() };
+        let config = |json: &str| {
+            request(json).to_config(dir.path(), dir.path().join("r.csv"), &policy).map_err(|r| match r {
+                Rejection::Invalid(m) | Rejection::Forbidden(m) => m,
+            })
+        };
+        let speed = config(r#"{"logs":["a"],"target":"http://127.0.0.1:1","speed":4,"max_gap":"2s"}"#).unwrap();
+        assert_eq!(
+            speed.shape,
+            crate::pace::schedule::Shape::Logged { speed: 4.0, max_gap: Some(Duration::from_secs(2)) }
+        );
+        assert_eq!(speed.rate_ceiling, Some(300.0), "the operator's cap is the ceiling of the log's own rate");
+        let poisson =
+            config(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":50,"arrivals":"poisson","seed":3}"#).unwrap();
+        assert_eq!(poisson.shape.seed(), Some(3));
+        let missing = config(r#"{"logs":["a"],"target":"http://127.0.0.1:1"}"#).unwrap_err();
+        assert!(missing.contains("unless `stages` or `speed`"), "{missing}");
+        let both = config(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":5,"speed":2}"#).unwrap_err();
+        assert!(both.starts_with("speed: cannot be combined with --rate"), "{both}");
     }
 
     #[test]
@@ -482,6 +545,8 @@ mod tests {
             (r#","rate":"max""#, "--max-rate"),
             (r#","rate":5,"concurrency":9"#, "--max-concurrency"),
             (r#","rate":5,"duration":"2m""#, "--max-duration"),
+            (r#","stages":"10s:0-50,10s:50-150""#, "--max-rate"),
+            (r#","stages":"50s:10,20s:10""#, "--max-duration"),
         ] {
             assert!(matches!(refused(extra), Rejection::Forbidden(m) if m.contains(flag)), "{extra}");
         }
