@@ -227,6 +227,16 @@ pub struct ReplayOptions {
     /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<u64>,
+
+    /// Replay client sessions: the requests of one client are sent in their logged order, one at
+    /// a time; each leaves when the answer to the one before came back (or failed), or at its
+    /// planned time if that is later. Sessions start when the plan says and interleave as in the
+    /// log. KEY: client (address + user agent), header:NAME, cookie:NAME, or user ($remote_user).
+    /// Lines without the key are sent outside any session. scheduled_at stays the plan: the wait
+    /// behind a session's previous request shows as lag. The CSV's session and session_seq
+    /// columns name each request's session (s1, s2 … never the key itself) and its place in it.
+    #[arg(long, value_name = "KEY", help_heading = "Traffic shape")]
+    pub sessions: Option<String>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -312,6 +322,7 @@ impl ReplayOptions {
             assert: list(self.assert, file.assert),
             abort_on: list(self.abort_on, file.abort_on),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
+            sessions: self.sessions.or(file.sessions),
         }
     }
 }

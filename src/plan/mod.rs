@@ -4,6 +4,7 @@ pub mod filter;
 pub mod read_ahead;
 pub mod reader;
 pub mod safety;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,6 +17,8 @@ use sluice_parsers::Entry;
 
 use crate::plan::filter::Filters;
 use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
+use crate::plan::session::{SessionKey, Sessions};
+use crate::results::SessionTag;
 
 pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
 
@@ -69,6 +72,8 @@ pub struct ReplayRequest {
     pub body: Option<Bytes>,
     /// How far into the log the reader was when it planned this request.
     pub position: LogPosition,
+    /// Its client session and place in it, with `--sessions` (and a line that has the key).
+    pub session: Option<SessionTag>,
 }
 
 /// How far the reader had read, counted across loops of the log: what "replayed up to here"
@@ -151,6 +156,12 @@ pub struct PlanStats {
     /// Logged `X-HTTP-Method-Override` (and alike) headers not sent: they named a method that is
     /// not allowed.
     pub method_override_headers_dropped: u64,
+    /// With `--sessions`: client sessions started (across passes of a looping run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// With `--sessions`: requests whose line lacks the key, sent outside any session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_session_key: Option<u64>,
 }
 
 /// What the Host header of each request is.
@@ -178,6 +189,8 @@ pub struct PlanRules {
     pub skip_bodyless: bool,
     /// Refuse lines served by the target host (the log's `$host`/`%v` equals the target's).
     pub production_ok: bool,
+    /// `--sessions`: what tells one client's requests from another's.
+    pub sessions: Option<SessionKey>,
 }
 
 impl Default for PlanRules {
@@ -190,6 +203,7 @@ impl Default for PlanRules {
             host: HostRule::Target,
             skip_bodyless: false,
             production_ok: false,
+            sessions: None,
         }
     }
 }
@@ -228,6 +242,7 @@ pub struct Planner {
     url_buf: String,
     /// Where each path segment written to `url_buf` starts, for `..` to go back to.
     segment_starts: Vec<usize>,
+    sessions: Option<Sessions>,
 }
 
 impl Planner {
@@ -236,6 +251,7 @@ impl Planner {
         let mut origin = target.clone();
         origin.set_query(None);
         origin.set_fragment(None);
+        let sessions = rules.sessions.clone().map(Sessions::new);
         Planner {
             scope: TargetScope::of(target),
             origin,
@@ -245,6 +261,7 @@ impl Planner {
             stats: PlanStats::default(),
             url_buf: String::with_capacity(256),
             segment_starts: Vec::with_capacity(16),
+            sessions,
         }
     }
 
@@ -341,6 +358,12 @@ impl Planner {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
+        // Last, once the line is sure to be replayed: a session holds only requests that are sent.
+        let session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry));
+        if let Some(sessions) = &self.sessions {
+            self.stats.sessions = Some(sessions.started());
+            self.stats.without_session_key = Some(sessions.without_key());
+        }
         Ok(ReplayRequest {
             seq,
             position: LogPosition::default(),
@@ -351,7 +374,15 @@ impl Planner {
             orig_status: entry.status,
             headers,
             body,
+            session,
         })
+    }
+
+    /// The reader starts the log again (`--duration` loops it): sessions start afresh.
+    pub fn new_pass(&mut self) {
+        if let Some(sessions) = &mut self.sessions {
+            sessions.new_pass();
+        }
     }
 
     /// Logged headers are sent as logged, unless dropped or replaced by a `--header` of that name.

@@ -281,6 +281,7 @@ mod tests {
             headers: Vec::new(),
             body: None,
             position: Default::default(),
+            session: None,
         }
     }
 

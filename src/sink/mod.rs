@@ -130,6 +130,7 @@ fn row_of<'a>(o: &'a Outcome, clock: &WallClock) -> Row<'a> {
         },
         latency_us,
         bytes: o.bytes,
+        session: o.session,
     }
 }
 
