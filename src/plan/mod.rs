@@ -156,12 +156,6 @@ pub struct PlanStats {
     /// Logged `X-HTTP-Method-Override` (and alike) headers not sent: they named a method that is
     /// not allowed.
     pub method_override_headers_dropped: u64,
-    /// With `--sessions`: client sessions started (across passes of a looping run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<u64>,
-    /// With `--sessions`: requests whose line lacks the key, sent outside any session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub without_session_key: Option<u64>,
 }
 
 /// What the Host header of each request is.
@@ -360,10 +354,6 @@ impl Planner {
         self.next_seq += 1;
         // Last, once the line is sure to be replayed: a session holds only requests that are sent.
         let session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry));
-        if let Some(sessions) = &self.sessions {
-            self.stats.sessions = Some(sessions.started());
-            self.stats.without_session_key = Some(sessions.without_key());
-        }
         Ok(ReplayRequest {
             seq,
             position: LogPosition::default(),
