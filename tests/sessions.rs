@@ -240,3 +240,35 @@ fn requests_still_parked_when_the_duration_ends_get_a_not_sent_row_and_nothing_i
     assert!(!seen.contains_key("/a2") || seen["/a2"].arrived >= seen["/slow/a1"].answered);
     // (`replay` checked that every row said sent reached the server.)
 }
+
+#[test]
+fn the_report_shows_sessions_by_length_and_the_slowest_with_their_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = replay(dir.path(), &["--sessions", "client"]);
+    let output = sluice().args(["report", dir.path().join("results.csv").to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("sessions — 2 by length in requests"), "{text}");
+    let slowest = text.lines().skip_while(|l| !l.contains("slowest sessions")).nth(1).unwrap_or_default();
+    assert!(slowest.trim_start().starts_with("s1 "), "client A waited for its slow answer: {text}");
+    assert!(slowest.ends_with("/slow/a1 → /a2 → /a3"), "routes in logged order: {slowest}");
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+}
+
+/// The CSV of a session replay, in plan order, without the columns that vary run to run (times,
+/// lag, latency, the server's port).
+#[test]
+fn session_csv_columns_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut rows) = replay(dir.path(), &["--sessions", "client"]);
+    rows.sort_by_key(|r| r["seq"].parse::<u64>().unwrap());
+    let columns =
+        ["seq", "log_line", "log_time", "method", "url", "orig_status", "status", "error", "session", "session_seq"];
+    let mut text = columns.join(",") + "\n";
+    for row in &rows {
+        let cells: Vec<String> =
+            columns.iter().map(|c| if *c == "url" { common::path_of(&row[*c]) } else { row[*c].clone() }).collect();
+        text += &(cells.join(",") + "\n");
+    }
+    insta::assert_snapshot!("session_csv_columns", text);
+}
