@@ -59,7 +59,7 @@ pub struct Journey {
     pub session: String,
     pub file: usize,
     pub requests: u64,
-    /// No answer, or a 5xx.
+    /// Sent and got no answer, or a 5xx.
     pub failed: u64,
     /// From the first request's planned send to the end of the last answer.
     pub total_ms: f64,
@@ -92,9 +92,10 @@ impl Journeys {
         let Some(tag) = row.session else { return };
         self.clock += 1;
         let end_ms = if row.was_sent() { row.sent_ms + (row.latency_us / 1000) as i64 } else { row.scheduled_ms };
+        // As everywhere: no answer or a 5xx, of requests that left.
         let failed = match row.answer {
             Answer::Status(s) => s >= 500,
-            Answer::Error(_) => true,
+            Answer::Error(_) => row.was_sent(),
         };
         let open = match self.open.get_mut(&tag.id) {
             Some(open) => {
