@@ -3,7 +3,7 @@
 //! here is a change users see.
 
 /// The columns, as the header row names them.
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 15] = [
     "seq",
     "log_line",
     "log_time",
@@ -17,7 +17,33 @@ pub const HEADER: [&str; 13] = [
     "latency_ms",
     "bytes",
     "error",
+    "session",
+    "session_seq",
 ];
+
+/// Columns a reader accepts missing: files written before sessions existed have none.
+pub const OPTIONAL: [&str; 2] = ["session", "session_seq"];
+
+/// A request's place in its client session (`--sessions`): which session, written `s17` (a short
+/// id given in order of first appearance, never the logged address, user or cookie), and its
+/// 0-based position in that session's logged order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionTag {
+    pub id: u64,
+    pub seq: u64,
+}
+
+impl SessionTag {
+    /// The `session` cell: `s` and the id.
+    pub fn cell(&self) -> String {
+        format!("s{}", self.id)
+    }
+
+    /// Reads a `session` cell back (`s17` → 17).
+    pub fn parse_id(cell: &str) -> Option<u64> {
+        cell.strip_prefix('s').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
+    }
+}
 
 /// What a request got back: a status, or an error kind instead of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +68,8 @@ pub struct Row<'a> {
     pub answer: Answer<'a>,
     pub latency_us: u64,
     pub bytes: u64,
+    /// Empty unless the run followed client sessions.
+    pub session: Option<SessionTag>,
 }
 
 /// The `error` of a request that never left (see [`crate::send::outcome::ErrorKind::NotSent`]).

@@ -46,8 +46,11 @@ fn the_readme_main_job_replays_the_bundled_log_against_the_mock() {
         );
     let summary = summary_json(&json);
     let sent = summary["requests_sent"].as_u64().unwrap();
-    assert!((760..=840).contains(&sent), "sent {sent}");
-    assert_eq!(csv_rows(&out) as u64, sent, "one CSV row per request in the summary");
+    let planned = sent + summary["not_sent"].as_u64().unwrap();
+    // 2 s at 400/s plans 800 requests, however loaded the machine; most of them leave.
+    assert!((799..=801).contains(&planned), "planned {planned}");
+    assert!(sent >= 400, "sent {sent}");
+    assert_eq!(csv_rows(&out) as u64, planned, "one CSV row per planned request in the summary");
     assert!(summary["statuses"]["200"].as_u64().unwrap() > sent / 2);
     assert_eq!(summary["log"]["plan"]["absolute_urls_rewritten"], 1);
 }

@@ -4,10 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::Entry;
 use crate::error::{FormatError, LineError, Reason};
 use crate::json;
 use crate::template::{Template, compile_apache, compile_nginx};
+use crate::{Entry, Logged};
 
 /// A compiled log format: compile once, share freely (cloning is a reference-count bump), parse
 /// many lines.
@@ -206,6 +206,16 @@ impl Format {
         &["nginx", "nginx-main", "apache-common", "apache-combined", "apache-vhost", "traefik", "json"]
     }
 
+    /// Whether every line of this format has a place for `what` (its value may still be `-` on
+    /// a line): known from the format string. `None` for JSON lines, whose keys vary by line.
+    pub fn logs(&self, what: Logged<'_>) -> Option<bool> {
+        match &self.inner.engine {
+            // A preset's variants log the same fields as its first format string.
+            Engine::Template(first, _) => Some(first.logs(what)),
+            Engine::Json => None,
+        }
+    }
+
     fn new(name: &str, engine: Engine) -> Format {
         Format { inner: Arc::new(Inner { name: name.to_owned(), engine }) }
     }
@@ -306,6 +316,26 @@ fn looks_like_apache(nginx: &Format, line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_says_what_a_format_string_has_a_place_for() {
+        let common = Format::from_spec("apache-common").unwrap();
+        assert_eq!(common.logs(Logged::RemoteUser), Some(true));
+        assert_eq!(common.logs(Logged::UserAgent), Some(false));
+        assert_eq!(common.logs(Logged::Header("cookie")), Some(false));
+        let main = Format::from_spec("nginx-main").unwrap();
+        assert_eq!(main.logs(Logged::Header("x-forwarded-for")), Some(true));
+        assert_eq!(main.logs(Logged::UserAgent), Some(true));
+        let custom =
+            Format::from_spec(r#"nginx:$remote_addr "$request" $status $cookie_sid "$http_x_session_id""#).unwrap();
+        assert_eq!(custom.logs(Logged::Field("cookie_sid")), Some(true));
+        assert_eq!(custom.logs(Logged::Header("x-session-id")), Some(true));
+        assert_eq!(custom.logs(Logged::RemoteUser), Some(false));
+        let apache = Format::from_spec(r#"apache:%h "%r" %>s %{sid}C %{Cookie}i"#).unwrap();
+        assert_eq!(apache.logs(Logged::Field("%{sid}C")), Some(true));
+        assert_eq!(apache.logs(Logged::Header("cookie")), Some(true));
+        assert_eq!(Format::from_spec("json").unwrap().logs(Logged::RemoteUser), None, "keys vary by line");
+    }
 
     #[test]
     fn every_preset_compiles() {

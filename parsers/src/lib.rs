@@ -74,6 +74,19 @@ pub struct Entry<'a> {
     pub fields: Vec<(Cow<'a, str>, Text<'a>)>,
 }
 
+/// A part of a request a format may log, for [`Format::logs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logged<'a> {
+    RemoteAddr,
+    RemoteUser,
+    UserAgent,
+    Referer,
+    /// A request header in [`Entry::headers`], by its lower-case name.
+    Header(&'a str),
+    /// A variable in [`Entry::fields`], by its name in the format (`cookie_sid`, `%{sid}C`).
+    Field(&'a str),
+}
+
 impl Entry<'_> {
     /// A copy that owns all its data, to keep or send beyond the line's buffer.
     pub fn into_owned(self) -> Entry<'static> {

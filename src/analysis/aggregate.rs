@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::journeys::Journeys;
 use super::routes::{RouteGlob, Router, path_of};
 use super::rows::{FileError, RowError, RowReader};
 use crate::results::Row;
@@ -260,6 +261,8 @@ pub struct Aggregate {
     pub bad_row_count: u64,
     /// A file's last row with too few fields: what a killed run leaves; skipped with a note.
     pub cut_off_rows: Vec<RowError>,
+    /// Client sessions, for results of a `--sessions` run.
+    pub journeys: Journeys,
 }
 
 impl Aggregate {
@@ -276,6 +279,7 @@ impl Aggregate {
             bad_rows: Vec::new(),
             bad_row_count: 0,
             cut_off_rows: Vec::new(),
+            journeys: Journeys::default(),
         }
     }
 
@@ -286,6 +290,7 @@ impl Aggregate {
 
     fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
         router.route_into(row.url, route);
+        self.journeys.record(row, route);
         if !row.was_sent() {
             self.overall.not_sent += 1;
             self.route_group(route).not_sent += 1;
@@ -402,6 +407,7 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
             }
         }
         agg.files.push(facts);
+        agg.journeys.end_file();
     }
     Ok(agg)
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::aggregate::{Activity, Aggregate, Slice, Timeline};
 use super::assert::{Stat, Verdict};
+use super::journeys::JourneyView;
 use crate::display::spreadsheet_time;
 use crate::stats::{
     CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of, counts,
@@ -62,6 +63,9 @@ pub struct Report {
     /// Routes whose replayed status class differs most from the logged one.
     pub mismatched_routes: Vec<MismatchLine>,
     pub over_time: OverTime,
+    /// Client sessions, when the rows have them (a `--sessions` run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<JourneyView>,
     /// The finer series the charts draw.
     #[serde(skip)]
     pub chart_time: OverTime,
@@ -213,6 +217,7 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         mismatched_routes: mismatched_routes(agg),
         over_time: over_time(agg, &table),
         chart_time: over_time(agg, &agg.timeline),
+        journeys: agg.journeys.view(),
         assertions: Vec::new(),
     }
 }

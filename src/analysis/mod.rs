@@ -18,6 +18,7 @@
 pub mod aggregate;
 pub mod assert;
 pub mod figures;
+pub mod journeys;
 pub mod render;
 pub mod routes;
 pub mod rows;

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::{Answer, HEADER, NOT_SENT, Row};
+use crate::results::{Answer, HEADER, NOT_SENT, OPTIONAL, Row, SessionTag};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +32,15 @@ pub struct RowError {
     pub too_few_fields: bool,
 }
 
-/// Where each column is in this file's rows.
+/// Where each column is in this file's rows ([`ABSENT`] for an optional column the file does
+/// not have), and how many columns its header has.
 #[derive(Debug, Clone, Copy)]
-struct Columns([usize; HEADER.len()]);
+struct Columns {
+    at: [usize; HEADER.len()],
+    width: usize,
+}
+
+const ABSENT: usize = usize::MAX;
 
 const SEQ: usize = 0;
 const SCHEDULED_AT: usize = 3;
@@ -47,6 +53,8 @@ const STATUS: usize = 9;
 const LATENCY_MS: usize = 10;
 const BYTES: usize = 11;
 const ERROR: usize = 12;
+const SESSION: usize = 13;
+const SESSION_SEQ: usize = 14;
 
 /// A results CSV being read. Not an `Iterator`: each [`Row`] borrows the reader's buffer.
 pub struct RowReader {
@@ -95,7 +103,7 @@ impl RowReader {
         }
         let line = self.record.position().map_or(self.last_line + 1, |p| p.line());
         self.last_line = line;
-        let too_few_fields = self.record.len() < HEADER.len();
+        let too_few_fields = self.record.len() < self.columns.width;
         Ok(Some(parse_row(&self.record, self.columns).map_err(|reason| RowError {
             file: self.name.clone(),
             line,
@@ -115,25 +123,27 @@ impl RowReader {
     }
 }
 
-/// The header must name exactly the documented columns, in any order.
+/// The header must name exactly the documented columns, in any order; the session columns may
+/// be missing (files written before they existed).
 fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let expected = HEADER.join(",");
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
         return Err(format!("empty: no header (expected {expected})"));
     }
     let names: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
-    let mut columns = [usize::MAX; HEADER.len()];
+    let mut columns = [ABSENT; HEADER.len()];
     let mut extra = Vec::new();
     for (at, name) in names.iter().enumerate() {
         match HEADER.iter().position(|h| h == name) {
-            Some(i) if columns[i] == usize::MAX => columns[i] = at,
+            Some(i) if columns[i] == ABSENT => columns[i] = at,
             Some(_) => extra.push(format!("{name} (again)")),
             None => extra.push(name.clone()),
         }
     }
-    let missing: Vec<&str> = HEADER.iter().zip(columns).filter(|(_, at)| *at == usize::MAX).map(|(h, _)| *h).collect();
+    let missing: Vec<&str> =
+        HEADER.iter().zip(columns).filter(|(h, at)| *at == ABSENT && !OPTIONAL.contains(h)).map(|(h, _)| *h).collect();
     match (missing.is_empty(), extra.is_empty()) {
-        (true, true) => Ok(Columns(columns)),
+        (true, true) => Ok(Columns { at: columns, width: names.len() }),
         (false, true) => Err(format!("header: missing column(s) {}; expected {expected}", missing.join(", "))),
         (true, false) => Err(format!("header: unexpected column(s) {}; expected {expected}", extra.join(", "))),
         (false, false) => Err(format!(
@@ -145,11 +155,14 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
 }
 
 fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
-    if record.len() != HEADER.len() {
-        return Err(format!("{} fields, expected {}", record.len(), HEADER.len()));
+    if record.len() != columns.width {
+        return Err(format!("{} fields, expected {}", record.len(), columns.width));
     }
     let field = |i: usize| -> Result<&str, String> {
-        std::str::from_utf8(&record[columns.0[i]]).map_err(|_| format!("{}: not UTF-8", HEADER[i]))
+        match columns.at[i] {
+            ABSENT => Ok(""),
+            at => std::str::from_utf8(&record[at]).map_err(|_| format!("{}: not UTF-8", HEADER[i])),
+        }
     };
     let answer = match (optional_status(field(STATUS)?, "status")?, field(ERROR)?) {
         (Some(status), _) => Answer::Status(status),
@@ -175,7 +188,19 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
         latency_us: unless_not_sent(LATENCY_MS)?
             .map_or(Ok(0), |t| millis_as_micros(t, "latency_ms").and_then(|v| non_negative(v, "latency_ms")))?,
         bytes: integer(field(BYTES)?, "bytes")?,
+        session: session(field(SESSION)?, field(SESSION_SEQ)?)?,
     })
+}
+
+/// The `session` and `session_seq` cells: both empty, or `s17` and a whole number.
+fn session(id: &str, seq: &str) -> Result<Option<SessionTag>, String> {
+    match (id, seq) {
+        ("", "") => Ok(None),
+        (id, seq) => Ok(Some(SessionTag {
+            id: SessionTag::parse_id(id).ok_or_else(|| format!("session: '{id}' is not a session id like s17"))?,
+            seq: integer(seq, "session_seq")?,
+        })),
+    }
 }
 
 /// Strips the one `'` the writer adds to cells a spreadsheet would run as a formula.
@@ -268,6 +293,19 @@ mod tests {
         assert_eq!(row.latency_us, 2542);
         assert_eq!(row.latency_from_schedule_us(), 2391);
         assert!(r.next_row().unwrap().is_none());
+    }
+
+    #[test]
+    fn session_columns_read_back_and_files_without_them_still_read() {
+        let with = HEAD.replace("error\n", "error,session,session_seq\n");
+        let row = "1,2,,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.1,GET,/a,200,200,1.0,3,";
+        let mut r = reader(&format!("{with}{row},s17,2\n{row},,\n{row},17,2\n")).unwrap();
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap().session, Some(SessionTag { id: 17, seq: 2 }));
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap().session, None);
+        let err = r.next_row().unwrap().unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "t.csv:4: session: '17' is not a session id like s17");
+        let mut old = reader(&format!("{HEAD}{row}\n")).unwrap();
+        assert_eq!(old.next_row().unwrap().unwrap().unwrap().session, None);
     }
 
     #[test]

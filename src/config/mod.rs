@@ -16,6 +16,7 @@ use crate::duration::parse_duration;
 use crate::pace::schedule::Shape;
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
+use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
@@ -343,6 +344,12 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 host,
                 skip_bodyless: args.skip_bodyless,
                 production_ok: args.i_know_this_is_production,
+                sessions: args
+                    .sessions
+                    .as_deref()
+                    .map(SessionKey::parse)
+                    .transpose()
+                    .map_err(|m| bad("--sessions", m))?,
             },
             host_guard,
             redactor,

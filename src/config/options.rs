@@ -321,6 +321,16 @@ pub struct ReplayOptions {
     #[arg(long, value_name = "N", help_heading = "Traffic shape")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Replay client sessions: the requests of one client are sent in their logged order, one at
+    /// a time; each leaves when the answer to the one before came back (or failed), or at its
+    /// planned time if that is later. Sessions start when the plan says and interleave as in the
+    /// log. KEY: client (address + user agent), header:NAME, cookie:NAME, or user ($remote_user).
+    /// Lines without the key are sent outside any session. scheduled_at stays the plan: the wait
+    /// behind a session's previous request shows as lag. The CSV's session and session_seq
+    /// columns name each request's session (s1, s2 … never the key itself) and its place in it.
+    #[arg(long, value_name = "KEY", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<String>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -494,6 +504,7 @@ impl ReplayOptions {
             stages: self.stages.or(file.stages),
             arrivals: self.arrivals.or(file.arrivals),
             seed: self.seed.or(file.seed),
+            sessions: self.sessions.or(file.sessions),
         }
     }
 }

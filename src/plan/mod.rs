@@ -4,6 +4,7 @@ pub mod filter;
 pub mod read_ahead;
 pub mod reader;
 pub mod safety;
+pub mod session;
 pub mod timeline;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use sluice_parsers::Entry;
 
 use crate::plan::filter::Filters;
 use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
+use crate::plan::session::{SessionKey, Sessions};
+use crate::results::SessionTag;
 
 pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
 
@@ -73,6 +76,8 @@ pub struct ReplayRequest {
     /// Its place on the log's own clock, from the first request of its pass: set for `--speed`
     /// only, by [`timeline::Timeline`].
     pub log_offset: Option<std::time::Duration>,
+    /// Its client session and place in it, with `--sessions` (and a line that has the key).
+    pub session: Option<SessionTag>,
 }
 
 impl ReplayRequest {
@@ -90,6 +95,7 @@ impl ReplayRequest {
             body: None,
             position: LogPosition::default(),
             log_offset: None,
+            session: None,
         }
     }
 }
@@ -201,6 +207,8 @@ pub struct PlanRules {
     pub skip_bodyless: bool,
     /// Refuse lines served by the target host (the log's `$host`/`%v` equals the target's).
     pub production_ok: bool,
+    /// `--sessions`: what tells one client's requests from another's.
+    pub sessions: Option<SessionKey>,
 }
 
 impl Default for PlanRules {
@@ -213,6 +221,7 @@ impl Default for PlanRules {
             host: HostRule::Target,
             skip_bodyless: false,
             production_ok: false,
+            sessions: None,
         }
     }
 }
@@ -251,6 +260,7 @@ pub struct Planner {
     url_buf: String,
     /// Where each path segment written to `url_buf` starts, for `..` to go back to.
     segment_starts: Vec<usize>,
+    sessions: Option<Sessions>,
 }
 
 impl Planner {
@@ -259,6 +269,7 @@ impl Planner {
         let mut origin = target.clone();
         origin.set_query(None);
         origin.set_fragment(None);
+        let sessions = rules.sessions.clone().map(Sessions::new);
         Planner {
             scope: TargetScope::of(target),
             origin,
@@ -268,6 +279,7 @@ impl Planner {
             stats: PlanStats::default(),
             url_buf: String::with_capacity(256),
             segment_starts: Vec::with_capacity(16),
+            sessions,
         }
     }
 
@@ -364,6 +376,8 @@ impl Planner {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
+        // Last, once the line is sure to be replayed: a session holds only requests that are sent.
+        let session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry));
         Ok(ReplayRequest {
             seq,
             position: LogPosition::default(),
@@ -375,7 +389,15 @@ impl Planner {
             headers,
             body,
             log_offset: None,
+            session,
         })
+    }
+
+    /// The reader starts the log again (`--duration` loops it): sessions start afresh.
+    pub fn new_pass(&mut self) {
+        if let Some(sessions) = &mut self.sessions {
+            sessions.new_pass();
+        }
     }
 
     /// Logged headers are sent as logged, unless dropped or replaced by a `--header` of that name.

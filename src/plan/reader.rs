@@ -189,6 +189,7 @@ pub(crate) fn read_log(
             break;
         }
         reader.rewind();
+        planner.new_pass();
         position.passes += 1;
     }
     stats.incomplete = reader.cuts().to_vec();

@@ -32,7 +32,7 @@ use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
 use crate::send::outcome::Outcome;
 use crate::send::transport::Transport;
-use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, sender};
+use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, SessionGate, record_not_sent, sender};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
@@ -153,6 +153,7 @@ impl Run {
         let senders = spawn("sluice-senders", {
             let (control, concurrency, drain, deadline) =
                 (control.clone(), config.concurrency, config.drain_timeout, config.duration);
+            let gate = config.rules.sessions.as_ref().map(|_| Arc::new(SessionGate::new(concurrency)));
             move || {
                 runtime.block_on(async move {
                     let abort = CancellationToken::new();
@@ -160,7 +161,7 @@ impl Run {
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
                         let (transport, jobs, outcomes) = (transport.clone(), jobs_rx.clone(), outcomes.clone());
-                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), control.clone()));
+                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), control.clone(), gate.clone()));
                     }
                     drop(jobs_rx);
                     let flusher = tokio::spawn({
@@ -181,7 +182,7 @@ impl Run {
                         queue_rx,
                         jobs_tx,
                         outcomes.clone(),
-                        control,
+                        control.clone(),
                     ));
                     let report = pacer.await;
                     let drained =
@@ -189,6 +190,10 @@ impl Run {
                     if drained.is_err() {
                         abort.cancel();
                         while tasks.join_next().await.is_some() {}
+                    }
+                    // Nothing is lost: a job still parked on its session gets its row.
+                    for job in gate.iter().flat_map(|gate| gate.drain()) {
+                        record_not_sent(&control, &outcomes, job);
                     }
                     flusher.abort();
                     outcomes.flush();
@@ -341,6 +346,10 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
         .map_err(|e| RunError::Input(e.to_string()))?
         .with_max_line_bytes(config.max_line_bytes);
     let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
+    // Checked once the format is known (`auto` sniffs it from the first lines).
+    if let Some(key) = &config.rules.sessions {
+        key.check_logged_by(&format).map_err(|e| RunError::Input(format!("--sessions {e}")))?;
+    }
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
         Target::Mock => {

@@ -64,6 +64,20 @@ pub struct Summary {
     pub aborted_by: Option<String>,
     /// Why the results could not be written (the run stopped there; the CSV holds whole rows).
     pub output_error: Option<String>,
+    /// With `--sessions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionFigures>,
+}
+
+/// Client sessions of a `--sessions` run, counted from the rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionFigures {
+    /// The key, as `--sessions` took it (`client`, `cookie:sid`): never a key's value.
+    pub key: String,
+    /// Sessions whose first request has a row.
+    pub sessions: u64,
+    /// Requests whose line lacked the key: sent outside any session.
+    pub requests_outside_sessions: u64,
 }
 
 impl Summary {
@@ -112,6 +126,11 @@ impl Summary {
             log,
             aborted_by: ending.aborted_by,
             output_error: ending.output_error,
+            sessions: config.rules.sessions.as_ref().map(|key| SessionFigures {
+                key: key.describe(),
+                sessions: written.sessions,
+                requests_outside_sessions: written.outside_sessions,
+            }),
         }
     }
 
@@ -184,6 +203,15 @@ impl Summary {
         }
         t += &latency_lines(self.responses, &self.latency_ms, &self.latency_from_schedule_ms, &self.lag);
         let _ = writeln!(t, "  received   {}", human_bytes(self.bytes_received));
+        if let Some(s) = &self.sessions {
+            let _ = write!(t, "  sessions   {} by {}, each in logged order, one request at a time", s.sessions, s.key);
+            let outside = s.requests_outside_sessions;
+            if outside > 0 {
+                let noun = if outside == 1 { "request" } else { "requests" };
+                let _ = write!(t, "; {outside} {noun} outside any (the line lacks the key)");
+            }
+            t.push('\n');
+        }
         let log = &self.log;
         let replayed = &self.replayed;
         let passes = match replayed.passes {

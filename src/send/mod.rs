@@ -7,6 +7,7 @@
 
 pub mod http1;
 pub mod outcome;
+pub(crate) mod session_gate;
 pub mod tls;
 pub mod transport;
 
@@ -21,6 +22,7 @@ use crate::control::RunControl;
 use crate::plan::ReplayRequest;
 use crate::plan::safety::TargetScope;
 use outcome::{ErrorKind, Failure, Outcome};
+pub(crate) use session_gate::SessionGate;
 use transport::{Connection, Transport};
 
 /// Outcomes per hand-off to the writer thread.
@@ -106,43 +108,67 @@ impl OutcomeBuffer {
 
 /// One sender: takes released jobs until the channel closes, sends each, records the outcome.
 /// A job taken after scheduling stopped never leaves: it is recorded as `not_sent`. `abort` (the
-/// drain timeout ran out) turns the request in flight into an `aborted` outcome.
+/// drain timeout ran out) turns the request in flight into an `aborted` outcome. With `--sessions`
+/// jobs come through the [`SessionGate`], and after each outcome this sender goes on with the
+/// next parked job of the same session, if any.
 pub(crate) async fn sender(
     transport: Arc<Transport>,
     jobs: async_channel::Receiver<Job>,
     outcomes: Arc<OutcomeBuffer>,
     abort: CancellationToken,
     control: Arc<RunControl>,
+    gate: Option<Arc<SessionGate>>,
 ) {
     let mut connection = Connection::default();
     // Registered once per sender, not once per request: the token's waiter list is behind a lock.
     let cancelled = abort.cancelled();
     tokio::pin!(cancelled);
     let mut aborted = false;
-    while let Ok(Job { req, scheduled }) = jobs.recv().await {
+    let mut next_in_session = None;
+    loop {
+        let job = match (next_in_session.take(), &gate) {
+            (Some(job), _) => job,
+            (None, Some(gate)) => match gate.take(&jobs).await {
+                Some(job) => job,
+                None => break,
+            },
+            (None, None) => match jobs.recv().await {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        let Job { req, scheduled } = job;
+        let session = req.session;
         let now = Instant::now();
         if aborted || !control.may_send(now) {
-            // At --rate max nothing was planned for a time: a request still waiting for a sender
-            // was only read ahead, and is dropped like the rest of the read-ahead.
-            if control.is_paced() {
-                outcomes.push(Outcome::not_sent(req, scheduled));
-            }
-            continue;
+            record_not_sent(&control, &outcomes, Job { req, scheduled });
+        } else {
+            control.count_sent();
+            let (result, bytes) = tokio::select! {
+                biased;
+                _ = &mut cancelled => {
+                    aborted = true;
+                    (Err(Failure::new(ErrorKind::Aborted, "still in flight when the drain timeout ran out")),
+                     connection.body_received())
+                }
+                r = transport.send(&mut connection, &req) => r,
+            };
+            let result = result.map_err(|failure| {
+                control.failures.record(&failure);
+                failure.kind
+            });
+            outcomes.push(Outcome::of(req, scheduled, Some(now), result, bytes));
         }
-        control.count_sent();
-        let (result, bytes) = tokio::select! {
-            biased;
-            _ = &mut cancelled => {
-                aborted = true;
-                (Err(Failure::new(ErrorKind::Aborted, "still in flight when the drain timeout ran out")),
-                 connection.body_received())
-            }
-            r = transport.send(&mut connection, &req) => r,
-        };
-        let result = result.map_err(|failure| {
-            control.failures.record(&failure);
-            failure.kind
-        });
-        outcomes.push(Outcome::of(req, scheduled, Some(now), result, bytes));
+        if let (Some(gate), Some(session)) = (&gate, session) {
+            next_in_session = gate.finished(session.id);
+        }
+    }
+}
+
+/// The row of a job that never left. At --rate max nothing was planned for a time: a request
+/// still waiting for a sender was only read ahead, and is dropped like the rest of the read-ahead.
+pub(crate) fn record_not_sent(control: &RunControl, outcomes: &OutcomeBuffer, job: Job) {
+    if control.is_paced() {
+        outcomes.push(Outcome::not_sent(job.req, job.scheduled));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use reqwest::{Method, Url};
 
 use crate::plan::ReplayRequest;
+use crate::results::SessionTag;
 
 /// Why a request got no HTTP status. A failed request is data, not an error of the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -163,6 +164,7 @@ pub struct Outcome {
     /// Response body bytes received, whatever the outcome (a response cut off by a timeout or a
     /// reset counts what arrived).
     pub bytes: u64,
+    pub session: Option<SessionTag>,
 }
 
 impl Outcome {
@@ -193,6 +195,7 @@ impl Outcome {
             done: Instant::now(),
             result,
             bytes,
+            session: req.session,
         }
     }
 

@@ -238,6 +238,18 @@ impl CsvSink {
                 b.extend_from_slice(kind.as_str().as_bytes())
             }
         })?;
+        // Both empty outside session mode, and for a request whose line lacked the key.
+        field(&|b| {
+            if let Some(session) = o.session {
+                b.push(b's');
+                push_u64(b, session.id)
+            }
+        })?;
+        field(&|b| {
+            if let Some(session) = o.session {
+                push_u64(b, session.seq)
+            }
+        })?;
         writer.write_record(None::<&[u8]>)?;
         Ok(())
     }

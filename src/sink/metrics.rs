@@ -196,6 +196,7 @@ mod tests {
             done: t + Duration::from_millis(2 + latency_ms),
             result,
             bytes: 0,
+            session: None,
         }
     }
 

@@ -53,6 +53,11 @@ pub(crate) fn run_writer(
                     }
                     let row = row_of(o, &clock);
                     written.tally.record(&row);
+                    match o.session {
+                        Some(session) if session.seq == 0 => written.sessions += 1,
+                        Some(_) => {}
+                        None => written.outside_sessions += 1,
+                    }
                     written.last_done = Some(written.last_done.map_or(o.done, |d| d.max(o.done)));
                     if let Some(watch) = &mut abort {
                         watch.record(&row);
@@ -99,6 +104,10 @@ pub(crate) fn run_writer(
 pub struct Written {
     pub tally: Tally,
     pub last_done: Option<Instant>,
+    /// With `--sessions`: rows of a session's first request (sessions started), and rows of
+    /// requests outside any session (their line lacked the key).
+    pub sessions: u64,
+    pub outside_sessions: u64,
 }
 
 /// A request's outcome as a results row (what the CSV says of it), for the aggregator that
@@ -130,6 +139,7 @@ fn row_of<'a>(o: &'a Outcome, clock: &WallClock) -> Row<'a> {
         },
         latency_us,
         bytes: o.bytes,
+        session: o.session,
     }
 }
 

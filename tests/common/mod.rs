@@ -13,7 +13,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// The results CSV's columns as the README's "The results CSV" table documents them, written
 /// out here rather than read from the library, so that renaming or reordering a column in the
 /// code fails every test that reads a CSV until the README (and this list) follow.
-pub const DOCUMENTED_CSV_COLUMNS: [&str; 13] = [
+pub const DOCUMENTED_CSV_COLUMNS: [&str; 15] = [
     "seq",
     "log_line",
     "log_time",
@@ -27,6 +27,8 @@ pub const DOCUMENTED_CSV_COLUMNS: [&str; 13] = [
     "latency_ms",
     "bytes",
     "error",
+    "session",
+    "session_seq",
 ];
 
 /// A results CSV as rows of column → value; the header must be exactly the documented one and

@@ -458,6 +458,31 @@ impl Template {
         Ok(Template { ops, empty_is_absent: opts.empty_is_absent, default_get })
     }
 
+    /// Whether this format has a variable that fills `what` (see `crate::Format::logs`).
+    pub(crate) fn logs(&self, what: crate::Logged<'_>) -> bool {
+        use crate::Logged;
+        let slot_is = |slot: &TextSlot| {
+            matches!(
+                (slot, what),
+                (TextSlot::RemoteAddr, Logged::RemoteAddr)
+                    | (TextSlot::RemoteUser, Logged::RemoteUser)
+                    | (TextSlot::UserAgent, Logged::UserAgent)
+                    | (TextSlot::Referer, Logged::Referer)
+            )
+        };
+        self.ops.iter().any(|op| match op {
+            Op::Text { slot, .. } | Op::Word { slot, .. } => slot_is(slot),
+            // A demoted variable lost its `Entry` field and is kept in `fields` by name.
+            Op::Var(var) if var.demoted => what == Logged::Field(&var.name),
+            Op::Var(var) => match (&var.kind, what) {
+                (Kind::Header(name), Logged::Header(wanted)) => **name == *wanted,
+                (Kind::Field, Logged::Field(wanted)) => *var.name == *wanted,
+                (kind, _) => TextSlot::of(kind).is_some_and(|slot| slot_is(&slot)),
+            },
+            _ => false,
+        })
+    }
+
     /// Reads one line (without its newline; a trailing `\r` is ignored).
     pub(crate) fn parse<'a>(&'a self, line: &'a [u8]) -> Result<Entry<'a>, LineError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
