@@ -259,6 +259,15 @@ pub struct ReplayOptions {
     /// random and printed in the summary, so the run can be repeated].
     #[arg(long, value_name = "N", help_heading = "Traffic shape")]
     pub seed: Option<u64>,
+
+    /// Replay a Tsung scenario (tsung.xml) instead of log FILES: its users, sessions and think
+    /// times become a generated log (see `sluice import tsung`), replayed at the scenario's own
+    /// timing (--speed 2 for twice as fast); its methods are allowed. --seed draws its arrivals,
+    /// sessions and random think times [default: 0]. Not with FILES, --rate, --stages, --arrivals
+    /// or --format.
+    #[arg(long, value_name = "FILE.xml", help_heading = "Traffic shape")]
+    #[serde(skip)] // a file read on the machine that runs the replay: a command-line decision
+    pub scenario: Option<PathBuf>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -349,6 +358,7 @@ impl ReplayOptions {
             stages: self.stages.or(file.stages),
             arrivals: self.arrivals.or(file.arrivals),
             seed: self.seed.or(file.seed),
+            scenario: self.scenario,
         }
     }
 }
