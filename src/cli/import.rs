@@ -28,14 +28,17 @@ pub struct ImportArgs {
 #[derive(Debug, Subcommand)]
 pub enum ImportKind {
     /// Turn a Tsung configuration into a generated access log and a --config file that replays it.
-    #[command(after_help = TSUNG_EXAMPLES)]
+    #[command(after_help = EXAMPLES)]
     Tsung(TsungImportArgs),
 }
 
-const TSUNG_EXAMPLES: &str = "\
+/// The examples under `sluice import --help` and `sluice import tsung --help`.
+pub const EXAMPLES: &str = "\
 Examples:
   # Writes ./tsung.jsonl and ./tsung.toml, prints what came from where
   sluice import tsung tsung.xml
+  # Into another directory, with other random draws (arrivals, sessions…)
+  sluice import tsung tsung.xml --out scenarios --seed 7
   # Replay it as Tsung would have run it, then twice as fast
   sluice replay --config tsung.toml --target http://staging.internal:8080
   sluice replay --config tsung.toml --target http://staging.internal:8080 \\

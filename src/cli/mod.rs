@@ -48,7 +48,8 @@ pub enum Command {
     /// Submit, list, watch, stop and download runs of a `sluice daemon`.
     #[command(after_help = RUNS_EXAMPLES)]
     Runs(crate::cli::runs::RunsArgs),
-    /// Turn another tool's scenario (Tsung) into a generated access log and the config that replays it.
+    /// Turn a Tsung scenario into an access log and the config that replays it.
+    #[command(after_help = crate::cli::import::EXAMPLES)]
     Import(crate::cli::import::ImportArgs),
 }
 
