@@ -49,14 +49,17 @@ fn import_writes_a_log_and_a_config_that_replays_it_from_any_directory() {
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    for words in ["phase 1: 2s at 5 users/s", "at most 12 users", "browse 70%", "buy 30%", "GET, POST, PUT", "<clients>"] {
+    for words in
+        ["phase 1: 2s at 5 users/s", "at most 12 users", "browse 70%", "buy 30%", "GET, POST, PUT", "<clients>"]
+    {
         assert!(stdout.contains(words), "the summary says {words:?}:\n{stdout}");
     }
     let (log, config) = (out.path().join("imported/shop.jsonl"), out.path().join("imported/shop.toml"));
     let lines = log_lines(&log);
     assert!(stdout.contains(&format!("{} requests", lines.len())), "{stdout}");
     let toml = std::fs::read_to_string(&config).unwrap();
-    for words in ["format = \"json\"", "speed = 1", "allow-methods = \"GET,POST,PUT\"", "seed 7", "# Note: ignored <clients>"]
+    for words in
+        ["format = \"json\"", "speed = 1", "allow-methods = \"GET,POST,PUT\"", "seed 7", "# Note: ignored <clients>"]
     {
         assert!(toml.contains(words), "the config has {words:?}:\n{toml}");
     }
@@ -81,9 +84,23 @@ fn import_writes_a_log_and_a_config_that_replays_it_from_any_directory() {
 
     // The same seed, the same log; another seed, another.
     let again = tempfile::tempdir().unwrap();
-    sluice().args(["import", "tsung"]).arg(tsung("shop.xml")).arg("--out").arg(again.path()).args(["--seed", "7"]).assert().success();
+    sluice()
+        .args(["import", "tsung"])
+        .arg(tsung("shop.xml"))
+        .arg("--out")
+        .arg(again.path())
+        .args(["--seed", "7"])
+        .assert()
+        .success();
     assert_eq!(std::fs::read(&log).unwrap(), std::fs::read(again.path().join("shop.jsonl")).unwrap());
-    sluice().args(["import", "tsung"]).arg(tsung("shop.xml")).arg("--out").arg(again.path()).args(["--seed", "8"]).assert().success();
+    sluice()
+        .args(["import", "tsung"])
+        .arg(tsung("shop.xml"))
+        .arg("--out")
+        .arg(again.path())
+        .args(["--seed", "8"])
+        .assert()
+        .success();
     assert_ne!(std::fs::read(&log).unwrap(), std::fs::read(again.path().join("shop.jsonl")).unwrap());
 }
 
@@ -117,7 +134,8 @@ fn replay_scenario_sends_what_the_import_generates_at_its_timing() {
             (l["method"].as_str().unwrap().into(), l["request_uri"].as_str().unwrap().into(), body.into())
         })
         .collect();
-    let got: Vec<Sent> = received.iter().map(|r| (r.method.clone(), r.target.clone(), r.body_text().into_owned())).collect();
+    let got: Vec<Sent> =
+        received.iter().map(|r| (r.method.clone(), r.target.clone(), r.body_text().into_owned())).collect();
     assert_eq!(sorted(got), sorted(expected));
     for r in &received {
         match r.method.as_str() {
@@ -160,12 +178,27 @@ fn bad_scenarios_and_flags_exit_2_naming_what_is_wrong() {
     let not_xml = dir.path().join("not.xml");
     std::fs::write(&not_xml, "this is a log, not XML\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["import".into(), "tsung".into(), tsung("dyn_variable.xml").display().to_string()], "dyn_variable.xml:11: <dyn_variable>: not supported"),
-        (vec!["import".into(), "tsung".into(), tsung("jabber_session.xml").display().to_string()], "<session type>: 'ts_jabber' sessions are not HTTP"),
-        (vec!["import".into(), "tsung".into(), tsung("probabilities.xml").display().to_string()], "probabilities.xml:7: <sessions>: the session probabilities add up to 90, not 100"),
+        (
+            vec!["import".into(), "tsung".into(), tsung("dyn_variable.xml").display().to_string()],
+            "dyn_variable.xml:11: <dyn_variable>: not supported",
+        ),
+        (
+            vec!["import".into(), "tsung".into(), tsung("jabber_session.xml").display().to_string()],
+            "<session type>: 'ts_jabber' sessions are not HTTP",
+        ),
+        (
+            vec!["import".into(), "tsung".into(), tsung("probabilities.xml").display().to_string()],
+            "probabilities.xml:7: <sessions>: the session probabilities add up to 90, not 100",
+        ),
         (vec!["import".into(), "tsung".into(), not_xml.display().to_string()], "not.xml:1: not well-formed XML"),
         (
-            vec!["replay".into(), "--scenario".into(), tsung("match.xml").display().to_string(), "--target".into(), "http://127.0.0.1:9".into()],
+            vec![
+                "replay".into(),
+                "--scenario".into(),
+                tsung("match.xml").display().to_string(),
+                "--target".into(),
+                "http://127.0.0.1:9".into(),
+            ],
             "match.xml:11: <match>: not supported",
         ),
         (
@@ -183,7 +216,14 @@ fn bad_scenarios_and_flags_exit_2_naming_what_is_wrong() {
             "--scenario: cannot be combined with --rate, --format",
         ),
         (
-            vec!["replay".into(), "access.log".into(), "--scenario".into(), tsung("shop.xml").display().to_string(), "--target".into(), "mock".into()],
+            vec![
+                "replay".into(),
+                "access.log".into(),
+                "--scenario".into(),
+                tsung("shop.xml").display().to_string(),
+                "--target".into(),
+                "mock".into(),
+            ],
             "--scenario: cannot be combined with log FILES",
         ),
     ];

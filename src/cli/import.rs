@@ -82,8 +82,8 @@ fn import_tsung(args: &TsungImportArgs) -> anyhow::Result<Exit> {
     let dir = args.out.canonicalize().map_err(|e| UsageError(format!("--out {}: {e}", args.out.display())))?;
     let (log, config) = (dir.join(format!("{name}.jsonl")), dir.join(format!("{name}.toml")));
     let file = std::fs::File::create(&log).map_err(|e| UsageError(format!("{}: {e}", log.display())))?;
-    let generated =
-        write_log(&scenario, seed, Limits::default(), file).map_err(|e| UsageError(format!("{}: {e}", log.display())))?;
+    let generated = write_log(&scenario, seed, Limits::default(), file)
+        .map_err(|e| UsageError(format!("{}: {e}", log.display())))?;
     let text = config_text(&args.file, &scenario, &generated, seed, &log)?;
     std::fs::write(&config, text).map_err(|e| UsageError(format!("{}: {e}", config.display())))?;
     print!("{}", summary_text(&args.file, &scenario, &generated, seed));
@@ -146,7 +146,13 @@ fn round(x: f64) -> f64 {
 
 /// The `--config` file that replays the generated log, with a comment block saying what came
 /// from where and what was ignored.
-fn config_text(file: &Path, scenario: &Scenario, generated: &Generated, seed: u64, log: &Path) -> anyhow::Result<String> {
+fn config_text(
+    file: &Path,
+    scenario: &Scenario,
+    generated: &Generated,
+    seed: u64,
+    log: &Path,
+) -> anyhow::Result<String> {
     let quoted = |text: &str| toml::Value::String(text.to_string()).to_string();
     let log_text = log.to_str().ok_or_else(|| UsageError(format!("{}: not a UTF-8 path", log.display())))?;
     let mut t = String::new();
@@ -194,9 +200,9 @@ impl Drop for TemporaryLog {
 pub fn scenario_replay(args: &ReplayOptions) -> anyhow::Result<Option<(ReplayOptions, TemporaryLog)>> {
     let Some(path) = &args.scenario else { return Ok(None) };
     let mut options = match &args.config {
-        Some(config) => args
-            .clone()
-            .merged_over(crate::config::options::load_config_file(config).map_err(UsageError::from)?),
+        Some(config) => {
+            args.clone().merged_over(crate::config::options::load_config_file(config).map_err(UsageError::from)?)
+        }
         None => args.clone(),
     };
     let conflicts: Vec<&str> = [

@@ -88,12 +88,7 @@ pub enum GenerateError {
 }
 
 /// Writes `scenario`'s requests to `out` in time order; `seed` decides every random draw.
-pub fn write_log(
-    scenario: &Scenario,
-    seed: u64,
-    limits: Limits,
-    out: impl Write,
-) -> Result<Generated, GenerateError> {
+pub fn write_log(scenario: &Scenario, seed: u64, limits: Limits, out: impl Write) -> Result<Generated, GenerateError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut starts = Starts::new(&scenario.phases, seed, scenario.cutoff)?;
     let picker = SessionPicker::new(&scenario.sessions, seed);
@@ -142,7 +137,8 @@ pub fn write_log(
         serde_json::to_writer(&mut line, &entry).map_err(std::io::Error::from)?;
         line.push(b'\n');
         out.write_all(&line)?;
-        let mut cursor = Cursor { due: pending.due, user: pending.user, session: pending.session, step: pending.step + 1 };
+        let mut cursor =
+            Cursor { due: pending.due, user: pending.user, session: pending.session, step: pending.step + 1 };
         if cursor.advance(session, seed, scenario.cutoff) {
             active.push(Reverse(cursor.into()));
         }
@@ -491,10 +487,8 @@ mod tests {
         prop_oneof![
             (0u64..3000).prop_map(|ms| Think::Fixed(Duration::from_millis(ms))),
             (1u64..3000).prop_map(|ms| Think::Exponential { mean: Duration::from_millis(ms) }),
-            (0u64..1000, 1u64..2000).prop_map(|(a, b)| Think::Uniform {
-                min: Duration::from_millis(a),
-                max: Duration::from_millis(a + b)
-            }),
+            (0u64..1000, 1u64..2000)
+                .prop_map(|(a, b)| Think::Uniform { min: Duration::from_millis(a), max: Duration::from_millis(a + b) }),
         ]
     }
 

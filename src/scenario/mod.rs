@@ -80,9 +80,14 @@ pub enum Step {
 pub enum Think {
     Fixed(Duration),
     /// Exponentially distributed with this mean.
-    Exponential { mean: Duration },
+    Exponential {
+        mean: Duration,
+    },
     /// Uniform in [min, max].
-    Uniform { min: Duration, max: Duration },
+    Uniform {
+        min: Duration,
+        max: Duration,
+    },
 }
 
 /// One HTTP request of a session, as it will be logged.

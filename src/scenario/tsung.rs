@@ -135,7 +135,9 @@ impl<'a, 'input> Reader<'a, 'input> {
         let name = node.tag_name().name();
         match unsupported(name) {
             Some(why) => self.refuse(node, format!("not supported: {why}")),
-            None => self.refuse(node, format!("not supported inside <{parent}>: sluice does not know how to replay it")),
+            None => {
+                self.refuse(node, format!("not supported inside <{parent}>: sluice does not know how to replay it"))
+            }
         }
     }
 
@@ -231,7 +233,9 @@ impl<'a, 'input> Reader<'a, 'input> {
         for node in self.elements(root)? {
             let line = self.line(node);
             match node.tag_name().name() {
-                "clients" | "servers" | "monitoring" => cluster.push(format!("<{}> (line {line})", node.tag_name().name())),
+                "clients" | "servers" | "monitoring" => {
+                    cluster.push(format!("<{}> (line {line})", node.tag_name().name()))
+                }
                 "options" => {
                     self.check_options(node)?;
                     cluster.push(format!("<options> (line {line})"));
@@ -254,7 +258,8 @@ impl<'a, 'input> Reader<'a, 'input> {
         if root.attributes().next().is_some() {
             self.notes.push("ignored the <tsung> attributes (Tsung's own logging)".into());
         }
-        let (phases, cutoff) = load.ok_or_else(|| self.refuse(root, "has no <load>: nothing says when users arrive"))?;
+        let (phases, cutoff) =
+            load.ok_or_else(|| self.refuse(root, "has no <load>: nothing says when users arrive"))?;
         let sessions = sessions.ok_or_else(|| self.refuse(root, "has no <sessions>: nothing says what users do"))?;
         Ok(Scenario { phases, sessions, cutoff, notes: std::mem::take(&mut self.notes) })
     }
@@ -284,7 +289,9 @@ impl<'a, 'input> Reader<'a, 'input> {
         };
         let loops = match self.number(node, "loop")? {
             Some(n) if n.fract() == 0.0 && n <= MAX_LOOPS as f64 => n as u64,
-            Some(n) => return Err(self.refuse_attr(node, "loop", format!("{n} is not a whole number up to {MAX_LOOPS}"))),
+            Some(n) => {
+                return Err(self.refuse_attr(node, "loop", format!("{n} is not a whole number up to {MAX_LOOPS}")));
+            }
             None => 0,
         };
         let mut phases: Vec<(Phase, u32)> = Vec::new();
@@ -327,7 +334,8 @@ impl<'a, 'input> Reader<'a, 'input> {
             .trim()
             .parse::<u32>()
             .map_err(|_| self.refuse_attr(node, "phase", format!("'{number}' is not a phase number")))?;
-        let seconds = self.number(node, "duration")?.ok_or_else(|| self.refuse(node, "needs a 'duration' attribute"))?;
+        let seconds =
+            self.number(node, "duration")?.ok_or_else(|| self.refuse(node, "needs a 'duration' attribute"))?;
         if seconds == 0.0 {
             return Err(self.refuse_attr(node, "duration", "must be more than 0"));
         }
@@ -460,10 +468,10 @@ impl<'a, 'input> Reader<'a, 'input> {
             (None, Some(_), Some(_)) => Err(self.refuse(node, "needs 'max' greater than 'min'")),
             (Some(value), None, None) if random => Ok(Think::Exponential { mean: seconds("value", value)? }),
             (Some(value), None, None) => Ok(Think::Fixed(seconds("value", value)?)),
-            (None, None, None) => Err(self.refuse(
-                node,
-                "needs 'value' (or 'min' and 'max'): the default from Tsung's options is not read",
-            )),
+            (None, None, None) => {
+                Err(self
+                    .refuse(node, "needs 'value' (or 'min' and 'max'): the default from Tsung's options is not read"))
+            }
             _ => Err(self.refuse(node, "takes either 'value' or both 'min' and 'max'")),
         }
     }
@@ -536,7 +544,11 @@ impl<'a, 'input> Reader<'a, 'input> {
                     if !name.starts_with(|c: char| c.is_ascii_alphabetic())
                         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
                     {
-                        return Err(self.refuse_attr(child, "name", format!("'{name}' is not a header name sluice can log")));
+                        return Err(self.refuse_attr(
+                            child,
+                            "name",
+                            format!("'{name}' is not a header name sluice can log"),
+                        ));
                     }
                     headers.push((name.to_string(), self.required(child, "value")?.to_string()));
                 }
@@ -634,10 +646,10 @@ mod tests {
         assert!(post.headers.contains(&("Cookie".into(), "cart=c1; lang=en".into())));
         let json = buy.requests().find(|r| r.method == "PUT").unwrap();
         assert_eq!(json.headers[0], ("Content-Type".into(), "application/json".into()));
-        assert!(buy.steps.contains(&Step::Think(Think::Uniform {
-            min: Duration::from_secs(1),
-            max: Duration::from_secs(2)
-        })));
+        assert!(
+            buy.steps
+                .contains(&Step::Think(Think::Uniform { min: Duration::from_secs(1), max: Duration::from_secs(2) }))
+        );
         assert!(s.notes.iter().any(|n| n.contains("<clients>") && n.contains("<servers>")), "{:?}", s.notes);
         assert!(s.notes.iter().any(|n| n.contains("absolute URLs")), "{:?}", s.notes);
     }
@@ -701,8 +713,16 @@ mod tests {
             (session("<thinktime value=\"100000\"/>"), "<thinktime value>", "longer than"),
             (session("<thinktime value=\"1\"/>"), "<session>", "sends no <request>"),
             (session("<request subst=\"true\"><http url=\"/\"/></request>"), "<request subst>", "dynamic"),
-            (session("<request><http url=\"/\" contents_from_file=\"/x\"/></request>"), "<http contents_from_file>", "contents"),
-            (session("<request><http url=\"/\"><www_authenticate userid=\"a\" passwd=\"b\"/></http></request>"), "<www_authenticate>", "Authorization"),
+            (
+                session("<request><http url=\"/\" contents_from_file=\"/x\"/></request>"),
+                "<http contents_from_file>",
+                "contents",
+            ),
+            (
+                session("<request><http url=\"/\"><www_authenticate userid=\"a\" passwd=\"b\"/></http></request>"),
+                "<www_authenticate>",
+                "Authorization",
+            ),
             (session("<request><http url=\"/\"/><http url=\"/\"/></request>"), "<http>", "one <http>"),
             (session("<request>text<http url=\"/\"/></request>"), "<request>", "text"),
             ("<nottsung/>".to_string(), "<nottsung>", "root element"),
@@ -728,7 +748,10 @@ mod tests {
         let text = with_sessions(
             "<session name=\"s\" probability=\"100\" type=\"ts_http\"><request><http url=\"/\"/></request></session>",
         )
-        .replace("<?xml version=\"1.0\"?>", "<?xml version=\"1.0\"?>\n<!DOCTYPE tsung SYSTEM \"/usr/share/tsung/tsung-1.0.dtd\">")
+        .replace(
+            "<?xml version=\"1.0\"?>",
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE tsung SYSTEM \"/usr/share/tsung/tsung-1.0.dtd\">",
+        )
         .replace("<load>", "<load loop=\"2\" duration=\"2\" unit=\"minute\">");
         let s = parse("t.xml", &text).unwrap();
         assert_eq!(s.phases.len(), 3, "loop=2: the sequence runs 3 times");
