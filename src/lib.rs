@@ -42,6 +42,7 @@ pub mod pace;
 pub mod plan;
 pub mod results;
 pub mod run;
+pub mod scenario;
 pub mod send;
 pub mod shutdown;
 pub mod sink;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Mock(args) => run_mock(args),
         Command::Daemon(args) => sluice::daemon::run(&args),
         Command::Runs(args) => sluice::cli::runs::run(&args),
+        Command::Import(args) => sluice::cli::import::run(&args),
     };
     let exit = result.unwrap_or_else(|e| {
         let exit = Exit::of_error(&e);

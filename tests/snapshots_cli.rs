@@ -241,6 +241,8 @@ fn the_long_help_of_every_command() {
         &["runs", "stop"],
         &["runs", "results"],
         &["runs", "delete"],
+        &["import"],
+        &["import", "tsung"],
     ];
     for command in commands {
         // clap wraps to $COLUMNS (or the terminal) and colours when forced to: both fixed, so

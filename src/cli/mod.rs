@@ -1,6 +1,7 @@
 //! Raw command-line flags (clap derive). Nothing here is validated beyond its syntax: see
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
+pub mod import;
 pub mod metrics_server;
 pub mod parse;
 pub mod progress;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Submit, list, watch, stop and download runs of a `sluice daemon`.
     #[command(after_help = RUNS_EXAMPLES)]
     Runs(crate::cli::runs::RunsArgs),
+    /// Turn a Tsung scenario into an access log and the config that replays it.
+    #[command(after_help = crate::cli::import::EXAMPLES)]
+    Import(crate::cli::import::ImportArgs),
 }
 
 // The examples under each command's --help: the commands a newcomer types first, each one

@@ -13,6 +13,9 @@ use crate::shutdown::Shutdown;
 
 /// Runs a replay; returns how it ended.
 pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
+    // `--scenario`: the options that replay its generated log; the log lives until the run ends.
+    let scenario = crate::cli::import::scenario_replay(args)?;
+    let args = scenario.as_ref().map_or(args, |(options, _log)| options);
     let config = ReplayConfig::from_args(args).map_err(crate::exit::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
     let checks = crate::cli::report::ReplayChecks::from_args(args)?;

@@ -331,6 +331,15 @@ pub struct ReplayOptions {
     #[arg(long, value_name = "KEY", help_heading = "Traffic shape")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<String>,
+
+    /// Replay a Tsung scenario (tsung.xml) instead of log FILES: its users, sessions and think
+    /// times become a generated log (see `sluice import tsung`), replayed at the scenario's own
+    /// timing (--speed 2 for twice as fast); its methods are allowed. --seed draws its arrivals,
+    /// sessions and random think times [default: 0]. Not with FILES, --rate, --stages, --arrivals
+    /// or --format.
+    #[arg(long, value_name = "FILE.xml", help_heading = "Traffic shape")]
+    #[serde(skip)] // a file read on the machine that runs the replay: a command-line decision
+    pub scenario: Option<PathBuf>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -505,6 +514,7 @@ impl ReplayOptions {
             arrivals: self.arrivals.or(file.arrivals),
             seed: self.seed.or(file.seed),
             sessions: self.sessions.or(file.sessions),
+            scenario: self.scenario,
         }
     }
 }

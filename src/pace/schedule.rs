@@ -472,17 +472,21 @@ impl PoissonWalk {
     }
 }
 
-/// An exponential variate of mean 1 from (seed, index): splitmix64 as the counter-based
-/// generator, inverse-transform sampling.
-fn exponential(seed: u64, index: u64) -> f64 {
+/// An exponential variate of mean 1 from (seed, index): inverse-transform sampling of
+/// [`uniform`].
+pub(crate) fn exponential(seed: u64, index: u64) -> f64 {
+    -uniform(seed, index).ln()
+}
+
+/// A uniform variate on (0, 1] from (seed, index): splitmix64 as the counter-based generator.
+/// Never 0, so its logarithm is finite.
+pub(crate) fn uniform(seed: u64, index: u64) -> f64 {
     let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    // Uniform on (0, 1]: never 0, so the logarithm is finite.
-    let uniform = ((z >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    -uniform.ln()
+    ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
 }
 
 /// Logged timing's running state: the capped offset so far, per pass.
