@@ -74,6 +74,8 @@ pub struct Row<'a> {
 
 /// The `error` of a request that never left (see [`crate::send::outcome::ErrorKind::NotSent`]).
 pub const NOT_SENT: &str = "not_sent";
+/// The `error` of a request a late shard skipped (`--late-start skip`): it never left either.
+pub const SKIPPED_LATE: &str = "skipped_late";
 
 impl Row<'_> {
     /// Latency is of answered requests only: a failure's time says how long it took to fail,
@@ -86,7 +88,7 @@ impl Row<'_> {
     /// Whether the request left at all (its planned time came, but scheduling may have stopped
     /// before it could).
     pub fn was_sent(&self) -> bool {
-        self.answer != Answer::Error(NOT_SENT)
+        self.answer != Answer::Error(NOT_SENT) && self.answer != Answer::Error(SKIPPED_LATE)
     }
 
     /// From the planned send time to the end of the answer (coordinated omission corrected).

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::{Answer, HEADER, NOT_SENT, OPTIONAL, Row, SessionTag};
+use crate::results::{Answer, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
     };
     let scheduled_ms = time_ms(field(SCHEDULED_AT)?, "scheduled_at")?;
     // A request that never left has no send time, lag or latency.
-    let not_sent = answer == Answer::Error(NOT_SENT);
+    let not_sent = answer == Answer::Error(NOT_SENT) || answer == Answer::Error(SKIPPED_LATE);
     let unless_not_sent = |column: usize| -> Result<Option<&str>, String> {
         let text = field(column)?;
         Ok(if not_sent && text.is_empty() { None } else { Some(text) })

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderName, HeaderValue};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sluice_parsers::Format;
 
 use crate::display::compact_duration;
 use crate::duration::parse_duration;
 use crate::pace::schedule::Shape;
+use crate::pace::shard::Shard;
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
@@ -170,6 +172,21 @@ pub struct ReplayConfig {
     pub dry_run: bool,
     /// `--abort-on` conditions, judged while the run goes.
     pub abort_on: Vec<AbortCondition>,
+    /// This process's part of a sharded run (`--shard`).
+    pub shard: Option<Shard>,
+    /// The common T0 (`--start-at`), and what to do when the run starts after it.
+    pub start_at: Option<DateTime<Utc>>,
+    pub late_start: LateStart,
+}
+
+/// What a run that starts after `--start-at` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LateStart {
+    /// Refuse to start (exit 2).
+    #[default]
+    Refuse,
+    /// Keep the common T0; requests already due get `skipped_late` rows.
+    Skip,
 }
 
 impl ReplayConfig {
@@ -204,6 +221,9 @@ impl ReplayConfig {
             use_env_proxy: false,
             dry_run: false,
             abort_on: Vec::new(),
+            shard: None,
+            start_at: None,
+            late_start: LateStart::Refuse,
         }
     }
 
@@ -235,6 +255,32 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         let (shape, duration) = shape_and_duration(args)?;
+        let late_start = match args.late_start.as_deref().map(str::trim) {
+            None | Some("refuse") => LateStart::Refuse,
+            Some("skip") => LateStart::Skip,
+            Some(other) => return Err(bad("--late-start", format!("'{other}': expected refuse or skip"))),
+        };
+        let now = Utc::now();
+        let start_at =
+            args.start_at.as_deref().map(|t| parse_start_at(t, now)).transpose().map_err(|m| bad("--start-at", m))?;
+        if let Some(start) = start_at
+            && start < now
+            && late_start == LateStart::Refuse
+        {
+            let late = (now - start).to_std().unwrap_or_default();
+            return Err(bad(
+                "--start-at",
+                format!(
+                    "{} passed {} ago: this shard would start late (give a later time, or --late-start skip to keep \
+                     the common start and skip what is already due)",
+                    start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    crate::display::human_duration(late)
+                ),
+            ));
+        }
+        if args.late_start.is_some() && start_at.is_none() {
+            return Err(bad("--late-start", "says what to do when a run starts after --start-at; it needs --start-at"));
+        }
         if let Some(peak) = shape.peak_rate()
             && f64::from(batch) > peak * 3600.0
         {
@@ -361,7 +407,29 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 .iter()
                 .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
                 .collect::<Result<_, _>>()?,
+            shard: args
+                .shard
+                .as_deref()
+                .map(|s| Shard::parse(s, |name| std::env::var(name).ok()))
+                .transpose()
+                .map_err(|m| bad("--shard", m))?,
+            start_at,
+            late_start,
         })
+    }
+}
+
+/// `--start-at` as a wall-clock time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, or `now+D`.
+pub fn parse_start_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    match text.trim().strip_prefix("now+") {
+        Some(d) => {
+            let d = parse_duration(d).map_err(|m| format!("'{text}': {m}"))?;
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| format!("'{text}' is too far away"))
+        }
+        None => parse_time(text),
     }
 }
 

@@ -340,6 +340,29 @@ pub struct ReplayOptions {
     #[arg(long, value_name = "FILE.xml", help_heading = "Traffic shape")]
     #[serde(skip)] // a file read on the machine that runs the replay: a command-line decision
     pub scenario: Option<PathBuf>,
+
+    // ---- many machines -------------------------------------------------------------------
+    /// Run as shard I of K (0-based): every shard reads the same log and computes the whole plan,
+    /// and sends request n when n mod K = I (with --sessions: whole sessions, by a hash of the
+    /// session), at its global due time; the K shards together send exactly the one-process plan.
+    /// `auto/K` takes I from JOB_COMPLETION_INDEX (Kubernetes), SLURM_PROCID or NOMAD_ALLOC_INDEX;
+    /// `auto` also takes K from SLURM_NTASKS. Merge the shards' CSVs with `sluice merge`.
+    #[arg(long, value_name = "I/K", help_heading = "Many machines")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+
+    /// Start the plan (T0) at this wall-clock time, RFC 3339 (2026-12-01T02:00:00Z) or now+D
+    /// (now+30s): how shards on several machines start together. A run started after it is
+    /// refused, unless --late-start skip.
+    #[arg(long, value_name = "TIME", help_heading = "Many machines")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+
+    /// When the run starts after --start-at: `refuse` (exit 2), or `skip`: keep the common T0 and
+    /// record the requests already due as `skipped_late` rows, never sent [default: refuse].
+    #[arg(long, value_name = "WHAT", help_heading = "Many machines")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_start: Option<String>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -515,6 +538,9 @@ impl ReplayOptions {
             seed: self.seed.or(file.seed),
             sessions: self.sessions.or(file.sessions),
             scenario: self.scenario,
+            shard: self.shard.or(file.shard),
+            start_at: self.start_at.or(file.start_at),
+            late_start: self.late_start.or(file.late_start),
         }
     }
 }

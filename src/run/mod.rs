@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ReplayConfig, Target};
 use crate::control::{Progress, RunControl, StopReason};
 use crate::pace::schedule::{Schedule, Shape};
-use crate::pace::{Pacer, PacerReport, run_pacer};
+use crate::pace::{Pacer, PacerReport, Start, run_pacer};
 use crate::plan::reader::{QUEUE_CHUNK, Reading, read_log};
 use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
@@ -144,6 +144,18 @@ impl Run {
         })?;
         let schedule = Schedule::new(config.shape.clone(), config.batch, config.duration);
         let ceiling = config.rate_ceiling;
+        let shard = config.shard;
+        // The wall-clock start becomes a monotonic instant once, here.
+        let start = Start {
+            at: config.start_at.map(|at| {
+                let now = (Instant::now(), chrono::Utc::now());
+                match (at - now.1).to_std() {
+                    Ok(ahead) => now.0 + ahead,
+                    Err(_) => now.0.checked_sub((now.1 - at).to_std().unwrap_or_default()).unwrap_or(now.0),
+                }
+            }),
+            skip_late: config.late_start == crate::config::LateStart::Skip,
+        };
         let runtime = if config.threads == 1 {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         } else {
@@ -177,7 +189,8 @@ impl Run {
                     // The pacer owns the only job sender: when it ends, the senders finish what
                     // was released and return.
                     let pacer = tokio::spawn(run_pacer(
-                        Pacer::new(schedule, ceiling),
+                        Pacer::new(schedule, ceiling).with_shard(shard),
+                        start,
                         deadline,
                         queue_rx,
                         jobs_tx,

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     /// Released by the pacer but never sent: scheduling stopped (end of the duration, Ctrl-C, a
     /// full disk, an `--abort-on` condition) before a sender took it. Not counted as sent.
     NotSent,
+    /// Due before a shard that started after `--start-at` was ready (`--late-start skip`): never
+    /// sent, like `NotSent`.
+    SkippedLate,
     Other,
 }
 
@@ -47,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Aborted => "aborted",
             ErrorKind::Local => "local",
             ErrorKind::NotSent => "not_sent",
+            ErrorKind::SkippedLate => "skipped_late",
             ErrorKind::Other => "other",
         }
     }
@@ -202,6 +206,11 @@ impl Outcome {
     /// The row of a request that was released but never left.
     pub fn not_sent(req: ReplayRequest, scheduled: Instant) -> Outcome {
         Outcome::of(req, scheduled, None, Err(ErrorKind::NotSent), 0)
+    }
+
+    /// A row for a request a late start skipped (`--late-start skip`).
+    pub fn skipped_late(req: ReplayRequest, scheduled: Instant) -> Outcome {
+        Outcome::of(req, scheduled, None, Err(ErrorKind::SkippedLate), 0)
     }
 }
 
