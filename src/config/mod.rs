@@ -13,6 +13,7 @@ use sluice_parsers::Format;
 
 use crate::duration::parse_duration;
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
+use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::sink::abort::AbortCondition;
@@ -341,6 +342,13 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 host,
                 skip_bodyless: args.skip_bodyless,
                 production_ok: args.i_know_this_is_production,
+                // Seeded like --sample (there is no seed of its own yet); its draws are kept apart.
+                mix: args
+                    .mix
+                    .as_deref()
+                    .map(|m| Mix::parse(m, args.sample_seed.unwrap_or(0)))
+                    .transpose()
+                    .map_err(|m| bad("--mix", m))?,
             },
             host_guard,
             redactor,

@@ -227,6 +227,16 @@ pub struct ReplayOptions {
     /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<u64>,
+
+    // ---- traffic shape -------------------------------------------------------------------
+    /// Reweight routes: 'PATTERN=WEIGHT,…', e.g. '/api/*=3,/static/*=0.5'. A request whose
+    /// logged path (or its route template, /users/{id}) matches PATTERN (`*` matches anything) is
+    /// replayed WEIGHT times in a row: 3 three times, 0.5 about half of them, 0 none, chosen by
+    /// line, pass and --sample-seed (the same requests every run). The first matching pattern
+    /// wins; other routes weigh 1; WEIGHT is 0 to 1000. Applied after --sample and the filters:
+    /// it reweights what they kept.
+    #[arg(long, value_name = "PATTERN=WEIGHT,…", help_heading = "Traffic shape")]
+    pub mix: Option<String>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -312,6 +322,7 @@ impl ReplayOptions {
             assert: list(self.assert, file.assert),
             abort_on: list(self.abort_on, file.abort_on),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
+            mix: self.mix.or(file.mix),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! From log entry to the request that will be sent: filters, target rewriting, headers, body.
 
+pub mod draw;
 pub mod filter;
+pub mod mix;
 pub mod read_ahead;
 pub mod reader;
 pub mod safety;
@@ -15,6 +17,7 @@ use reqwest::{Method, Url};
 use sluice_parsers::Entry;
 
 use crate::plan::filter::Filters;
+use crate::plan::mix::Mix;
 use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
 
 pub const DEFAULT_METHODS: &str = "GET,HEAD,OPTIONS";
@@ -71,6 +74,29 @@ pub struct ReplayRequest {
     pub position: LogPosition,
 }
 
+/// One planned request, `left` more times in a row (`--mix`), numbered one after the other. The
+/// copies are made as they are taken, so each goes through the read-ahead budget on its own.
+#[derive(Debug)]
+pub struct Copies {
+    request: Option<ReplayRequest>,
+    left: u32,
+}
+
+impl Iterator for Copies {
+    type Item = ReplayRequest;
+
+    fn next(&mut self) -> Option<ReplayRequest> {
+        self.left = self.left.checked_sub(1)?;
+        if self.left == 0 {
+            return self.request.take();
+        }
+        let request = self.request.as_mut()?;
+        let copy = request.clone();
+        request.seq += 1;
+        Some(copy)
+    }
+}
+
 /// How far the reader had read, counted across loops of the log: what "replayed up to here"
 /// means in the summary, as against what was only read ahead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -115,6 +141,8 @@ pub enum Skip {
     HiddenDotSegment,
     /// A `_method` parameter (query or form body) asks for this method, which is not allowed.
     MethodParam(String),
+    /// Its route weighs 0 in `--mix`, or a fractional weight did not draw it.
+    Mix,
 }
 
 impl Skip {
@@ -134,6 +162,7 @@ impl Skip {
             Skip::UserAgent => "--exclude-user-agent".into(),
             Skip::HiddenDotSegment => "dot segment hidden by %2f, %5c or ; (would leave the prefix)".into(),
             Skip::MethodParam(m) => format!("_method {m}"),
+            Skip::Mix => "--mix".into(),
         }
     }
 }
@@ -151,6 +180,9 @@ pub struct PlanStats {
     /// Logged `X-HTTP-Method-Override` (and alike) headers not sent: they named a method that is
     /// not allowed.
     pub method_override_headers_dropped: u64,
+    /// Requests planned again because `--mix` weighs their route above 1 (the requests it drops
+    /// are skips, under `--mix`).
+    pub mix_added: u64,
 }
 
 /// What the Host header of each request is.
@@ -178,6 +210,8 @@ pub struct PlanRules {
     pub skip_bodyless: bool,
     /// Refuse lines served by the target host (the log's `$host`/`%v` equals the target's).
     pub production_ok: bool,
+    /// `--mix`: how often requests of each route are planned, after every other rule.
+    pub mix: Option<Mix>,
 }
 
 impl Default for PlanRules {
@@ -190,6 +224,7 @@ impl Default for PlanRules {
             host: HostRule::Target,
             skip_bodyless: false,
             production_ok: false,
+            mix: None,
         }
     }
 }
@@ -250,6 +285,29 @@ impl Planner {
 
     /// `input` and `log_line` say where the entry came from (`--sample` chooses by line).
     pub fn plan(&mut self, entry: &Entry<'_>, input: usize, log_line: u64) -> Result<ReplayRequest, Skip> {
+        let mut request = self.build(entry, input, log_line)?;
+        request.seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(request)
+    }
+
+    /// What `entry` becomes on pass `pass` of the log (from 1): its request, as many times in a
+    /// row as `--mix` weighs its route, each copy numbered next in the plan; or why none. The mix
+    /// comes after every other rule, so it reweights what `--sample` and the filters kept.
+    pub fn plan_weighted(&mut self, entry: &Entry<'_>, input: usize, log_line: u64, pass: u64) -> Result<Copies, Skip> {
+        let mut request = self.build(entry, input, log_line)?;
+        let count = self.rules.mix.as_ref().map_or(1, |mix| mix.copies(&entry.target, input, log_line, pass));
+        if count == 0 {
+            return self.skip(Skip::Mix);
+        }
+        self.stats.mix_added += u64::from(count - 1);
+        request.seq = self.next_seq;
+        self.next_seq += u64::from(count);
+        Ok(Copies { request: Some(request), left: count })
+    }
+
+    /// The request `entry` asks for, not yet numbered.
+    fn build(&mut self, entry: &Entry<'_>, input: usize, log_line: u64) -> Result<ReplayRequest, Skip> {
         let method_bytes = entry.method.as_ref();
         if method_bytes == b"CONNECT" {
             return self.skip(Skip::Tunnel);
@@ -339,10 +397,8 @@ impl Planner {
             }
             None => None,
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
         Ok(ReplayRequest {
-            seq,
+            seq: 0,
             position: LogPosition::default(),
             log_line,
             log_time: entry.time.map(|t| t.with_timezone(&Utc)),
@@ -401,7 +457,7 @@ impl Planner {
         name.eq_ignore_ascii_case(&self.target_host)
     }
 
-    fn skip(&mut self, why: Skip) -> Result<ReplayRequest, Skip> {
+    fn skip<T>(&mut self, why: Skip) -> Result<T, Skip> {
         *self.stats.skipped.entry(why.key()).or_default() += 1;
         Err(why)
     }

@@ -107,14 +107,15 @@ pub(crate) fn read_log(
             let number = line.number;
             match line.parse(&format) {
                 Ok(entry) => {
-                    let planned = planner.plan(&entry, line.input, number);
+                    let planned = planner.plan_weighted(&entry, line.input, number, position.passes);
                     if first_pass {
                         stats.parse.accepted += 1;
                     }
                     if planned.is_err() {
                         position.skipped += 1;
                     }
-                    if let Ok(mut req) = planned {
+                    // `--mix` may plan one entry several times: each copy is queued like any request.
+                    for mut req in planned.into_iter().flatten() {
                         req.position = position;
                         produced += 1;
                         let size = footprint(&req);
