@@ -130,12 +130,16 @@ pub enum BadLineLimit {
 pub enum FormatChoice {
     Auto,
     Fixed(Format),
+    /// A browser recording (HAR 1.2): one JSON document, not lines.
+    Har,
 }
 
 impl FormatChoice {
     pub fn from_flag(spec: &str) -> Result<FormatChoice, ConfigError> {
-        if spec == "auto" {
-            return Ok(FormatChoice::Auto);
+        match spec {
+            "auto" => return Ok(FormatChoice::Auto),
+            "har" => return Ok(FormatChoice::Har),
+            _ => {}
         }
         Format::from_spec(spec).map(FormatChoice::Fixed).map_err(|e| bad("--format", e.to_string()))
     }

@@ -240,7 +240,8 @@ pub struct ReplayOptions {
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
-apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>' [default: auto]";
+apache-vhost, traefik, json, 'nginx:<log_format string>', 'apache:<LogFormat string>', or har (a browser's \
+HAR recording) [default: auto]";
 
 /// TOML and JSON users write `rate = 200` as often as `rate = "200"`; both mean the same.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

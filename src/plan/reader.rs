@@ -1,17 +1,16 @@
-//! The reader thread: log lines → parsed entries → planned requests → the bounded queue to the
-//! pacer, with what it found counted (bad lines by reason, skips by rule, cut inputs).
+//! The reader thread: log lines (or HAR entries) → parsed entries → planned requests → the
+//! bounded queue to the pacer, with what it found counted (bad lines by reason, skips by rule, cut inputs).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_parsers::Format;
 
 use super::read_ahead::footprint;
 use super::{LogPosition, PlanStats, Planner, ReplayRequest};
 use crate::config::BadLineLimit;
 use crate::control::RunControl;
-use crate::source::{InputCut, LogReader};
+use crate::source::{EntryReader, InputCut};
 
 /// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
 /// one thread wake-up) per chunk instead of per request.
@@ -66,8 +65,7 @@ pub struct ReaderStats {
 /// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
 /// log's own figures rather than multiples of them.
 pub(crate) fn read_log(
-    mut reader: LogReader,
-    format: Format,
+    mut reader: EntryReader,
     mut planner: Planner,
     queue: async_channel::Sender<Vec<ReplayRequest>>,
     control: Arc<RunControl>,
@@ -91,7 +89,7 @@ pub(crate) fn read_log(
             if control.is_stopping() {
                 break 'passes;
             }
-            let line = match reader.next_line() {
+            let line = match reader.next_entry() {
                 Ok(Some(line)) => line,
                 Ok(None) => break,
                 Err(e) => {
@@ -105,7 +103,7 @@ pub(crate) fn read_log(
             }
             position.lines += 1;
             let number = line.number;
-            match line.parse(&format) {
+            match line.entry {
                 Ok(entry) => {
                     let planned = planner.plan_weighted(&entry, line.input, number, position.passes);
                     if first_pass {

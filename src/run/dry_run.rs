@@ -29,16 +29,17 @@ const DRY_RUN_SHOWN: usize = 20;
 
 /// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
 pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
-    let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
+    let Prepared { entries, target, mock: _mock } = prepare(config)?;
+    let format = entries.format_name().to_string();
     let control = Arc::new(RunControl::new(None, true));
     let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
     let thread = spawn("sluice-reader", {
-        let (control, limit, format) = (control.clone(), config.max_bad_lines, format.clone());
-        move || read_log(reader, format, planner, queue_tx, control, false, limit)
+        let (control, limit) = (control.clone(), config.max_bad_lines);
+        move || read_log(entries, planner, queue_tx, control, false, limit)
     })?;
     let mut report = DryRun {
-        format: format.name().to_string(),
+        format,
         target: target.to_string(),
         first: Vec::new(),
         requests: 0,

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Rate, ReplayConfig, Target};
@@ -35,8 +34,8 @@ use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::{Written, run_writer};
-use crate::source::LogReader;
-use crate::source::sniff::{SNIFF_LINES, resolve_format};
+use crate::source::sniff::{SNIFF_LINES, open_entries};
+use crate::source::{EntryReader, LogReader};
 use summary::{Ending, Summary};
 
 /// Released requests that may wait for a free sender before the pacer itself waits.
@@ -105,7 +104,8 @@ impl Run {
     pub fn start_with_metrics(config: ReplayConfig, metrics: Option<Arc<Metrics>>) -> Result<Run, RunError> {
         let started = Instant::now();
         check_open_files(&config)?;
-        let Prepared { reader, format, target, mock } = prepare(&config)?;
+        let Prepared { entries, target, mock } = prepare(&config)?;
+        let format_name = entries.format_name().to_string();
         let clock = WallClock::now();
         let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
@@ -128,8 +128,7 @@ impl Run {
         let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
             let (control, looping, limit) = (control.clone(), config.looping, config.max_bad_lines);
-            let format = format.clone();
-            move || read_log(reader, format, planner, queue_tx, control, looping, limit)
+            move || read_log(entries, planner, queue_tx, control, looping, limit)
         })?;
         let target_rate = match config.rate {
             Rate::PerSecond(n) => Some(n),
@@ -199,7 +198,7 @@ impl Run {
         })?;
         Ok(Run {
             handle: RunHandle { control, cancelled: Arc::new(AtomicBool::new(false)) },
-            format_name: format.name().to_string(),
+            format_name,
             target_url: target.to_string(),
             config,
             started,
@@ -327,8 +326,7 @@ pub fn raise_open_files_limit() -> u64 {
 
 /// What both a run and a dry run need: the log open, its format known, the target up and checked.
 pub(crate) struct Prepared {
-    reader: LogReader,
-    format: Format,
+    entries: EntryReader,
     target: reqwest::Url,
     mock: Option<sluice_mock::MockServer>,
 }
@@ -337,10 +335,10 @@ pub(crate) struct Prepared {
 /// pass before a single request leaves: --deny-host/--allow-host on the resolved target, and the
 /// refusal to replay a log against the host that served it.
 pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
-    let mut reader = LogReader::new(config.inputs.clone())
+    let reader = LogReader::new(config.inputs.clone())
         .map_err(|e| RunError::Input(e.to_string()))?
         .with_max_line_bytes(config.max_line_bytes);
-    let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
+    let mut entries = open_entries(&config.format, reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
         Target::Mock => {
@@ -352,13 +350,9 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     };
     let host = target.host_str().unwrap_or_default();
     config.host_guard.check_target(host, target.port_or_known_default().unwrap_or(80)).map_err(RunError::Input)?;
-    let sample = reader.prefetch(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
-    let logged_hosts: Vec<String> = sample
-        .iter()
-        .filter_map(|line| format.parse_line(line).ok()?.vhost.map(|v| String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+    let logged_hosts = entries.logged_hosts(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
     config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
-    Ok(Prepared { reader, format, target, mock })
+    Ok(Prepared { entries, target, mock })
 }
 
 pub(crate) fn spawn<T: Send + 'static>(
