@@ -35,7 +35,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use sluice_parsers::Entry;
 use std::borrow::Cow;
 
-use super::{BadLine, Input, InputCut, LogReader, SourceError};
+use super::{BadLine, Input, InputCut, LogReader, SourceEntry, SourceError};
 
 /// Entries read ahead of the replay, per HAR. Each is at most `--max-line-bytes` of request.
 const READ_AHEAD_ENTRIES: usize = 32;
@@ -466,7 +466,7 @@ impl RawEntry {
             time,
             method: owned(method),
             target: owned(target),
-            protocol: request.http_version.0.map(owned),
+            protocol: request.http_version.0.filter(|v| !v.is_empty()).map(owned),
             status: status.map(|s| s as u16),
             bytes: None,
             referer,
@@ -524,11 +524,6 @@ fn split_url(url: String) -> (String, Option<String>) {
 /// An entry as the reader thread passes it on: its number, and it or why it is bad.
 type Numbered = (u64, Result<Entry<'static>, BadEntry>);
 
-enum Message {
-    Entry(Numbered),
-    Failed(HarError),
-}
-
 /// The entries of one HAR or more, in order, read on a thread of their own.
 pub struct HarReader {
     inputs: Vec<Input>,
@@ -537,7 +532,8 @@ pub struct HarReader {
     /// The first input, opened to recognise it (standard input cannot be opened twice).
     first: Option<Box<dyn BufRead + Send>>,
     current: usize,
-    stream: Option<Receiver<Message>>,
+    /// What the current input's thread read: entries, then the error that ended it, if any.
+    stream: Option<Receiver<Result<Numbered, HarError>>>,
     /// The last entry number handed out from the current input (0: none yet).
     last_number: u64,
     /// Entries read ahead by [`HarReader::prefetch`], handed out again first.
@@ -605,8 +601,8 @@ impl HarReader {
         Ok(hosts.map(|h| String::from_utf8_lossy(h).into_owned()).collect())
     }
 
-    /// The next entry: (input, number, the entry or why it is bad), or `None` after the last.
-    pub fn next_entry(&mut self) -> Result<Option<(usize, u64, Result<Entry<'static>, BadLine>)>, SourceError> {
+    /// The next entry, or `None` after the last one of the last input.
+    pub fn next_entry(&mut self) -> Result<Option<SourceEntry<'static>>, SourceError> {
         let item = match self.pending.pop_front() {
             Some(item) => item,
             None => match self.read()? {
@@ -615,7 +611,7 @@ impl HarReader {
             },
         };
         let (input, (number, entry)) = item;
-        Ok(Some((input, number, entry.map_err(BadLine::Har))))
+        Ok(Some(SourceEntry { input, number, entry: entry.map_err(BadLine::Har) }))
     }
 
     fn read(&mut self) -> Result<Option<(usize, Numbered)>, SourceError> {
@@ -629,17 +625,17 @@ impl HarReader {
             }
             let received = self.stream.as_ref().expect("started above").recv();
             match received {
-                Ok(Message::Entry((number, entry))) => {
+                Ok(Ok((number, entry))) => {
                     self.last_number = number;
                     return Ok(Some((self.current, (number, entry))));
                 }
-                Ok(Message::Failed(error)) if self.last_number == 0 => {
+                Ok(Err(error)) if self.last_number == 0 => {
                     return Err(SourceError::Har {
                         name: self.names[self.current].clone(),
                         message: error.to_string(),
                     });
                 }
-                Ok(Message::Failed(error)) => {
+                Ok(Err(error)) => {
                     if !self.rewound {
                         let (file, line) = (self.names[self.current].clone(), self.last_number + 1);
                         self.cuts.push(InputCut { file, line, reason: error.to_string() });
@@ -658,7 +654,7 @@ impl HarReader {
     }
 
     /// Opens the current input and starts the thread that walks it.
-    fn start(&mut self) -> Result<Receiver<Message>, SourceError> {
+    fn start(&mut self) -> Result<Receiver<Result<Numbered, HarError>>, SourceError> {
         let name = self.names[self.current].clone();
         let mut stream = match self.first.take().filter(|_| self.current == 0) {
             Some(opened) => opened,
@@ -681,17 +677,21 @@ impl HarReader {
 
 /// The reader thread's work: every entry into the channel, then the error if there is one. It
 /// ends early when the receiver is gone (the run stopped, or the reader rewound).
-fn walk(stream: Box<dyn BufRead + Send>, limit: usize, sender: &SyncSender<Message>, bytes_read: &AtomicU64) {
+fn walk(
+    stream: Box<dyn BufRead + Send>,
+    limit: usize,
+    sender: &SyncSender<Result<Numbered, HarError>>,
+    bytes_read: &AtomicU64,
+) {
     let counted = Counted { inner: stream, bytes_read };
-    let result =
-        for_each_entry(counted, limit, &mut |number, entry| match sender.send(Message::Entry((number, entry))) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(()),
-        });
+    let result = for_each_entry(counted, limit, &mut |number, entry| match sender.send(Ok((number, entry))) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(()),
+    });
     match result {
         Ok(()) | Err(HarError::Stopped) => {}
         Err(error) => {
-            let _ = sender.send(Message::Failed(error));
+            let _ = sender.send(Err(error));
         }
     }
 }

@@ -199,9 +199,7 @@ impl EntryReader {
                 number: line.number,
                 entry: line.parse(format),
             })),
-            EntryReader::Har(har) => {
-                Ok(har.next_entry()?.map(|(input, number, entry)| SourceEntry { input, number, entry }))
-            }
+            EntryReader::Har(har) => har.next_entry(),
         }
     }
 
