@@ -352,7 +352,8 @@ impl LogReader {
     }
 
     /// The first bytes of the first input (decompressed), without consuming them: enough to tell
-    /// a whole-document format (a HAR) from log lines. Only before the first line is read.
+    /// a whole-document format (a HAR) from log lines. Only before the first line is read;
+    /// empty when nothing can be read yet.
     pub fn head(&mut self) -> Result<&[u8], SourceError> {
         if self.current != 0 || self.line_number != 0 || !self.pending.is_empty() || self.inputs.is_empty() {
             return Ok(&[]);
@@ -360,8 +361,9 @@ impl LogReader {
         if self.reader.is_none() {
             self.reader = Some(self.inputs[0].open()?);
         }
-        let reader = self.reader.as_mut().expect("opened above");
-        reader.fill_buf().map_err(|e| SourceError::Read { name: self.names[0].clone(), line: 0, source: e })
+        // A read error here (a `.gz` cut in its first block) is met again by the first line read,
+        // which reports it as a cut input: it is not this look's to report.
+        Ok(self.reader.as_mut().expect("opened above").fill_buf().unwrap_or_default())
     }
 
     /// Reads up to `n` lines ahead (to sniff the format) without consuming them: `next_line`
