@@ -110,27 +110,30 @@ impl fmt::Display for HarError {
 /// Reads the HAR in `input` and calls `each` with every entry of `log.entries` in order,
 /// numbered from 1, until the end or until `each` breaks. Memory: one entry at a time, and of it
 /// only the request (at most `max_request_bytes` of JSON) and the start time.
-pub fn for_each_entry<R: BufRead>(
+pub fn for_each_entry<R: Read>(
     input: R,
     max_request_bytes: usize,
     each: &mut dyn FnMut(u64, Result<Entry<'static>, BadEntry>) -> ControlFlow<()>,
 ) -> Result<(), HarError> {
     METER.set(Meter { limit: max_request_bytes as u64, ..Meter::default() });
-    let mut current = 0u64;
-    let mut deserializer = serde_json::Deserializer::from_reader(Metered { inner: input });
-    let walked =
-        DocumentSeed { each, current: &mut current }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+    let (mut current, mut stopped) = (0u64, false);
+    let mut each = |number, entry| {
+        let flow = each(number, entry);
+        stopped = flow.is_break();
+        flow
+    };
+    let mut deserializer = serde_json::Deserializer::from_reader(Metered::new(input));
+    let walked = DocumentSeed { each: &mut each, current: &mut current }
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
     let meter = METER.take();
     match walked {
         Ok(()) => Ok(()),
+        Err(_) if stopped => Err(HarError::Stopped),
         Err(_) if meter.tripped => Err(HarError::RequestTooLong { entry: current, limit: max_request_bytes }),
-        Err(e) if e.to_string().starts_with(STOPPED) => Err(HarError::Stopped),
         Err(e) => Err(HarError::NotHar(e)),
     }
 }
-
-/// The message a visitor stops the walk with when `each` breaks.
-const STOPPED: &str = "sluice: stopped";
 
 /// Bytes read so far and the metering of the part of an entry that is kept. The walk runs on one
 /// thread and the reader under serde_json cannot be reached from its visitors, so the two meet
@@ -145,21 +148,39 @@ struct Meter {
 }
 
 thread_local! {
-    static METER: Cell<Meter> = Cell::new(Meter::default());
+    static METER: Cell<Meter> = const { Cell::new(Meter { consumed: 0, limit: 0, started_at: None, tripped: false }) };
 }
 
 /// The input, counted; it fails the read once a metered value grows past the limit, so the value
-/// is never held whole.
+/// is never held whole. serde_json reads one byte at a time: they are served from a buffer of its
+/// own rather than through the (boxed) input's calls.
 struct Metered<R> {
     inner: R,
+    buf: Vec<u8>,
+    pos: usize,
 }
 
-impl<R: BufRead> Read for Metered<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.inner.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.inner.consume(n);
+/// Bytes read from the input at a time.
+const METERED_CHUNK: usize = 64 * 1024;
+
+impl<R: Read> Metered<R> {
+    fn new(inner: R) -> Metered<R> {
+        Metered { inner, buf: Vec::with_capacity(METERED_CHUNK), pos: 0 }
+    }
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.resize(METERED_CHUNK, 0);
+            let filled = self.inner.read(&mut self.buf);
+            self.buf.truncate(*filled.as_ref().unwrap_or(&0));
+            self.pos = 0;
+            filled?;
+        }
+        let n = (self.buf.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
         let mut meter = METER.get();
         meter.consumed += n as u64;
         let over = meter.started_at.is_some_and(|start| meter.consumed - start > meter.limit);
@@ -278,7 +299,7 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
             let Some(Loose(raw)) = seq.next_element::<Loose<RawEntry>>()? else { return Ok(()) };
             let entry = raw.ok_or(BadEntry::NotAnObject).and_then(RawEntry::into_entry);
             if (self.each)(*self.current, entry).is_break() {
-                return Err(de::Error::custom(STOPPED));
+                return Err(de::Error::custom("stopped by the reader"));
             }
         }
     }
@@ -683,40 +704,20 @@ fn walk(
     sender: &SyncSender<Result<Numbered, HarError>>,
     bytes_read: &AtomicU64,
 ) {
-    let counted = Counted { inner: stream, bytes_read };
-    let result = for_each_entry(counted, limit, &mut |number, entry| match sender.send(Ok((number, entry))) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(_) => ControlFlow::Break(()),
+    // Published at each entry, as far as the walk has read; the document's last bytes aside.
+    let before = bytes_read.load(Ordering::Relaxed);
+    let result = for_each_entry(stream, limit, &mut |number, entry| {
+        bytes_read.store(before + METER.get().consumed, Ordering::Relaxed);
+        match sender.send(Ok((number, entry))) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
     });
     match result {
         Ok(()) | Err(HarError::Stopped) => {}
         Err(error) => {
             let _ = sender.send(Err(error));
         }
-    }
-}
-
-/// Counts the bytes a HAR's thread reads, for `sluice parse`'s throughput.
-struct Counted<'a, R> {
-    inner: R,
-    bytes_read: &'a AtomicU64,
-}
-
-impl<R: BufRead> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<'_, R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, n: usize) {
-        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-        self.inner.consume(n);
     }
 }
 
