@@ -129,7 +129,8 @@ Examples:
   sluice runs --daemon http://replayer.internal:7878 list";
 
 const FORMAT_HELP: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
-apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>'";
+apache-vhost, traefik, json, 'nginx:<log_format string>', 'apache:<LogFormat string>', or har (a browser's \
+HAR recording)";
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {

@@ -15,7 +15,7 @@ use crate::display::{bytes_text, opt_text};
 use crate::exit::Exit;
 use crate::plan::reader::ParseStats;
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
-use crate::source::sniff::resolve_format;
+use crate::source::sniff::open_entries;
 use crate::source::{Input, LogReader};
 
 fn is_secret(header: &str) -> bool {
@@ -32,11 +32,11 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let choice = FormatChoice::from_flag(&args.format)?;
     let max_line = crate::config::max_line_bytes(args.max_line_bytes).map_err(crate::exit::UsageError::from)?;
-    let mut reader =
-        LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?.with_max_line_bytes(max_line);
-    let format = resolve_format(&choice, &mut reader)?;
+    let lines = LogReader::new(args.files.iter().map(|f| Input::from_arg(f)).collect())?.with_max_line_bytes(max_line);
+    let mut reader = open_entries(&choice, lines)?;
+    let format = reader.format_name().to_string();
     if matches!(choice, FormatChoice::Auto) {
-        eprintln!("sluice: --format auto chose {}", format.name());
+        eprintln!("sluice: --format auto chose {format}");
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
@@ -45,8 +45,8 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Exit> {
     let stderr = io::stderr();
     let names = reader.input_names();
 
-    while let Some(line) = reader.next_line()? {
-        match line.parse(&format) {
+    while let Some(line) = reader.next_entry()? {
+        match line.entry {
             Ok(entry) => {
                 stats.accepted += 1;
                 match args.output {
@@ -84,7 +84,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Exit> {
     let mb = reader.bytes_read() as f64 / 1e6;
     eprintln!(
         "sluice parse: format {}; accepted {} lines, rejected {}{}; {:.1} MB in {:.3} s ({:.0} MB/s)",
-        format.name(),
+        format,
         stats.accepted,
         stats.rejected,
         if stats.rejected > 0 { format!(" ({})", stats.reasons_text()) } else { String::new() },
@@ -97,14 +97,14 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<Exit> {
         eprintln!(
             "sluice parse: {misfits} lines have fields that format {} does not name; to read them, give the log's \
              full format: --format 'nginx:<log_format>' or 'apache:<LogFormat>'",
-            format.name()
+            format
         );
     }
     if stats.accepted == 0 {
         eprintln!(
             "sluice parse: no line was accepted as format {}; try another --format (presets: auto, {}, or \
              'nginx:<log_format>' / 'apache:<LogFormat>')",
-            format.name(),
+            format,
             Format::preset_names().join(", ")
         );
     }

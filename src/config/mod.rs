@@ -17,6 +17,7 @@ use crate::duration::parse_duration;
 use crate::pace::schedule::Shape;
 use crate::pace::shard::Shard;
 use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
+use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
@@ -125,12 +126,16 @@ pub enum BadLineLimit {
 pub enum FormatChoice {
     Auto,
     Fixed(Format),
+    /// A browser recording (HAR 1.2): one JSON document, not lines.
+    Har,
 }
 
 impl FormatChoice {
     pub fn from_flag(spec: &str) -> Result<FormatChoice, ConfigError> {
-        if spec == "auto" {
-            return Ok(FormatChoice::Auto);
+        match spec {
+            "auto" => return Ok(FormatChoice::Auto),
+            "har" => return Ok(FormatChoice::Har),
+            _ => {}
         }
         Format::from_spec(spec).map(FormatChoice::Fixed).map_err(|e| bad("--format", e.to_string()))
     }
@@ -396,6 +401,13 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                     .map(SessionKey::parse)
                     .transpose()
                     .map_err(|m| bad("--sessions", m))?,
+                // Seeded like --sample (there is no seed of its own yet); its draws are kept apart.
+                mix: args
+                    .mix
+                    .as_deref()
+                    .map(|m| Mix::parse(m, args.sample_seed.unwrap_or(0)))
+                    .transpose()
+                    .map_err(|m| bad("--mix", m))?,
             },
             host_guard,
             redactor,

@@ -341,6 +341,16 @@ pub struct ReplayOptions {
     #[serde(skip)] // a file read on the machine that runs the replay: a command-line decision
     pub scenario: Option<PathBuf>,
 
+    /// Reweight routes: 'PATTERN=WEIGHT,…', e.g. '/api/*=3,/static/*=0.5'. A request whose
+    /// logged path (or its route template, /users/{id}) matches PATTERN (`*` matches anything) is
+    /// replayed WEIGHT times in a row: 3 three times, 0.5 about half of them, 0 none, chosen by
+    /// line, pass and --sample-seed (the same requests every run). The first matching pattern
+    /// wins; other routes weigh 1; WEIGHT is 0 to 1000. Applied after --sample and the filters:
+    /// it reweights what they kept.
+    #[arg(long, value_name = "PATTERN=WEIGHT,…", help_heading = "Traffic shape")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mix: Option<String>,
+
     // ---- many machines -------------------------------------------------------------------
     /// Run as shard I of K (0-based): every shard reads the same log and computes the whole plan,
     /// and sends request n when n mod K = I (with --sessions: whole sessions, by a hash of the
@@ -366,7 +376,8 @@ pub struct ReplayOptions {
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
-apache-vhost, traefik, json, 'nginx:<log_format string>' or 'apache:<LogFormat string>' [default: auto]";
+apache-vhost, traefik, json, 'nginx:<log_format string>', 'apache:<LogFormat string>', or har (a browser's \
+HAR recording) [default: auto]";
 
 /// TOML and JSON users write `rate = 200` as often as `rate = "200"`; both mean the same.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -541,6 +552,7 @@ impl ReplayOptions {
             shard: self.shard.or(file.shard),
             start_at: self.start_at.or(file.start_at),
             late_start: self.late_start.or(file.late_start),
+            mix: self.mix.or(file.mix),
         }
     }
 }

@@ -6,6 +6,7 @@ use regex::bytes::Regex;
 use sluice_parsers::Entry;
 
 use crate::plan::Skip;
+use crate::plan::draw::chosen;
 
 /// A set of statuses from `2xx,304,500-504`.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,16 +86,8 @@ impl Sample {
     }
 
     pub fn keeps(&self, input: usize, line: u64) -> bool {
-        let h = splitmix64(self.seed ^ ((input as u64) << 48) ^ line);
-        (h as f64) < self.share * (u64::MAX as f64)
+        chosen(self.seed, input, line, self.share)
     }
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,8 @@
 //! From log entry to the request that will be sent: filters, target rewriting, headers, body.
 
+pub mod draw;
 pub mod filter;
+pub mod mix;
 pub mod read_ahead;
 pub mod reader;
 pub mod safety;
@@ -17,6 +19,7 @@ use reqwest::{Method, Url};
 use sluice_parsers::Entry;
 
 use crate::plan::filter::Filters;
+use crate::plan::mix::Mix;
 use crate::plan::safety::{DotSegment, TargetScope, dot_segment, form_decoded, form_pairs, hides_dot_segment};
 use crate::plan::session::{SessionKey, Sessions};
 use crate::results::SessionTag;
@@ -100,6 +103,32 @@ impl ReplayRequest {
     }
 }
 
+/// One planned request, `left` more times in a row (`--mix`), numbered one after the other. The
+/// copies are made as they are taken, so each goes through the read-ahead budget on its own.
+#[derive(Debug)]
+pub struct Copies {
+    request: Option<ReplayRequest>,
+    left: u32,
+}
+
+impl Iterator for Copies {
+    type Item = ReplayRequest;
+
+    fn next(&mut self) -> Option<ReplayRequest> {
+        self.left = self.left.checked_sub(1)?;
+        if self.left == 0 {
+            return self.request.take();
+        }
+        let request = self.request.as_mut()?;
+        let copy = request.clone();
+        request.seq += 1;
+        if let Some(session) = &mut request.session {
+            session.seq += 1;
+        }
+        Some(copy)
+    }
+}
+
 /// How far the reader had read, counted across loops of the log: what "replayed up to here"
 /// means in the summary, as against what was only read ahead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -144,6 +173,8 @@ pub enum Skip {
     HiddenDotSegment,
     /// A `_method` parameter (query or form body) asks for this method, which is not allowed.
     MethodParam(String),
+    /// Its route weighs 0 in `--mix`, or a fractional weight did not draw it.
+    Mix,
 }
 
 impl Skip {
@@ -163,6 +194,7 @@ impl Skip {
             Skip::UserAgent => "--exclude-user-agent".into(),
             Skip::HiddenDotSegment => "dot segment hidden by %2f, %5c or ; (would leave the prefix)".into(),
             Skip::MethodParam(m) => format!("_method {m}"),
+            Skip::Mix => "--mix".into(),
         }
     }
 }
@@ -180,6 +212,9 @@ pub struct PlanStats {
     /// Logged `X-HTTP-Method-Override` (and alike) headers not sent: they named a method that is
     /// not allowed.
     pub method_override_headers_dropped: u64,
+    /// Requests planned again because `--mix` weighs their route above 1 (the requests it drops
+    /// are skips, under `--mix`).
+    pub mix_added: u64,
 }
 
 /// What the Host header of each request is.
@@ -209,6 +244,8 @@ pub struct PlanRules {
     pub production_ok: bool,
     /// `--sessions`: what tells one client's requests from another's.
     pub sessions: Option<SessionKey>,
+    /// `--mix`: how often requests of each route are planned, after every other rule.
+    pub mix: Option<Mix>,
 }
 
 impl Default for PlanRules {
@@ -222,6 +259,7 @@ impl Default for PlanRules {
             skip_bodyless: false,
             production_ok: false,
             sessions: None,
+            mix: None,
         }
     }
 }
@@ -283,8 +321,32 @@ impl Planner {
         }
     }
 
-    /// `input` and `log_line` say where the entry came from (`--sample` chooses by line).
+    /// The first request `entry` becomes on the first pass, for tests of the rules.
+    #[cfg(test)]
     pub fn plan(&mut self, entry: &Entry<'_>, input: usize, log_line: u64) -> Result<ReplayRequest, Skip> {
+        Ok(self.plan_weighted(entry, input, log_line, 1)?.next().expect("a planned line has a request"))
+    }
+
+    /// What `entry` becomes on pass `pass` of the log (from 1): its request, as many times in a
+    /// row as `--mix` weighs its route, each copy numbered next in the plan; or why none. The mix
+    /// comes after every other rule, so it reweights what `--sample` and the filters kept.
+    pub fn plan_weighted(&mut self, entry: &Entry<'_>, input: usize, log_line: u64, pass: u64) -> Result<Copies, Skip> {
+        let mut request = self.build(entry, input, log_line)?;
+        let count = self.rules.mix.as_ref().map_or(1, |mix| mix.copies(&entry.target, input, log_line, pass));
+        if count == 0 {
+            return self.skip(Skip::Mix);
+        }
+        self.stats.mix_added += u64::from(count - 1);
+        request.seq = self.next_seq;
+        self.next_seq += u64::from(count);
+        // Last, once the line is sure to be replayed: a session holds only requests that are sent,
+        // each copy in its own place.
+        request.session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry, count));
+        Ok(Copies { request: Some(request), left: count })
+    }
+
+    /// The request `entry` asks for, not yet numbered.
+    fn build(&mut self, entry: &Entry<'_>, input: usize, log_line: u64) -> Result<ReplayRequest, Skip> {
         let method_bytes = entry.method.as_ref();
         if method_bytes == b"CONNECT" {
             return self.skip(Skip::Tunnel);
@@ -374,12 +436,8 @@ impl Planner {
             }
             None => None,
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        // Last, once the line is sure to be replayed: a session holds only requests that are sent.
-        let session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry));
         Ok(ReplayRequest {
-            seq,
+            seq: 0,
             position: LogPosition::default(),
             log_line,
             log_time: entry.time.map(|t| t.with_timezone(&Utc)),
@@ -389,7 +447,7 @@ impl Planner {
             headers,
             body,
             log_offset: None,
-            session,
+            session: None,
         })
     }
 
@@ -447,7 +505,7 @@ impl Planner {
         name.eq_ignore_ascii_case(&self.target_host)
     }
 
-    fn skip(&mut self, why: Skip) -> Result<ReplayRequest, Skip> {
+    fn skip<T>(&mut self, why: Skip) -> Result<T, Skip> {
         *self.stats.skipped.entry(why.key()).or_default() += 1;
         Err(why)
     }
@@ -622,6 +680,44 @@ mod tests {
     fn planner() -> Planner {
         let rules = PlanRules { methods: parse_methods("GET,HEAD").unwrap(), ..PlanRules::default() };
         Planner::new(&Url::parse("http://127.0.0.1:8080/prefix/").unwrap(), rules)
+    }
+
+    #[test]
+    fn copies_of_a_mix_take_consecutive_places_in_the_plan_and_in_their_session() {
+        let rules = PlanRules {
+            sessions: Some(SessionKey::Client),
+            mix: Some(mix::Mix::parse("/twice=2", 0).unwrap()),
+            ..PlanRules::default()
+        };
+        let mut p = Planner::new(&Url::parse("http://127.0.0.1:8080/").unwrap(), rules);
+        let from = |addr: &'static [u8], target: &'static [u8]| Entry {
+            remote_addr: Some(Cow::Borrowed(addr)),
+            ..entry(b"GET", target)
+        };
+        let mut planned = Vec::new();
+        for (line, (addr, target)) in [
+            (&b"10.0.0.1"[..], &b"/once"[..]),
+            (b"10.0.0.1", b"/twice"),
+            (b"10.0.0.2", b"/twice"),
+            (b"10.0.0.1", b"/once"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            planned.extend(p.plan_weighted(&from(addr, target), 0, line as u64 + 1, 1).unwrap());
+        }
+        let got: Vec<_> = planned.iter().map(|r| (r.seq, r.session.map(|s| (s.id, s.seq)))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some((1, 0))),
+                (1, Some((1, 1))),
+                (2, Some((1, 2))),
+                (3, Some((2, 0))),
+                (4, Some((2, 1))),
+                (5, Some((1, 3)))
+            ]
+        );
     }
 
     #[test]

@@ -1,18 +1,17 @@
-//! The reader thread: log lines → parsed entries → planned requests → the bounded queue to the
-//! pacer, with what it found counted (bad lines by reason, skips by rule, cut inputs).
+//! The reader thread: log lines (or HAR entries) → parsed entries → planned requests → the
+//! bounded queue to the pacer, with what it found counted (bad lines by reason, skips by rule, cut inputs).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_parsers::Format;
 
 use super::read_ahead::footprint;
 use super::timeline::Timeline;
 use super::{LogPosition, PlanStats, Planner, ReplayRequest};
 use crate::config::BadLineLimit;
 use crate::control::RunControl;
-use crate::source::{InputCut, LogReader};
+use crate::source::{EntryReader, InputCut};
 
 /// Requests travel from the reader to the pacer in chunks this size: one hand-off (and at most
 /// one thread wake-up) per chunk instead of per request.
@@ -77,8 +76,7 @@ pub(crate) struct Reading {
 /// Bad lines and skipped lines are counted on the first pass only, so a looping run reports the
 /// log's own figures rather than multiples of them.
 pub(crate) fn read_log(
-    mut reader: LogReader,
-    format: Format,
+    mut reader: EntryReader,
     mut planner: Planner,
     queue: async_channel::Sender<Vec<ReplayRequest>>,
     control: Arc<RunControl>,
@@ -95,6 +93,7 @@ pub(crate) fn read_log(
         s.plan = planner.stats.clone();
     };
     let names = reader.input_names();
+    let format_name = reader.format_name().to_string();
     let mut position = LogPosition { passes: 1, ..LogPosition::default() };
     let mut first_pass = true;
     let mut first_pass_plan = None;
@@ -104,7 +103,7 @@ pub(crate) fn read_log(
             if control.is_stopping() {
                 break 'passes;
             }
-            let line = match reader.next_line() {
+            let line = match reader.next_entry() {
                 Ok(Some(line)) => line,
                 Ok(None) => break,
                 Err(e) => {
@@ -118,23 +117,23 @@ pub(crate) fn read_log(
             }
             position.lines += 1;
             let number = line.number;
-            match line.parse(&format) {
+            match line.entry {
                 Ok(entry) => {
-                    let planned = planner.plan(&entry, line.input, number);
+                    let planned = planner.plan_weighted(&entry, line.input, number, position.passes);
                     if first_pass {
                         stats.parse.accepted += 1;
                     }
                     if planned.is_err() {
                         position.skipped += 1;
                     }
-                    if let Ok(mut req) = planned {
+                    // `--mix` may plan one entry several times: each copy is queued like any request.
+                    for mut req in planned.into_iter().flatten() {
                         req.position = position;
                         if timeline.is_some() && produced == 0 && first_pass && req.log_time.is_none() {
                             stats.fatal = Some(format!(
                                 "--speed replays the logged times, and {}:{number} has none: this format ({}) \
                                  logs no time; use --rate or --stages",
-                                names[line.input],
-                                format.name()
+                                names[line.input], format_name
                             ));
                             control.stop();
                             break 'passes;

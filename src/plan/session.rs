@@ -70,6 +70,19 @@ impl SessionKey {
     /// Refuses a key the format has no place for (`cookie:sid` on common log format): every
     /// request would be outside any session. JSON logs say what they hold line by line, so they
     /// pass; their lines without the key are sent outside any session.
+    /// A HAR records request headers and cookies, but no client address or user: it is one
+    /// browser's recording.
+    pub fn check_recorded_by_har(&self) -> Result<(), String> {
+        match self {
+            SessionKey::Header(_) | SessionKey::Cookie(_) => Ok(()),
+            _ => Err(format!(
+                "{}: a HAR records no client address or user (it is one browser's recording); tell its sessions \
+                 apart by header:NAME or cookie:NAME",
+                self.describe()
+            )),
+        }
+    }
+
     pub fn check_logged_by(&self, format: &Format) -> Result<(), String> {
         let logs = |what: Logged<'_>| format.logs(what) != Some(false);
         let (logged, wanted) = match self {
@@ -197,7 +210,9 @@ impl Sessions {
 
     /// The session of a request that will be replayed, and its place in it; `None` when its line
     /// does not have the key.
-    pub fn tag(&mut self, entry: &Entry<'_>) -> Option<SessionTag> {
+    /// `copies`: how many requests the line becomes (`--mix`); each takes its own place in the
+    /// session, the first at the tag returned.
+    pub fn tag(&mut self, entry: &Entry<'_>, copies: u32) -> Option<SessionTag> {
         let hash = self.key.hash_of(entry)?;
         self.clock += 1;
         let now = self.clock;
@@ -206,7 +221,7 @@ impl Sessions {
             self.recency.insert(now, hash);
             open.last_seen = now;
             let tag = SessionTag { id: open.id, seq: open.next_seq };
-            open.next_seq += 1;
+            open.next_seq += u64::from(copies);
             return Some(tag);
         }
         if self.open.len() >= self.capacity
@@ -215,7 +230,7 @@ impl Sessions {
             self.open.remove(&oldest);
         }
         self.started += 1;
-        self.open.insert(hash, OpenSession { id: self.started, next_seq: 1, last_seen: now });
+        self.open.insert(hash, OpenSession { id: self.started, next_seq: u64::from(copies), last_seen: now });
         self.recency.insert(now, hash);
         Some(SessionTag { id: self.started, seq: 0 })
     }
@@ -269,13 +284,13 @@ mod tests {
     fn ids_follow_first_appearance_and_seq_the_logged_order() {
         let mut s = Sessions::new(SessionKey::Client);
         let tags: Vec<_> =
-            ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1"].iter().map(|a| s.tag(&entry(a, "-", None))).collect();
+            ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1"].iter().map(|a| s.tag(&entry(a, "-", None), 1)).collect();
         let want = [(1, 0), (2, 0), (1, 1), (1, 2)].map(|(id, seq)| Some(SessionTag { id, seq }));
         assert_eq!(tags, want);
         assert_eq!(s.started, 2);
         s.new_pass();
         assert_eq!(
-            s.tag(&entry("10.0.0.1", "-", None)),
+            s.tag(&entry("10.0.0.1", "-", None), 1),
             Some(SessionTag { id: 3, seq: 0 }),
             "a new pass, new sessions"
         );
@@ -284,17 +299,17 @@ mod tests {
     #[test]
     fn cookies_are_read_from_the_cookie_header_and_lines_without_the_key_have_no_session() {
         let mut s = Sessions::new(SessionKey::Cookie("sid".into()));
-        let a = s.tag(&entry("1.1.1.1", "-", Some("theme=dark; sid=abc"))).unwrap();
-        let b = s.tag(&entry("2.2.2.2", "-", Some("sid=abc"))).unwrap();
+        let a = s.tag(&entry("1.1.1.1", "-", Some("theme=dark; sid=abc")), 1).unwrap();
+        let b = s.tag(&entry("2.2.2.2", "-", Some("sid=abc")), 1).unwrap();
         assert_eq!((a.id, b.id, b.seq), (1, 1, 1), "same cookie, same session, whatever the address");
-        assert_eq!(s.tag(&entry("1.1.1.1", "-", Some("other=1"))), None);
-        assert_eq!(s.tag(&entry("1.1.1.1", "-", None)), None);
+        assert_eq!(s.tag(&entry("1.1.1.1", "-", Some("other=1")), 1), None);
+        assert_eq!(s.tag(&entry("1.1.1.1", "-", None), 1), None);
     }
 
     #[test]
     fn the_least_recently_seen_session_is_closed_at_the_cap_and_comes_back_as_a_new_one() {
         let mut s = Sessions::with_capacity(SessionKey::User, 2);
-        let id = |s: &mut Sessions, user| s.tag(&entry("1.1.1.1", user, None)).unwrap().id;
+        let id = |s: &mut Sessions, user| s.tag(&entry("1.1.1.1", user, None), 1).unwrap().id;
         assert_eq!((id(&mut s, "ann"), id(&mut s, "bob"), id(&mut s, "ann")), (1, 2, 1));
         assert_eq!(id(&mut s, "cat"), 3, "bob, least recently seen, is closed");
         assert_eq!(id(&mut s, "ann"), 1);
@@ -331,7 +346,7 @@ mod tests {
             let mut next_seq: HashMap<u64, u64> = HashMap::new();
             let mut last_id = 0;
             for pick in &picks {
-                let tag = s.tag(&entry(pick.get(&addrs).as_str(), "-", None)).unwrap();
+                let tag = s.tag(&entry(pick.get(&addrs).as_str(), "-", None), 1).unwrap();
                 let expected = next_seq.entry(tag.id).or_insert(0);
                 prop_assert_eq!(tag.seq, *expected);
                 *expected += 1;

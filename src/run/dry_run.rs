@@ -34,7 +34,8 @@ const DRY_RUN_SHOWN: usize = 20;
 
 /// Parses, filters and rewrites one pass of the log exactly as a run would, and sends nothing.
 pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
-    let Prepared { reader, format, target, mock: _mock } = prepare(config)?;
+    let Prepared { entries, target, mock: _mock } = prepare(config)?;
+    let format = entries.format_name().to_string();
     let control = Arc::new(RunControl::new(None, true));
     let (queue_tx, queue_rx) = async_channel::bounded::<Vec<ReplayRequest>>(4);
     let planner = Planner::new(&target, config.rules.clone());
@@ -44,11 +45,11 @@ pub fn dry_run(config: &ReplayConfig) -> Result<DryRun, RunError> {
             timeline: matches!(config.shape, Shape::Logged { .. }).then(Timeline::new),
             ..Reading::default()
         };
-        let (control, format) = (control.clone(), format.clone());
-        move || read_log(reader, format, planner, queue_tx, control, reading)
+        let control = control.clone();
+        move || read_log(entries, planner, queue_tx, control, reading)
     })?;
     let mut report = DryRun {
-        format: format.name().to_string(),
+        format,
         target: target.to_string(),
         plan: config.shape.describe(),
         first: Vec::new(),

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_parsers::Format;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ReplayConfig, Target};
@@ -37,8 +36,8 @@ use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::{Written, run_writer};
-use crate::source::LogReader;
-use crate::source::sniff::{SNIFF_LINES, resolve_format};
+use crate::source::sniff::{SNIFF_LINES, open_entries};
+use crate::source::{EntryReader, LogReader};
 use summary::{Ending, Summary};
 
 /// Released requests that may wait for a free sender before the pacer itself waits.
@@ -107,7 +106,8 @@ impl Run {
     pub fn start_with_metrics(config: ReplayConfig, metrics: Option<Arc<Metrics>>) -> Result<Run, RunError> {
         let started = Instant::now();
         check_open_files(&config)?;
-        let Prepared { reader, format, target, mock } = prepare(&config)?;
+        let Prepared { entries, target, mock } = prepare(&config)?;
+        let format_name = entries.format_name().to_string();
         let clock = WallClock::now();
         let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
@@ -134,8 +134,8 @@ impl Run {
                 bad_line_limit: config.max_bad_lines,
                 timeline: matches!(config.shape, Shape::Logged { .. }).then(Timeline::new),
             };
-            let (control, format) = (control.clone(), format.clone());
-            move || read_log(reader, format, planner, queue_tx, control, reading)
+            let control = control.clone();
+            move || read_log(entries, planner, queue_tx, control, reading)
         })?;
         let abort = AbortWatch::new(&config.abort_on, config.shape.steady_rate());
         let writer = spawn("sluice-writer", {
@@ -217,7 +217,7 @@ impl Run {
         })?;
         Ok(Run {
             handle: RunHandle { control, cancelled: Arc::new(AtomicBool::new(false)) },
-            format_name: format.name().to_string(),
+            format_name,
             target_url: target.to_string(),
             config,
             started,
@@ -345,8 +345,7 @@ pub fn raise_open_files_limit() -> u64 {
 
 /// What both a run and a dry run need: the log open, its format known, the target up and checked.
 pub(crate) struct Prepared {
-    reader: LogReader,
-    format: Format,
+    entries: EntryReader,
     target: reqwest::Url,
     mock: Option<sluice_mock::MockServer>,
 }
@@ -355,13 +354,17 @@ pub(crate) struct Prepared {
 /// pass before a single request leaves: --deny-host/--allow-host on the resolved target, and the
 /// refusal to replay a log against the host that served it.
 pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
-    let mut reader = LogReader::new(config.inputs.clone())
+    let reader = LogReader::new(config.inputs.clone())
         .map_err(|e| RunError::Input(e.to_string()))?
         .with_max_line_bytes(config.max_line_bytes);
-    let format = resolve_format(&config.format, &mut reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
+    let mut entries = open_entries(&config.format, reader).map_err(|e| RunError::Input(format!("{e:#}")))?;
     // Checked once the format is known (`auto` sniffs it from the first lines).
     if let Some(key) = &config.rules.sessions {
-        key.check_logged_by(&format).map_err(|e| RunError::Input(format!("--sessions {e}")))?;
+        let checked = match &entries {
+            EntryReader::Lines { format, .. } => key.check_logged_by(format),
+            EntryReader::Har(_) => key.check_recorded_by_har(),
+        };
+        checked.map_err(|e| RunError::Input(format!("--sessions {e}")))?;
     }
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
@@ -374,13 +377,9 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     };
     let host = target.host_str().unwrap_or_default();
     config.host_guard.check_target(host, target.port_or_known_default().unwrap_or(80)).map_err(RunError::Input)?;
-    let sample = reader.prefetch(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
-    let logged_hosts: Vec<String> = sample
-        .iter()
-        .filter_map(|line| format.parse_line(line).ok()?.vhost.map(|v| String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+    let logged_hosts = entries.logged_hosts(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
     config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
-    Ok(Prepared { reader, format, target, mock })
+    Ok(Prepared { entries, target, mock })
 }
 
 pub(crate) fn spawn<T: Send + 'static>(

@@ -236,6 +236,9 @@ impl Summary {
             let list: Vec<String> = log.plan.skipped.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             let _ = write!(t, ", {skipped} skipped ({})", list.join(", "));
         }
+        if log.plan.mix_added > 0 {
+            let _ = write!(t, ", {} more planned by --mix", log.plan.mix_added);
+        }
         if log.plan.absolute_urls_rewritten > 0 {
             let _ = write!(t, ", {} absolute URLs sent to the target instead", log.plan.absolute_urls_rewritten);
         }

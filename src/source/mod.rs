@@ -11,6 +11,7 @@
 //! rotated, a read error) keeps the lines read before the cut; the cut is recorded as an
 //! [`InputCut`] and the reader goes on with the next input.
 
+pub mod har;
 pub mod sniff;
 
 use std::collections::VecDeque;
@@ -48,6 +49,9 @@ pub enum SourceError {
     },
     #[error("{name}: the input is empty")]
     Empty { name: String },
+    /// A HAR that cannot be read: not JSON, not shaped like a HAR, an entry too long.
+    #[error("{name}: {message}")]
+    Har { name: String, message: String },
 }
 
 /// Where log lines come from: a path, or `-` for standard input.
@@ -139,6 +143,8 @@ pub enum BadLine {
     TooLong(#[from] LineTooLong),
     #[error(transparent)]
     Format(#[from] LineError),
+    #[error(transparent)]
+    Har(#[from] har::BadEntry),
 }
 
 impl BadLine {
@@ -147,6 +153,7 @@ impl BadLine {
         match self {
             BadLine::TooLong(_) => "line_too_long",
             BadLine::Format(e) => e.reason.kind(),
+            BadLine::Har(e) => e.kind(),
         }
     }
 }
@@ -164,6 +171,95 @@ pub struct InputCut {
 impl std::fmt::Display for InputCut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}: input cut short ({}); the lines before it were read", self.file, self.line, self.reason)
+    }
+}
+
+/// The entries of the inputs, whatever form they take: lines of a log format, or HAR documents.
+/// What the reader thread and `sluice parse` read, one entry at a time.
+pub enum EntryReader {
+    Lines { reader: LogReader, format: Format },
+    Har(har::HarReader),
+}
+
+/// One entry, or why its line (or HAR entry) is bad, and where it is.
+pub struct SourceEntry<'a> {
+    /// Index into the inputs (see [`EntryReader::input_names`]).
+    pub input: usize,
+    /// The line number in its file, or the entry's number in a HAR's `log.entries` (from 1).
+    pub number: u64,
+    pub entry: Result<Entry<'a>, BadLine>,
+}
+
+impl EntryReader {
+    /// The next entry, or `None` after the last one of the last input.
+    pub fn next_entry(&mut self) -> Result<Option<SourceEntry<'_>>, SourceError> {
+        match self {
+            EntryReader::Lines { reader, format } => Ok(reader.next_line()?.map(|line| SourceEntry {
+                input: line.input,
+                number: line.number,
+                entry: line.parse(format),
+            })),
+            EntryReader::Har(har) => har.next_entry(),
+        }
+    }
+
+    /// The format's name, as the summary shows it.
+    pub fn format_name(&self) -> &str {
+        match self {
+            EntryReader::Lines { format, .. } => format.name(),
+            EntryReader::Har(_) => "har",
+        }
+    }
+
+    pub fn input_names(&self) -> Vec<String> {
+        match self {
+            EntryReader::Lines { reader, .. } => reader.input_names(),
+            EntryReader::Har(har) => har.input_names(),
+        }
+    }
+
+    /// Inputs that stopped before their end (first pass only), in the order met.
+    pub fn cuts(&self) -> &[InputCut] {
+        match self {
+            EntryReader::Lines { reader, .. } => reader.cuts(),
+            EntryReader::Har(har) => har.cuts(),
+        }
+    }
+
+    /// Bytes read so far (decompressed), over all passes.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            EntryReader::Lines { reader, .. } => reader.bytes_read(),
+            EntryReader::Har(har) => har.bytes_read(),
+        }
+    }
+
+    pub fn can_rewind(&self) -> bool {
+        match self {
+            EntryReader::Lines { reader, .. } => reader.can_rewind(),
+            EntryReader::Har(har) => har.can_rewind(),
+        }
+    }
+
+    /// Starts again at the first entry of the first input (for looping replays).
+    pub fn rewind(&mut self) {
+        match self {
+            EntryReader::Lines { reader, .. } => reader.rewind(),
+            EntryReader::Har(har) => har.rewind(),
+        }
+    }
+
+    /// The virtual hosts the first `n` entries were served for (`$host`, `%v`, a HAR's URLs),
+    /// read ahead without consuming them: to refuse replaying a log against the host that served it.
+    pub fn logged_hosts(&mut self, n: usize) -> Result<Vec<String>, SourceError> {
+        match self {
+            EntryReader::Lines { reader, format } => {
+                let sample = reader.prefetch(n)?;
+                let hosts = sample.iter().filter_map(|line| format.parse_line(line).ok()?.vhost);
+                Ok(hosts.map(|v| String::from_utf8_lossy(&v).into_owned()).collect())
+            }
+            EntryReader::Har(har) => har.prefetch(n),
+        }
     }
 }
 
@@ -253,6 +349,21 @@ impl LogReader {
         self.consumed = 0;
         self.pending.clear();
         self.rewound = true;
+    }
+
+    /// The first bytes of the first input (decompressed), without consuming them: enough to tell
+    /// a whole-document format (a HAR) from log lines. Only before the first line is read;
+    /// empty when nothing can be read yet.
+    pub fn head(&mut self) -> Result<&[u8], SourceError> {
+        if self.current != 0 || self.line_number != 0 || !self.pending.is_empty() || self.inputs.is_empty() {
+            return Ok(&[]);
+        }
+        if self.reader.is_none() {
+            self.reader = Some(self.inputs[0].open()?);
+        }
+        // A read error here (a `.gz` cut in its first block) is met again by the first line read,
+        // which reports it as a cut input: it is not this look's to report.
+        Ok(self.reader.as_mut().expect("opened above").fill_buf().unwrap_or_default())
     }
 
     /// Reads up to `n` lines ahead (to sniff the format) without consuming them: `next_line`
