@@ -476,17 +476,15 @@ fn against_plan(a: &Assertion, windows: &[Window]) -> Verdict {
     let achieved = shown.sent as f64 / shown.seconds();
     let planned = shown.planned as f64 / shown.seconds();
     let which = if missed.is_empty() {
-        format!("the lowest of {} windows", windows.len())
+        format!("lowest of {} windows", windows.len())
     } else {
         format!("{} of {} windows missed", missed.len(), windows.len())
     };
     let measured = format!(
-        "{} = {achieved:.1}/s = {} of {planned:.1}/s planned in {} ({} of {} planned sent; {which})",
+        "{} = {achieved:.1}/s = {} of {planned:.1}/s planned in {}; {which}",
         a.name,
         percent(shown.share()),
-        window_text(shown),
-        shown.sent,
-        shown.planned,
+        window_text(shown)
     );
     verdict(missed.is_empty(), measured, Some(achieved))
 }

@@ -128,9 +128,10 @@ fn cards(out: &mut String, r: &Report) {
         "",
     );
     let (rate_note, rate_class) = match o.target_rate {
-        Some(t) if o.target_rate_source == "planned" => {
-            (format!("{} of the plan's {t:.1}/s on average (it varies: see the chart)", percent(o.achieved_rate / t)), "")
-        }
+        Some(t) if o.target_rate_source == "planned" => (
+            format!("{} of the plan's {t:.1}/s on average (it varies: see the chart)", percent(o.achieved_rate / t)),
+            "",
+        ),
         Some(t) => {
             let share = o.achieved_rate / t;
             (format!("{} of {t}/s target", percent(share)), if share >= 0.95 { "good" } else { "bad" })

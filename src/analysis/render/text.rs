@@ -206,7 +206,11 @@ fn over_time(r: &Report) -> String {
         })
         .collect();
     let day = if one_day { format!(", {}", &points[0].start[..10]) } else { String::new() };
-    let plan_note = if planned { "; plan/s: rows scheduled in the slice (scheduled_at)" } else { "" };
+    let plan_note = if planned {
+        "\n  plan/s: requests whose scheduled_at falls in the slice, sent or not, per second"
+    } else {
+        ""
+    };
     format!(
         "\nover time — {} slices by send time (UTC{day}); rate/s over the part each slice covers{plan_note}\n{}",
         interval_text(r.over_time.interval_seconds),
