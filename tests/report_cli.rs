@@ -292,3 +292,16 @@ fn an_interrupted_replay_still_reports_and_exits_130_whatever_the_assertions() {
     assert!(stderr.contains("logged \\ replayed"), "{stderr}");
     assert!(stderr.contains("FAIL  requests > 1000000"), "{stderr}");
 }
+
+#[test]
+fn abort_on_a_share_of_the_target_is_refused_up_front_with_logged_timing() {
+    let out = tempfile::tempdir().unwrap();
+    sluice()
+        .args(["replay", &fixture("demo-access.log"), "--speed", "2", "--target", "http://127.0.0.1:1"])
+        .args(["--out", out.path().join("r.csv").to_str().unwrap()])
+        .args(["--abort-on", "rate < 50% of target for 10s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--abort-on").and(predicate::str::contains("with --speed the plan")));
+    assert!(!out.path().join("r.csv").exists(), "refused before anything was sent");
+}
