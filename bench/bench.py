@@ -6,6 +6,9 @@
     python3 bench/bench.py memory  [--rounds 3]   # peak RSS: 2M-line log vs 10k-line log at max rate
     python3 bench/bench.py throughput [--rounds 3] # --rate max vs oha -z and wrk -t1, 64 connections
     python3 bench/bench.py cpu     [--rounds 3]   # loader CPU per 100k requests at 5k and 20k req/s vs oha -q
+    python3 bench/bench.py shapes  [--rounds 3] [--rate R] [--seconds S] [--smoke]
+                                                  # fixed --rate R vs --stages (ramp peaking at R) vs
+                                                  # --arrivals poisson vs --speed on a log logged at R/4
     python3 bench/bench.py all
 
 Each comparison runs its configurations interleaved, round after round, and reports the median
@@ -384,6 +387,125 @@ def bench_cpu(rounds, seconds=10):
     record("CPU per 100k requests at a fixed rate", lines)
 
 
+# --------------------------------------------------------------------------------------------
+# shapes: pacing accuracy and CPU of each traffic shape next to a fixed rate
+
+
+def ensure_timed_log(per_second, seconds):
+    """A combined log of `seconds` logged seconds with `per_second` GET lines each (whole-second
+    times, as nginx writes them): replayed with --speed X it plans per_second × X req/s."""
+    os.makedirs(DATA, exist_ok=True)
+    path = os.path.join(DATA, f"timed-{per_second}x{seconds}.log")
+    if not os.path.exists(path):
+        start = datetime.datetime(2026, 11, 21, 10, 0, 0)
+        with open(path, "w") as f:
+            n = 0
+            for s in range(seconds):
+                stamp = (start + datetime.timedelta(seconds=s)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+                for _ in range(per_second):
+                    f.write(f'10.0.0.{n % 250 + 1} - - [{stamp}] "GET /products/{n}?page={n % 7} HTTP/1.1" 200 512 '
+                            f'"-" "bench-shapes"\n')
+                    n += 1
+    return path
+
+
+def clock_seconds(text):
+    """`2026-11-21 10:00:01.250` → seconds since that day's midnight (runs here never cross one)."""
+    hms = text[11:]
+    return int(hms[0:2]) * 3600 + int(hms[3:5]) * 60 + float(hms[6:])
+
+
+def csv_per_second(path):
+    """Planned (by scheduled_at) and achieved (by sent_at) requests per second of the run, from T0,
+    over the whole seconds of the plan (its last, partial second left out)."""
+    scheduled, sent = [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            scheduled.append(clock_seconds(row["scheduled_at"]))
+            if row["error"] != "not_sent":
+                sent.append(clock_seconds(row["sent_at"]))
+    t0 = min(scheduled)
+    whole = int(max(scheduled) - t0)
+    planned = [0] * whole
+    achieved = [0] * whole
+    for t in scheduled:
+        if int(t - t0) < whole:
+            planned[int(t - t0)] += 1
+    for t in sent:
+        if 0 <= int(t - t0) < whole:
+            achieved[int(t - t0)] += 1
+    return [(p, a) for p, a in zip(planned, achieved) if p > 0]
+
+
+def bench_shapes(rounds, rate, seconds, smoke):
+    log = ensure_log("get-200k.log", 200_000, get_only=True)
+    speed = 4
+    timed_log = ensure_timed_log(rate // speed, seconds * speed)
+    quarter = seconds / 4
+    q = f"{round(quarter * 1000)}ms"
+    stages = f"{q}:0-{rate},{round(2 * quarter * 1000)}ms:{rate},{q}:{rate}-0"
+    base = ["--target", None, "--concurrency", "64", "--progress", "never"]
+    shapes = {
+        f"fixed --rate {rate}": [log, "--format", "nginx", "--rate", str(rate), "--duration", f"{seconds}s"],
+        f"--stages {stages}": [log, "--format", "nginx", "--stages", stages],
+        f"--arrivals poisson --rate {rate}": [log, "--format", "nginx", "--rate", str(rate), "--duration", f"{seconds}s",
+                                              "--arrivals", "poisson", "--seed", "1"],
+        f"--speed {speed} (log at {rate // speed}/s)": [timed_log, "--format", "nginx", "--speed", str(speed)],
+    }
+    os.makedirs(OUT, exist_ok=True)
+    target = Target()
+    base[1] = target.url
+    res = {k: [] for k in shapes}
+    try:
+        for _ in range(rounds):
+            for i, (name, args) in enumerate(shapes.items()):
+                out, summary = os.path.join(OUT, f"shape-{i}.csv"), os.path.join(OUT, f"shape-{i}.json")
+                cmd = [SLUICE, "replay"] + args + base + ["--out", out, "--summary-json", summary]
+                _, _, cpu, _ = timed(cmd)
+                s = json.load(open(summary))
+                seconds_ = csv_per_second(out)
+                off = [abs(a - p) / p * 100 for p, a in seconds_]
+                res[name].append({
+                    "sent": s["requests_sent"], "p50": s["lag"]["p50_ms"], "p99": s["lag"]["p99_ms"],
+                    "cpu": cpu / (s["requests_sent"] / 1e5),
+                    "off_mean": statistics.mean(off) if off else 0.0, "off_worst": max(off) if off else 0.0,
+                })
+                time.sleep(1)
+    finally:
+        target.close()
+    fixed = next(iter(shapes))
+    scale = "Smoke figures: small scale on a shared, busy machine — re-run on a quiet one before quoting. " if smoke else ""
+    lines = [
+        f"{scale}Target: {target.name} on 127.0.0.1 (same cores). Peak {rate:,} req/s, {seconds} s of plan per run, "
+        f"64 connections, CSV on. {rounds} rounds, shapes interleaved; median (min–max). Lag from the summary JSON; "
+        "planned vs achieved per whole second of the plan from the CSV (planned: rows by `scheduled_at`; achieved: "
+        "by `sent_at`), as the mean and the worst |achieved − planned| / planned; loader user+sys CPU per 100,000 "
+        "requests (getrusage of the child).",
+        "",
+        "| shape | requests | per-second off plan: mean | worst | lag p50 ms | lag p99 ms | CPU s / 100k req | × fixed CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = {}
+    for name, rs in res.items():
+        ratios[name] = med([r["cpu"] / f["cpu"] for r, f in zip(rs, res[fixed])])
+        lines.append(
+            f"| `{name}` | {fmt_range([r['sent'] for r in rs], '{:,.0f}')} | "
+            f"{fmt_range([r['off_mean'] for r in rs], '{:.2f}')}% | {fmt_range([r['off_worst'] for r in rs], '{:.2f}')}% | "
+            f"{fmt_range([r['p50'] for r in rs], '{:.3f}')} | {fmt_range([r['p99'] for r in rs], '{:.3f}')} | "
+            f"{fmt_range([r['cpu'] for r in rs], '{:.2f}')} | {ratios[name]:.2f} |")
+    bar = [f"{k.split()[0]} {v:.2f}× ({'within' if v <= 1.1 else 'OVER'} 1.1×)"
+           for k, v in ratios.items() if k.startswith(("--stages", "--arrivals"))]
+    lines += [
+        "",
+        "CPU bar (stages and Poisson within 1.1× of the fixed rate's CPU per request): " + "; ".join(bar) + ".",
+        "",
+        f"Command: `python3 bench/bench.py shapes --rounds {rounds} --rate {rate} --seconds {seconds}"
+        f"{' --smoke' if smoke else ''}` (each run: `sluice replay LOG --format nginx SHAPE --target URL "
+        "--concurrency 64 --out bench/out/shape-N.csv --summary-json bench/out/shape-N.json`)",
+    ]
+    record("Traffic shapes: pacing accuracy and CPU" + (" (smoke run)" if smoke else ""), lines)
+
+
 LAST_STDOUT = [""]
 
 
@@ -415,8 +537,11 @@ def oha_requests(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "all"])
+    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "shapes", "all"])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=5000, help="shapes: the peak rate, req/s")
+    ap.add_argument("--seconds", type=int, default=20, help="shapes: seconds of plan per run")
+    ap.add_argument("--smoke", action="store_true", help="shapes: mark the figures as a smoke run")
     a = ap.parse_args()
     build()
     if a.what in ("parse", "all"):
@@ -429,6 +554,8 @@ def main():
         bench_throughput(a.rounds)
     if a.what in ("cpu", "all"):
         bench_cpu(a.rounds)
+    if a.what in ("shapes", "all"):
+        bench_shapes(a.rounds, a.rate, a.seconds, a.smoke)
 
 
 if __name__ == "__main__":

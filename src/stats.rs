@@ -270,6 +270,101 @@ impl LagSummary {
     }
 }
 
+/// Planned against sent over the run, from T0: how many requests were due in each stretch of
+/// time and how many left in it. Kept in at most [`PLAN_BINS`] equal bins that double in width as
+/// the run goes on, so it stays a few hundred bytes whatever the run's length. The summary shows it
+/// for shapes without one steady rate (`--stages`, `--speed`).
+#[derive(Debug, Clone)]
+pub struct PlanCurve {
+    bin: std::time::Duration,
+    planned: Vec<u64>,
+    sent: Vec<u64>,
+}
+
+/// Bins kept while the run goes.
+const PLAN_BINS: usize = 20;
+/// Bins shown: pairs are merged down to this many.
+const PLAN_ROWS: usize = 10;
+
+impl Default for PlanCurve {
+    fn default() -> Self {
+        PlanCurve { bin: std::time::Duration::from_millis(100), planned: Vec::new(), sent: Vec::new() }
+    }
+}
+
+/// One stretch of a [`PlanCurve`], as the summary shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CurvePoint {
+    /// Seconds from T0.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Requests due in the stretch (sent or not).
+    pub planned: u64,
+    /// Requests that left in it.
+    pub sent: u64,
+    pub planned_rate: f64,
+    pub achieved_rate: f64,
+}
+
+impl PlanCurve {
+    /// A request due `due` after T0 that left `sent` after it (`None`: never left).
+    pub fn record(&mut self, due: std::time::Duration, sent: Option<std::time::Duration>) {
+        let i = self.bin_of(due);
+        self.planned[i] += 1;
+        if let Some(sent) = sent {
+            let i = self.bin_of(sent);
+            self.sent[i] += 1;
+        }
+    }
+
+    fn bin_of(&mut self, at: std::time::Duration) -> usize {
+        let index = |bin: std::time::Duration| (at.as_nanos() / bin.as_nanos()) as usize;
+        while index(self.bin) >= PLAN_BINS {
+            self.merge_pairs();
+        }
+        let i = index(self.bin);
+        if i >= self.planned.len() {
+            self.planned.resize(i + 1, 0);
+            self.sent.resize(i + 1, 0);
+        }
+        i
+    }
+
+    fn merge_pairs(&mut self) {
+        let pairs = |v: &[u64]| v.chunks(2).map(|c| c.iter().sum()).collect::<Vec<u64>>();
+        self.planned = pairs(&self.planned);
+        self.sent = pairs(&self.sent);
+        self.bin *= 2;
+    }
+
+    /// At most [`PLAN_ROWS`] stretches of equal length up to the last request; the last one ends at
+    /// `span` (the plan's end) when that falls inside it.
+    pub fn points(&self, span: std::time::Duration) -> Vec<CurvePoint> {
+        let mut shown = self.clone();
+        while shown.planned.len() > PLAN_ROWS {
+            shown.merge_pairs();
+        }
+        let width = shown.bin.as_secs_f64();
+        let last = shown.planned.len().saturating_sub(1);
+        (0..shown.planned.len())
+            .map(|i| {
+                let from_s = i as f64 * width;
+                let end = from_s + width;
+                let to_s = if i == last && span.as_secs_f64() > from_s { span.as_secs_f64().min(end) } else { end };
+                let seconds = to_s - from_s;
+                CurvePoint {
+                    from_s,
+                    to_s,
+                    planned: shown.planned[i],
+                    sent: shown.sent[i],
+                    planned_rate: shown.planned[i] as f64 / seconds,
+                    achieved_rate: shown.sent[i] as f64 / seconds,
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +385,25 @@ mod tests {
         assert_eq!(class_of(599), 4);
         assert_eq!(class_of(99), 5);
         assert_eq!(class_of(600), 5);
+    }
+
+    #[test]
+    fn a_plan_curve_keeps_few_bins_and_counts_where_requests_were_due_and_left() {
+        let ms = std::time::Duration::from_millis;
+        let mut curve = PlanCurve::default();
+        // 7 s: 100 requests due per second, each leaving 150 ms late; the last 50 never leave.
+        for n in 0..700u64 {
+            let due = ms(n * 10);
+            curve.record(due, (n < 650).then(|| due + ms(150)));
+        }
+        assert!(curve.planned.len() <= PLAN_BINS);
+        let points = curve.points(ms(7000));
+        assert_eq!(points.len(), 9, "{points:?}");
+        assert_eq!((points[0].from_s, points[0].to_s), (0.0, 0.8));
+        assert_eq!((points[0].planned, points[0].sent), (80, 65));
+        assert!((points[0].planned_rate - 100.0).abs() < 1e-9);
+        assert_eq!(points[8].to_s, 7.0, "the last stretch ends with the plan");
+        assert_eq!(points.iter().map(|p| p.planned).sum::<u64>(), 700);
+        assert_eq!(points.iter().map(|p| p.sent).sum::<u64>(), 650);
     }
 }

@@ -260,3 +260,148 @@ fn without_a_target_a_share_of_it_fails_and_says_why() {
     assert!(!r.assertions[0].passed);
     assert!(r.assertions[0].measured.contains("no target rate"), "{}", r.assertions[0].measured);
 }
+
+/// A results CSV of `dues` (seconds from T0 = 2026-11-21 10:00:00, in plan order): each row sent
+/// when `sent(n, due)` says (`None`: not sent), answered 200 in 1 ms.
+fn plan_csv(dir: &std::path::Path, name: &str, dues: &[f64], sent: impl Fn(usize, f64) -> Option<f64>) -> PathBuf {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let at = |s: f64| (t0 + chrono::Duration::microseconds((s * 1e6).round() as i64)).format("%Y-%m-%d %H:%M:%S%.3f");
+    let mut csv = String::from(
+        "seq,log_line,log_time,scheduled_at,sent_at,lag_ms,method,url,orig_status,status,latency_ms,bytes,error\n",
+    );
+    for (n, &due) in dues.iter().enumerate() {
+        let line = n + 1;
+        match sent(n, due) {
+            Some(s) => {
+                csv += &format!(
+                    "{n},{line},,{},{},{:.3},GET,http://127.0.0.1:8080/r/{n},,200,1.000,10,\n",
+                    at(due),
+                    at(s),
+                    (s - due) * 1e3
+                )
+            }
+            None => {
+                csv += &format!(
+                    "{n},{line},,{},{},0.000,GET,http://127.0.0.1:8080/r/{n},,,0.000,0,not_sent\n",
+                    at(due),
+                    at(due)
+                )
+            }
+        }
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// Due times of `--stages` as sluice plans them.
+fn stage_dues(stages: &str) -> Vec<f64> {
+    use sluice::pace::schedule::{Arrivals, RateCurve, Schedule, Shape, parse_stages};
+    let curve = RateCurve::stages(parse_stages(stages).unwrap());
+    let mut schedule = Schedule::new(Shape::Curve { curve, arrivals: Arrivals::Uniform }, 1, None);
+    std::iter::from_fn(|| schedule.due(None)).map(|d| d.as_secs_f64()).collect()
+}
+
+fn analyse_with(path: &std::path::Path, target: TargetRate, assertions: &[&str]) -> Report {
+    let mut settings = with_assertions(assertions);
+    settings.report.target = target;
+    analysis::analyse(&[path.to_path_buf()], &settings).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const RAMP: &str = "2s:0-400,3s:400,2s:400-0";
+
+#[test]
+fn a_ramp_is_read_back_from_scheduled_at_slice_by_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dues = stage_dues(RAMP);
+    assert_eq!(dues.len(), 2000);
+    let csv = plan_csv(dir.path(), "ramp.csv", &dues, |_, due| Some(due + 0.0003));
+    let r = analyse_with(&csv, TargetRate::Infer, &["rate >= 95% of target"]);
+    assert_eq!(r.overview.target_rate_source, "planned");
+    // The mean of the plan: 2000 requests from its first due time to its last (6.9 s, the falling
+    // ramp's last request is due 0.1 s before its end) plus one average gap.
+    let mean = r.overview.target_rate.unwrap();
+    assert!((mean - 2000.0 / 6.9).abs() < 2.0, "{mean}");
+    let planned: Vec<u64> = r.over_time.points.iter().map(|p| p.planned.unwrap()).collect();
+    assert_eq!(planned, [100, 300, 400, 400, 400, 300, 100]);
+    let rates: Vec<f64> = r.over_time.points.iter().map(|p| p.planned_rate.unwrap()).collect();
+    assert!((rates[2] - 400.0).abs() < 1e-9 && (rates[1] - 300.0).abs() < 1e-9, "{rates:?}");
+    let v = &r.assertions[0];
+    assert!(v.passed, "{}", v.measured);
+    assert!(v.measured.contains("100.0% of") && v.measured.ends_with("UTC; lowest of 6 windows"), "{}", v.measured);
+
+    let text = render::render(&r, ReportFormat::Text);
+    assert!(text.contains("plan/s"), "{text}");
+    assert!(text.contains("of 289.7/s planned (mean of a varying plan)"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(html.contains("Achieved vs planned rate") && html.contains("planned 400 · 400.0/s"));
+    let json = render::render(&r, ReportFormat::Json);
+    assert!(json.contains("\"planned_rate\": 400.0"), "{json}");
+    assert!(render::render(&r, ReportFormat::Markdown).contains("| plan/s |"));
+}
+
+#[test]
+fn a_sender_that_cannot_keep_up_with_the_peak_fails_in_the_slice_that_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dues = stage_dues(RAMP);
+    // At most 300 requests a second leave: on time during the ramps, behind at the 400/s peak.
+    let sends = std::cell::Cell::new(f64::NEG_INFINITY);
+    let csv = plan_csv(dir.path(), "slow.csv", &dues, |_, due| {
+        let s = due.max(sends.get() + 1.0 / 300.0);
+        sends.set(s);
+        Some(s)
+    });
+    let r = analyse_with(&csv, TargetRate::Infer, &["rate >= 95% of target", "rate >= 50% of target"]);
+    let (strict, loose) = (&r.assertions[0], &r.assertions[1]);
+    assert!(!strict.passed, "{}", strict.measured);
+    // The ramp passes 300/s half way through its second second: 275 of its 300 leave in it.
+    assert!(
+        strict.measured.starts_with("rate = 275.0/s = 91.7% of 300.0/s planned in 10:00:01–10:00:02 UTC"),
+        "{}",
+        strict.measured
+    );
+    assert!(strict.measured.contains("windows missed"), "{}", strict.measured);
+    assert!(loose.passed, "{}", loose.measured);
+    // Over the whole run the same requests all left: a run-wide average would have hidden it.
+    assert_eq!(r.overview.requests, 2000);
+}
+
+#[test]
+fn rows_never_sent_still_count_as_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let dues = stage_dues(RAMP);
+    // Scheduling stopped 4 s in: what was due after that never left.
+    let csv = plan_csv(dir.path(), "stopped.csv", &dues, |_, due| (due < 4.0).then_some(due + 0.0003));
+    let r = analyse_with(&csv, TargetRate::Infer, &["rate >= 95% of target"]);
+    assert_eq!(r.overview.not_sent, dues.iter().filter(|d| **d >= 4.0).count() as u64);
+    let v = &r.assertions[0];
+    assert!(!v.passed);
+    assert!(
+        v.measured.starts_with("rate = 0.0/s = 0.0% of 400.0/s planned in 10:00:04–10:00:05 UTC"),
+        "{}",
+        v.measured
+    );
+}
+
+#[test]
+fn a_given_rate_keeps_its_run_wide_meaning_on_any_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = plan_csv(dir.path(), "ramp.csv", &stage_dues(RAMP), |_, due| Some(due));
+    let r = analyse_with(&csv, TargetRate::Given(400.0), &["rate >= 95% of target"]);
+    assert_eq!((r.overview.target_rate, r.overview.target_rate_source), (Some(400.0), "given"));
+    assert!(r.over_time.points.iter().all(|p| p.planned.is_none()));
+    assert!(r.assertions[0].measured.ends_with("of 400/s target"), "{}", r.assertions[0].measured);
+}
+
+#[test]
+fn a_steady_plan_read_back_keeps_one_target_even_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    // 100/s in batches of 7: 14 or 15 batches a second, 98 or 105 requests.
+    let dues: Vec<f64> = (0..1000).map(|n| (n / 7 * 7) as f64 / 100.0).collect();
+    let csv = plan_csv(dir.path(), "batches.csv", &dues, |_, due| Some(due + 0.001));
+    let r = analyse_with(&csv, TargetRate::Infer, &["rate >= 95% of target"]);
+    assert_eq!((r.overview.target_rate, r.overview.target_rate_source), (Some(100.0), "inferred"));
+    assert!(r.over_time.points.iter().all(|p| p.planned.is_none()));
+    assert!(r.assertions[0].measured.ends_with("of 100/s target"), "{}", r.assertions[0].measured);
+}

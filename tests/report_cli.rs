@@ -292,3 +292,41 @@ fn an_interrupted_replay_still_reports_and_exits_130_whatever_the_assertions() {
     assert!(stderr.contains("logged \\ replayed"), "{stderr}");
     assert!(stderr.contains("FAIL  requests > 1000000"), "{stderr}");
 }
+
+#[test]
+fn abort_on_a_share_of_the_target_is_refused_up_front_with_logged_timing() {
+    let out = tempfile::tempdir().unwrap();
+    sluice()
+        .args(["replay", &fixture("demo-access.log"), "--speed", "2", "--target", "http://127.0.0.1:1"])
+        .args(["--out", out.path().join("r.csv").to_str().unwrap()])
+        .args(["--abort-on", "rate < 50% of target for 10s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--abort-on").and(predicate::str::contains("with --speed the plan")));
+    assert!(!out.path().join("r.csv").exists(), "refused before anything was sent");
+}
+
+#[test]
+fn a_staged_replay_summarises_planned_against_sent_and_asserts_per_slice() {
+    let server = spawn_in_thread(MockConfig::default()).expect("the mock starts on 127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
+    let assert = sluice()
+        .args(["replay", &fixture("demo-access.log"), "--target", &server.url(), "--stages", "1s:0-200,1s:200"])
+        .args(["--out", out.to_str().unwrap(), "--summary-json", json.to_str().unwrap()])
+        .args(["--assert", "rate >= 1% of target"])
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("  vs plan    "), "{stderr}");
+    assert!(stderr.contains("PASS  rate >= 1% of target") && stderr.contains("/s planned in "), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let curve = summary["plan_curve"].as_array().expect("a plan curve for stages");
+    assert!((2..=10).contains(&curve.len()), "{curve:?}");
+    let sum = |key: &str| curve.iter().map(|p| p[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("planned"), 300, "the stages plan 100 + 200 requests: {curve:?}");
+    assert_eq!(sum("sent"), summary["requests_sent"].as_u64().unwrap());
+    // The first stretch is on the ramp's low end, the last on the 200/s plateau.
+    let rate = |p: &serde_json::Value| p["planned_rate"].as_f64().unwrap();
+    assert!(rate(&curve[0]) < 100.0 && (rate(curve.last().unwrap()) - 200.0).abs() < 20.0, "{curve:?}");
+}

@@ -72,7 +72,8 @@ impl Slice {
 }
 
 /// Rows by when they were sent, in slices of `interval_ms` counted from `origin_ms` (an hour
-/// boundary, so 1s, 10s and 1m slices line up with the clock).
+/// boundary, so 1s, 10s and 1m slices line up with the clock); and the plan: rows by when they
+/// were scheduled, in the same slices.
 #[derive(Debug, Clone)]
 pub struct Timeline {
     pub origin_ms: i64,
@@ -80,6 +81,8 @@ pub struct Timeline {
     /// Chosen by the user (`--interval`): coarsened only by doubling, and only when it must be.
     pub fixed: bool,
     pub slices: BTreeMap<i64, Slice>,
+    /// Rows whose `scheduled_at` falls in each slice, sent or not: the plan, slice by slice.
+    pub planned: BTreeMap<i64, u64>,
 }
 
 impl Timeline {
@@ -88,16 +91,32 @@ impl Timeline {
             Some(d) => ((d.as_millis() as i64).max(1), true),
             None => (1000, false),
         };
-        Timeline { origin_ms: i64::MIN, interval_ms, fixed, slices: BTreeMap::new() }
+        Timeline { origin_ms: i64::MIN, interval_ms, fixed, slices: BTreeMap::new(), planned: BTreeMap::new() }
+    }
+
+    /// The slice `ms` falls in; the first time seen sets the origin.
+    fn key_of(&mut self, ms: i64) -> i64 {
+        if self.origin_ms == i64::MIN {
+            self.origin_ms = ms.div_euclid(3_600_000) * 3_600_000;
+        }
+        (ms - self.origin_ms).div_euclid(self.interval_ms)
     }
 
     fn record(&mut self, row: &Row<'_>) {
-        if self.origin_ms == i64::MIN {
-            self.origin_ms = row.sent_ms.div_euclid(3_600_000) * 3_600_000;
-        }
-        let key = (row.sent_ms - self.origin_ms).div_euclid(self.interval_ms);
+        let key = self.key_of(row.sent_ms);
         self.slices.entry(key).or_default().record(row);
-        if self.slices.len() > MAX_SLICES {
+        self.keep_bounded();
+    }
+
+    /// Counts a row in the plan of the slice its `scheduled_at` falls in.
+    fn plan(&mut self, scheduled_ms: i64) {
+        let key = self.key_of(scheduled_ms);
+        *self.planned.entry(key).or_default() += 1;
+        self.keep_bounded();
+    }
+
+    fn keep_bounded(&mut self) {
+        if self.slices.len().max(self.planned.len()) > MAX_SLICES {
             let next = next_interval(self.interval_ms, self.fixed);
             self.coarsen_to(next);
         }
@@ -114,13 +133,18 @@ impl Timeline {
             merged.entry(key.div_euclid(factor)).or_default().merge(&slice);
         }
         self.slices = merged;
+        let mut planned: BTreeMap<i64, u64> = BTreeMap::new();
+        for (key, n) in std::mem::take(&mut self.planned) {
+            *planned.entry(key.div_euclid(factor)).or_default() += n;
+        }
+        self.planned = planned;
         self.interval_ms = interval_ms;
     }
 
     /// A copy with at most `max` slices, by the same steps the fold uses.
     pub fn coarsened(&self, max: usize) -> Timeline {
         let mut t = self.clone();
-        while t.slices.len() > max {
+        while t.slices.len().max(t.planned.len()) > max {
             let next = next_interval(t.interval_ms, t.fixed);
             t.coarsen_to(next);
         }
@@ -150,20 +174,39 @@ fn next_interval(ms: i64, fixed: bool) -> i64 {
 pub struct PlanEnds {
     first: Option<(i64, u64)>,
     last: Option<(i64, u64)>,
+    /// Rows scheduled in the first millisecond of the plan: the first batch (or, at thousands of
+    /// requests per second, what one millisecond holds). How lumpy a steady plan can look.
+    first_slot: u64,
 }
 
 impl PlanEnds {
     fn observe(&mut self, scheduled_ms: i64, seq: u64) {
         match &mut self.first {
-            Some((t, s)) if scheduled_ms == *t => *s = (*s).min(seq),
+            Some((t, s)) if scheduled_ms == *t => {
+                *s = (*s).min(seq);
+                self.first_slot += 1;
+            }
             Some((t, _)) if scheduled_ms > *t => {}
-            _ => self.first = Some((scheduled_ms, seq)),
+            _ => {
+                self.first = Some((scheduled_ms, seq));
+                self.first_slot = 1;
+            }
         }
         match &mut self.last {
             Some((t, s)) if scheduled_ms == *t => *s = (*s).min(seq),
             Some((t, _)) if scheduled_ms < *t => {}
             _ => self.last = Some((scheduled_ms, seq)),
         }
+    }
+
+    /// Rows scheduled in the plan's first millisecond.
+    pub fn first_slot(&self) -> u64 {
+        self.first_slot
+    }
+
+    /// The first and the last `scheduled_at`, ms since the epoch.
+    pub fn span_ms(&self) -> Option<(i64, i64)> {
+        Some((self.first?.0, self.last?.0))
     }
 
     /// Requests per second of the plan, or `None` when the file spans too little to tell.
@@ -211,6 +254,28 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// `count` events within `spans` (overlapping spans are joined).
+    fn of(mut spans: Vec<(i64, i64)>, count: u64) -> Activity {
+        spans.sort_unstable();
+        let mut joined: Vec<(i64, i64)> = Vec::new();
+        for (start, end) in spans {
+            match joined.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => joined.push((start, end)),
+            }
+        }
+        // n events over k spans leave n - k gaps between them.
+        let span_ms: i64 = joined.iter().map(|(a, b)| b - a).sum();
+        let gaps = count.saturating_sub(joined.len() as u64);
+        let gap_ms = if gaps > 0 && span_ms > 0 { span_ms as f64 / gaps as f64 } else { 0.0 };
+        Activity { spans: joined, gap_ms }
+    }
+
+    /// Whether `[from, to)` lies wholly within one span.
+    pub fn contains(&self, from: i64, to: i64) -> bool {
+        self.spans.iter().any(|&(a, b)| a <= from && to <= b)
+    }
+
     pub fn seconds(&self) -> f64 {
         self.spans.iter().map(|(a, b)| (b - a) as f64 + self.gap_ms).sum::<f64>() / 1e3
     }
@@ -291,6 +356,11 @@ impl Aggregate {
     fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
         router.route_into(row.url, route);
         self.journeys.record(row, route);
+        if row.was_sent() {
+            // Sent rows first: the timeline's origin stays the first send's hour, as it always was.
+            self.timeline.record(row);
+        }
+        self.timeline.plan(row.scheduled_ms);
         if !row.was_sent() {
             self.overall.not_sent += 1;
             self.route_group(route).not_sent += 1;
@@ -306,7 +376,6 @@ impl Aggregate {
                 }
             }
         }
-        self.timeline.record(row);
         self.first_sent_ms = Some(self.first_sent_ms.map_or(row.sent_ms, |t| t.min(row.sent_ms)));
         self.last_sent_ms = Some(self.last_sent_ms.map_or(row.sent_ms, |t| t.max(row.sent_ms)));
     }
@@ -331,20 +400,12 @@ impl Aggregate {
     /// When requests were being sent: each file's span of sends, overlapping spans joined (the
     /// shards of one run overlap; separate runs do not, and the time between them is not counted).
     pub fn activity(&self) -> Activity {
-        let mut spans: Vec<(i64, i64)> = self.files.iter().filter_map(|f| f.sent_ms).collect();
-        spans.sort_unstable();
-        let mut joined: Vec<(i64, i64)> = Vec::new();
-        for (start, end) in spans {
-            match joined.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => joined.push((start, end)),
-            }
-        }
-        // n requests over k spans leave n - k gaps between sends.
-        let sending_ms: i64 = joined.iter().map(|(a, b)| b - a).sum();
-        let gaps = self.overall.requests.saturating_sub(joined.len() as u64);
-        let gap_ms = if gaps > 0 && sending_ms > 0 { sending_ms as f64 / gaps as f64 } else { 0.0 };
-        Activity { spans: joined, gap_ms }
+        Activity::of(self.files.iter().filter_map(|f| f.sent_ms).collect(), self.overall.requests)
+    }
+
+    /// When requests were planned: each file's span of `scheduled_at`, joined the same way.
+    pub fn plan_activity(&self) -> Activity {
+        Activity::of(self.files.iter().filter_map(|f| f.plan.span_ms()).collect(), self.rows())
     }
 
     /// Seconds of sending, counted so that `requests / seconds` is the achieved rate: each span

@@ -18,6 +18,7 @@ use std::ops::Range;
 use sluice_parsers::duration::unit_nanos;
 
 use super::aggregate::Aggregate;
+use super::plan::{self, Target, Window};
 use super::routes::RouteGlob;
 use crate::stats::{NO_STATUS, Tally, class_of};
 
@@ -428,7 +429,7 @@ pub struct Verdict {
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub aggregate: &'a Aggregate,
-    pub target_rate: Option<f64>,
+    pub target: Target,
 }
 
 pub fn evaluate_all(assertions: &[Assertion], ctx: Context<'_>) -> Vec<Verdict> {
@@ -440,10 +441,59 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
         None => Some(&ctx.aggregate.overall),
         Some(glob) => ctx.aggregate.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
     };
+    let target_rate = match ctx.target {
+        Target::Rate(n) => Some(n),
+        Target::Planned if matches!(a.threshold, Threshold::OfTarget(_)) && group.is_some_and(|g| g.requests > 0) => {
+            return against_plan(a, &plan::windows(ctx.aggregate));
+        }
+        Target::Planned | Target::None => None,
+    };
     match group {
-        Some(g) => evaluate_group(a, g, ctx.aggregate.seconds(), ctx.target_rate),
+        Some(g) => evaluate_group(a, g, ctx.aggregate.seconds(), target_rate),
         None => Verdict { assertion: a.text.clone(), passed: false, measured: no_requests(a), value: None },
     }
+}
+
+/// `rate OP N% of target` against a plan that does not keep one rate: the assertion holds when
+/// it holds in every window of full slices ([`plan::windows`]). What is shown is the first
+/// window where it does not, else the one closest to failing.
+fn against_plan(a: &Assertion, windows: &[Window]) -> Verdict {
+    let verdict = |passed, measured, value| Verdict { assertion: a.text.clone(), passed, measured, value };
+    let threshold = threshold_value(a.threshold);
+    let holds = |w: &Window| a.op.holds(w.share(), threshold);
+    let missed: Vec<&Window> = windows.iter().filter(|w| !holds(w)).collect();
+    // Closest to failing: the lowest share for `>`/`>=` (and `==`/`!=`), the highest for `<`/`<=`.
+    let closest = if matches!(a.op, Op::Lt | Op::Le) {
+        windows.iter().max_by(|x, y| x.share().total_cmp(&y.share()))
+    } else {
+        windows.iter().min_by(|x, y| x.share().total_cmp(&y.share()))
+    };
+    let Some(shown) = missed.first().copied().or(closest) else {
+        return verdict(false, format!("{} = no full time slice of the plan to compare with", a.name), None);
+    };
+    let achieved = shown.sent as f64 / shown.seconds();
+    let planned = shown.planned as f64 / shown.seconds();
+    let which = if missed.is_empty() {
+        format!("lowest of {} windows", windows.len())
+    } else {
+        format!("{} of {} windows missed", missed.len(), windows.len())
+    };
+    let measured = format!(
+        "{} = {achieved:.1}/s = {} of {planned:.1}/s planned in {}; {which}",
+        a.name,
+        percent(shown.share()),
+        window_text(shown)
+    );
+    verdict(missed.is_empty(), measured, Some(achieved))
+}
+
+/// `10:00:03–10:00:04 UTC` (milliseconds when a bound is not on a whole second).
+fn window_text(w: &Window) -> String {
+    let at = |ms: i64| {
+        let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        if ms % 1000 == 0 { t.format("%H:%M:%S").to_string() } else { t.format("%H:%M:%S%.3f").to_string() }
+    };
+    format!("{}–{} UTC", at(w.start_ms), at(w.end_ms))
 }
 
 /// One assertion over one group of requests sent over `seconds` (the group must already be the

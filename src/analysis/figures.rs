@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::aggregate::{Activity, Aggregate, Slice, Timeline};
 use super::assert::{Stat, Verdict};
 use super::journeys::JourneyView;
+use super::plan::{self, Target};
 use crate::display::spreadsheet_time;
 use crate::stats::{
     CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of, counts,
@@ -92,8 +93,11 @@ pub struct Overview {
     pub latency_from_schedule_ms: Percentiles,
     pub lag: LagSummary,
     pub bytes_received: u64,
+    /// The one target rate; for a plan that does not keep one rate (`planned`), its mean.
     pub target_rate: Option<f64>,
-    /// `given`, `inferred`, `none` (no target), or `unknown` (could not be inferred).
+    /// `given`, `inferred` (a steady plan read from `scheduled_at`), `planned` (a plan whose rate
+    /// varies: the target is per time slice, see `over_time`), `none` (no target), or `unknown`
+    /// (could not be inferred).
     pub target_rate_source: &'static str,
     pub achieved_rate: f64,
     /// Spent sending: from the first send to the last (of each run, when files are separate
@@ -182,6 +186,13 @@ pub struct TimePoint {
     pub sent: u64,
     /// Sent per second over the part of the slice the run covered.
     pub rate: f64,
+    /// Rows whose `scheduled_at` falls in the slice (sent or not), when the target is the plan
+    /// slice by slice (`target_rate_source` `planned`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
+    /// `planned` per second over the part of the slice the plan covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_rate: Option<f64>,
     /// By replayed class; classes with no request are left out.
     pub classes: BTreeMap<String, u64>,
     /// No answer.
@@ -197,6 +208,8 @@ pub struct TimePoint {
 }
 
 pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
+    let (target, source) = plan::resolve(agg, opts.target);
+    let planned = target == Target::Planned;
     let problems: Vec<String> = agg.bad_rows.iter().chain(&agg.cut_off_rows).map(|e| e.to_string()).collect();
     // The fold keeps at most MAX_SLICES slices: the charts draw them all; the tables want fewer
     // unless the interval was chosen.
@@ -211,33 +224,28 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         skipped_rows: agg.bad_row_count + agg.cut_off_rows.len() as u64,
         unreadable_rows: agg.bad_row_count,
         problems,
-        overview: overview(agg, opts.target),
+        overview: overview(agg, target, source),
         routes: route_table(agg, opts.max_routes),
         status_matrix: status_matrix(&agg.overall),
         mismatched_routes: mismatched_routes(agg),
-        over_time: over_time(agg, &table),
-        chart_time: over_time(agg, &agg.timeline),
+        over_time: over_time(agg, &table, planned),
+        chart_time: over_time(agg, &agg.timeline, planned),
         journeys: agg.journeys.view(),
         assertions: Vec::new(),
     }
 }
 
-/// The target rate and where it came from.
-pub fn target_rate(agg: &Aggregate, target: TargetRate) -> (Option<f64>, &'static str) {
-    match target {
-        TargetRate::Given(n) => (Some(n), "given"),
-        TargetRate::None => (None, "none"),
-        TargetRate::Infer => match agg.inferred_rate() {
-            Some(n) => (Some(n), "inferred"),
-            None => (None, "unknown"),
-        },
-    }
-}
-
-fn overview(agg: &Aggregate, target: TargetRate) -> Overview {
+fn overview(agg: &Aggregate, target: Target, target_rate_source: &'static str) -> Overview {
     let g = &agg.overall;
     let seconds = agg.seconds();
-    let (target_rate, target_rate_source) = target_rate(agg, target);
+    let target_rate = match target {
+        Target::Rate(n) => Some(n),
+        Target::Planned => {
+            let planned_seconds = agg.plan_activity().seconds();
+            (planned_seconds > 0.0).then(|| agg.rows() as f64 / planned_seconds)
+        }
+        Target::None => None,
+    };
     Overview {
         requests: g.requests,
         not_sent: g.not_sent,
@@ -362,16 +370,35 @@ fn mismatch_line<C: Counter>(name: &str, g: &Tally<C>) -> MismatchLine {
 }
 
 /// Slices in order, with the empty ones filled in while requests were being sent (a stall shows
-/// as zeros, not as a line drawn across it); the time between separate runs is left out.
-fn over_time(agg: &Aggregate, t: &Timeline) -> OverTime {
+/// as zeros, not as a line drawn across it); the time between separate runs is left out. With
+/// `planned`, each slice also holds its plan, and slices planned but with nothing sent show too.
+fn over_time(agg: &Aggregate, t: &Timeline, planned: bool) -> OverTime {
     let activity = agg.activity();
-    let (Some(&first), Some(&last)) = (t.slices.keys().next(), t.slices.keys().next_back()) else {
+    let plan = planned.then(|| agg.plan_activity());
+    let mut keys: Vec<i64> = t.slices.keys().copied().collect();
+    if planned {
+        keys.extend(t.planned.keys());
+    }
+    let (Some(&first), Some(&last)) = (keys.iter().min(), keys.iter().max()) else {
         return OverTime { interval_seconds: t.interval_ms as f64 / 1e3, points: Vec::new() };
     };
     let empty = Slice::default();
+    let shown = |k: i64| {
+        let (from, to) = (t.start_ms(k), t.start_ms(k + 1));
+        t.slices.contains_key(&k)
+            || activity.covered_ms(from, to) > 0.0
+            || plan.as_ref().is_some_and(|p| t.planned.contains_key(&k) || p.covered_ms(from, to) > 0.0)
+    };
     let points = (first..=last)
-        .filter(|&k| t.slices.contains_key(&k) || activity.covered_ms(t.start_ms(k), t.start_ms(k + 1)) > 0.0)
-        .map(|k| time_point(t, k, t.slices.get(&k).unwrap_or(&empty), &activity))
+        .filter(|&k| shown(k))
+        .map(|k| {
+            let mut point = time_point(t, k, t.slices.get(&k).unwrap_or(&empty), &activity);
+            if let Some(plan) = &plan {
+                point.planned = Some(t.planned.get(&k).copied().unwrap_or(0));
+                point.planned_rate = Some(plan::planned_rate(t, k, plan));
+            }
+            point
+        })
         .collect();
     OverTime { interval_seconds: t.interval_ms as f64 / 1e3, points }
 }
@@ -381,6 +408,8 @@ fn time_point(t: &Timeline, key: i64, s: &Slice, activity: &Activity) -> TimePoi
     let covered_ms = activity.covered_ms(start, start + t.interval_ms);
     let seconds = if covered_ms > 0.0 { covered_ms / 1e3 } else { t.interval_ms as f64 / 1e3 };
     TimePoint {
+        planned: None,
+        planned_rate: None,
         start: utc(start),
         unix_ms: start,
         sent: s.sent,

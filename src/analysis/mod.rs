@@ -19,6 +19,7 @@ pub mod aggregate;
 pub mod assert;
 pub mod figures;
 pub mod journeys;
+pub mod plan;
 pub mod render;
 pub mod routes;
 pub mod rows;
@@ -58,9 +59,8 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
     };
     let aggregate = aggregate::fold(files, &options)?;
     let mut report = figures::build(&aggregate, &settings.report);
-    let (target_rate, _) = figures::target_rate(&aggregate, settings.report.target);
-    report.assertions =
-        assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target_rate });
+    let (target, _) = plan::resolve(&aggregate, settings.report.target);
+    report.assertions = assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target });
     Ok(report)
 }
 

@@ -192,8 +192,11 @@ pub struct ReportArgs {
     #[arg(long = "route-rule", value_name = "REGEX=TEMPLATE")]
     pub route_rule: Vec<String>,
 
-    /// The rate the run aimed at, in requests/s, or `max` for none [default: inferred from the
-    /// CSV's plan: scheduled_at against seq].
+    /// The rate the run aimed at, in requests/s, or `max` for none. By default the plan is read
+    /// from scheduled_at: a steady plan gives one rate; a plan that varies (--stages, --speed)
+    /// is the target slice by slice (planned requests in the slice ÷ its length), and
+    /// 'rate >= 95% of target' must then hold in every window of full slices (consecutive slices
+    /// until they plan 50 requests); a failure names the window that missed.
     #[arg(long, value_name = "N|max")]
     pub target_rate: Option<String>,
 

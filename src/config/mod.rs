@@ -363,6 +363,12 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         if let Some(h) = args.redact_header.iter().find(|h| HeaderName::from_bytes(h.trim().as_bytes()).is_err()) {
             return Err(bad("--redact-header", format!("'{h}' is not a header name")));
         }
+        let abort_on: Vec<AbortCondition> = args
+            .abort_on
+            .iter()
+            .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
+            .collect::<Result<_, _>>()?;
+        crate::sink::abort::check_against(&abort_on, &shape).map_err(|m| bad("--abort-on", m))?;
         Ok(ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
             format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
@@ -414,11 +420,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             follow_redirects: args.follow_redirects,
             use_env_proxy: args.use_env_proxy,
             dry_run: args.dry_run,
-            abort_on: args
-                .abort_on
-                .iter()
-                .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
-                .collect::<Result<_, _>>()?,
+            abort_on,
             shard: args
                 .shard
                 .as_deref()

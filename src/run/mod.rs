@@ -137,7 +137,7 @@ impl Run {
             let control = control.clone();
             move || read_log(entries, planner, queue_tx, control, reading)
         })?;
-        let abort = AbortWatch::new(&config.abort_on, config.shape.steady_rate());
+        let abort = AbortWatch::new(&config.abort_on, &config.shape);
         let writer = spawn("sluice-writer", {
             let control = control.clone();
             move || run_writer(sink, outcomes_rx, control, metrics, abort)

@@ -14,7 +14,7 @@ use crate::plan::LogPosition;
 use crate::plan::reader::ReaderStats;
 use crate::send::outcome::FailureSample;
 use crate::sink::Written;
-use crate::stats::{LagSummary, Percentiles, counts};
+use crate::stats::{CurvePoint, LagSummary, Percentiles, counts};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -29,6 +29,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     pub achieved_rate: f64,
+    /// For a plan without one steady rate (`--stages`, `--speed`): requests due and requests sent
+    /// in up to ten equal stretches of the run, from T0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_curve: Option<Vec<CurvePoint>>,
     /// Seconds of plan covered (the duration, or up to the last request).
     pub scheduling_seconds: f64,
     /// Wall time from start to the last result, including start-up and drain.
@@ -102,6 +106,8 @@ impl Summary {
             plan: config.shape.describe(),
             seed: config.shape.seed(),
             achieved_rate: if span > 0.0 { tally.requests as f64 / span } else { 0.0 },
+            plan_curve: (config.shape.is_paced() && config.shape.steady_rate().is_none())
+                .then(|| written.curve.points(pacer.span)),
             scheduling_seconds: span,
             wall_seconds: written
                 .last_done
@@ -184,6 +190,9 @@ impl Summary {
         if self.target_rate.is_none() && self.plan != "max rate" || self.seed.is_some() {
             let repeat = self.seed.map(|s| format!(" — --seed {s} repeats these due times")).unwrap_or_default();
             let _ = writeln!(t, "  plan       {}{repeat}", self.plan);
+        }
+        if let Some(curve) = &self.plan_curve {
+            t += &curve_lines(curve);
         }
         if !self.statuses.is_empty() {
             let _ = writeln!(t, "  statuses   {}", join_counts(&self.statuses, self.requests_sent));
@@ -277,6 +286,26 @@ impl Summary {
         let _ = writeln!(t, "  results    {}", self.csv);
         t
     }
+}
+
+/// The planned-vs-achieved curve: one line per stretch of the run.
+fn curve_lines(curve: &[CurvePoint]) -> String {
+    let mut t = format!(
+        "  vs plan    {:>13}  {:>8}  {:>8}  {:>10}  {:>10}\n",
+        "s from T0", "planned", "sent", "planned/s", "sent/s"
+    );
+    for p in curve {
+        let _ = writeln!(
+            t,
+            "             {:>13}  {:>8}  {:>8}  {:>10.1}  {:>10.1}",
+            format!("{:.1}–{:.1}", p.from_s, p.to_s),
+            p.planned,
+            p.sent,
+            p.planned_rate,
+            p.achieved_rate
+        );
+    }
+    t
 }
 
 /// How a run ended, besides what the stages counted.

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::control::{LiveStats, RunControl, StopReason};
 use crate::results::{Answer, Row};
 use crate::send::outcome::Outcome;
-use crate::stats::Tally;
+use crate::stats::{PlanCurve, Tally};
 use abort::AbortWatch;
 use csv::{CsvSink, WallClock};
 use metrics::Metrics;
@@ -45,7 +45,14 @@ pub(crate) fn run_writer(
                 if let Some(m) = &metrics {
                     m.record(&batch);
                 }
+                let t0 = control.t0();
                 for o in &batch {
+                    if let Some(t0) = t0 {
+                        written.curve.record(
+                            o.scheduled.saturating_duration_since(t0),
+                            o.sent.map(|s| s.saturating_duration_since(t0)),
+                        );
+                    }
                     if write_error.is_none()
                         && let Err(e) = sink.write(o)
                     {
@@ -108,6 +115,8 @@ pub struct Written {
     /// requests outside any session (their line lacked the key).
     pub sessions: u64,
     pub outside_sessions: u64,
+    /// Requests due and sent over time from T0, for the summary's planned-vs-achieved lines.
+    pub curve: PlanCurve,
 }
 
 /// A request's outcome as a results row (what the CSV says of it), for the aggregator that

@@ -128,6 +128,10 @@ fn cards(out: &mut String, r: &Report) {
         "",
     );
     let (rate_note, rate_class) = match o.target_rate {
+        Some(t) if o.target_rate_source == "planned" => (
+            format!("{} of the plan's {t:.1}/s on average (it varies: see the chart)", percent(o.achieved_rate / t)),
+            "",
+        ),
         Some(t) => {
             let share = o.achieved_rate / t;
             (format!("{} of {t}/s target", percent(share)), if share >= 0.95 { "good" } else { "bad" })
@@ -181,8 +185,12 @@ fn assertions(out: &mut String, r: &Report) {
 
 fn tooltip(p: &TimePoint) -> String {
     let classes: Vec<String> = p.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let planned = match (p.planned, p.planned_rate) {
+        (Some(n), Some(rate)) => format!(" · planned {n} · {rate:.1}/s"),
+        _ => String::new(),
+    };
     format!(
-        "{} UTC\nsent {} · {:.1}/s\nfailed {} · no answer {}\np50 {} · p90 {} · p99 {} · max {} ms\nlag max {:.2} ms\n{}",
+        "{} UTC\nsent {} · {:.1}/s{planned}\nfailed {} · no answer {}\np50 {} · p90 {} · p99 {} · max {} ms\nlag max {:.2} ms\n{}",
         p.start,
         p.sent,
         p.rate,
@@ -212,7 +220,16 @@ fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
         values: t.points.iter().map(|p| Some(p.rate)).collect(),
         dashed: false,
     }];
-    if let Some(target) = target {
+    // A plan that varies is drawn slice by slice; a steady one as its one rate.
+    let planned = t.points.iter().any(|p| p.planned_rate.is_some());
+    if planned {
+        rate_lines.push(Line {
+            name: "planned",
+            color: "#444b55",
+            values: t.points.iter().map(|p| p.planned_rate).collect(),
+            dashed: true,
+        });
+    } else if let Some(target) = target {
         rate_lines.push(Line {
             name: "target",
             color: "#444b55",
@@ -223,7 +240,7 @@ fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
     let legend: Vec<(&str, &str, bool)> = rate_lines.iter().map(|l| (l.name, l.color, l.dashed)).collect();
     chart_section(
         out,
-        "Achieved vs target rate",
+        if planned { "Achieved vs planned rate" } else { "Achieved vs target rate" },
         &format!("requests/s per {every} slice"),
         &legend,
         &svg::line_chart(&axis, &rate_lines, &|v| format!("{v}")),

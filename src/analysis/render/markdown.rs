@@ -184,17 +184,17 @@ fn over_time(t: &mut String, r: &Report) {
         interval_text(r.over_time.interval_seconds)
     );
     let sub_second = r.over_time.interval_seconds < 1.0;
+    let planned = points.iter().any(|p| p.planned_rate.is_some());
     let rows = points.iter().map(|p| {
-        vec![
-            slice_label(p, one_day, sub_second),
-            p.sent.to_string(),
-            per_second(p.rate),
-            p.failed.to_string(),
-            p.errors.to_string(),
-            ms(p.p50_ms),
-            ms(p.p99_ms),
-            ms(p.max_ms),
-        ]
+        let mut row = vec![slice_label(p, one_day, sub_second), p.sent.to_string(), per_second(p.rate)];
+        row.extend(p.planned_rate.map(per_second));
+        row.extend([p.failed.to_string(), p.errors.to_string(), ms(p.p50_ms), ms(p.p99_ms), ms(p.max_ms)]);
+        row
     });
-    table(t, &["time", "sent", "rate/s", "failed", "errors", "p50 ms", "p99 ms", "max ms"], "lr", rows);
+    let mut headers = vec!["time", "sent", "rate/s"];
+    if planned {
+        headers.push("plan/s");
+    }
+    headers.extend(["failed", "errors", "p50 ms", "p99 ms", "max ms"]);
+    table(t, &headers, "lr", rows);
 }

@@ -68,6 +68,7 @@ fn rate_line(o: &Overview) -> String {
     let achieved = format!("{:.1}/s achieved", o.achieved_rate);
     match (o.target_rate, o.target_rate_source) {
         (Some(t), "inferred") => format!("{achieved} of {t}/s target (inferred)"),
+        (Some(t), "planned") => format!("{achieved} of {t:.1}/s planned (mean of a varying plan)"),
         (Some(t), _) => format!("{achieved} of {t}/s target"),
         (None, "none") => format!("{achieved} (no target: --rate max)"),
         (None, _) => format!("{achieved} (target unknown)"),

@@ -182,16 +182,19 @@ fn over_time(r: &Report) -> String {
     }
     let one_day = spans_one_day(points);
     let sub_second = r.over_time.interval_seconds < 1.0;
-    let headers = ["time", "sent", "rate/s", "failed", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "lag max"]
-        .map(String::from)
-        .to_vec();
+    // A plan that varies gets its rate per slice next to the achieved one.
+    let planned = points.iter().any(|p| p.planned_rate.is_some());
+    let mut headers: Vec<String> = ["time", "sent", "rate/s"].map(String::from).to_vec();
+    if planned {
+        headers.push("plan/s".into());
+    }
+    headers.extend(["failed", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "lag max"].map(String::from));
     let rows = points
         .iter()
         .map(|p| {
-            vec![
-                slice_label(p, one_day, sub_second),
-                p.sent.to_string(),
-                per_second(p.rate),
+            let mut row = vec![slice_label(p, one_day, sub_second), p.sent.to_string(), per_second(p.rate)];
+            row.extend(p.planned_rate.map(per_second));
+            row.extend([
                 p.failed.to_string(),
                 p.errors.to_string(),
                 ms(p.p50_ms),
@@ -199,12 +202,18 @@ fn over_time(r: &Report) -> String {
                 ms(p.p99_ms),
                 ms(p.max_ms),
                 format!("{:.2}", p.lag_max_ms),
-            ]
+            ]);
+            row
         })
         .collect();
     let day = if one_day { format!(", {}", &points[0].start[..10]) } else { String::new() };
+    let plan_note = if planned {
+        "\n  plan/s: requests whose scheduled_at falls in the slice, sent or not, per second"
+    } else {
+        ""
+    };
     format!(
-        "\nover time — {} slices by send time (UTC{day}); rate/s over the part each slice covers\n{}",
+        "\nover time — {} slices by send time (UTC{day}); rate/s over the part each slice covers{plan_note}\n{}",
         interval_text(r.over_time.interval_seconds),
         Table { headers, rows }.render()
     )
