@@ -4,20 +4,23 @@
 //! The modules, in the order data flows through them (imports point down this list):
 //!
 //! ```text
-//! cli/  (faces: parse, replay, report, runs; the progress line)    daemon/  (the HTTP API)
+//! cli/  (faces: parse, replay, report, runs, import; progress line)   daemon/  (the HTTP API)
+//!   │  scenario/: Tsung configurations → a generated log
 //!   │  config/: ReplayOptions (flags, TOML, daemon JSON) → ReplayConfig, validated once
 //!   ▼
 //! run/: Run wires the stages below; summary, dry run       control: what the stages share
 //!   │
-//! source/: files, gzip, stdin, line limits; sniff: --format auto
+//! source/: files, gzip, stdin, line limits, HAR recordings; sniff: --format auto
 //!   │  sluice_parsers: line → Entry (borrowed, zero-copy)
 //!   ▼
-//! plan/: reader thread, rules, filters, safety → ReplayRequest, into a queue bounded in
-//!   │    requests and bytes (read_ahead): memory flat for any log
+//! plan/: reader thread, rules, filters, safety, sessions, the mix, the log's clock (--speed)
+//!   │    → ReplayRequest, into a queue bounded in requests and bytes: memory flat for any log
 //!   ▼
-//! pace/: the plan T0 + n/N (batches of B), governor as the cap, timerfd sleeps
-//!   │
-//! send/: tokio senders (own HTTP/1.1, or reqwest), at most C in flight → Outcome
+//! pace/: schedule (the pure plan: rate, stages, Poisson, logged timing), shard (--shard),
+//!   │    the pacer (governor as the cap, timerfd sleeps)
+//!   ▼
+//! send/: tokio senders (own HTTP/1.1, or reqwest), at most C in flight, one request per
+//!   │    session at a time (session_gate) → Outcome
 //!   ▼
 //! sink/: the writer thread — CSV rows (results: the columns), the Tally (stats), metrics,
 //!        --abort-on
