@@ -271,7 +271,7 @@ impl LagSummary {
 }
 
 /// Planned against sent over the run, from T0: how many requests were due in each stretch of
-/// time and how many left in it. Kept in at most [`PLAN_BINS`] equal bins that double in width as
+/// time and how many left in it. Kept in at most `PLAN_BINS` equal bins that double in width as
 /// the run goes on, so it stays a few hundred bytes whatever the run's length. The summary shows it
 /// for shapes without one steady rate (`--stages`, `--speed`).
 #[derive(Debug, Clone)]
@@ -337,7 +337,7 @@ impl PlanCurve {
         self.bin *= 2;
     }
 
-    /// At most [`PLAN_ROWS`] stretches of equal length up to the last request; the last one ends at
+    /// At most `PLAN_ROWS` stretches of equal length up to the last request; the last one ends at
     /// `span` (the plan's end) when that falls inside it.
     pub fn points(&self, span: std::time::Duration) -> Vec<CurvePoint> {
         let mut shown = self.clone();

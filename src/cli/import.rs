@@ -50,7 +50,7 @@ Examples:
 pub struct TsungImportArgs {
     /// The Tsung configuration (at most 10 MB). Arrival phases, ts_http sessions, requests, think
     /// times and transactions are read; anything else that changes the traffic (dynamic
-    /// variables, <match>, loops, other protocols) is refused by element and line.
+    /// variables, `<match>`, loops, other protocols) is refused by element and line.
     #[arg(value_name = "FILE.xml")]
     pub file: PathBuf,
 

@@ -1,6 +1,9 @@
 //! Every option of `sluice replay`, as one struct read three ways: from the command line (clap),
 //! from a `--config` TOML file and from a daemon run's JSON (serde). Nothing here is validated
 //! beyond its syntax: [`crate::config::ReplayConfig`] checks it, once.
+//!
+//! The field docs here are `sluice replay --help`: written for a terminal, not for rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! The daemon's settings: `sluice daemon`'s flags over its `--config` file, checked once into a
 //! [`DaemonConfig`] (a token for anything but loopback, every cap within its ceiling).
+//!
+//! The flag docs here are `sluice daemon --help`: written for a terminal, not for rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Pacing: when each request leaves.
 //!
 //! Two pieces, on purpose:
-//! - [`Schedule`](schedule::Schedule) is the plan, a pure function of the request stream: a
+//! - The [schedule] is the plan, a pure function of the request stream: a
 //!   steady rate (request `n` at `T0 + floor(n / B) * B / N`), ramp stages, Poisson arrivals or
 //!   the log's own timing × speed. `scheduled_at` in the CSV comes from here, never from whatever
 //!   a limiter happened to grant, so lag is measured against the ideal plan.
@@ -12,7 +12,7 @@
 //!   turns every late wake-up into permanent drift), small enough that catching up after a stall
 //!   is bounded.
 //!
-//! The loop that drives this ([`run_pacer`]) is a task on the senders' runtime, so a released
+//! The loop that drives this (`run_pacer`) is a task on the senders' runtime, so a released
 //! request reaches an idle sender without crossing threads. It sleeps on a kernel timer (timerfd)
 //! that the runtime polls with its sockets, not on tokio's millisecond wheel: sends stay within
 //! tens of microseconds of the plan, and a wake-up costs no thread switch. (A pacer on its own

@@ -1,5 +1,5 @@
 //! Client sessions (`--sessions KEY`): which logged requests belong to one client, and each one's
-//! place in its session. The sender side ([`crate::send::session_gate`]) then keeps a session's
+//! place in its session. The sender side (`send::session_gate`) then keeps a session's
 //! requests in that order, one at a time.
 //!
 //! The key (an address and user agent, a header, a cookie, the remote user) is hashed as soon as

@@ -1,4 +1,4 @@
-//! Renderers: the same [`Report`](super::figures::Report) as text (a 100-column terminal),
+//! Renderers: the same [`Report`] as text (a 100-column terminal),
 //! JSON, Markdown (CI comments) and one self-contained HTML file with SVG charts.
 
 pub mod html;
