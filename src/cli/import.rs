@@ -2,6 +2,7 @@
 //! generated access log and the `--config` file that replays it; `sluice replay --scenario
 //! FILE.xml` generates the same log into a temporary file and replays it at once, exactly as the
 //! imported config would. See [`crate::scenario`] for what is generated and why.
+#![allow(rustdoc::invalid_html_tags)] // the argument docs are --help text, which names XML elements
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ Examples:
 pub struct TsungImportArgs {
     /// The Tsung configuration (at most 10 MB). Arrival phases, ts_http sessions, requests, think
     /// times and transactions are read; anything else that changes the traffic (dynamic
-    /// variables, `<match>`, loops, other protocols) is refused by element and line.
+    /// variables, <match>, loops, other protocols) is refused by element and line.
     #[arg(value_name = "FILE.xml")]
     pub file: PathBuf,
 
