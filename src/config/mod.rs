@@ -401,6 +401,14 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 host,
                 skip_bodyless: args.skip_bodyless,
                 production_ok: args.i_know_this_is_production,
+                seq_header: args
+                    .seq_header
+                    .as_deref()
+                    .map(|h| {
+                        HeaderName::from_bytes(h.trim().as_bytes())
+                            .map_err(|_| bad("--seq-header", format!("'{h}' is not a header name")))
+                    })
+                    .transpose()?,
                 sessions: args
                     .sessions
                     .as_deref()

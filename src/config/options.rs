@@ -204,6 +204,12 @@ pub struct ReplayOptions {
     #[serde(alias = "drop_headers", rename(serialize = "drop_headers"), skip_serializing_if = "Vec::is_empty")]
     pub drop_header: Vec<String>,
 
+    /// Send each request's seq (its row in the CSV) in this header, e.g. X-Sluice-Seq, so the
+    /// target's own log can be joined with the results (replaces a logged header of that name).
+    #[arg(long, value_name = "NAME", help_heading = "Rewriting")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq_header: Option<String>,
+
     /// Skip requests whose method carries a body (POST, PUT, PATCH) when the log has no body for
     /// them, instead of sending an empty body.
     #[arg(long, help_heading = "Rewriting")]
@@ -532,6 +538,7 @@ impl ReplayOptions {
             preserve_host: self.preserve_host || file.preserve_host,
             header: list(self.header, file.header),
             drop_header: list(self.drop_header, file.drop_header),
+            seq_header: self.seq_header.or(file.seq_header),
             skip_bodyless: self.skip_bodyless || file.skip_bodyless,
             include: list(self.include, file.include),
             exclude: list(self.exclude, file.exclude),

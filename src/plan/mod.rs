@@ -109,6 +109,8 @@ impl ReplayRequest {
 pub struct Copies {
     request: Option<ReplayRequest>,
     left: u32,
+    /// Renumbered in each copy.
+    seq_header: Option<HeaderName>,
 }
 
 impl Iterator for Copies {
@@ -124,6 +126,11 @@ impl Iterator for Copies {
         request.seq += 1;
         if let Some(session) = &mut request.session {
             session.seq += 1;
+        }
+        if let Some(name) = &self.seq_header
+            && let Some((_, value)) = request.headers.iter_mut().rev().find(|(n, _)| n == name)
+        {
+            *value = HeaderValue::from(request.seq);
         }
         Some(copy)
     }
@@ -246,6 +253,9 @@ pub struct PlanRules {
     pub sessions: Option<SessionKey>,
     /// `--mix`: how often requests of each route are planned, after every other rule.
     pub mix: Option<Mix>,
+    /// `--seq-header`: each request carries its `seq` in this header, so a server's own log can
+    /// be joined with the CSV (and shards' requests told apart).
+    pub seq_header: Option<HeaderName>,
 }
 
 impl Default for PlanRules {
@@ -260,6 +270,7 @@ impl Default for PlanRules {
             production_ok: false,
             sessions: None,
             mix: None,
+            seq_header: None,
         }
     }
 }
@@ -342,7 +353,10 @@ impl Planner {
         // Last, once the line is sure to be replayed: a session holds only requests that are sent,
         // each copy in its own place.
         request.session = self.sessions.as_mut().and_then(|sessions| sessions.tag(entry, count));
-        Ok(Copies { request: Some(request), left: count })
+        if let Some(name) = &self.rules.seq_header {
+            request.headers.push((name.clone(), HeaderValue::from(request.seq)));
+        }
+        Ok(Copies { request: Some(request), left: count, seq_header: self.rules.seq_header.clone() })
     }
 
     /// The request `entry` asks for, not yet numbered.
@@ -461,7 +475,8 @@ impl Planner {
     /// Logged headers are sent as logged, unless dropped or replaced by a `--header` of that name.
     fn push_logged(&self, headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &[u8]) {
         let dropped = self.rules.drop_headers.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || self.rules.add_headers.iter().any(|(n, _)| n.as_str().eq_ignore_ascii_case(name));
+            || self.rules.add_headers.iter().any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            || self.rules.seq_header.as_ref().is_some_and(|n| n.as_str().eq_ignore_ascii_case(name));
         if !dropped {
             push_header(headers, name, value);
         }
@@ -687,6 +702,7 @@ mod tests {
         let rules = PlanRules {
             sessions: Some(SessionKey::Client),
             mix: Some(mix::Mix::parse("/twice=2", 0).unwrap()),
+            seq_header: Some(HeaderName::from_static("x-sluice-seq")),
             ..PlanRules::default()
         };
         let mut p = Planner::new(&Url::parse("http://127.0.0.1:8080/").unwrap(), rules);
