@@ -734,6 +734,12 @@ mod tests {
                 (5, Some((1, 3)))
             ]
         );
+        // --seq-header: each copy carries its own seq, once.
+        for r in &planned {
+            let values: Vec<_> =
+                r.headers.iter().filter(|(n, _)| n == "x-sluice-seq").map(|(_, v)| v.clone()).collect();
+            assert_eq!(values, vec![HeaderValue::from(r.seq)]);
+        }
     }
 
     #[test]
