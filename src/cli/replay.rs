@@ -68,7 +68,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     )?;
     let progress = ProgressDisplay::start(c.progress, handle, c.duration);
     let summary_json = c.summary_json.clone();
-    let (csv, shape) = (c.out.clone(), c.shape.clone());
+    let (csv, shape, sharded) = (c.out.clone(), c.shape.clone(), c.shard.is_some());
     let result = run.wait();
     progress.finish();
     drop(shutdown);
@@ -79,7 +79,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         write_summary_json(&summary, &path)?;
     }
     // The report reads the CSV the run has just flushed; an interrupted run still gets it.
-    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape)) {
+    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape, sharded)) {
         None => (true, false),
         Some(Ok(passed)) => (passed, false),
         Some(Err(e)) => {

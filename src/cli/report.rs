@@ -141,12 +141,13 @@ impl ReplayChecks {
     }
 
     /// Reports on the finished run's CSV on stderr; returns whether every assertion passed.
-    pub fn run(&self, csv: &Path, shape: &Shape) -> Result<bool, UsageError> {
-        // A plan without one steady rate is read back from `scheduled_at`.
+    pub fn run(&self, csv: &Path, shape: &Shape, sharded: bool) -> Result<bool, UsageError> {
+        // A plan without one steady rate is read back from `scheduled_at`, and so is a shard's
+        // share of one.
         let target = match (shape, shape.steady_rate()) {
             (Shape::Unpaced, _) => TargetRate::None,
-            (_, Some(n)) => TargetRate::Given(n),
-            (_, None) => TargetRate::Infer,
+            (_, Some(n)) if !sharded => TargetRate::Given(n),
+            _ => TargetRate::Infer,
         };
         let settings = Settings {
             report: ReportOptions { target, ..ReportOptions::default() },

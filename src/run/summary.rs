@@ -25,6 +25,9 @@ pub struct Summary {
     pub target_rate: Option<f64>,
     /// The traffic shape as the banner says it: `200/s`, `stages 30s:0-200,…`, `logged timing ×4`.
     pub plan: String,
+    /// `I/K (index from …)` for one shard of a sharded run (`--shard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// The seed of `--arrivals poisson`: give it as `--seed` to repeat the run's due times exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -102,7 +105,13 @@ impl Summary {
             target: target.to_string(),
             format: format.to_string(),
             csv: config.out.display().to_string(),
-            target_rate: config.shape.steady_rate(),
+            // A shard's share of a steady rate; with sessions the share is not fixed ahead.
+            target_rate: match config.shard {
+                None => config.shape.steady_rate(),
+                Some(_) if config.rules.sessions.is_some() => None,
+                Some(shard) => config.shape.steady_rate().map(|r| r / f64::from(shard.count)),
+            },
+            shard: config.shard.map(|s| format!("{s} (index from {})", s.index_from)),
             plan: config.shape.describe(),
             seed: config.shape.seed(),
             achieved_rate: if span > 0.0 { tally.requests as f64 / span } else { 0.0 },
@@ -177,6 +186,9 @@ impl Summary {
             (_, StopReason::OutputError) => "stopped: results could not be written",
         };
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
+        if let Some(shard) = &self.shard {
+            let _ = writeln!(t, "  shard      {shard}: its share of the plan, at the plan's times");
+        }
         let not_sent = if self.not_sent > 0 {
             format!("; {} not sent (scheduling stopped first)", self.not_sent)
         } else {
