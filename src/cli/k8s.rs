@@ -42,7 +42,7 @@ Examples:
       --log pvc:sluice-logs/access.log.gz \\
       --target http://shop.staging.svc:8080 --rate 8000 --duration 30m \\
       --start-at now+10m > run.yaml
-  kubectl apply -f run.yaml
+  # then: kubectl apply -f run.yaml (run.yaml says what comes next)
   # A ramp at a fixed time, with more replay flags for every shard
   sluice k8s job --shards 4 --image registry.example/sluice:0.1.0 \\
       --log configmap:sample-log/access.log --target http://web:80 \\
@@ -241,31 +241,127 @@ pub fn manifests(args: &JobArgs, now: DateTime<Utc>) -> Result<Manifests, UsageE
         _ => None,
     };
     let lead = (start_at - now).to_std().unwrap_or_default();
-    let deadline = active_deadline(args.deadline.as_deref(), config.duration, config.drain_timeout)?;
-    let resources = resources(&args.cpu, &args.memory)?;
-
+    let deadline = lead + active_deadline(args.deadline.as_deref(), config.duration, config.drain_timeout)?;
+    let pods = Pods {
+        run: &name,
+        namespace,
+        image,
+        resources: resources(&args.cpu, &args.memory)?,
+        results_pvc: &args.results_pvc,
+    };
     let shard_args = replay_args(args, &logs, start_at, pinned_seed);
-    let labels = |component: &str| {
+    let documents = vec![pods.shard_job(args.shards, shard_args, &logs, deadline), pods.merge_job(args.allow_partial)];
+    Ok(Manifests { name, start_at, documents, pinned_seed })
+}
+
+/// What the pods of both Jobs share: the run they belong to, the image, their resources and the
+/// results volume.
+struct Pods<'a> {
+    run: &'a str,
+    namespace: Option<&'a str>,
+    image: &'a str,
+    resources: Value,
+    results_pvc: &'a str,
+}
+
+impl Pods<'_> {
+    /// The Indexed Job of the shards.
+    fn shard_job(&self, shards: u32, args: Vec<String>, logs: &LogMounts, deadline: Duration) -> Value {
+        let mut mounts = logs.mounts();
+        // The kubelet creates the shard's own directory RUN/INDEX on the volume; the shard sees
+        // only it, so no shard can overwrite another's files.
+        let own_dir = format!("{}/$({INDEX_VAR})", self.run);
+        mounts.extend([json!({"name": "results", "mountPath": RESULTS_DIR, "subPathExpr": own_dir}), tmp_mount()]);
+        let mut shard = self.container("shard", args, mounts);
+        // The Job controller sets it too; written here, the manifest says where the index comes
+        // from, and subPathExpr and the args may use it.
+        shard["env"] = json!([{
+            "name": INDEX_VAR,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
+        }]);
+        let mut volumes = logs.volumes();
+        volumes.extend([self.results_volume(), tmp_volume()]);
+        let mut pod = self.pod_spec(json!([shard]), volumes);
+        pod["topologySpreadConstraints"] = json!([{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": self.run, "app.kubernetes.io/component": "shard"}},
+        }]);
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": self.metadata(self.run, "shards"),
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": shards,
+                "parallelism": shards,
+                // A shard run twice sends its traffic twice: a failed shard stays failed, and the
+                // merge names it. The Job as a whole keeps going whatever fails (at most K pods).
+                "backoffLimitPerIndex": 0,
+                "backoffLimit": shards,
+                "activeDeadlineSeconds": deadline.as_secs_f64().ceil() as u64,
+                "template": {"metadata": {"labels": self.labels("shard")}, "spec": pod},
+            },
+        })
+    }
+
+    /// The Job that merges the shards' results and reports on them, created suspended.
+    fn merge_job(&self, allow_partial: bool) -> Value {
+        let merged = format!("{RESULTS_DIR}/merged.csv");
+        let mut merge = vec!["merge".to_string(), RESULTS_DIR.to_string(), "--out".to_string(), merged.clone()];
+        if allow_partial {
+            merge.push("--allow-partial".into());
+        }
+        let html =
+            ["report", &merged, "--format", "html", "--out", &format!("{RESULTS_DIR}/report.html")].map(String::from);
+        let text = vec!["report".to_string(), merged.clone()];
+        let mounts = || vec![json!({"name": "results", "mountPath": RESULTS_DIR, "subPath": self.run}), tmp_mount()];
+        let mut pod =
+            self.pod_spec(json!([self.container("report", text, mounts())]), vec![self.results_volume(), tmp_volume()]);
+        // Init containers run one after the other, each only if the one before succeeded: merge,
+        // then the HTML report; the text report is the pod's log (kubectl logs job/RUN-merge).
+        pod["initContainers"] =
+            json!([self.container("merge", merge, mounts()), self.container("report-html", html.to_vec(), mounts())]);
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": self.metadata(&format!("{}-merge", self.run), "merge"),
+            "spec": {
+                // Created with the shards, started by hand once they are done.
+                "suspend": true,
+                // Merging again gives the same file: a retry is harmless.
+                "backoffLimit": 2,
+                "activeDeadlineSeconds": MERGE_DEADLINE.as_secs(),
+                "template": {"metadata": {"labels": self.labels("merge")}, "spec": pod},
+            },
+        })
+    }
+
+    fn labels(&self, component: &str) -> Value {
         json!({
             "app.kubernetes.io/name": "sluice",
-            "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/instance": self.run,
             "app.kubernetes.io/component": component,
         })
-    };
-    let metadata = |job_name: &str, component: &str| {
-        let mut metadata = json!({"name": job_name, "labels": labels(component)});
-        if let Some(ns) = namespace {
-            metadata["namespace"] = json!(ns);
+    }
+
+    fn metadata(&self, job: &str, component: &str) -> Value {
+        let mut metadata = json!({"name": job, "labels": self.labels(component)});
+        if let Some(namespace) = self.namespace {
+            metadata["namespace"] = json!(namespace);
         }
         metadata
-    };
-    let container = |name: &str, args: Vec<String>, mounts: Vec<Value>| {
+    }
+
+    /// A container running `sluice ARGS`, unprivileged on a read-only root filesystem.
+    fn container(&self, name: &str, args: Vec<String>, mounts: Vec<Value>) -> Value {
         json!({
             "name": name,
-            "image": image,
+            "image": self.image,
             "command": ["sluice"],
             "args": args,
-            "resources": {"requests": resources, "limits": resources},
+            "resources": {"requests": self.resources, "limits": self.resources},
             "securityContext": {
                 "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
@@ -274,11 +370,10 @@ pub fn manifests(args: &JobArgs, now: DateTime<Utc>) -> Result<Manifests, UsageE
             },
             "volumeMounts": mounts,
         })
-    };
-    let tmp =
-        (json!({"name": "tmp", "mountPath": "/tmp"}), json!({"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}));
-    let results_volume = json!({"name": "results", "persistentVolumeClaim": {"claimName": args.results_pvc}});
-    let pod_spec = |containers: Value, volumes: Vec<Value>| {
+    }
+
+    /// A pod that runs once, as user [`RUN_AS`], with no service account token.
+    fn pod_spec(&self, containers: Value, volumes: Vec<Value>) -> Value {
         json!({
             "restartPolicy": "Never",
             "automountServiceAccountToken": false,
@@ -294,83 +389,20 @@ pub fn manifests(args: &JobArgs, now: DateTime<Utc>) -> Result<Manifests, UsageE
             "containers": containers,
             "volumes": volumes,
         })
-    };
-
-    let mut shard_mounts = logs.mounts();
-    // The kubelet creates the shard's own directory NAME/INDEX on the volume; the shard sees
-    // only it, so no shard can overwrite another's files.
-    shard_mounts
-        .push(json!({"name": "results", "mountPath": RESULTS_DIR, "subPathExpr": format!("{name}/$({INDEX_VAR})")}));
-    shard_mounts.push(tmp.0.clone());
-    let mut shard = container("shard", shard_args, shard_mounts);
-    // The Job controller sets it too; written here, the manifest says where the index comes
-    // from, and subPathExpr and the args may use it.
-    shard["env"] = json!([{
-        "name": INDEX_VAR,
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}},
-    }]);
-    let mut shard_volumes = logs.volumes();
-    shard_volumes.extend([results_volume.clone(), tmp.1.clone()]);
-    let mut shard_pod = pod_spec(json!([shard]), shard_volumes);
-    shard_pod["topologySpreadConstraints"] = json!([{
-        "maxSkew": 1,
-        "topologyKey": "kubernetes.io/hostname",
-        "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "shard"}},
-    }]);
-    let k = args.shards;
-    let shards_job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(&name, "shards"),
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": k,
-            "parallelism": k,
-            // A shard run twice sends its traffic twice: a failed shard stays failed, and the
-            // merge names it. The Job as a whole keeps going whatever fails (at most K pods).
-            "backoffLimitPerIndex": 0,
-            "backoffLimit": k,
-            "activeDeadlineSeconds": (lead + deadline).as_secs_f64().ceil() as u64,
-            "template": {"metadata": {"labels": labels("shard")}, "spec": shard_pod},
-        },
-    });
-
-    let merged = format!("{RESULTS_DIR}/merged.csv");
-    let mut merge_args = vec!["merge".to_string(), RESULTS_DIR.to_string(), "--out".to_string(), merged.clone()];
-    if args.allow_partial {
-        merge_args.push("--allow-partial".into());
     }
-    let run_dir = || json!({"name": "results", "mountPath": RESULTS_DIR, "subPath": name});
-    let mounts = || vec![run_dir(), tmp.0.clone()];
-    let html = vec![
-        "report".to_string(),
-        merged.clone(),
-        "--format".into(),
-        "html".into(),
-        "--out".into(),
-        format!("{RESULTS_DIR}/report.html"),
-    ];
-    let mut merge_pod =
-        pod_spec(json!([container("report", vec!["report".into(), merged], mounts())]), vec![results_volume, tmp.1]);
-    // Init containers run one after the other, each only if the one before succeeded: merge,
-    // then the HTML report; the text report is the pod's log (kubectl logs job/NAME-merge).
-    merge_pod["initContainers"] =
-        json!([container("merge", merge_args, mounts()), container("report-html", html, mounts())]);
-    let merge_job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(&format!("{name}-merge"), "merge"),
-        "spec": {
-            // Created with the shards, started by hand once they are done.
-            "suspend": true,
-            // Merging again gives the same file: a retry is harmless.
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": MERGE_DEADLINE.as_secs(),
-            "template": {"metadata": {"labels": labels("merge")}, "spec": merge_pod},
-        },
-    });
-    Ok(Manifests { name, start_at, documents: vec![shards_job, merge_job], pinned_seed })
+
+    fn results_volume(&self) -> Value {
+        json!({"name": "results", "persistentVolumeClaim": {"claimName": self.results_pvc}})
+    }
+}
+
+/// /tmp, the one writable place besides the results (the root filesystem is read-only).
+fn tmp_mount() -> Value {
+    json!({"name": "tmp", "mountPath": "/tmp"})
+}
+
+fn tmp_volume() -> Value {
+    json!({"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}})
 }
 
 /// RFC 3339 or `now+DURATION`, in the future and at most [`MAX_LEAD`] ahead.
@@ -690,9 +722,9 @@ fn resources(cpu: &str, memory: &str) -> Result<Value, ConfigError> {
     let Some(mib) = mib.filter(|m| MEMORY_MIB.contains(m)) else {
         return Err(bad("--memory", format!("'{memory}' must be a size in Mi or Gi from 64Mi to 256Gi, e.g. 2Gi")));
     };
-    let memory = if mib % 1024 == 0 { format!("{}Gi", mib / 1024) } else { format!("{mib}Mi") };
+    let memory = if mib.is_multiple_of(1024) { format!("{}Gi", mib / 1024) } else { format!("{mib}Mi") };
     let millicores = (cores * 1000.0).round() as u64;
-    let cpu = if millicores % 1000 == 0 { (millicores / 1000).to_string() } else { format!("{millicores}m") };
+    let cpu = if millicores.is_multiple_of(1000) { (millicores / 1000).to_string() } else { format!("{millicores}m") };
     Ok(json!({"cpu": cpu, "memory": memory}))
 }
 
@@ -814,19 +846,23 @@ mod tests {
             ("--duration", "30m"),
         ];
         let shaped = before.iter().any(|a| ["--rate", "--stages", "--speed"].contains(a));
-        let mut line = vec!["sluice", "k8s", "job"];
+        let mut line = vec!["sluice k8s job"];
         for (flag, value) in base {
             let replaced = before.contains(&flag) && flag != "--log";
-            if !replaced && !(shaped && ["--rate", "--duration"].contains(&flag)) {
+            let shape_replaced = shaped && ["--rate", "--duration"].contains(&flag);
+            if !replaced && !shape_replaced {
                 line.extend([flag, value]);
             }
         }
         line.extend(before);
         line.extend(after);
-        match crate::cli::Cli::try_parse_from(line).unwrap_or_else(|e| panic!("{e}")).command {
-            crate::cli::Command::K8s(K8sArgs { kind: K8sKind::Job(job) }) => job,
-            other => panic!("{other:?}"),
-        }
+        JobLine::try_parse_from(line).unwrap_or_else(|e| panic!("{e}")).job
+    }
+
+    #[derive(Debug, Parser)]
+    struct JobLine {
+        #[command(flatten)]
+        job: JobArgs,
     }
 
     fn generate(more: &[&str]) -> Manifests {
