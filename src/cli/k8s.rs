@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigError, ReplayConfig, ReplayOptions, bad, parse_target};
+use crate::config::{ConfigError, ReplayConfig, ReplayOptions, Target, bad, parse_target};
 use crate::display::compact_duration;
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
@@ -479,19 +479,16 @@ fn dns_subdomain<'a>(flag: &'static str, text: &'a str) -> Result<&'a str, Confi
 /// The target as `sluice replay` reads it, and fit for a manifest: reachable from a pod and
 /// without credentials, which anyone who can read the Job would see.
 fn check_target(text: &str) -> Result<(), ConfigError> {
-    if text.trim() == "mock" {
-        return Err(bad("--target", "'mock' would start a server inside each pod; give the URL of the server to test"));
-    }
-    let crate::config::Target::Url(url) = parse_target(text.trim()).map_err(|m| bad("--target", m))? else {
-        unreachable!("only 'mock' is not a URL")
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
+    match parse_target(text.trim()).map_err(|m| bad("--target", m))? {
+        Target::Mock => {
+            Err(bad("--target", "'mock' would start a server inside each pod; give the URL of the server to test"))
+        }
+        Target::Url(url) if !url.username().is_empty() || url.password().is_some() => Err(bad(
             "--target",
             "carries credentials, which the manifest would show to anyone who can read the Job; send them in a header",
-        ));
+        )),
+        Target::Url(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Where the logs come from, as volumes of the pod, and where each log file is inside it.
