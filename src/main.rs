@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => sluice::daemon::run(&args),
         Command::Runs(args) => sluice::cli::runs::run(&args),
         Command::Import(args) => sluice::cli::import::run(&args),
+        Command::K8s(args) => sluice::cli::k8s::run(&args),
     };
     let exit = result.unwrap_or_else(|e| {
         let exit = Exit::of_error(&e);

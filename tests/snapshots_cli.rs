@@ -243,6 +243,8 @@ fn the_long_help_of_every_command() {
         &["runs", "delete"],
         &["import"],
         &["import", "tsung"],
+        &["k8s"],
+        &["k8s", "job"],
     ];
     for command in commands {
         // clap wraps to $COLUMNS (or the terminal) and colours when forced to: both fixed, so

@@ -2,6 +2,7 @@
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
 pub mod import;
+pub mod k8s;
 pub mod metrics_server;
 pub mod parse;
 pub mod progress;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Turn a Tsung scenario into an access log and the config that replays it.
     #[command(after_help = crate::cli::import::EXAMPLES)]
     Import(crate::cli::import::ImportArgs),
+    /// Print the Kubernetes manifests of a run sharded over many pods (Indexed Job + merge Job).
+    #[command(after_help = crate::cli::k8s::EXAMPLES)]
+    K8s(crate::cli::k8s::K8sArgs),
 }
 
 // The examples under each command's --help: the commands a newcomer types first, each one
