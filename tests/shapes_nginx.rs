@@ -9,59 +9,30 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use sluice::analysis::rows::RowReader;
 
+mod common;
+
 /// An nginx answering `200` to everything on 127.0.0.1, logging `$msec $request_uri`.
 struct Nginx {
-    child: Child,
+    nginx: common::nginx::Nginx,
     port: u16,
-    dir: tempfile::TempDir,
 }
 
 impl Nginx {
     /// `None` (after a visible SKIPPED line) when nginx is not installed.
     fn start(test: &str) -> Option<Nginx> {
-        let Some(binary) = nginx_binary() else {
-            if std::env::var("SLUICE_REQUIRE_NGINX").as_deref() == Ok("1") {
-                panic!("SLUICE_REQUIRE_NGINX=1 but no nginx in PATH or /usr/sbin");
-            }
-            eprintln!("SKIPPED {test}: nginx is not installed (.ci/run installs nginx-light)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
+        let binary = common::nginx::required(test)?;
         // A free port: bound by the OS, then released for nginx (nothing else here races for it).
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  log_format shapes '$msec $request_uri';\n  access_log {d}/access.log shapes;\n\
-               client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;\n\
-               uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  keepalive_requests 100000;\n\
-               server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(binary)
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-e", &format!("{d}/error.log")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Nginx { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(nginx)
+        let nginx =
+            common::nginx::Nginx::start(&binary, &[], &format!("127.0.0.1:{port}"), "$msec $request_uri", || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        Some(Nginx { nginx, port })
     }
 
     fn url(&self) -> String {
@@ -70,28 +41,15 @@ impl Nginx {
 
     /// What nginx logged: (time the request was logged, seconds since the epoch; URI).
     fn requests(&self) -> Vec<(f64, String)> {
-        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        log.lines()
+        self.nginx
+            .access_log()
+            .lines()
             .map(|l| {
                 let (msec, uri) = l.split_once(' ').unwrap_or_else(|| panic!("an access log line: {l}"));
                 (msec.parse().unwrap(), uri.to_string())
             })
             .collect()
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    let in_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    in_path.into_iter().chain([PathBuf::from("/usr/sbin/nginx")]).find(|p| p.is_file())
 }
 
 /// One row of the results CSV, as the test needs it.

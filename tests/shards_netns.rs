@@ -6,9 +6,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::nginx::Nginx;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
@@ -21,17 +23,13 @@ fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
 
-fn nginx_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists())
-}
-
 /// Why the test cannot run here, if it cannot.
 fn missing() -> Option<String> {
     // SAFETY: geteuid only reads this process's credentials.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
     }
-    if nginx_binary().is_none() {
+    if common::nginx::binary().is_none() {
         return Some("no nginx".into());
     }
     match Command::new("ip").args(["netns", "list"]).output() {
@@ -104,58 +102,15 @@ fn shard_address(i: u32) -> String {
     format!("10.77.0.{}", 10 + i)
 }
 
-/// nginx in the web namespace, logging each request's client address and seq header.
-struct Nginx {
-    child: Child,
-}
-
-impl Nginx {
-    fn start(net: &Network, dir: &Path) -> Nginx {
-        let log = dir.join("access.log");
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "worker_processes 1; daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{ log_format seq '$remote_addr $http_x_sluice_seq $msec'; access_log {log} seq;
-  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  server {{ listen {NGINX}:8080; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
-                d = dir.display(),
-                log = log.display()
-            ),
-        )
-        .unwrap();
-        let nginx = nginx_binary().unwrap();
-        let child = net
-            .exec(&net.web)
-            .arg(nginx)
-            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        // Ready when it answers from a shard's namespace.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let probe =
-                net.exec(&net.shards[0]).args(["bash", "-c", &format!("exec 3<>/dev/tcp/{NGINX}/8080")]).status();
-            if probe.is_ok_and(|s| s.success()) {
-                return Nginx { child };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut nginx = Nginx { child };
-        let _ = nginx.child.kill();
-        let _ = nginx.child.wait();
-        panic!("nginx did not start in {}", net.web);
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// nginx in the web namespace, logging each request's client address and seq header; ready when
+/// it answers from a shard's namespace.
+fn start_nginx(net: &Network) -> Nginx {
+    let binary = common::nginx::binary().expect("checked by missing()");
+    let prefix = ["ip", "netns", "exec", net.web.as_str()];
+    Nginx::start(&binary, &prefix, &format!("{NGINX}:8080"), "$remote_addr $http_x_sluice_seq $msec", || {
+        let probe = format!("exec 3<>/dev/tcp/{NGINX}/8080");
+        net.exec(&net.shards[0]).args(["bash", "-c", &probe]).status().is_ok_and(|s| s.success())
+    })
 }
 
 /// Starts shard `i` in its namespace, with its index where a Kubernetes Indexed Job puts it.
@@ -187,7 +142,7 @@ fn four_shards_on_four_hosts_send_the_one_process_plan_exactly_once() {
     }
     let dir = tempfile::tempdir().unwrap();
     let net = Network::new(SHARDS);
-    let nginx = Nginx::start(&net, dir.path());
+    let nginx = start_nginx(&net);
     let start_at = (Utc::now() + chrono::Duration::seconds(3)).with_nanosecond_zero();
     let start = start_at.to_rfc3339_opts(SecondsFormat::Secs, true);
     let shards: Vec<Child> = (0..SHARDS).map(|i| start_shard(&net, i, dir.path(), &start, &[])).collect();
@@ -197,6 +152,7 @@ fn four_shards_on_four_hosts_send_the_one_process_plan_exactly_once() {
         assert_eq!(out.status.code(), Some(0), "shard {i}: {stderr}");
         assert!(stderr.contains(&format!("shard      {i}/{SHARDS} (index from JOB_COMPLETION_INDEX)")), "{stderr}");
     }
+    let log = nginx.access_log();
     drop(nginx);
 
     let merged = dir.path().join("merged.csv");
@@ -223,7 +179,6 @@ fn four_shards_on_four_hosts_send_the_one_process_plan_exactly_once() {
     assert!(per_shard.values().all(|n| *n == planned / u64::from(SHARDS)), "{per_shard:?}");
 
     // nginx's end: each seq exactly once, from the address of the shard that owns it.
-    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
     let mut seen: HashMap<u64, String> = HashMap::new();
     for line in log.lines() {
         let mut fields = line.split(' ');
@@ -243,7 +198,7 @@ fn a_killed_shard_makes_the_merge_refuse_naming_it_and_allow_partial_merges_the_
     }
     let dir = tempfile::tempdir().unwrap();
     let net = Network::new(SHARDS);
-    let _nginx = Nginx::start(&net, dir.path());
+    let _nginx = start_nginx(&net);
     let start =
         (Utc::now() + chrono::Duration::seconds(2)).with_nanosecond_zero().to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut shards: Vec<Child> = (0..SHARDS).map(|i| start_shard(&net, i, dir.path(), &start, &[])).collect();

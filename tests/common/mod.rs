@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test crate uses its own subset).
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
