@@ -2,6 +2,7 @@
 //! [`crate::config`] for the checks that turn flags into a run's configuration.
 
 pub mod import;
+pub mod merge;
 pub mod metrics_server;
 pub mod parse;
 pub mod progress;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Report on results CSVs: summary, routes, logged vs replayed status, over time; assertions for CI.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Join the shard CSVs of one run (--shard I/K) into one, in seq order, after checking their manifests.
+    #[command(after_help = crate::cli::merge::EXAMPLES)]
+    Merge(crate::cli::merge::MergeArgs),
     /// Run the built-in mock HTTP server (a test target on 127.0.0.1).
     #[command(after_help = MOCK_EXAMPLES)]
     Mock(sluice_mock::MockArgs),

@@ -41,6 +41,15 @@ impl Default for MergeOptions {
     }
 }
 
+/// One CSV to merge.
+#[derive(Debug, Clone)]
+pub struct MergeInput {
+    pub path: PathBuf,
+    /// The rows its manifest counts: a CSV with another number is refused (cut short, or
+    /// appended to).
+    pub expected_rows: Option<u64>,
+}
+
 /// What a merge wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeStats {
@@ -57,6 +66,8 @@ pub enum MergeError {
     Io { path: String, error: io::Error },
     #[error("{file}: {reason}")]
     Input { file: String, reason: String },
+    #[error("{file}: {rows} rows, but its manifest counts {expected} (sent and not sent): not the CSV the shard wrote")]
+    RowCount { file: String, rows: u64, expected: u64 },
     #[error("{}", duplicate_text(*.seq, first, second))]
     Duplicate { seq: u64, first: (String, u64), second: (String, u64) },
 }
@@ -84,7 +95,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> MergeError + '_ {
 /// Merges the results CSVs `inputs` into `out` in `seq` order. Every input must have exactly
 /// the results header ([`HEADER`]). `out` is written to a temporary file beside it and renamed
 /// into place at the end.
-pub fn merge_csvs(inputs: &[PathBuf], out: &Path, options: &MergeOptions) -> Result<MergeStats, MergeError> {
+pub fn merge_csvs(inputs: &[MergeInput], out: &Path, options: &MergeOptions) -> Result<MergeStats, MergeError> {
     let out_dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -93,9 +104,10 @@ pub fn merge_csvs(inputs: &[PathBuf], out: &Path, options: &MergeOptions) -> Res
         dir: tempfile::Builder::new().prefix(".sluice-merge-").tempdir_in(&out_dir).map_err(io_error(&out_dir))?,
         made: 0,
     };
-    let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = inputs.iter().map(|i| i.path.display().to_string()).collect();
+    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
     let mut pending: Vec<Pending> = Vec::new();
-    for (index, path) in inputs.iter().enumerate() {
+    for (index, path) in paths.iter().enumerate() {
         if in_seq_order(path)? {
             pending.push(Pending::Input(index));
         } else {
@@ -107,7 +119,7 @@ pub fn merge_csvs(inputs: &[PathBuf], out: &Path, options: &MergeOptions) -> Res
     while pending.len() > max_open {
         let take = (pending.len() - max_open + 1).min(max_open);
         let group: Vec<Pending> = pending.drain(..take).collect();
-        let sources = group.iter().map(|p| p.open(inputs)).collect::<Result<Vec<_>, _>>()?;
+        let sources = group.iter().map(|p| p.open(&paths)).collect::<Result<Vec<_>, _>>()?;
         let merged = spill.next_path();
         let file = File::create(&merged).map_err(io_error(&merged))?;
         let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(BUFFER_BYTES, file));
@@ -120,7 +132,7 @@ pub fn merge_csvs(inputs: &[PathBuf], out: &Path, options: &MergeOptions) -> Res
         }
         pending.push(Pending::Run(merged));
     }
-    let sources = pending.iter().map(|p| p.open(inputs)).collect::<Result<Vec<_>, _>>()?;
+    let sources = pending.iter().map(|p| p.open(&paths)).collect::<Result<Vec<_>, _>>()?;
     let mut temp = tempfile::Builder::new()
         .prefix(".sluice-merge-out-")
         .suffix(".csv.tmp")
@@ -137,6 +149,13 @@ pub fn merge_csvs(inputs: &[PathBuf], out: &Path, options: &MergeOptions) -> Res
         })
         .map_err(|e| e.or_io(out))?;
         writer.flush().map_err(io_error(out))?;
+    }
+    for ((input, &rows), name) in inputs.iter().zip(&per_input).zip(&names) {
+        if let Some(expected) = input.expected_rows
+            && expected != rows
+        {
+            return Err(MergeError::RowCount { file: name.clone(), rows, expected });
+        }
     }
     temp.as_file().sync_all().map_err(io_error(out))?;
     temp.persist(out).map_err(|e| io_error(out)(e.error))?;
@@ -434,6 +453,10 @@ mod tests {
         std::fs::write(path, text).unwrap();
     }
 
+    fn inputs(paths: &[&PathBuf]) -> Vec<MergeInput> {
+        paths.iter().map(|p| MergeInput { path: p.to_path_buf(), expected_rows: None }).collect()
+    }
+
     fn seqs_of(path: &Path) -> Vec<u64> {
         let mut reader = csv::Reader::from_path(path).unwrap();
         reader.records().map(|r| r.unwrap()[0].parse().unwrap()).collect()
@@ -449,7 +472,7 @@ mod tests {
         let out = dir.path().join("out.csv");
         // Runs of one row each, and at most three files open: runs are merged into longer ones.
         for options in [MergeOptions::default(), MergeOptions { run_bytes: 1, max_open: 3 }] {
-            let stats = merge_csvs(&[a.clone(), b.clone()], &out, &options).unwrap();
+            let stats = merge_csvs(&inputs(&[&a, &b]), &out, &options).unwrap();
             assert_eq!(stats, MergeStats { rows: 10, per_input: vec![5, 5] });
             let expected: String =
                 std::iter::once(HEADER.join(",")).chain((0..10).map(row)).map(|l| l + "\n").collect();
@@ -468,12 +491,12 @@ mod tests {
         let (a, b, out) = (dir.path().join("a.csv"), dir.path().join("b.csv"), dir.path().join("out.csv"));
         write_csv(&a, &[0, 2, 4]);
         write_csv(&b, &[1, 3, 2]);
-        let e = merge_csvs(&[a.clone(), b.clone()], &out, &MergeOptions::default()).unwrap_err().to_string();
+        let e = merge_csvs(&inputs(&[&a, &b]), &out, &MergeOptions::default()).unwrap_err().to_string();
         assert!(e.starts_with("seq 2 is in "), "{e}");
         assert!(e.contains("a.csv (line 3)") && e.contains("b.csv (line 4)"), "{e}");
         assert!(!out.exists());
         write_csv(&b, &[1, 3, 3]);
-        let e = merge_csvs(&[a, b], &out, &MergeOptions::default()).unwrap_err().to_string();
+        let e = merge_csvs(&inputs(&[&a, &b]), &out, &MergeOptions::default()).unwrap_err().to_string();
         assert!(e.starts_with("seq 3 appears twice in ") && e.ends_with("b.csv (lines 3 and 4)"), "{e}");
     }
 
@@ -482,13 +505,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, out) = (dir.path().join("a.csv"), dir.path().join("out.csv"));
         std::fs::write(&a, "seq,url\n1,/\n").unwrap();
-        let e = merge_csvs(std::slice::from_ref(&a), &out, &MergeOptions::default()).unwrap_err().to_string();
+        let e = merge_csvs(&inputs(&[&a]), &out, &MergeOptions::default()).unwrap_err().to_string();
         assert!(e.contains("a.csv: header: expected seq,log_line,") && e.ends_with("found seq,url"), "{e}");
         std::fs::write(&a, format!("{}\n{}\n1,2,3\n", HEADER.join(","), row(0))).unwrap();
-        let e = merge_csvs(std::slice::from_ref(&a), &out, &MergeOptions::default()).unwrap_err().to_string();
+        let e = merge_csvs(&inputs(&[&a]), &out, &MergeOptions::default()).unwrap_err().to_string();
         assert!(e.ends_with("a.csv: line 3: 3 fields, expected 15"), "{e}");
         std::fs::write(&a, format!("{}\n{}\n", HEADER.join(","), row(0).replacen('0', "x", 1))).unwrap();
-        let e = merge_csvs(&[a], &out, &MergeOptions::default()).unwrap_err().to_string();
+        let e = merge_csvs(&inputs(&[&a]), &out, &MergeOptions::default()).unwrap_err().to_string();
         assert!(e.ends_with("line 2: seq: 'x' is not a whole number"), "{e}");
     }
 
@@ -498,8 +521,23 @@ mod tests {
         let (a, b, out) = (dir.path().join("a.csv"), dir.path().join("b.csv"), dir.path().join("out.csv"));
         write_csv(&a, &[]);
         write_csv(&b, &[3, 1]);
-        let stats = merge_csvs(&[a, b], &out, &MergeOptions::default()).unwrap();
+        let stats = merge_csvs(&inputs(&[&a, &b]), &out, &MergeOptions::default()).unwrap();
         assert_eq!(stats.per_input, [0, 2]);
         assert_eq!(seqs_of(&out), [1, 3]);
+    }
+
+    #[test]
+    fn a_csv_with_other_rows_than_its_manifest_counts_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, out) = (dir.path().join("a.csv"), dir.path().join("out.csv"));
+        write_csv(&a, &[0, 1, 2]);
+        let input = |expected| [MergeInput { path: a.clone(), expected_rows: Some(expected) }];
+        let e = merge_csvs(&input(4), &out, &MergeOptions::default()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("a.csv: 3 rows, but its manifest counts 4 (sent and not sent): not the CSV the shard wrote"),
+            "{e}"
+        );
+        assert!(!out.exists());
+        assert_eq!(merge_csvs(&input(3), &out, &MergeOptions::default()).unwrap().rows, 3);
     }
 }

@@ -12,9 +12,12 @@
 //! `sluice merge` ([`crate::cli::merge`]) and `sluice report` over shard files
 //! ([`crate::analysis`]) read through here; the replay writes a [`Manifest`] when a shard ends.
 
+pub mod find;
 pub mod manifest;
 pub mod merge;
 pub mod set;
 
+pub use find::{Found, ShardFile, find_shards, manifest_beside};
 pub use manifest::{Manifest, ManifestError, manifest_path_for, sha256_file};
+pub use merge::{MergeInput, MergeOptions, MergeStats, merge_csvs};
 pub use set::{SetError, SetReport, check_partial_set, check_set};
