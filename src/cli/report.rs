@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::render::{self, ReportFormat, text};
-use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, TargetRate};
+use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, ShardCheck, TargetRate};
 use crate::cli::ReportArgs;
 use crate::config::ReplayOptions;
 use crate::config::options::load_config_file;
@@ -92,6 +92,7 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
         strict: args.strict,
         report: ReportOptions { max_routes: args.routes, target, ..ReportOptions::default() },
         assertions: parse_assertions(&args.assert)?,
+        shards: if args.allow_partial { ShardCheck::AllowPartial } else { ShardCheck::Whole },
     })
 }
 
@@ -103,6 +104,7 @@ fn fold_error(e: FoldError) -> anyhow::Error {
     let message = match e {
         FoldError::File(e) => e.to_string(),
         FoldError::Row(e) => format!("{e} (--strict stops at the first row that cannot be read)"),
+        FoldError::Shards(message) => message,
     };
     anyhow::Error::new(UsageError(message))
 }
