@@ -68,9 +68,13 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Exit> {
         ))
         .into());
     }
+    // An incomplete shard may have lost rows it counted (a full disk): its count is not checked.
     let inputs: Vec<MergeInput> = shards
         .iter()
-        .map(|s| MergeInput { path: s.csv.clone(), expected_rows: Some(s.manifest.counts.rows()) })
+        .map(|s| MergeInput {
+            path: s.csv.clone(),
+            expected_rows: s.manifest.complete.then(|| s.manifest.counts.rows()),
+        })
         .collect();
     let stats = merge_csvs(&inputs, &args.out, &MergeOptions::default()).map_err(|e| UsageError(e.to_string()))?;
     print!("{}", summary(&set, &shards, &stats.per_input, stats.rows, &args.out));

@@ -21,8 +21,8 @@ use crate::results::HEADER;
 const SEQ: usize = 0;
 /// A sorted run's rows carry two more fields: which input the row came from and its line there.
 const RUN_FIELDS: usize = HEADER.len() + 2;
-/// Bytes a buffered row costs besides its fields' text (the record's bounds and the sort key).
-const ROW_OVERHEAD: usize = 8 * HEADER.len() + 96;
+/// The longest row a merge sorts (a results row is a URL and a few numbers: far shorter).
+const MAX_ROW_BYTES: usize = 64 * 1024 * 1024;
 /// Read and write buffers of each input, run and the output.
 const BUFFER_BYTES: usize = 128 * 1024;
 
@@ -123,7 +123,10 @@ pub fn merge_csvs(inputs: &[MergeInput], out: &Path, options: &MergeOptions) -> 
         let merged = spill.next_path();
         let file = File::create(&merged).map_err(io_error(&merged))?;
         let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(BUFFER_BYTES, file));
-        merge_sources(sources, &names, |row| Ok(write_run_row(&mut writer, row)?)).map_err(|e| e.or_io(&merged))?;
+        merge_sources(sources, &names, |row| {
+            Ok(write_run_row(&mut writer, row.record.iter().take(HEADER.len()), row.input, row.line)?)
+        })
+        .map_err(|e| e.or_io(&merged))?;
         writer.flush().map_err(io_error(&merged))?;
         for run in group {
             if let Pending::Run(path) = run {
@@ -215,29 +218,24 @@ fn spill_sorted_runs(
     run_bytes: usize,
     pending: &mut Vec<Pending>,
 ) -> Result<(), MergeError> {
+    let file_bytes = std::fs::metadata(path).map_err(io_error(path))?.len();
+    let mut chunk = Chunk::with_capacity(run_bytes.min(usize::try_from(file_bytes).unwrap_or(usize::MAX)));
     let mut reader = open_input(path)?;
-    let mut chunk: Vec<(u64, u64, ByteRecord)> = Vec::new();
-    let mut bytes = 0;
     let mut record = ByteRecord::new();
     loop {
         let more = read_row(&mut reader, &mut record, path)?;
         if more {
-            let line = line_of(&record);
-            bytes += record.as_slice().len() + ROW_OVERHEAD;
-            chunk.push((seq_of(&record, path)?, line, std::mem::take(&mut record)));
-        }
-        if (!more && !chunk.is_empty()) || bytes >= run_bytes {
-            chunk.sort_by_key(|(seq, line, _)| (*seq, *line));
-            let run = spill.next_path();
-            let file = File::create(&run).map_err(io_error(&run))?;
-            let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(BUFFER_BYTES, file));
-            for (seq, line, record) in chunk.drain(..) {
-                let row = Row { seq, input, line, record };
-                write_run_row(&mut writer, &row).map_err(io_error(&run))?;
+            if record.as_slice().len() > MAX_ROW_BYTES {
+                let reason =
+                    format!("line {}: longer than {} MiB: not a results row", line_of(&record), MAX_ROW_BYTES >> 20);
+                return Err(input_error(path, reason));
             }
-            writer.flush().map_err(io_error(&run))?;
+            chunk.push(seq_of(&record, path)?, &record);
+        }
+        if (!more && !chunk.rows.is_empty()) || chunk.bytes() >= run_bytes {
+            let run = spill.next_path();
+            chunk.write_sorted(&run, input).map_err(io_error(&run))?;
             pending.push(Pending::Run(run));
-            bytes = 0;
         }
         if !more {
             return Ok(());
@@ -245,12 +243,68 @@ fn spill_sorted_runs(
     }
 }
 
-fn write_run_row<W: Write>(writer: &mut csv::Writer<W>, row: &Row) -> io::Result<()> {
-    for field in row.record.iter().take(HEADER.len()) {
+/// Rows held to be sorted: every field's bytes in one buffer, so a row costs its text and a few
+/// numbers (a record per row would cost twice its text in allocations).
+struct Chunk {
+    data: Vec<u8>,
+    /// Each row's field ends in `data`, from the row's start: [`HEADER`]`.len()` per row.
+    ends: Vec<u32>,
+    /// Per row: its seq, its line, its number (for `ends`) and where it starts in `data`.
+    rows: Vec<(u64, u64, usize, usize)>,
+}
+
+impl Chunk {
+    fn with_capacity(bytes: usize) -> Chunk {
+        Chunk { data: Vec::with_capacity(bytes), ends: Vec::new(), rows: Vec::new() }
+    }
+
+    /// Bytes held, as the budget counts them.
+    fn bytes(&self) -> usize {
+        self.data.len() + self.ends.len() * 4 + self.rows.len() * 32
+    }
+
+    fn push(&mut self, seq: u64, record: &ByteRecord) {
+        let start = self.data.len();
+        self.data.extend_from_slice(record.as_slice());
+        // Rows are at most MAX_ROW_BYTES: u32 ends hold them.
+        self.ends.extend((0..record.len()).map(|i| record.range(i).map_or(0, |r| r.end) as u32));
+        self.rows.push((seq, line_of(record), self.rows.len(), start));
+    }
+
+    /// Writes the rows in (seq, line) order to a run file, and empties the chunk.
+    fn write_sorted(&mut self, run: &Path, input: usize) -> io::Result<()> {
+        self.rows.sort_unstable_by_key(|&(seq, line, _, _)| (seq, line));
+        let file = File::create(run)?;
+        let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(BUFFER_BYTES, file));
+        let width = HEADER.len();
+        for &(_, line, n, start) in &self.rows {
+            let ends = &self.ends[n * width..(n + 1) * width];
+            let fields = (0..width).map(|i| {
+                let from = if i == 0 { 0 } else { ends[i - 1] as usize };
+                &self.data[start + from..start + ends[i] as usize]
+            });
+            write_run_row(&mut writer, fields, input, line)?;
+        }
+        writer.flush()?;
+        self.data.clear();
+        self.ends.clear();
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+/// A run's row: the results fields, then the input it came from and its line there.
+fn write_run_row<'a, W: Write>(
+    writer: &mut csv::Writer<W>,
+    fields: impl Iterator<Item = &'a [u8]>,
+    input: usize,
+    line: u64,
+) -> io::Result<()> {
+    for field in fields {
         writer.write_field(field)?;
     }
-    writer.write_field(row.input.to_string())?;
-    writer.write_field(row.line.to_string())?;
+    writer.write_field(input.to_string())?;
+    writer.write_field(line.to_string())?;
     writer.write_record(None::<&[u8]>)?;
     Ok(())
 }
