@@ -105,3 +105,35 @@ fn directory_listing(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)
     csvs.sort();
     Ok((manifests, csvs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::manifest::tests::sample;
+    use super::*;
+
+    #[test]
+    fn a_manifest_beside_a_csv_must_name_that_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("renamed.csv");
+        std::fs::write(&csv, "").unwrap();
+        assert!(manifest_beside(&csv).unwrap().is_none());
+        sample(1, 2).write_atomic(&manifest_path_for(&csv)).unwrap();
+        let e = manifest_beside(&csv).unwrap_err().to_string();
+        assert!(e.contains("renamed.manifest.json: describes shard-1.csv, not ") && e.ends_with("renamed.csv"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_gives_its_manifests_and_the_csvs_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in [1, 0] {
+            sample(i, 3).write_atomic(&dir.path().join(format!("shard-{i}{MANIFEST_SUFFIX}"))).unwrap();
+            std::fs::write(dir.path().join(format!("shard-{i}.csv")), "").unwrap();
+        }
+        std::fs::write(dir.path().join("shard-2.csv"), "").unwrap();
+        let found = find_shards(&[dir.path().to_path_buf()]).unwrap();
+        let indexes: Vec<u32> = found.shards.iter().map(|s| s.manifest.shard.index).collect();
+        assert_eq!(indexes, [0, 1]);
+        assert_eq!(found.shards[1].csv, dir.path().join("shard-1.csv"));
+        assert_eq!(found.without_manifest, [dir.path().join("shard-2.csv")]);
+    }
+}
