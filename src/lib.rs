@@ -28,6 +28,9 @@
 //! results CSV ──▶ analysis/: streaming fold into HDR histograms per route and time slice
 //!   ▼
 //! `sluice report` / `replay --report`: routes, logged vs replayed status, over time; assertions
+//!
+//! shard/: a shard's manifest (written when its run ends), the check that a set of shards is one
+//!         whole run, and `sluice merge`'s k-way merge of their CSVs in seq order
 //! ```
 //!
 //! Everything is driven through [`Run`]: the CLI, the daemon and the tests build a
@@ -47,6 +50,7 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod send;
+pub mod shard;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => sluice::cli::parse::run(&args),
         Command::Replay(args) => sluice::cli::replay::run(&args),
         Command::Report(args) => sluice::cli::report::run(&args),
+        Command::Merge(args) => sluice::cli::merge::run(&args),
         Command::Mock(args) => run_mock(args),
         Command::Daemon(args) => sluice::daemon::run(&args),
         Command::Runs(args) => sluice::cli::runs::run(&args),

@@ -14,6 +14,11 @@ const ABORTED: &str = "aborted";
 /// Histograms clamp here: anything slower is reported as an hour.
 const HOUR_US: u64 = 3_600_000_000;
 
+/// Significant figures of every histogram of a [`Tally`] (shard manifests record it).
+pub const SIGNIFICANT_FIGURES: u8 = 3;
+/// The largest value a histogram records, µs (shard manifests record it).
+pub const HIGHEST_US: u64 = HOUR_US;
+
 /// A histogram that grows with its largest value, so a group whose answers all take a few
 /// milliseconds stays small. 3 significant figures keep percentiles within 0.1%.
 pub(crate) fn histogram<T: Counter>(sigfig: u8) -> Histogram<T> {
@@ -93,10 +98,10 @@ impl<C: Counter> Default for Tally<C> {
             not_sent: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
-            latency: histogram(3),
-            from_schedule: histogram(3),
-            time_to_failure: histogram(3),
-            lag: histogram(3),
+            latency: histogram(SIGNIFICANT_FIGURES),
+            from_schedule: histogram(SIGNIFICANT_FIGURES),
+            time_to_failure: histogram(SIGNIFICANT_FIGURES),
+            lag: histogram(SIGNIFICANT_FIGURES),
             earliest_lag_us: 0,
             bytes: 0,
             matrix: [[0; CLASSES]; CLASSES],

@@ -15,7 +15,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn every_command_ends_its_help_with_examples_of_itself_within_80_columns() {
-    for command in ["parse", "replay", "report", "mock", "daemon", "runs", "import", "k8s"] {
+    for command in ["parse", "replay", "report", "merge", "mock", "daemon", "runs", "import", "k8s"] {
         let text = help(&[command]);
         let (_, examples) =
             text.split_once("\nExamples:\n").unwrap_or_else(|| panic!("{command}: no Examples:\n{text}"));

@@ -312,7 +312,7 @@ fn a_staged_replay_summarises_planned_against_sent_and_asserts_per_slice() {
     let dir = tempfile::tempdir().unwrap();
     let (out, json) = (dir.path().join("r.csv"), dir.path().join("s.json"));
     let assert = sluice()
-        .args(["replay", &fixture("demo-access.log"), "--target", &server.url(), "--stages", "1s:0-200,1s:200"])
+        .args(["replay", &fixture("demo-access.log"), "--target", &server.url(), "--stages", "1s:0-200,1s:200,1s:400"])
         .args(["--out", out.to_str().unwrap(), "--summary-json", json.to_str().unwrap()])
         .args(["--assert", "rate >= 1% of target"])
         .assert()
@@ -324,9 +324,10 @@ fn a_staged_replay_summarises_planned_against_sent_and_asserts_per_slice() {
     let curve = summary["plan_curve"].as_array().expect("a plan curve for stages");
     assert!((2..=10).contains(&curve.len()), "{curve:?}");
     let sum = |key: &str| curve.iter().map(|p| p[key].as_u64().unwrap()).sum::<u64>();
-    assert_eq!(sum("planned"), 300, "the stages plan 100 + 200 requests: {curve:?}");
+    // Three seconds whose planned rates differ wherever the report's clock-aligned slices fall.
+    assert_eq!(sum("planned"), 700, "the stages plan 100 + 200 + 400 requests: {curve:?}");
     assert_eq!(sum("sent"), summary["requests_sent"].as_u64().unwrap());
-    // The first stretch is on the ramp's low end, the last on the 200/s plateau.
+    // The first stretch is on the ramp's low end, the last on the 400/s plateau.
     let rate = |p: &serde_json::Value| p["planned_rate"].as_f64().unwrap();
-    assert!(rate(&curve[0]) < 100.0 && (rate(curve.last().unwrap()) - 200.0).abs() < 20.0, "{curve:?}");
+    assert!(rate(&curve[0]) < 100.0 && (rate(curve.last().unwrap()) - 400.0).abs() < 40.0, "{curve:?}");
 }

@@ -61,8 +61,10 @@ struct Network {
 
 impl Network {
     fn new(shards: u32) -> Network {
-        // Names unique to this process: tests may run at once, and a crashed run may have left some.
-        let tag = std::process::id() % 100_000;
+        // Names unique to this process and test (tests run at once), and short: a link name has at
+        // most 15 bytes.
+        static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = std::process::id() % 10_000 * 10 + NETWORKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10;
         let net = Network { web: format!("slw{tag}"), shards: (0..shards).map(|i| format!("sls{tag}x{i}")).collect() };
         ip(&["netns", "add", &net.web]);
         ip(&["-n", &net.web, "link", "set", "lo", "up"]);
@@ -164,19 +166,24 @@ fn four_shards_on_four_hosts_send_the_one_process_plan_exactly_once() {
     let planned = u64::from(RATE * SECONDS);
     let seqs: Vec<u64> = rows.iter().map(|r| r["seq"].parse().unwrap()).collect();
     assert_eq!(seqs, (0..planned).collect::<Vec<_>>(), "merged in seq order, each once");
+    let mut sent_by_shard: BTreeMap<u64, u64> = BTreeMap::new();
     for row in &rows {
         let seq: u64 = row["seq"].parse().unwrap();
         let offset = (scheduled(row) - start_at).num_milliseconds();
         let plan = (seq * 1000 / u64::from(RATE)) as i64;
         assert!((offset - plan).abs() <= 1, "seq {seq} scheduled at T0 + {offset} ms, planned {plan} ms");
-        assert!(row["error"].is_empty() && !row["status"].is_empty(), "seq {seq} answered: {row:?}");
+        if row["error"] != "not_sent" {
+            assert!(!row["status"].is_empty(), "seq {seq} answered: {row:?}");
+            *sent_by_shard.entry(seq % u64::from(SHARDS)).or_default() += 1;
+        }
     }
-    // Every planned request left, so each shard's rate is exactly R/K and the total exactly R.
-    let mut per_shard: BTreeMap<u64, u64> = BTreeMap::new();
-    for seq in &seqs {
-        *per_shard.entry(seq % u64::from(SHARDS)).or_default() += 1;
-    }
-    assert!(per_shard.values().all(|n| *n == planned / u64::from(SHARDS)), "{per_shard:?}");
+    // Achieved rates over the planned span: the total within 0.5% of R, each shard within 1% of
+    // R/K. (Only a request due in the last moments can miss the end of the duration.)
+    let total: u64 = sent_by_shard.values().sum();
+    assert!(total as f64 >= 0.995 * planned as f64, "{total} of {planned} sent");
+    let share = planned / u64::from(SHARDS);
+    assert_eq!(sent_by_shard.len() as u32, SHARDS);
+    assert!(sent_by_shard.values().all(|n| *n as f64 >= 0.99 * share as f64), "{sent_by_shard:?} of {share} each");
 
     // nginx's end: each seq exactly once, from the address of the shard that owns it.
     let mut seen: HashMap<u64, String> = HashMap::new();
@@ -185,7 +192,7 @@ fn four_shards_on_four_hosts_send_the_one_process_plan_exactly_once() {
         let (addr, seq) = (fields.next().unwrap().to_string(), fields.next().unwrap().parse::<u64>().unwrap());
         assert!(seen.insert(seq, addr).is_none(), "seq {seq} arrived twice");
     }
-    assert_eq!(seen.len() as u64, planned);
+    assert_eq!(seen.len() as u64, total, "nginx got exactly what was sent");
     for (seq, addr) in &seen {
         assert_eq!(*addr, shard_address((seq % u64::from(SHARDS)) as u32), "seq {seq}");
     }
@@ -215,9 +222,9 @@ fn a_killed_shard_makes_the_merge_refuse_naming_it_and_allow_partial_merges_the_
     assert!(!merged.exists(), "nothing merged from a partial set");
     let partial =
         sluice().arg("merge").arg(dir.path()).arg("--out").arg(&merged).arg("--allow-partial").output().unwrap();
-    let stderr = String::from_utf8_lossy(&partial.stderr);
-    assert_eq!(partial.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("3 of 4 shards"), "{stderr}");
+    let said = format!("{}{}", String::from_utf8_lossy(&partial.stdout), String::from_utf8_lossy(&partial.stderr));
+    assert_eq!(partial.status.code(), Some(0), "{said}");
+    assert!(said.contains("3 of 4 shards"), "{said}");
     let rows = common::csv_rows(&std::fs::read(&merged).unwrap());
     assert!(rows.iter().all(|r| r["seq"].parse::<u64>().unwrap() % 4 != 2), "no row of the killed shard");
 }

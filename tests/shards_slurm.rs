@@ -69,6 +69,9 @@ impl Cluster {
         // Ports picked free by the OS, so a stray slurmctld elsewhere cannot answer.
         let port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (ctld_port, slurmd_port) = (port(), port());
+        // The node as slurmd will find it (fewer CPUs than configured would drain it); four tasks
+        // share them with --overcommit.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let conf = dir.join("slurm.conf");
         std::fs::write(
             &conf,
@@ -82,7 +85,7 @@ impl Cluster {
                  SelectType=select/cons_tres\nReturnToService=2\nMpiDefault=none\nJobCompType=jobcomp/none\n\
                  JobAcctGatherType=jobacct_gather/none\n\
                  SlurmctldLogFile={d}/slurmctld.log\nSlurmdLogFile={d}/slurmd.log\n\
-                 NodeName={host} CPUs={TASKS} State=UNKNOWN\n\
+                 NodeName={host} CPUs={cpus} State=UNKNOWN\n\
                  PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:{TASKS}\n"
             ),
         )
@@ -117,8 +120,16 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// SIGTERM first: slurmctld and slurmd then stop their own helpers (slurmscriptd,
+    /// slurmstepd), which a SIGKILL would leave behind.
     fn drop(&mut self) {
         for daemon in self.daemons.iter_mut().rev() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
@@ -197,9 +208,13 @@ fn srun_runs_four_shards_whose_merge_is_the_one_process_plan() {
         let plan = (seq * 1000 / u64::from(RATE)) as i64;
         assert!((offset - plan).abs() <= 1, "seq {seq} at T0 + {offset} ms, planned {plan} ms");
     }
-    // nginx's end: each seq exactly once.
+    // nginx's end: each seq that was sent, exactly once; only a request due in the last moments
+    // can miss the end of the duration (its row says not_sent).
+    let sent: HashSet<u64> =
+        rows.iter().filter(|r| r["error"] != "not_sent").map(|r| r["seq"].parse().unwrap()).collect();
+    assert!(sent.len() as f64 >= 0.995 * planned as f64, "{} of {planned} sent", sent.len());
     let log = nginx.access_log();
     let received: Vec<u64> = log.lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(received.iter().collect::<HashSet<_>>().len(), received.len(), "a seq arrived twice");
-    assert_eq!(received.len() as u64, planned);
+    assert_eq!(received.into_iter().collect::<HashSet<_>>(), sent, "nginx got exactly what was sent");
 }

@@ -230,6 +230,7 @@ fn the_long_help_of_every_command() {
         &[],
         &["replay"],
         &["report"],
+        &["merge"],
         &["parse"],
         &["mock"],
         &["daemon"],

@@ -14,7 +14,7 @@ use super::journeys::Journeys;
 use super::routes::{RouteGlob, Router, path_of};
 use super::rows::{FileError, RowError, RowReader};
 use crate::results::Row;
-use crate::stats::{CLASSES, NO_STATUS, Tally, agrees, histogram, record, replayed_class};
+use crate::stats::{CLASSES, NO_STATUS, SIGNIFICANT_FIGURES, Tally, agrees, histogram, record, replayed_class};
 
 /// Distinct routes followed one by one; later new ones are counted together as `other`, which
 /// bounds memory whatever the paths (up to ~100 KiB per route).
@@ -37,7 +37,7 @@ pub struct Slice {
 
 impl Default for Slice {
     fn default() -> Self {
-        Slice { sent: 0, classes: [0; CLASSES], latency: histogram(3), lag_max_us: 0, mismatches: 0 }
+        Slice { sent: 0, classes: [0; CLASSES], latency: histogram(SIGNIFICANT_FIGURES), lag_max_us: 0, mismatches: 0 }
     }
 }
 
@@ -242,6 +242,34 @@ pub struct FileFacts {
     pub plan: PlanEnds,
     /// First and last `sent_at`, ms since the epoch.
     pub sent_ms: Option<(i64, i64)>,
+    /// Rows of requests that left.
+    pub requests: u64,
+    /// The file's own lag behind the plan, µs (for a shard: its machine keeping up or not).
+    pub lag: Histogram<u32>,
+}
+
+impl FileFacts {
+    fn new(name: &str) -> FileFacts {
+        FileFacts {
+            name: name.to_string(),
+            rows: 0,
+            plan: PlanEnds::default(),
+            sent_ms: None,
+            requests: 0,
+            lag: histogram(SIGNIFICANT_FIGURES),
+        }
+    }
+
+    /// Requests per second this file's sends achieved, counted as [`Aggregate::seconds`] counts
+    /// a run's (its span of sends plus one average gap).
+    pub fn achieved_rate(&self) -> f64 {
+        let Some((first, last)) = self.sent_ms else { return 0.0 };
+        let span_ms = (last - first) as f64;
+        let gaps = self.requests.saturating_sub(1);
+        let gap_ms = if gaps > 0 { span_ms / gaps as f64 } else { 0.0 };
+        let seconds = Activity { spans: vec![(first, last)], gap_ms }.seconds();
+        if seconds > 0.0 { self.requests as f64 / seconds } else { 0.0 }
+    }
 }
 
 /// The spans of time in which requests were sent.
@@ -307,6 +335,9 @@ pub enum FoldError {
     /// `--strict` and a bad row.
     #[error("{0}")]
     Row(RowError),
+    /// Shard files that are not whole runs (or whose manifests cannot be read).
+    #[error("{0}")]
+    Shards(String),
 }
 
 /// All groups, folded from every row of every file.
@@ -429,8 +460,7 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
     let mut route = String::with_capacity(128);
     for path in files {
         let mut reader = RowReader::open(path)?;
-        let mut facts =
-            FileFacts { name: reader.name().to_string(), rows: 0, plan: PlanEnds::default(), sent_ms: None };
+        let mut facts = FileFacts::new(reader.name());
         let mut last_bad: Option<RowError> = None;
         while let Some(next) = reader.next_row()? {
             match next {
@@ -446,6 +476,8 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
                             .sent_ms
                             .map_or((row.sent_ms, row.sent_ms), |(a, b)| (a.min(row.sent_ms), b.max(row.sent_ms))),
                     );
+                    facts.requests += 1;
+                    record(&mut facts.lag, row.lag_us.max(0) as u64);
                     agg.record(&row, &options.router, &mut route);
                 }
                 Err(e) if options.strict => {

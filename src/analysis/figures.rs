@@ -12,6 +12,7 @@ use super::aggregate::{Activity, Aggregate, Slice, Timeline};
 use super::assert::{Stat, Verdict};
 use super::journeys::JourneyView;
 use super::plan::{self, Target};
+use super::shards::ShardView;
 use crate::display::spreadsheet_time;
 use crate::stats::{
     CLASSES, LagSummary, NO_STATUS, ORIG_CLASS_NAMES, Percentiles, REPLAYED_CLASS_NAMES, Tally, class_of, counts,
@@ -67,6 +68,9 @@ pub struct Report {
     /// Client sessions, when the rows have them (a `--sessions` run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journeys: Option<JourneyView>,
+    /// The shards of a run, one by one, when the files are shards (`--shard I/K`) with manifests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardView>,
     /// The finer series the charts draw.
     #[serde(skip)]
     pub chart_time: OverTime,
@@ -231,6 +235,7 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         over_time: over_time(agg, &table, planned),
         chart_time: over_time(agg, &agg.timeline, planned),
         journeys: agg.journeys.view(),
+        shards: None,
         assertions: Vec::new(),
     }
 }

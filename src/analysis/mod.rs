@@ -1,6 +1,8 @@
 //! `sluice report` as a library: results CSVs in, figures and assertion verdicts out.
 //!
 //! ```text
+//! shard manifests beside the CSVs (shards::survey): each run's shards whole, or refused
+//!                              │
 //! results CSV(s) ──rows──▶ RowReader (header checked once; bad rows are values with a line number)
 //!                              │  one pass, streaming: nothing per row is kept
 //!                              ▼
@@ -23,6 +25,7 @@ pub mod plan;
 pub mod render;
 pub mod routes;
 pub mod rows;
+pub mod shards;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +35,7 @@ pub use assert::{AssertError, Assertion, Verdict};
 pub use figures::{Report, ReportOptions, TargetRate};
 pub use render::ReportFormat;
 pub use routes::{RouteRule, Router};
+pub use shards::ShardCheck;
 
 /// Everything `analyse` needs besides the files.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +45,8 @@ pub struct Settings {
     pub strict: bool,
     pub report: ReportOptions,
     pub assertions: Vec<Assertion>,
+    /// Whether files with shard manifests are checked as runs and reported shard by shard.
+    pub shards: ShardCheck,
 }
 
 /// The report over `files`, with its assertions evaluated.
@@ -57,8 +63,10 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
         filters,
         strict: settings.strict,
     };
+    let shard_files = shards::survey(files, settings.shards).map_err(FoldError::Shards)?;
     let aggregate = aggregate::fold(files, &options)?;
     let mut report = figures::build(&aggregate, &settings.report);
+    report.shards = shard_files.and_then(|s| s.view(&aggregate));
     let (target, _) = plan::resolve(&aggregate, settings.report.target);
     report.assertions = assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target });
     Ok(report)

@@ -202,12 +202,7 @@ impl Drop for TemporaryLog {
 /// `--scenario`. Options from `--config` are merged first, so the checks see both.
 pub fn scenario_replay(args: &ReplayOptions) -> anyhow::Result<Option<(ReplayOptions, TemporaryLog)>> {
     let Some(path) = &args.scenario else { return Ok(None) };
-    let mut options = match &args.config {
-        Some(config) => {
-            args.clone().merged_over(crate::config::options::load_config_file(config).map_err(UsageError::from)?)
-        }
-        None => args.clone(),
-    };
+    let mut options = args.with_config_file().map_err(UsageError::from)?;
     let conflicts: Vec<&str> = [
         (!options.files.is_empty(), "log FILES"),
         (options.rate.is_some(), "--rate"),

@@ -3,6 +3,7 @@
 
 pub mod import;
 pub mod k8s;
+pub mod merge;
 pub mod metrics_server;
 pub mod parse;
 pub mod progress;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Report on results CSVs: summary, routes, logged vs replayed status, over time; assertions for CI.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Join the shard CSVs of one run (--shard I/K) into one, in seq order; manifests checked first.
+    #[command(after_help = crate::cli::merge::EXAMPLES)]
+    Merge(crate::cli::merge::MergeArgs),
     /// Run the built-in mock HTTP server (a test target on 127.0.0.1).
     #[command(after_help = MOCK_EXAMPLES)]
     Mock(sluice_mock::MockArgs),
@@ -213,6 +217,12 @@ pub struct ReportArgs {
     /// Stop at the first row that cannot be read (exit 2) instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+
+    /// Report the shards given when some of their run are missing or incomplete (the report says
+    /// "3 of 4 shards"). Without it, shard CSVs (those with a manifest beside them) must be every
+    /// shard of their run, each complete.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \

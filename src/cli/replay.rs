@@ -16,9 +16,10 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     // `--scenario`: the options that replay its generated log; the log lives until the run ends.
     let scenario = crate::cli::import::scenario_replay(args)?;
     let args = scenario.as_ref().map_or(args, |(options, _log)| options);
-    let config = ReplayConfig::from_args(args).map_err(crate::exit::UsageError::from)?;
+    let options = args.with_config_file().map_err(crate::exit::UsageError::from)?;
+    let config = ReplayConfig::try_from(&options).map_err(crate::exit::UsageError::from)?;
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
-    let checks = crate::cli::report::ReplayChecks::from_args(args)?;
+    let checks = crate::cli::report::ReplayChecks::from_options(&options)?;
     checks.check_against(&config.shape)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::exit::run_error)?;
@@ -66,8 +67,10 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         },
         |_| eprintln!("sluice: quitting at once; the CSV holds what was flushed so far"),
     )?;
-    let progress = ProgressDisplay::start(c.progress, handle, c.duration);
+    let progress = ProgressDisplay::start(c.progress, handle.clone(), c.duration);
     let summary_json = c.summary_json.clone();
+    // What a shard's manifest needs once the run is over.
+    let shard_run = c.shard.is_some().then(|| c.clone());
     let (csv, shape, sharded) = (c.out.clone(), c.shape.clone(), c.shard.is_some());
     let result = run.wait();
     progress.finish();
@@ -75,6 +78,11 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
 
     let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());
+    if let Some(config) = shard_run {
+        let t0 = handle.t0().map(crate::shard::write::wall_time_of);
+        crate::shard::write::write_manifest(&options, &config, &summary, t0)
+            .map_err(|e| crate::exit::UsageError(format!("the shard's manifest: {e}")))?;
+    }
     if let Some(path) = summary_json {
         write_summary_json(&summary, &path)?;
     }

@@ -6,10 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::render::{self, ReportFormat, text};
-use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, TargetRate};
+use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, ShardCheck, TargetRate};
 use crate::cli::ReportArgs;
 use crate::config::ReplayOptions;
-use crate::config::options::load_config_file;
 use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
@@ -92,6 +91,7 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
         strict: args.strict,
         report: ReportOptions { max_routes: args.routes, target, ..ReportOptions::default() },
         assertions: parse_assertions(&args.assert)?,
+        shards: if args.allow_partial { ShardCheck::AllowPartial } else { ShardCheck::Whole },
     })
 }
 
@@ -103,6 +103,7 @@ fn fold_error(e: FoldError) -> anyhow::Error {
     let message = match e {
         FoldError::File(e) => e.to_string(),
         FoldError::Row(e) => format!("{e} (--strict stops at the first row that cannot be read)"),
+        FoldError::Shards(message) => message,
     };
     anyhow::Error::new(UsageError(message))
 }
@@ -116,12 +117,9 @@ pub struct ReplayChecks {
 
 impl ReplayChecks {
     /// From the flags over the `--config` file (which may hold `report` and `assert` too).
-    pub fn from_args(args: &ReplayOptions) -> Result<ReplayChecks, UsageError> {
-        let merged = match &args.config {
-            Some(path) => args.clone().merged_over(load_config_file(path)?),
-            None => args.clone(),
-        };
-        Ok(ReplayChecks { report: merged.report, assertions: parse_assertions(&merged.assert)? })
+    /// From the run's options, `--config` file already merged in.
+    pub fn from_options(options: &ReplayOptions) -> Result<ReplayChecks, UsageError> {
+        Ok(ReplayChecks { report: options.report, assertions: parse_assertions(&options.assert)? })
     }
 
     pub fn wanted(&self) -> bool {

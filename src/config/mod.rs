@@ -27,7 +27,6 @@ use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LIN
 pub mod options;
 mod shape;
 
-use options::load_config_file;
 pub use options::{ProgressMode, ReplayOptions};
 use shape::shape_and_duration;
 
@@ -234,10 +233,7 @@ impl ReplayConfig {
 
     /// Flags, over the `--config` file when one is named, checked and turned into a configuration.
     pub fn from_args(args: &ReplayOptions) -> Result<ReplayConfig, ConfigError> {
-        match &args.config {
-            Some(path) => ReplayConfig::try_from(&args.clone().merged_over(load_config_file(path)?)),
-            None => ReplayConfig::try_from(args),
-        }
+        ReplayConfig::try_from(&args.with_config_file()?)
     }
 }
 
@@ -708,7 +704,7 @@ mod tests {
 
     #[test]
     fn a_config_file_that_is_not_a_page_of_options_is_refused() {
-        let err = load_config_file(Path::new("/dev/zero")).err().unwrap();
+        let err = options::load_config_file(Path::new("/dev/zero")).err().unwrap();
         assert_eq!(err.flag, "--config");
         assert!(err.message.contains("longer than 1048576 bytes"), "{err}");
     }

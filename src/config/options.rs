@@ -501,6 +501,15 @@ pub fn load_config_file(path: &Path) -> Result<ReplayOptions, ConfigError> {
 }
 
 impl ReplayOptions {
+    /// These options over those of their `--config` file, if they name one: the options a run
+    /// actually has. The file is read here, once.
+    pub fn with_config_file(&self) -> Result<ReplayOptions, ConfigError> {
+        match &self.config {
+            Some(path) => Ok(self.clone().merged_over(load_config_file(path)?)),
+            None => Ok(self.clone()),
+        }
+    }
+
     /// These flags over `file`'s values: a flag given wins; a list given replaces the file's list.
     pub fn merged_over(self, file: ReplayOptions) -> ReplayOptions {
         fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {

@@ -209,6 +209,30 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// After the end of the run: the requests already read ahead whose due time was before
+    /// `end`, each handed to `missed` (this shard's only), without waiting for more.
+    fn drain_due_before(&mut self, pacer: &mut Pacer, end: Duration, mut missed: impl FnMut(ReplayRequest, Duration)) {
+        loop {
+            let req = match self.ready.next() {
+                Some(req) => req,
+                None => match self.queue.try_recv() {
+                    Ok(chunk) => {
+                        self.ready = chunk.into_iter();
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+            };
+            self.control.read_ahead.give_back(footprint(&req));
+            let Some(due) = pacer.due(LogClock::of(&req)).filter(|due| *due < end) else { return };
+            if pacer.keeps(&req) {
+                missed(req, due);
+            }
+        }
+    }
+}
+
 impl Drop for Incoming {
     /// The pacer has ended: a reader waiting for budget must not wait for ever.
     fn drop(&mut self) {
@@ -310,7 +334,15 @@ pub(crate) async fn run_pacer(
                     && (elapsed >= d || due >= d)
                 {
                     // Past the end: this request is not sent. (When only its due time is past
-                    // it, those already released may still leave in time.)
+                    // it, those already released may still leave in time.) Requests due before
+                    // the end that the pacer reached only after it are part of the plan: each
+                    // gets its not-sent row, so the plan's rows are exactly those due before it.
+                    if due < d {
+                        outcomes.push(Outcome::not_sent(req, t0 + due));
+                        incoming.drain_due_before(&mut pacer, d, |req, due| {
+                            outcomes.push(Outcome::not_sent(req, t0 + due));
+                        });
+                    }
                     if elapsed >= d {
                         control.stop_because(StopReason::Deadline);
                     }

@@ -66,6 +66,11 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
+    /// When the plan started (T0), once it has.
+    pub fn t0(&self) -> Option<Instant> {
+        self.control.t0()
+    }
+
     pub fn progress(&self) -> Progress {
         self.control.progress()
     }

@@ -81,6 +81,7 @@ pub fn render(r: &Report) -> String {
     let mut body = String::new();
     header(&mut body, r);
     cards(&mut body, r);
+    shards(&mut body, r);
     assertions(&mut body, r);
     charts(&mut body, &r.chart_time, r.overview.target_rate);
     routes(&mut body, r);
@@ -101,12 +102,49 @@ fn header(out: &mut String, r: &Report) {
         _ => String::new(),
     };
     let skipped = if r.skipped_rows > 0 { format!(" ({} skipped)", r.skipped_rows) } else { String::new() };
+    let shards = r.shards.as_ref().map_or_else(String::new, |s| format!(" · {}", escape(&s.headline)));
     let _ = writeln!(
         out,
-        "<h1>sluice report</h1>\n<p class=\"sub\">{} — {} rows{skipped}{when}</p>",
+        "<h1>sluice report</h1>\n<p class=\"sub\">{} — {} rows{skipped}{shards}{when}</p>",
         escape(&r.files.join(", ")),
         r.rows
     );
+}
+
+/// A row per shard: its own achieved rate and lag, so a machine that fell behind shows.
+fn shards(out: &mut String, r: &Report) {
+    let Some(view) = &r.shards else { return };
+    let _ = writeln!(
+        out,
+        "<section><h2>Shards</h2><p class=\"muted\">{}: each shard's own achieved rate and lag behind the plan.</p>",
+        escape(&view.headline)
+    );
+    for gap in &view.gaps {
+        let _ = writeln!(out, "<p class=\"bad\">{}</p>", escape(gap));
+    }
+    out.push_str(
+        "<table>\n<tr><th>shard file</th><th>run</th><th>shard</th><th>requests</th><th>rate/s</th>\
+         <th>lag p50 ms</th><th>lag p99 ms</th><th>lag max ms</th><th class=\"text\">state</th></tr>\n",
+    );
+    for s in &view.shards {
+        let state_class = if s.complete { "text" } else { "text bad" };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"route\">{}</td><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{:.2}</td>\
+             <td>{:.2}</td><td>{:.2}</td><td class=\"{state_class}\">{}</td></tr>",
+            escape(&s.file),
+            escape(&s.run_id),
+            s.index,
+            s.count,
+            s.requests,
+            per_second(s.achieved_rate),
+            s.lag_p50_ms,
+            s.lag_p99_ms,
+            s.lag_max_ms,
+            escape(&s.state())
+        );
+    }
+    out.push_str("</table></section>\n");
 }
 
 fn card(out: &mut String, label: &str, value: &str, note: &str, class: &str) {

@@ -14,6 +14,7 @@ use crate::display::join_counts;
 pub fn render(r: &Report) -> String {
     let mut t = String::new();
     summary(&mut t, r);
+    shards(&mut t, r);
     assertions(&mut t, r);
     routes(&mut t, r);
     status_matrix(&mut t, r);
@@ -39,12 +40,37 @@ fn table(t: &mut String, headers: &[&str], aligns: &str, rows: impl IntoIterator
     }
 }
 
+/// A row per shard: its own achieved rate and lag.
+fn shards(t: &mut String, r: &Report) {
+    let Some(view) = &r.shards else { return };
+    let _ = writeln!(t, "\n### Shards — {}\n", view.headline);
+    for gap in &view.gaps {
+        let _ = writeln!(t, "- **partial** {gap}");
+    }
+    if !view.gaps.is_empty() {
+        t.push('\n');
+    }
+    let rows = view.shards.iter().map(|s| {
+        vec![
+            code(&s.file),
+            format!("{} of {}", s.index, s.count),
+            s.requests.to_string(),
+            per_second(s.achieved_rate),
+            format!("{:.2}", s.lag_p50_ms),
+            format!("{:.2}", s.lag_p99_ms),
+            s.state(),
+        ]
+    });
+    table(t, &["shard file", "shard", "requests", "rate/s", "lag p50 ms", "lag p99 ms", "state"], "lrrrrrl", rows);
+}
+
 fn summary(t: &mut String, r: &Report) {
     let o = &r.overview;
     let _ = writeln!(t, "## sluice report\n");
     let files: Vec<String> = r.files.iter().map(|f| code(f)).collect();
     let skipped = if r.skipped_rows > 0 { format!(", {} skipped", r.skipped_rows) } else { String::new() };
-    let _ = writeln!(t, "{} — {} rows{skipped}\n", files.join(", "), r.rows);
+    let shards = r.shards.as_ref().map_or_else(String::new, |s| format!("; {}", s.headline));
+    let _ = writeln!(t, "{} — {} rows{skipped}{shards}\n", files.join(", "), r.rows);
     let _ = writeln!(t, "- **requests** {} sent in {:.2}s: {}", o.requests, o.seconds, rate_line(o));
     let _ = writeln!(t, "- **responses** {}, **errors** {} (no answer)", o.responses, o.errors);
     let _ = writeln!(t, "- **failed** {} ({}): no answer or 5xx", o.failed, percent(o.error_rate));

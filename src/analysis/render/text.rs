@@ -17,6 +17,7 @@ const INDENT: &str = "  ";
 
 pub fn render(report: &Report) -> String {
     let mut t = summary(report);
+    t += &shards(report);
     t += &routes_and_status(report);
     t += &over_time(report);
     t += &journeys(report);
@@ -40,7 +41,11 @@ pub fn summary(r: &Report) -> String {
     let o = &r.overview;
     let mut t = String::new();
     let skipped = if r.skipped_rows > 0 { format!(" ({} skipped)", r.skipped_rows) } else { String::new() };
-    let _ = writeln!(t, "sluice report: {} — {} rows{skipped}", r.files.join(", "), r.rows);
+    let shards = r.shards.as_ref().map_or_else(String::new, |s| format!("; {}", s.headline));
+    let _ = writeln!(t, "sluice report: {} — {} rows{skipped}{shards}", r.files.join(", "), r.rows);
+    for gap in r.shards.iter().flat_map(|s| &s.gaps) {
+        let _ = writeln!(t, "  partial    {gap}");
+    }
     let requests = format!("  requests   {} sent in {:.2}s: {}", o.requests, o.seconds, rate_line(o));
     let not_sent = if o.not_sent > 0 { format!(", {} not sent", o.not_sent) } else { String::new() };
     let answers = format!("{} answered, {} no answer{not_sent}", o.responses, o.errors);
@@ -77,6 +82,37 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(t, "  skipped    {problem}");
     }
     t
+}
+
+/// A line per shard: its own rate and lag, so a machine that fell behind shows.
+fn shards(r: &Report) -> String {
+    let Some(view) = &r.shards else { return String::new() };
+    let several_runs = view.shards.iter().any(|s| s.run_id != view.shards[0].run_id);
+    let headers: Vec<String> =
+        ["shard", "requests", "rate/s", "lag p50 ms", "lag p99 ms", "lag max ms", "file"].map(String::from).to_vec();
+    let rows = view
+        .shards
+        .iter()
+        .map(|s| {
+            let shard = if several_runs {
+                format!("{}:{}/{}", s.run_id, s.index, s.count)
+            } else {
+                format!("{}/{}", s.index, s.count)
+            };
+            let mut row = vec![
+                shard,
+                s.requests.to_string(),
+                per_second(s.achieved_rate),
+                format!("{:.2}", s.lag_p50_ms),
+                format!("{:.2}", s.lag_p99_ms),
+                format!("{:.2}", s.lag_max_ms),
+            ];
+            row.push(if s.complete { s.file.clone() } else { format!("{} — {}", s.file, s.state()) });
+            row
+        })
+        .collect();
+    let table = Table { headers, rows }.render_left_last();
+    format!("\nshards — {}; each shard's own achieved rate and lag behind the plan\n{table}", view.headline)
 }
 
 /// Class columns present in any shown line, in class order.
