@@ -83,27 +83,47 @@ pub fn find_shards(inputs: &[PathBuf]) -> Result<Found, ManifestError> {
     Ok(found)
 }
 
-/// The manifests and the CSVs in a directory, each sorted by name.
+/// The manifests and the CSVs in a directory and in its subdirectories one level down (a
+/// Kubernetes Indexed Job writes each shard to `RUN/INDEX/`), each sorted by path.
 fn directory_listing(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut manifests, mut csvs) = (Vec::new(), Vec::new());
-    for (n, entry) in std::fs::read_dir(dir)?.enumerate() {
-        if n >= MAX_DIR_ENTRIES {
-            return Err(std::io::Error::other(format!("more than {MAX_DIR_ENTRIES} entries: not a shard directory")));
-        }
-        let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.starts_with('.') || !path.is_file() {
-            continue;
-        }
-        if name.ends_with(MANIFEST_SUFFIX) {
-            manifests.push(path);
-        } else if name.ends_with(".csv") {
-            csvs.push(path);
+    let mut entries = 0;
+    for listed in [dir.to_path_buf()].into_iter().chain(subdirectories(dir)?) {
+        for entry in std::fs::read_dir(&listed)? {
+            entries += 1;
+            if entries > MAX_DIR_ENTRIES {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_DIR_ENTRIES} entries: not a shard directory"
+                )));
+            }
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with('.') || !path.is_file() {
+                continue;
+            }
+            if name.ends_with(MANIFEST_SUFFIX) {
+                manifests.push(path);
+            } else if name.ends_with(".csv") {
+                csvs.push(path);
+            }
         }
     }
     manifests.sort();
     csvs.sort();
     Ok((manifests, csvs))
+}
+
+/// The directories directly inside `dir`, hidden ones aside.
+fn subdirectories(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(dir)?.take(MAX_DIR_ENTRIES) {
+        let path = entry?.path();
+        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if path.is_dir() && !hidden {
+            dirs.push(path);
+        }
+    }
+    Ok(dirs)
 }
 
 #[cfg(test)]
@@ -135,5 +155,24 @@ mod tests {
         assert_eq!(indexes, [0, 1]);
         assert_eq!(found.shards[1].csv, dir.path().join("shard-1.csv"));
         assert_eq!(found.without_manifest, [dir.path().join("shard-2.csv")]);
+    }
+
+    #[test]
+    fn a_directory_of_per_index_directories_gives_their_shards() {
+        // The layout of `sluice k8s job`: RUN/0/shard-0.csv, RUN/1/shard-1.csv, …
+        let dir = tempfile::tempdir().unwrap();
+        for i in [0, 1, 2] {
+            let sub = dir.path().join(i.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            std::fs::write(sub.join(format!("shard-{i}.csv")), "").unwrap();
+            if i != 2 {
+                sample(i, 3).write_atomic(&sub.join(format!("shard-{i}{MANIFEST_SUFFIX}"))).unwrap();
+            }
+        }
+        let found = find_shards(&[dir.path().to_path_buf()]).unwrap();
+        let indexes: Vec<u32> = found.shards.iter().map(|s| s.manifest.shard.index).collect();
+        assert_eq!(indexes, [0, 1]);
+        assert_eq!(found.shards[1].csv, dir.path().join("1").join("shard-1.csv"));
+        assert_eq!(found.without_manifest, [dir.path().join("2").join("shard-2.csv")]);
     }
 }
