@@ -70,10 +70,20 @@ fn bad_flags_name_the_flag_and_exit_2_before_anything_is_written() {
         (&["--rate", "10", "--allow-methods", "GET,PO ST"], "--allow-methods"),
         (&["--rate", "10", "--max-bad-lines", "150%"], "--max-bad-lines"),
         (&["--rate", "10", "--format", "apache:%h %Z"], "--format"),
+        (
+            &["--rate", "10", "--shard", "4/4"],
+            "--shard: shard index 4 (from --shard) is not below the number of shards 4",
+        ),
+        (&["--rate", "10", "--shard", "auto/4"], "--shard: 'auto' found no shard index: none of JOB_COMPLETION_INDEX"),
+        (&["--rate", "10", "--start-at", "2020-01-01T00:00:00Z"], "--start-at: 2020-01-01T00:00:00.000Z passed"),
+        (&["--rate", "10", "--late-start", "skip"], "--late-start: says what to do when a run starts after --start-at"),
     ];
     for (flags, message) in cases {
         sluice()
             .args(["replay", log.to_str().unwrap(), "--target", "http://127.0.0.1:9", "--out", out.to_str().unwrap()])
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_PROCID")
+            .env_remove("NOMAD_ALLOC_INDEX")
             .args(*flags)
             .assert()
             .code(2)
@@ -200,4 +210,32 @@ fn parse_reads_gzip_and_stdin_and_exits_2_when_nothing_is_accepted() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("empty.log: the input is empty"));
+}
+
+#[test]
+fn a_late_shard_with_late_start_skip_keeps_the_common_start_and_records_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("late.csv");
+    // The common start passed a second ago: the first ~100 requests of the plan are already due.
+    let start = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    sluice()
+        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--target", "mock", "--rate", "100"])
+        .args(["--duration", "2s", "--start-at", &start, "--late-start", "skip", "--out", out.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let error = |r: &csv::StringRecord| r.get(12).unwrap().to_string();
+    let skipped = rows.iter().filter(|r| error(r) == "skipped_late").count();
+    assert!((90..=150).contains(&skipped), "{skipped} skipped_late rows");
+    // The rest of the plan (due from the moment it was ready) was sent at its global time.
+    let mut seqs: Vec<u64> = rows.iter().map(|r| r.get(0).unwrap().parse().unwrap()).collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "one row per planned request");
+    assert!((199..=201).contains(&seqs.len()), "2 s at 100/s: {}", seqs.len());
+    let first_sent =
+        rows.iter().filter(|r| error(r).is_empty()).map(|r| r.get(0).unwrap().parse::<u64>().unwrap()).min();
+    assert!(first_sent.is_some_and(|s| s as usize >= skipped), "nothing due before the late start was sent");
 }
