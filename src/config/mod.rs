@@ -230,11 +230,6 @@ impl ReplayConfig {
             late_start: LateStart::Refuse,
         }
     }
-
-    /// Flags, over the `--config` file when one is named, checked and turned into a configuration.
-    pub fn from_args(args: &ReplayOptions) -> Result<ReplayConfig, ConfigError> {
-        ReplayConfig::try_from(&args.with_config_file()?)
-    }
 }
 
 pub(crate) fn one_line(text: &str) -> String {
