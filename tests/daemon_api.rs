@@ -206,6 +206,37 @@ fn stopping_a_run_mid_way_drains_it_and_keeps_every_row() {
 }
 
 #[test]
+fn a_scheduled_runs_plan_starts_exactly_at_its_start_at() {
+    let server = mock(MockConfig::default());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = InProcess::start(state.path(), None, &[]);
+    let http = daemon.http(None);
+    http.upload("u.log", &fixture("unique-targets.log"));
+    // A whole second, as a fleet of daemons would be given one.
+    let at = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::TimeDelta::seconds(4),
+        chrono::TimeDelta::seconds(1),
+    )
+    .unwrap();
+    let run = http.submit(json!({"logs": ["u.log"], "target": server.url(), "rate": 50, "duration": "1s",
+                                 "start_at": at.to_rfc3339()}));
+    assert_eq!(run["state"], "scheduled");
+    let id = run["id"].as_str().unwrap();
+    let done = http.wait_finished(id, Duration::from_secs(60));
+    assert_eq!(done["state"], "completed", "{done:#}");
+    // Started a little ahead, its plan's T0 is the instant asked for: request n at at + n/50.
+    let rows = csv_rows(&http.get(&format!("/v1/runs/{id}/results.csv")).body);
+    assert_eq!(rows.len(), 50);
+    for row in &rows {
+        let seq: i64 = row["seq"].parse().unwrap();
+        let scheduled =
+            chrono::NaiveDateTime::parse_from_str(&row["scheduled_at"], "%Y-%m-%d %H:%M:%S%.3f").unwrap().and_utc();
+        let offset = (scheduled - at).num_milliseconds();
+        assert!((offset - seq * 20).abs() <= 1, "seq {seq} at start_at + {offset} ms");
+    }
+}
+
+#[test]
 fn runs_beyond_the_limit_queue_in_order_and_start_at_schedules_one() {
     let server = mock(MockConfig::default());
     let state = tempfile::tempdir().unwrap();

@@ -33,6 +33,10 @@ enum StopBy {
 }
 
 /// What only exists while a run's thread does.
+/// A scheduled run is started this long before its `start_at`, so that opening its logs and
+/// checking its target are done when its plan starts (the pacer waits for the exact instant).
+const START_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 struct Live {
     /// `None` while the run is starting (opening its logs, checking its target).
     handle: Option<RunHandle>,
@@ -306,7 +310,9 @@ impl Registry {
         }
         let now = Utc::now();
         for held in inner.runs.values_mut() {
-            if held.record.state == RunState::Scheduled && held.record.options.start_at.is_none_or(|t| t <= now) {
+            if held.record.state == RunState::Scheduled
+                && held.record.options.start_at.is_none_or(|t| t <= now + START_AHEAD)
+            {
                 held.record.state = RunState::Queued;
                 self.persist_quietly(&held.record);
             }

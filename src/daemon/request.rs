@@ -192,6 +192,10 @@ impl RunRequest {
         // The operator's rate cap holds at every moment, whatever the shape: it is the only bound
         // on `speed`, whose rate is the log's own.
         config.rate_ceiling = Some(policy.caps.max_rate);
+        // A start still ahead is the plan's exact T0, as `--start-at` is for `sluice replay`: the
+        // registry starts the run a little early and the pacer waits for it. A run that could not
+        // start in time (every slot was busy) starts when it can, as before.
+        config.start_at = self.start_at.filter(|at| *at > Utc::now());
         Ok(config)
     }
 
