@@ -77,6 +77,12 @@ fn bad_flags_name_the_flag_and_exit_2_before_anything_is_written() {
         (&["--rate", "10", "--shard", "auto/4"], "--shard: 'auto' found no shard index: none of JOB_COMPLETION_INDEX"),
         (&["--rate", "10", "--start-at", "2020-01-01T00:00:00Z"], "--start-at: 2020-01-01T00:00:00.000Z passed"),
         (&["--rate", "10", "--late-start", "skip"], "--late-start: says what to do when a run starts after --start-at"),
+        (
+            &["--rate", "10", "--start-at", "now+1m", "--late-start", "later"],
+            "--late-start: 'later': expected refuse or skip",
+        ),
+        (&["--rate", "10", "--start-at", "soon"], "--start-at: 'soon' is not a time"),
+        (&["--rate", "10", "--seq-header", "X Seq"], "--seq-header: 'X Seq' is not a header name"),
     ];
     for (flags, message) in cases {
         sluice()

@@ -359,3 +359,15 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         ]
     })
 }
+
+#[test]
+fn sessions_on_a_har_take_a_header_or_a_cookie_key_not_the_client() {
+    let out = tempfile::tempdir().unwrap();
+    sluice()
+        .args(["replay", fixture("page-load.har").to_str().unwrap(), "--format", "har", "--rate", "10"])
+        .args(["--target", "http://127.0.0.1:9", "--sessions", "client", "--out"])
+        .arg(out.path().join("r.csv"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--sessions client: a HAR records no client address or user"));
+}

@@ -25,6 +25,9 @@ pub struct Summary {
     pub target_rate: Option<f64>,
     /// The traffic shape as the banner says it: `200/s`, `stages 30s:0-200,…`, `logged timing ×4`.
     pub plan: String,
+    /// False at `--rate max`: nothing was planned for a time.
+    #[serde(skip)]
+    pub paced: bool,
     /// `I/K (index from …)` for one shard of a sharded run (`--shard`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
@@ -113,6 +116,7 @@ impl Summary {
             },
             shard: config.shard.map(|s| format!("{s} (index from {})", s.index_from)),
             plan: config.shape.describe(),
+            paced: config.shape.is_paced(),
             seed: config.shape.seed(),
             achieved_rate: if span > 0.0 { tally.requests as f64 / span } else { 0.0 },
             plan_curve: (config.shape.is_paced() && config.shape.steady_rate().is_none())
@@ -174,7 +178,7 @@ impl Summary {
         let mut t = String::new();
         let rate = match self.target_rate {
             Some(r) => format!("{:.1}/s achieved of {r}/s target", self.achieved_rate),
-            None if self.plan == "max rate" => format!("{:.1}/s achieved (--rate max)", self.achieved_rate),
+            None if !self.paced => format!("{:.1}/s achieved (--rate max)", self.achieved_rate),
             None => format!("{:.1}/s achieved on average", self.achieved_rate),
         };
         let how = match (self.interrupted, self.stopped_by) {
@@ -199,7 +203,7 @@ impl Summary {
             "  requests   {} sent in {:.2}s: {rate}; {} answered, {} no answer{not_sent}",
             self.requests_sent, self.scheduling_seconds, self.responses, self.errors
         );
-        if self.target_rate.is_none() && self.plan != "max rate" || self.seed.is_some() {
+        if self.target_rate.is_none() && self.paced || self.seed.is_some() {
             let repeat = self.seed.map(|s| format!(" — --seed {s} repeats these due times")).unwrap_or_default();
             let _ = writeln!(t, "  plan       {}{repeat}", self.plan);
         }
