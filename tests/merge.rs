@@ -82,6 +82,8 @@ fn write_shard(dir: &Path, index: u32, count: u32, requests: u64, slow: Option<u
         run_id: "nightly-42".into(),
         shard: ShardId { index, count, index_from: "JOB_COMPLETION_INDEX".into() },
         t0: DateTime::<Utc>::from_timestamp_millis(T0_MS).unwrap(),
+        finished_at: None,
+        format: None,
         start_at: DateTime::<Utc>::from_timestamp_millis(T0_MS),
         options_hash: "5e".repeat(32),
         options: serde_json::json!({"rate": 1000, "target": "http://127.0.0.1:8080", "concurrency": 64}),

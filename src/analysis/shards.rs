@@ -44,7 +44,8 @@ pub fn survey(files: &[PathBuf], check: ShardCheck) -> Result<Option<ShardFiles>
         manifests.push(manifest_beside(file).map_err(|e| e.to_string())?.map(|shard| shard.manifest));
     }
     let mut run_ids: Vec<&str> = Vec::new();
-    for m in manifests.iter().flatten() {
+    // A run of one shard (every unsharded run writes a manifest) has no set to check.
+    for m in manifests.iter().flatten().filter(|m| m.shard.count > 1) {
         if !run_ids.contains(&m.run_id.as_str()) {
             run_ids.push(&m.run_id);
         }
@@ -128,7 +129,7 @@ impl ShardFiles {
             .iter()
             .zip(&agg.files)
             .filter_map(|(m, facts)| {
-                let m = m.as_ref()?;
+                let m = m.as_ref().filter(|m| m.shard.count > 1)?;
                 let lag = Percentiles::of(&facts.lag);
                 let run = self.runs.iter().position(|r| r.run_id == m.run_id).unwrap_or(0);
                 Some((

@@ -69,8 +69,8 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     )?;
     let progress = ProgressDisplay::start(c.progress, handle.clone(), c.duration);
     let summary_json = c.summary_json.clone();
-    // What a shard's manifest needs once the run is over.
-    let shard_run = c.shard.is_some().then(|| c.clone());
+    // What the run's manifest needs once the run is over.
+    let (finished_config, format) = (c.clone(), run.format_name().to_string());
     let (csv, shape, sharded) = (c.out.clone(), c.shape.clone(), c.shard.is_some());
     let result = run.wait();
     progress.finish();
@@ -78,10 +78,13 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
 
     let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());
-    if let Some(config) = shard_run {
-        let t0 = handle.t0().map(crate::shard::write::wall_time_of);
-        crate::shard::write::write_manifest(&options, &config, &summary, t0)
-            .map_err(|e| crate::exit::UsageError(format!("the shard's manifest: {e}")))?;
+    let t0 = handle.t0().map(crate::shard::write::wall_time_of);
+    match crate::shard::write::write_manifest(&options, &finished_config, &summary, t0, &format) {
+        // Without its manifest a shard cannot be merged: the command fails.
+        Err(e) if sharded => return Err(crate::exit::UsageError(format!("the shard's manifest: {e}")).into()),
+        // An unsharded run's CSV is whole without it; the reports only miss the run's details.
+        Err(e) => eprintln!("sluice: the run's manifest was not written: {e}"),
+        Ok(()) => {}
     }
     if let Some(path) = summary_json {
         write_summary_json(&summary, &path)?;

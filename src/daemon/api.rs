@@ -30,6 +30,7 @@ use super::policy::{Rejection, check_log_name};
 use super::record::{RunRecord, RunState};
 use super::registry::{Registry, RegistryError, not_found};
 use super::request::RunRequest;
+use super::store::Paths;
 use super::upload::{MAX_LINE_BYTES, UploadCheck, UploadRefusal};
 use crate::sink::metrics::Metrics;
 
@@ -61,6 +62,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/runs/{id}/stop", post(stop_run))
         .route("/v1/runs/{id}/results.csv", get(results_csv))
         .route("/v1/runs/{id}/summary.json", get(summary_json))
+        .route("/v1/runs/{id}/manifest.json", get(manifest_json))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(api)
@@ -169,7 +171,7 @@ async fn no_route() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "no such endpoint; the API is /healthz, /metrics, /v1/logs[/{name}] and /v1/runs[/{id}[/events|/stop|\
-         /results.csv|/summary.json]]",
+         /results.csv|/summary.json|/manifest.json]]",
     )
 }
 
@@ -540,21 +542,39 @@ async fn summary_json(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&api, &headers)?;
-    let record = find(&api, &id)?;
+    finished_run_file(&api, &id, &headers, "summary", |paths| paths.summary(&id)).await
+}
+
+/// The run's manifest (`sluice merge` reads it beside the CSV): options (secrets redacted), logs
+/// and their SHA-256, shard, start and counts.
+async fn manifest_json(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    finished_run_file(&api, &id, &headers, "manifest", |paths| paths.manifest(&id)).await
+}
+
+/// A JSON file a run writes when it ends: 409 before, 404 when it ended without one.
+async fn finished_run_file(
+    api: &Api,
+    id: &str,
+    headers: &HeaderMap,
+    what: &str,
+    path: impl Fn(&Paths) -> PathBuf,
+) -> Result<Response, Problem> {
+    authorize(api, headers)?;
+    let record = find(api, id)?;
     if !record.state.is_finished() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            format!("run {id} is {}; its summary is written when it ends", record.state.as_str()),
+            format!("run {id} is {}; its {what} is written when it ends", record.state.as_str()),
         ));
     }
-    let bytes = tokio::fs::read(api.registry.paths().summary(&id)).await.map_err(|_| {
+    let bytes = tokio::fs::read(path(api.registry.paths())).await.map_err(|_| {
         Problem::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "run {id} ended without a summary ({})",
-                record.message.as_deref().unwrap_or(record.state.as_str())
-            ),
+            format!("run {id} ended without a {what} ({})", record.message.as_deref().unwrap_or(record.state.as_str())),
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())

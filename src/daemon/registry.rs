@@ -384,17 +384,17 @@ impl Registry {
     fn run_thread(self: Arc<Self>, id: String, request: RunRequest) {
         let mut guard = FinishGuard { registry: &self, id: &id, done: false };
         let started = request
-            .to_config(&self.paths.logs_dir, self.paths.csv(&id), &self.policy)
+            .prepare(&self.paths.logs_dir, self.paths.csv(&id), &self.policy)
             .map_err(|r| match r {
                 Rejection::Invalid(m) | Rejection::Forbidden(m) => m,
             })
-            .and_then(|config| {
+            .and_then(|(options, config)| {
                 let shape = config.shape.clone();
-                Run::start_with_metrics(config, Some(self.metrics.clone()))
-                    .map(|run| (run, shape))
+                Run::start_with_metrics(config.clone(), Some(self.metrics.clone()))
+                    .map(|run| (run, shape, options, config))
                     .map_err(|e| start_error(&e))
             });
-        let (run, shape) = match started {
+        let (run, shape, options, config) = match started {
             Ok(started) => started,
             Err(message) => {
                 guard.done = true;
@@ -403,10 +403,19 @@ impl Registry {
             }
         };
         let handle = run.handle();
-        if self.attach(&id, handle.clone(), shape, run.format_name()) {
+        let format = run.format_name().to_string();
+        if self.attach(&id, handle.clone(), shape, &format) {
             handle.cancel();
         }
         let result = run.wait().map_err(|e| start_error(&e));
+        if let Ok(summary) = &result {
+            // Beside the CSV, as `sluice replay` writes it: what `sluice runs results` merges a
+            // fleet's shards by (and refuses to merge a shard by when it is missing).
+            let t0 = handle.t0().map(crate::shard::write::wall_time_of);
+            if let Err(e) = crate::shard::write::write_manifest(&options, &config, summary, t0, &format) {
+                eprintln!("sluice daemon: run {id}: the run's manifest was not written: {e}");
+            }
+        }
         let last = ProgressView::of(&handle.progress(), 0.0);
         guard.done = true;
         self.finish(&id, result, Some(last));

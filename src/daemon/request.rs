@@ -31,6 +31,7 @@ use crate::config::{ProgressMode, ReplayOptions};
 use crate::config::{Rate, ReplayConfig, parse_rate};
 use crate::duration::parse_duration;
 use crate::pace::schedule::{RateCurve, parse_stages};
+use crate::pace::shard::Shard;
 use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Keys that would let a client read or write files of its choosing on the daemon's machine,
@@ -185,18 +186,34 @@ impl RunRequest {
     /// policy, then through the CLI's own checks, once. Submitting a run calls this too, to
     /// refuse at once what could not start.
     pub fn to_config(&self, logs_dir: &Path, out: PathBuf, policy: &Policy) -> Result<ReplayConfig, Rejection> {
+        self.prepare(logs_dir, out, policy).map(|(_, config)| config)
+    }
+
+    /// [`Self::to_config`], with the options it was made from (what a run's manifest records).
+    pub fn prepare(
+        &self,
+        logs_dir: &Path,
+        out: PathBuf,
+        policy: &Policy,
+    ) -> Result<(ReplayOptions, ReplayConfig), Rejection> {
         let options = self.to_options(logs_dir, out, policy)?;
         // The CLI's own validation (and its bounds), with its messages renamed to this API's keys.
         let mut config = ReplayConfig::try_from(&options)
             .map_err(|e| Rejection::Invalid(format!("{}: {}", json_key(e.flag), e.message)))?;
         // The operator's rate cap holds at every moment, whatever the shape: it is the only bound
-        // on `speed`, whose rate is the log's own.
-        config.rate_ceiling = Some(policy.caps.max_rate);
+        // on `speed`, whose rate is the log's own. A shard sends one K-th of the plan, whose
+        // pace the ceiling bounds.
+        let shards = config.shard.map_or(1.0, |s| f64::from(s.count));
+        config.rate_ceiling = Some(policy.caps.max_rate * shards);
         // A start still ahead is the plan's exact T0, as `--start-at` is for `sluice replay`: the
         // registry starts the run a little early and the pacer waits for it. A run that could not
-        // start in time (every slot was busy) starts when it can, as before.
-        config.start_at = self.start_at.filter(|at| *at > Utc::now());
-        Ok(config)
+        // start in time (every slot was busy) starts when it can, as before — but not a shard,
+        // whose requests interleave with the other shards': it keeps the common start, and
+        // `late_start` says what it does when it is late (the options carry it, see to_options).
+        if config.shard.is_none() {
+            config.start_at = self.start_at.filter(|at| *at > Utc::now());
+        }
+        Ok((options, config))
     }
 
     /// Checks everything the CLI does not, and gives the CLI's options with the daemon's
@@ -246,10 +263,24 @@ impl RunRequest {
             None if self.options.stages.is_some() => (None, self.options.once),
             None => (Some(format!("{}s", policy.caps.max_duration.as_secs_f64())), true),
         };
+        if let Some(shard) = &self.options.shard
+            && shard.trim_start().starts_with("auto")
+        {
+            return Err(invalid(format!(
+                "shard: '{shard}' reads the index from the environment of an engine (Kubernetes, Slurm, Nomad); a \
+                 daemon has none: give I/K, e.g. \"1/4\""
+            )));
+        }
+        // A shard's common start is the replay's `--start-at`: checked, and kept when late.
+        let start_at = match (&self.options.shard, self.start_at) {
+            (Some(_), Some(at)) => Some(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            _ => self.options.start_at.clone(),
+        };
         Ok(ReplayOptions {
             files: self.logs.iter().map(|name| logs_dir.join(name)).collect(),
             duration,
             once,
+            start_at,
             out: Some(out),
             progress: Some(ProgressMode::Never),
             header,
@@ -263,6 +294,12 @@ impl RunRequest {
             Rejection::Forbidden(format!("{what}; ask the daemon's operator to raise {flag} if you need more"))
         };
         let options = &self.options;
+        // A shard sends one K-th of the plan: that is what this daemon's cap bounds.
+        let shards = options.shard.as_deref().and_then(|s| Shard::parse(s, |_| None).ok()).map_or(1, |s| s.count);
+        let share = |rate: f64| rate / f64::from(shards);
+        let of_shards = |rate: f64| {
+            if shards > 1 { format!(", {} per shard of {shards}", share(rate)) } else { String::new() }
+        };
         if let Some(rate) = &options.rate {
             match parse_rate(rate).map_err(|m| Rejection::Invalid(format!("rate: {m}")))? {
                 Rate::Max => {
@@ -274,10 +311,11 @@ impl RunRequest {
                         "--max-rate",
                     ));
                 }
-                Rate::PerSecond(n) if n > caps.max_rate => {
+                Rate::PerSecond(n) if share(n) > caps.max_rate => {
                     return Err(over(
                         format!(
-                            "rate: {n} requests per second is over this daemon's limit of {} (--max-rate)",
+                            "rate: {n} requests per second{} is over this daemon's limit of {} (--max-rate)",
+                            of_shards(n),
                             caps.max_rate
                         ),
                         "--max-rate",
@@ -288,11 +326,12 @@ impl RunRequest {
         }
         if let Some(text) = &options.stages {
             let curve = RateCurve::stages(parse_stages(text).map_err(|m| Rejection::Invalid(format!("stages: {m}")))?);
-            if curve.peak() > caps.max_rate {
+            if share(curve.peak()) > caps.max_rate {
                 return Err(over(
                     format!(
-                        "stages: a peak of {} requests per second is over this daemon's limit of {} (--max-rate)",
+                        "stages: a peak of {} requests per second{} is over this daemon's limit of {} (--max-rate)",
                         curve.peak(),
+                        of_shards(curve.peak()),
                         caps.max_rate
                     ),
                     "--max-rate",

@@ -62,6 +62,10 @@ impl Paths {
     pub fn summary(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("summary.json")
     }
+    /// Written by the run itself when it ends, beside its CSV ([`crate::shard::write`]).
+    pub fn manifest(&self, id: &str) -> PathBuf {
+        crate::shard::manifest_path_for(&self.csv(id))
+    }
     fn secrets(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("secrets.json")
     }

@@ -1,4 +1,4 @@
-//! What a shard says about itself when its run ends: `<csv stem>.manifest.json` beside its CSV
+//! What a run says about itself when it ends: `<csv stem>.manifest.json` beside its CSV
 //! (`shard-2.csv` → `shard-2.manifest.json`, so the shards of a run may share one directory).
 //!
 //! The manifest is written last and by rename ([`Manifest::write_atomic`]): a manifest that exists
@@ -40,6 +40,12 @@ pub struct Manifest {
     /// When the plan started (its request 0 is due at `t0`), UTC, RFC 3339 with microseconds.
     #[serde(with = "rfc3339_micros")]
     pub t0: DateTime<Utc>,
+    /// When the run ended (its summary was made), UTC. Absent from manifests written before sluice recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_micros_option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The log format the run read (what `--format auto` chose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     /// The common start asked for (`--start-at`), when there was one.
     #[serde(default, with = "rfc3339_micros_option")]
     pub start_at: Option<DateTime<Utc>>,
@@ -83,7 +89,8 @@ pub struct LogFile {
     pub name: String,
     /// Its size in bytes.
     pub bytes: u64,
-    /// Hex SHA-256 of its content ([`sha256_file`]).
+    /// Hex SHA-256 of its content ([`sha256_file`]); empty for standard input (`-`), which an
+    /// unsharded run may read and nothing can read again.
     pub sha256: String,
 }
 
@@ -325,6 +332,8 @@ pub(crate) mod tests {
             run_id: "nightly-42".into(),
             shard: ShardId { index, count, index_from: "--shard".into() },
             t0: DateTime::parse_from_rfc3339("2026-12-01T02:00:00.000250Z").unwrap().with_timezone(&Utc),
+            finished_at: None,
+            format: None,
             start_at: None,
             options_hash: "ab".repeat(32),
             options: serde_json::json!({"rate": 1000, "target": "http://staging:8080", "headers": {"x-a": "1"}}),

@@ -1,5 +1,7 @@
-//! The manifest a shard writes when its run ends: what `sluice merge` and `sluice report` check a
-//! set of shards against.
+//! The manifest every run writes when it ends, beside its CSV: what the run was (options, logs,
+//! sluice version, when it started and ended), for the reports to show, and for a shard what
+//! `sluice merge` and `sluice report` check a set of shards against. An unsharded run is shard 0
+//! of 1.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -17,14 +19,22 @@ use crate::source::Input;
 const PER_SHARD_OPTIONS: [&str; 9] =
     ["files", "out", "summary_json", "progress", "metrics_listen", "config", "shard", "start_at", "dry_run"];
 
-/// Writes `<csv stem>.manifest.json` beside the shard's CSV, by rename, last.
+/// What the manifest says of an unsharded run: it is the whole run.
+const UNSHARDED: &str = "unsharded";
+
+/// Writes `<csv stem>.manifest.json` beside the run's CSV, by rename, last. `format` is the log
+/// format the run read (the one `--format auto` chose).
 pub fn write_manifest(
     options: &ReplayOptions,
     config: &ReplayConfig,
     summary: &Summary,
     t0: Option<DateTime<Utc>>,
+    format: &str,
 ) -> Result<(), ManifestError> {
-    let shard = config.shard.expect("only a shard writes a manifest");
+    let shard = match config.shard {
+        Some(s) => ShardId { index: s.index, count: s.count, index_from: s.index_from.to_string() },
+        None => ShardId { index: 0, count: 1, index_from: UNSHARDED.to_string() },
+    };
     let path = manifest_path_for(&config.out);
     let failed = |reason: String| ManifestError { path: path.display().to_string(), reason };
     let (shown, hash) = effective_options(options).map_err(|e| failed(e.to_string()))?;
@@ -40,7 +50,11 @@ pub fn write_manifest(
                 bytes: std::fs::metadata(path).map_err(|e| failed(format!("{}: {e}", path.display())))?.len(),
                 sha256: sha256_file(path).map_err(|e| failed(format!("{}: {e}", path.display())))?,
             }),
-            Input::Stdin => Err(failed("a shard reading standard input cannot prove it read the same log".into())),
+            Input::Stdin if config.shard.is_some() => {
+                Err(failed("a shard reading standard input cannot prove it read the same log".into()))
+            }
+            // What came through a pipe cannot be read again to be hashed.
+            Input::Stdin => Ok(LogFile { name: "-".into(), bytes: 0, sha256: String::new() }),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let incomplete_reason = if summary.interrupted {
@@ -57,8 +71,10 @@ pub fn write_manifest(
     let manifest = Manifest {
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),
         run_id: hex(&run.finalize()[..8]),
-        shard: ShardId { index: shard.index, count: shard.count, index_from: shard.index_from.to_string() },
+        shard,
         t0: t0.unwrap_or_else(Utc::now),
+        finished_at: Some(Utc::now()),
+        format: Some(format.to_string()),
         start_at: config.start_at,
         options_hash: hash,
         options: shown,
