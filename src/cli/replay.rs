@@ -79,7 +79,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());
     let t0 = handle.t0().map(crate::shard::write::wall_time_of);
-    match crate::shard::write::write_manifest(&options, &finished_config, &summary, t0, &format) {
+    match crate::shard::write::write_manifest(&options, &finished_config, &summary, t0, &format, None) {
         // Without its manifest a shard cannot be merged: the command fails.
         Err(e) if sharded => return Err(crate::exit::UsageError(format!("the shard's manifest: {e}")).into()),
         // An unsharded run's CSV is whole without it; the reports only miss the run's details.

@@ -18,6 +18,8 @@ use crate::daemon::DEFAULT_LISTEN;
 use crate::daemon::auth::TOKEN_ENV;
 use crate::exit::{Exit, UsageError};
 
+mod fleet;
+
 /// The environment variable naming the daemon when `--daemon` is not given.
 pub const DAEMON_ENV: &str = "SLUICE_DAEMON";
 
@@ -27,9 +29,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// The daemon's URL [default: $SLUICE_DAEMON, else http://127.0.0.1:7878]. The token is read
-    /// from $SLUICE_TOKEN.
+    /// from $SLUICE_TOKEN. Several, with `submit`: a fleet, one shard of the run on each.
     #[arg(long, global = true, value_name = "URL")]
-    pub daemon: Option<String>,
+    pub daemon: Vec<String>,
 
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -37,18 +39,24 @@ pub struct RunsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Submit a run: a JSON file of replay options (`-` reads stdin). Prints the run's id.
+    /// Submit a run: a JSON file of replay options (`-` reads stdin). Prints the run's id; to
+    /// several `--daemon`s, one shard each (`shard` I/K, a common `start_at`), and prints the
+    /// fleet: a line per shard, `DAEMON RUN-ID SHARD`, for `watch`, `stop` and `results --fleet`.
     Submit {
         /// e.g. {"logs":["access.log.gz"],"target":"http://127.0.0.1:8080","rate":200,"duration":"10m"}
         #[arg(value_name = "REQUEST.json")]
         request: PathBuf,
-        /// Upload this log first (under its file name); when the request names no `logs`, the
-        /// uploaded ones are replayed. Repeatable.
+        /// Upload this log first (under its file name; to every daemon of a fleet); when the
+        /// request names no `logs`, the uploaded ones are replayed. Repeatable.
         #[arg(long, value_name = "FILE")]
         upload: Vec<PathBuf>,
         /// Then follow the run until it ends, like `watch`.
         #[arg(long)]
         follow: bool,
+        /// A fleet's common start, when the request has no `start_at`: this long after the
+        /// submissions begin (time enough to reach every daemon).
+        #[arg(long, value_name = "D", default_value = "10s")]
+        start_in: String,
     },
     /// List runs, newest first.
     List,
@@ -58,26 +66,43 @@ pub enum RunsCommand {
         id: String,
     },
     /// Follow a run's progress until it ends; exits 0 if it completed, 2 if it failed, 130 if it
-    /// was stopped or interrupted.
+    /// was stopped or interrupted (a fleet: the worst of its shards).
     Watch {
-        #[arg(help = RUN_ID_HELP)]
-        id: String,
+        #[arg(help = RUN_ID_HELP, required_unless_present = "fleet")]
+        id: Option<String>,
+        #[arg(long, value_name = "FILE", conflicts_with = "id", help = FLEET_HELP)]
+        fleet: Option<PathBuf>,
     },
     /// Stop a run: a queued one at once, a running one after its in-flight requests drain.
     Stop {
-        #[arg(help = RUN_ID_HELP)]
-        id: String,
+        #[arg(help = RUN_ID_HELP, required_unless_present = "fleet")]
+        id: Option<String>,
+        #[arg(long, value_name = "FILE", conflicts_with = "id", help = FLEET_HELP)]
+        fleet: Option<PathBuf>,
     },
-    /// Download a run's CSV (also while it runs: the rows written so far), or its summary.
+    /// Download a run's CSV (also while it runs: the rows written so far), or its summary. With
+    /// `--fleet`: every shard's CSV and manifest into a directory, checked and merged into `--out`
+    /// as `sluice merge` does.
     Results {
-        #[arg(help = RUN_ID_HELP)]
-        id: String,
-        /// Write here instead of stdout.
+        #[arg(help = RUN_ID_HELP, required_unless_present = "fleet")]
+        id: Option<String>,
+        /// Write here instead of stdout (required with --fleet: the merged CSV).
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// The summary (JSON) instead of the CSV.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fleet")]
         summary: bool,
+        #[arg(long, value_name = "FILE", conflicts_with = "id", requires = "out", help = FLEET_HELP)]
+        fleet: Option<PathBuf>,
+        /// With --fleet: where the shards' CSVs and manifests are kept, one directory per shard
+        /// (`sluice report DIR` shows each shard's rate and lag) [default: <out stem>-shards
+        /// beside --out].
+        #[arg(long, value_name = "DIR", requires = "fleet")]
+        shards_dir: Option<PathBuf>,
+        /// With --fleet: merge the shards there are when some are missing, unfinished or
+        /// incomplete, saying which.
+        #[arg(long, requires = "fleet")]
+        allow_partial: bool,
     },
     /// Delete a run that ended, with its CSV and summary.
     Delete {
@@ -86,23 +111,38 @@ pub enum RunsCommand {
     },
 }
 
+/// `--fleet` of the commands that can name a fleet's runs.
+const FLEET_HELP: &str = "The runs of a fleet, as `runs submit` printed them to several --daemon: a line per shard, \
+                          DAEMON RUN-ID SHARD";
+
 /// `<ID>` of the commands that name one run.
 const RUN_ID_HELP: &str = "The run's id, as `runs submit` printed it and `runs list` shows it (the time it was submitted, in UTC: 20261121-140307-123)";
 
 pub fn run(args: &RunsArgs) -> anyhow::Result<Exit> {
-    let client = Client::new(args.daemon.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Some(fleet) = fleet::Command::of(args)? {
+        return runtime.block_on(fleet.run());
+    }
+    if args.daemon.len() > 1 {
+        return Err(UsageError(
+            "several --daemon are a fleet, which `runs submit` makes; the other commands name its runs with --fleet FILE"
+                .into(),
+        )
+        .into());
+    }
+    let client = Client::new(args.daemon.first().map(String::as_str))?;
     runtime.block_on(client.command(&args.command))
 }
 
-struct Client {
+/// One daemon's API.
+pub(super) struct Client {
     base: reqwest::Url,
     http: reqwest::Client,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(daemon: Option<&str>) -> anyhow::Result<Client> {
+    pub(super) fn new(daemon: Option<&str>) -> anyhow::Result<Client> {
         let text = daemon
             .map(str::to_string)
             .or_else(|| std::env::var(DAEMON_ENV).ok().filter(|s| !s.is_empty()))
@@ -116,7 +156,7 @@ impl Client {
         Ok(Client { base, http, token })
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
         let builder = self.http.request(method, url);
@@ -127,7 +167,7 @@ impl Client {
     }
 
     /// Sends, and turns a problem+json answer into an error that says what the daemon said.
-    async fn send(&self, builder: RequestBuilder) -> anyhow::Result<Response> {
+    pub(super) async fn send(&self, builder: RequestBuilder) -> anyhow::Result<Response> {
         let response = builder.send().await.map_err(|e| {
             anyhow!(
                 "cannot reach the daemon at {}: {e} (is `sluice daemon` running there? set --daemon or {DAEMON_ENV})",
@@ -147,7 +187,7 @@ impl Client {
         Err(UsageError(format!("the daemon answered {status}: {detail}{hint}")).into())
     }
 
-    async fn json(&self, builder: RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn json(&self, builder: RequestBuilder) -> anyhow::Result<Value> {
         let response = self.send(builder.timeout(REQUEST_TIMEOUT)).await?;
         let bytes = response.bytes().await?;
         serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
@@ -155,9 +195,13 @@ impl Client {
 
     async fn command(&self, command: &RunsCommand) -> anyhow::Result<Exit> {
         match command {
-            RunsCommand::Submit { request, upload, follow } => {
-                let (id, shown) = self.submit(request, upload).await?;
-                if *follow { self.watch(&id, shown).await } else { Ok(Exit::Ok) }
+            RunsCommand::Submit { request, upload, follow, .. } => {
+                let mut body = read_request(request)?;
+                let names = self.upload_all(upload).await?;
+                name_uploaded_logs(&mut body, names);
+                let (id, shown) = self.submit(&body, "").await?;
+                stdout(format!("{id}\n").as_bytes())?;
+                if *follow { self.watch(&id, shown, "").await } else { Ok(Exit::Ok) }
             }
             RunsCommand::List => {
                 let runs = self.json(self.request(Method::GET, "/v1/runs")).await?;
@@ -172,13 +216,13 @@ impl Client {
                 stdout(&bytes)?;
                 Ok(Exit::Ok)
             }
-            RunsCommand::Watch { id } => self.watch(id, String::new()).await,
-            RunsCommand::Stop { id } => {
-                let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
-                eprintln!("sluice: run {id}: {}", run["state"].as_str().unwrap_or("?"));
+            RunsCommand::Watch { id, .. } => self.watch(one(id), String::new(), "").await,
+            RunsCommand::Stop { id, .. } => {
+                self.stop(one(id), "").await?;
                 Ok(Exit::Ok)
             }
-            RunsCommand::Results { id, out, summary } => {
+            RunsCommand::Results { id, out, summary, .. } => {
+                let id = one(id);
                 let file = if *summary { "/summary.json" } else { "/results.csv" };
                 let mut response = self.send(self.request(Method::GET, &run_path(id, file))).await?;
                 let mut sink: Box<dyn Write> = match out {
@@ -201,31 +245,30 @@ impl Client {
         }
     }
 
-    /// Returns the run's id and the line printed about it.
-    async fn submit(&self, request: &Path, uploads: &[PathBuf]) -> anyhow::Result<(String, String)> {
-        let text = if request == Path::new("-") {
-            std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
-        } else {
-            std::fs::read_to_string(request).map_err(|e| UsageError(format!("{}: {e}", request.display())))?
-        };
-        let mut body: Value =
-            serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: not JSON: {e}", request.display())))?;
-        let mut names = Vec::new();
-        for path in uploads {
+    /// Submits a run; returns its id and the line printed about it (after `label`, which names
+    /// a fleet's shard).
+    pub(super) async fn submit(&self, body: &Value, label: &str) -> anyhow::Result<(String, String)> {
+        let run = self.json(self.request(Method::POST, "/v1/runs").json_body(body)).await?;
+        let id = run["id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no run id"))?.to_string();
+        let line = progress_line(&run, label);
+        eprintln!("{line}");
+        Ok((id, line))
+    }
+
+    /// Stops a run, saying what state it is in now.
+    pub(super) async fn stop(&self, id: &str, label: &str) -> anyhow::Result<()> {
+        let run = self.json(self.request(Method::POST, &run_path(id, "/stop"))).await?;
+        eprintln!("sluice: {label}run {id}: {}", run["state"].as_str().unwrap_or("?"));
+        Ok(())
+    }
+
+    /// Uploads every file; returns their names.
+    pub(super) async fn upload_all(&self, paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::with_capacity(paths.len());
+        for path in paths {
             names.push(self.upload(path).await?);
         }
-        if let Some(object) = body.as_object_mut()
-            && !names.is_empty()
-            && object.get("logs").is_none_or(|l| l.as_array().is_some_and(Vec::is_empty))
-        {
-            object.insert("logs".into(), Value::from(names));
-        }
-        let run = self.json(self.request(Method::POST, "/v1/runs").json_body(&body)).await?;
-        let id = run["id"].as_str().ok_or_else(|| anyhow!("the daemon's answer has no run id"))?.to_string();
-        let line = progress_line(&run);
-        eprintln!("{line}");
-        stdout(format!("{id}\n").as_bytes())?;
-        Ok((id, line))
+        Ok(names)
     }
 
     /// Streams a local log to the daemon under its file name; returns the name.
@@ -244,13 +287,14 @@ impl Client {
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
         self.send(builder).await?;
-        eprintln!("sluice: uploaded {name} ({len} bytes)");
+        eprintln!("sluice: uploaded {name} ({len} bytes) to {}", self.base);
         Ok(name)
     }
 
     /// Follows `/events` until the run ends, a line per change (`shown` is the last line already
-    /// printed), then the run's final figures; the exit code says how it ended.
-    async fn watch(&self, id: &str, mut shown: String) -> anyhow::Result<Exit> {
+    /// printed), then the run's final figures; the exit code says how it ended. `label` names a
+    /// fleet's shard in every line.
+    pub(super) async fn watch(&self, id: &str, mut shown: String, label: &str) -> anyhow::Result<Exit> {
         let mut response = self.send(self.request(Method::GET, &run_path(id, "/events"))).await?;
         let mut buffer = Vec::new();
         let mut last: Option<Value> = None;
@@ -261,12 +305,12 @@ impl Client {
                 let Some((event, data)) = parse_event(&String::from_utf8_lossy(&block)) else { continue };
                 let Ok(run) = serde_json::from_str::<Value>(&data) else { continue };
                 if event == "end" {
-                    eprintln!("{}", final_line(&run));
+                    eprintln!("{}", final_line(&run, label));
                     return Ok(final_outcome(Some(&run)));
                 }
                 // A run between its last request and its summary (draining, flushing) sends the
                 // same snapshot again: said once.
-                let line = progress_line(&run);
+                let line = progress_line(&run, label);
                 if line != shown {
                     eprintln!("{line}");
                     shown = line;
@@ -276,14 +320,43 @@ impl Client {
         }
         // The stream ended without its `end` event (the daemon stopped): say what is known.
         if let Some(run) = &last {
-            eprintln!("sluice: the daemon closed the event stream before run {id} ended; last seen {}", run["state"]);
+            eprintln!(
+                "sluice: {label}the daemon closed the event stream before run {id} ended; last seen {}",
+                run["state"]
+            );
         }
         Ok(final_outcome(last.as_ref()))
     }
 }
 
+/// The id of a command that names one run (clap requires it unless `--fleet` is given, which
+/// [`fleet::Command::of`] has taken).
+fn one(id: &Option<String>) -> &str {
+    id.as_deref().unwrap_or_default()
+}
+
+/// A run request from a file, or stdin for `-`.
+pub(super) fn read_request(request: &Path) -> anyhow::Result<Value> {
+    let text = if request == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
+    } else {
+        std::fs::read_to_string(request).map_err(|e| UsageError(format!("{}: {e}", request.display())))?
+    };
+    Ok(serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: not JSON: {e}", request.display())))?)
+}
+
+/// When the request names no `logs`, it replays the ones just uploaded.
+pub(super) fn name_uploaded_logs(body: &mut Value, names: Vec<String>) {
+    if let Some(object) = body.as_object_mut()
+        && !names.is_empty()
+        && object.get("logs").is_none_or(|l| l.as_array().is_some_and(Vec::is_empty))
+    {
+        object.insert("logs".into(), Value::from(names));
+    }
+}
+
 /// Writes to stdout, returning errors (a closed pipe) instead of panicking like `print!`.
-fn stdout(bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
@@ -299,7 +372,7 @@ impl JsonBody for RequestBuilder {
     }
 }
 
-fn run_path(id: &str, rest: &str) -> String {
+pub(super) fn run_path(id: &str, rest: &str) -> String {
     format!("/v1/runs/{}{rest}", encode(id))
 }
 
@@ -337,7 +410,7 @@ fn parse_event(block: &str) -> Option<(String, String)> {
     (!data.is_empty()).then(|| (event, data.join("\n")))
 }
 
-fn final_outcome(run: Option<&Value>) -> Exit {
+pub(super) fn final_outcome(run: Option<&Value>) -> Exit {
     match run.and_then(|r| r["state"].as_str()) {
         Some("completed") => Exit::Ok,
         Some("stopped" | "interrupted") => Exit::Interrupted,
@@ -352,11 +425,11 @@ fn answers(progress: &Value) -> String {
     format!("{} no answer {}", classes.to_text(), progress["errors"].as_u64().unwrap_or(0))
 }
 
-fn progress_line(run: &Value) -> String {
+fn progress_line(run: &Value, label: &str) -> String {
     let p = &run["progress"];
     let f = |key: &str| p[key].as_f64().unwrap_or(0.0);
     let state = run["state"].as_str().unwrap_or("?");
-    let mut line = format!("sluice: run {} {state}", run["id"].as_str().unwrap_or("?"));
+    let mut line = format!("sluice: {label}run {} {state}", run["id"].as_str().unwrap_or("?"));
     if p.is_object() {
         line += &format!(
             ": {} sent, {}, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, lag p99 {:.1} ms",
@@ -376,9 +449,9 @@ fn progress_line(run: &Value) -> String {
 
 /// How a run ended: its state, what was sent, the status mix (each code, from the summary) and
 /// the latencies; or why it ended without a summary.
-fn final_line(run: &Value) -> String {
+fn final_line(run: &Value, label: &str) -> String {
     let state = run["state"].as_str().unwrap_or("?");
-    let mut line = format!("sluice: run {} {state}", run["id"].as_str().unwrap_or("?"));
+    let mut line = format!("sluice: {label}run {} {state}", run["id"].as_str().unwrap_or("?"));
     let summary = &run["summary"];
     if summary.is_object() {
         let statuses = summary["statuses"]

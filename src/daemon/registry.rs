@@ -403,7 +403,7 @@ impl Registry {
             }
         };
         let handle = run.handle();
-        let format = run.format_name().to_string();
+        let (format, logs) = (run.format_name().to_string(), request.logs.clone());
         if self.attach(&id, handle.clone(), shape, &format) {
             handle.cancel();
         }
@@ -412,7 +412,7 @@ impl Registry {
             // Beside the CSV, as `sluice replay` writes it: what `sluice runs results` merges a
             // fleet's shards by (and refuses to merge a shard by when it is missing).
             let t0 = handle.t0().map(crate::shard::write::wall_time_of);
-            if let Err(e) = crate::shard::write::write_manifest(&options, &config, summary, t0, &format) {
+            if let Err(e) = crate::shard::write::write_manifest(&options, &config, summary, t0, &format, Some(&logs)) {
                 eprintln!("sluice daemon: run {id}: the run's manifest was not written: {e}");
             }
         }

@@ -569,6 +569,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_is_held_to_its_share_of_the_rate_and_keeps_its_common_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "").unwrap();
+        let policy = Policy { caps: Caps { max_rate: 30.0, ..Caps::default() }, ..Default::default() };
+        let config = |json: &str| {
+            request(json).to_config(dir.path(), dir.path().join("r.csv"), &policy).map_err(|r| match r {
+                Rejection::Invalid(m) | Rejection::Forbidden(m) => m,
+            })
+        };
+        let start = (Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+        let shard = config(&format!(
+            r#"{{"logs":["a"],"target":"http://127.0.0.1:1","rate":100,"shard":"1/4","start_at":"{start}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(shard.rate_ceiling, Some(120.0), "the plan's ceiling: four shards of 30/s");
+        assert_eq!(shard.start_at.map(|t| t.timestamp()), Some(start.parse::<DateTime<Utc>>().unwrap().timestamp()));
+        let over = config(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":200,"shard":"0/4"}"#).unwrap_err();
+        assert!(over.contains("rate: 200 requests per second, 50 per shard of 4 is over"), "{over}");
+        let auto = config(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":10,"shard":"auto/4"}"#).unwrap_err();
+        assert!(auto.contains("a daemon has none: give I/K"), "{auto}");
+        let past = (Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+        let late = config(&format!(
+            r#"{{"logs":["a"],"target":"http://127.0.0.1:1","rate":10,"shard":"0/2","start_at":"{past}"}}"#
+        ))
+        .unwrap_err();
+        assert!(late.starts_with("start_at: ") && late.contains("would start late"), "{late}");
+    }
+
+    #[test]
     fn requests_over_the_operators_caps_are_forbidden_naming_the_cap() {
         let policy = Policy {
             caps: Caps {

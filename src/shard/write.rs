@@ -23,13 +23,15 @@ const PER_SHARD_OPTIONS: [&str; 9] =
 const UNSHARDED: &str = "unsharded";
 
 /// Writes `<csv stem>.manifest.json` beside the run's CSV, by rename, last. `format` is the log
-/// format the run read (the one `--format auto` chose).
+/// format the run read (the one `--format auto` chose); `log_names`, when given, are the logs'
+/// names as the manifest shows them (the daemon's upload names, not its paths), in input order.
 pub fn write_manifest(
     options: &ReplayOptions,
     config: &ReplayConfig,
     summary: &Summary,
     t0: Option<DateTime<Utc>>,
     format: &str,
+    log_names: Option<&[String]>,
 ) -> Result<(), ManifestError> {
     let shard = match config.shard {
         Some(s) => ShardId { index: s.index, count: s.count, index_from: s.index_from.to_string() },
@@ -44,9 +46,10 @@ pub fn write_manifest(
     let logs = config
         .inputs
         .iter()
-        .map(|input| match input {
+        .enumerate()
+        .map(|(i, input)| match input {
             Input::File(path) => Ok(LogFile {
-                name: path.display().to_string(),
+                name: log_names.and_then(|names| names.get(i)).cloned().unwrap_or_else(|| path.display().to_string()),
                 bytes: std::fs::metadata(path).map_err(|e| failed(format!("{}: {e}", path.display())))?.len(),
                 sha256: sha256_file(path).map_err(|e| failed(format!("{}: {e}", path.display())))?,
             }),
