@@ -25,6 +25,9 @@
 //! sink/: the writer thread — CSV rows (results: the columns), the Tally (stats), metrics,
 //!        --abort-on
 //!
+//! prom: the target's own metrics in a Prometheus — `prom:` assertions after the run and
+//!       `--abort-on 'prom:…'` while it goes (a thread of the run's)
+//!
 //! results CSV ──▶ analysis/: streaming fold into HDR histograms per route and time slice
 //!   ▼
 //! `sluice report` / `replay --report`: routes, logged vs replayed status, over time; assertions
@@ -46,6 +49,7 @@ pub mod duration;
 pub mod exit;
 pub mod pace;
 pub mod plan;
+pub mod prom;
 pub mod results;
 pub mod run;
 pub mod scenario;

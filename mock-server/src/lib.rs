@@ -22,6 +22,7 @@
 //! - [`config`]: [`MockConfig`] and the pure [`MockConfig::decide`].
 //! - [`server`]: [`spawn`], [`spawn_in_thread`], [`MockServer`].
 //! - [`record`]: [`RecordedRequest`] and the JSON-lines writer.
+//! - [`metrics`]: `GET /metrics`, what the mock answered by path and status, for a Prometheus.
 //! - [`cli`]: [`MockArgs`] and [`run_cli`], shared by `sluice-mock` and `sluice mock`.
 //!
 //! # Determinism
@@ -66,6 +67,7 @@
 pub mod cli;
 pub mod config;
 mod error;
+pub mod metrics;
 pub mod record;
 pub mod server;
 pub mod spec;

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Decision, MockConfig, SEQ_HEADER};
 use crate::error::MockError;
+use crate::metrics::{METRICS_PATH, Metrics};
 use crate::record::{FileRecorder, RecordedRequest};
 use crate::spec::{AWAY_ORIGIN, Behavior, REDIRECTED_PREFIX};
 
@@ -93,6 +94,7 @@ fn prepare(
         file,
         config,
         stats: Stats::default(),
+        metrics: Metrics::default(),
         shutdown: shutdown_rx,
         http,
     });
@@ -277,6 +279,7 @@ struct State {
     config: MockConfig,
     body: Bytes,
     stats: Stats,
+    metrics: Metrics,
     memory: Option<Mutex<Vec<RecordedRequest>>>,
     file: Option<FileRecorder>,
     /// Turns true once shutdown starts; every connection and hanging request watches it.
@@ -527,6 +530,11 @@ impl fmt::Display for NoAnswer {
 impl std::error::Error for NoAnswer {}
 
 async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, NoAnswer> {
+    if req.method() == hyper::Method::GET && req.uri().path() == METRICS_PATH {
+        let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+        return Ok(response);
+    }
     let stats = &state.stats;
     let _in_flight = InFlight::enter(stats);
     let (parts, body) = req.into_parts();
@@ -534,6 +542,7 @@ async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> R
     // The whole body is read before answering, as a real server would; a client that goes away
     // meanwhile ends the request here, unrecorded.
     let (body, body_len) = read_body(body, keep).await.map_err(|_| NoAnswer)?;
+    let decided_at = tokio::time::Instant::now();
 
     let seq = stats.requests.fetch_add(1, Ordering::Relaxed);
     let key =
@@ -561,6 +570,7 @@ async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> R
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
     }
+    state.metrics.observe(parts.uri.path(), decision.behavior, decided_at.elapsed());
     match decision.behavior {
         Behavior::Status(code) => Ok(respond(&state, code, seq)),
         Behavior::Redirect { away } => {

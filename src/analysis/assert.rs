@@ -192,7 +192,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, measured: f64, threshold: f64) -> bool {
+    pub(crate) fn holds(self, measured: f64, threshold: f64) -> bool {
         match self {
             Op::Lt => measured < threshold,
             Op::Le => measured <= threshold,

@@ -21,6 +21,7 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     // Assertions are checked before anything is sent: a typo must not cost a six-hour soak.
     let checks = crate::cli::report::ReplayChecks::from_options(&options)?;
     checks.check_against(&config.shape)?;
+    checks.check_prom_queries(&config.prom_abort)?;
     if config.dry_run {
         let report = crate::run::dry_run(&config).map_err(crate::exit::run_error)?;
         if matches!(config.format, FormatChoice::Auto) {
@@ -90,7 +91,9 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         write_summary_json(&summary, &path)?;
     }
     // The report reads the CSV the run has just flushed; an interrupted run still gets it.
-    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape, sharded)) {
+    // The window the target's metrics are judged over: from T0 to the end of the drain.
+    let window = crate::prom::RunWindow { start: t0.unwrap_or_else(chrono::Utc::now), end: chrono::Utc::now() };
+    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape, sharded, window)) {
         None => (true, false),
         Some(Ok(passed)) => (passed, false),
         Some(Err(e)) => {

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::analysis::assert::Verdict;
 use crate::analysis::render::{self, ReportFormat, text};
 use crate::analysis::{self, Assertion, FoldError, Report, ReportOptions, RouteRule, Settings, ShardCheck, TargetRate};
 use crate::cli::ReportArgs;
@@ -13,6 +14,7 @@ use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
 use crate::pace::schedule::Shape;
+use crate::prom::{PromCheck, Prometheus, RunWindow};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let settings = settings_from(args)?;
@@ -113,17 +115,43 @@ fn fold_error(e: FoldError) -> anyhow::Error {
 pub struct ReplayChecks {
     pub report: bool,
     pub assertions: Vec<Assertion>,
+    /// `--assert 'prom:…'`, judged on `prometheus` over the run's window.
+    pub prom: Vec<PromCheck>,
+    pub prometheus: Option<Prometheus>,
 }
 
 impl ReplayChecks {
-    /// From the flags over the `--config` file (which may hold `report` and `assert` too).
     /// From the run's options, `--config` file already merged in.
     pub fn from_options(options: &ReplayOptions) -> Result<ReplayChecks, UsageError> {
-        Ok(ReplayChecks { report: options.report, assertions: parse_assertions(&options.assert)? })
+        let (prom, csv): (Vec<String>, Vec<String>) =
+            options.assert.iter().cloned().partition(|a| a.trim_start().starts_with(crate::prom::PREFIX));
+        let prom = prom
+            .iter()
+            .map(|a| PromCheck::parse(a).map_err(|m| UsageError(format!("--assert {m}"))))
+            .collect::<Result<_, _>>()?;
+        let prometheus = options
+            .prometheus
+            .as_deref()
+            .map(Prometheus::parse)
+            .transpose()
+            .map_err(|m| UsageError(format!("--prometheus {m}")))?;
+        Ok(ReplayChecks { report: options.report, assertions: parse_assertions(&csv)?, prom, prometheus })
     }
 
     pub fn wanted(&self) -> bool {
-        self.report || !self.assertions.is_empty()
+        self.report || !self.assertions.is_empty() || !self.prom.is_empty()
+    }
+
+    /// Tries every `prom:` query (these and the run's `--abort-on` ones) once, so one that
+    /// Prometheus refuses, or a Prometheus that is not there, stops the command before anything
+    /// is sent.
+    pub fn check_prom_queries(&self, abort_on: &[PromCheck]) -> Result<(), UsageError> {
+        match &self.prometheus {
+            Some(prometheus) if !self.prom.is_empty() || !abort_on.is_empty() => prometheus
+                .check_queries(self.prom.iter().chain(abort_on))
+                .map_err(|m| UsageError(format!("--prometheus {}: {m}", prometheus.url()))),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses, before anything is sent, an assertion the run could never pass.
@@ -138,8 +166,18 @@ impl ReplayChecks {
         }
     }
 
-    /// Reports on the finished run's CSV on stderr; returns whether every assertion passed.
-    pub fn run(&self, csv: &Path, shape: &Shape, sharded: bool) -> Result<bool, UsageError> {
+    /// Reports on the finished run's CSV on stderr, and judges the `prom:` assertions over
+    /// `window`; returns whether every assertion passed.
+    pub fn run(&self, csv: &Path, shape: &Shape, sharded: bool, window: RunWindow) -> Result<bool, UsageError> {
+        let prom: Vec<Verdict> = match &self.prometheus {
+            Some(prometheus) => self.prom.iter().map(|check| check.judge(prometheus, window)).collect(),
+            None => Vec::new(),
+        };
+        let prom_passed = prom.iter().all(|v| v.passed);
+        if !self.report && self.assertions.is_empty() {
+            eprint!("\nassertions\n{}", analysis::assert::verdicts_text(&prom));
+            return Ok(prom_passed);
+        }
         // A plan without one steady rate is read back from `scheduled_at`, and so is a shard's
         // share of one.
         let target = match (shape, shape.steady_rate()) {
@@ -159,11 +197,12 @@ impl ReplayChecks {
             out += &text::routes_and_status(&report);
         }
         out += &problems_text(&report);
-        if !report.assertions.is_empty() {
+        if !report.assertions.is_empty() || !prom.is_empty() {
             out += "\nassertions\n";
-            out += &analysis::assert::verdicts_text(&report.assertions);
+            let all: Vec<Verdict> = report.assertions.iter().cloned().chain(prom).collect();
+            out += &analysis::assert::verdicts_text(&all);
         }
         eprint!("{out}");
-        Ok(report.failed_assertions() == 0)
+        Ok(report.failed_assertions() == 0 && prom_passed)
     }
 }

@@ -21,6 +21,7 @@ use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
+use crate::prom::{PromCheck, Prometheus};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
@@ -176,6 +177,10 @@ pub struct ReplayConfig {
     pub dry_run: bool,
     /// `--abort-on` conditions, judged while the run goes.
     pub abort_on: Vec<AbortCondition>,
+    /// `--abort-on 'prom:…'` conditions, judged every `prometheus_every` on `prometheus`.
+    pub prom_abort: Vec<PromCheck>,
+    pub prometheus: Option<Prometheus>,
+    pub prometheus_every: Duration,
     /// This process's part of a sharded run (`--shard`).
     pub shard: Option<Shard>,
     /// The common T0 (`--start-at`), and what to do when the run starts after it.
@@ -225,6 +230,9 @@ impl ReplayConfig {
             use_env_proxy: false,
             dry_run: false,
             abort_on: Vec::new(),
+            prom_abort: Vec::new(),
+            prometheus: None,
+            prometheus_every: Duration::from_secs(10),
             shard: None,
             start_at: None,
             late_start: LateStart::Refuse,
@@ -354,11 +362,27 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         if let Some(h) = args.redact_header.iter().find(|h| HeaderName::from_bytes(h.trim().as_bytes()).is_err()) {
             return Err(bad("--redact-header", format!("'{h}' is not a header name")));
         }
-        let abort_on: Vec<AbortCondition> = args
-            .abort_on
-            .iter()
+        let (prom_abort, abort_on): (Vec<&String>, Vec<&String>) =
+            args.abort_on.iter().partition(|c| c.trim_start().starts_with(crate::prom::PREFIX));
+        let abort_on: Vec<AbortCondition> = abort_on
+            .into_iter()
             .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
             .collect::<Result<_, _>>()?;
+        let prom_abort: Vec<PromCheck> = prom_abort
+            .into_iter()
+            .map(|c| PromCheck::parse(c).map_err(|m| bad("--abort-on", m)))
+            .collect::<Result<_, _>>()?;
+        let prometheus =
+            args.prometheus.as_deref().map(Prometheus::parse).transpose().map_err(|m| bad("--prometheus", m))?;
+        let prom_asserted = args.assert.iter().any(|a| a.trim_start().starts_with(crate::prom::PREFIX));
+        if prometheus.is_none() && (!prom_abort.is_empty() || prom_asserted) {
+            return Err(bad("--prometheus", "required by the 'prom:' assertions and conditions: where to query"));
+        }
+        let prometheus_every = duration_within(
+            "--prometheus-every",
+            args.prometheus_every.as_deref().unwrap_or("10s"),
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+        )?;
         crate::sink::abort::check_against(&abort_on, &shape).map_err(|m| bad("--abort-on", m))?;
         Ok(ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
@@ -420,6 +444,9 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             use_env_proxy: args.use_env_proxy,
             dry_run: args.dry_run,
             abort_on,
+            prom_abort,
+            prometheus,
+            prometheus_every,
             shard: args
                 .shard
                 .as_deref()

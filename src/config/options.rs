@@ -286,6 +286,21 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub abort_on: Vec<String>,
 
+    /// The Prometheus that has the target's own metrics, for `--assert 'prom:QUERY OP VALUE'`
+    /// (judged after the drain, over the run's window: $__range, $__start and $__end are filled
+    /// in) and `--abort-on 'prom:QUERY OP VALUE'` (judged every --prometheus-every), e.g.
+    /// --assert 'prom:sum(increase(app_errors_total[$__range])) == 0'. A query Prometheus
+    /// refuses exits 2 before anything is sent; an empty result or an unreachable Prometheus
+    /// fails the assertion.
+    #[arg(long, value_name = "URL", help_heading = "Report")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+
+    /// How often `--abort-on 'prom:…'` conditions are judged, 1s to 1h [default: 10s].
+    #[arg(long, value_name = "D", help_heading = "Report")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_every: Option<String>,
+
     /// Longest log line read, in bytes (without its line ending); a longer one is skipped as it
     /// is read and counted as a bad line. 1024 to 16777216 [default: 65536].
     #[arg(long, value_name = "BYTES")]
@@ -560,6 +575,8 @@ impl ReplayOptions {
             report: self.report || file.report,
             assert: list(self.assert, file.assert),
             abort_on: list(self.abort_on, file.abort_on),
+            prometheus: self.prometheus.or(file.prometheus),
+            prometheus_every: self.prometheus_every.or(file.prometheus_every),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
             speed: self.speed.or(file.speed),
             max_gap: self.max_gap.or(file.max_gap),

@@ -143,6 +143,12 @@ impl Run {
             move || read_log(entries, planner, queue_tx, control, reading)
         })?;
         let abort = AbortWatch::new(&config.abort_on, &config.shape);
+        if let (Some(prometheus), false) = (&config.prometheus, config.prom_abort.is_empty()) {
+            // Ends by itself within a nap of scheduling stopping; nothing waits for it.
+            let (checks, prometheus, every, control) =
+                (config.prom_abort.clone(), prometheus.clone(), config.prometheus_every, control.clone());
+            spawn("sluice-prom", move || crate::prom::watch_for_abort(checks, prometheus, every, control))?;
+        }
         let writer = spawn("sluice-writer", {
             let control = control.clone();
             move || run_writer(sink, outcomes_rx, control, metrics, abort)
