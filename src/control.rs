@@ -112,7 +112,7 @@ pub struct RunControl {
     on_stop: Mutex<Option<Box<dyn Fn() + Send>>>,
     /// Requests that actually left (a sender started sending them).
     sent: AtomicU64,
-    t0: OnceLock<Instant>,
+    t0: OnceLock<(Instant, chrono::DateTime<chrono::Utc>)>,
     duration: Option<Duration>,
     /// Requests have plan times (not `--rate max`).
     paced: bool,
@@ -154,7 +154,7 @@ impl RunControl {
     pub fn may_send(&self, now: Instant) -> bool {
         !self.is_stopping()
             && match (self.t0.get(), self.duration) {
-                (Some(t0), Some(d)) => now < *t0 + d,
+                (Some((t0, _)), Some(d)) => now < *t0 + d,
                 _ => true,
             }
     }
@@ -189,7 +189,7 @@ impl RunControl {
     /// A progress snapshot.
     pub fn progress(&self) -> Progress {
         Progress {
-            elapsed: self.t0.get().map(|t| t.elapsed()).unwrap_or_default(),
+            elapsed: self.t0.get().map(|(t0, _)| t0.elapsed()).unwrap_or_default(),
             sent: self.sent.load(Ordering::Relaxed),
             live: *self.live.lock().expect("not poisoned"),
             lines_rejected: self.reader.lock().expect("not poisoned").parse.rejected,
@@ -211,11 +211,19 @@ impl RunControl {
 
     /// The run's first release, once it happened.
     pub fn t0(&self) -> Option<Instant> {
-        self.t0.get().copied()
+        self.t0.get().map(|(at, _)| *at)
+    }
+
+    /// T0 on the wall clock, taken once when T0 is set, so that every reader (the manifest, the
+    /// pushed points, the `prom:` window) sees the same instant.
+    pub fn t0_wall(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.t0.get().map(|(_, wall)| *wall)
     }
 
     pub fn set_t0(&self, t0: Instant) {
-        let _ = self.t0.set(t0);
+        let since = Instant::now().saturating_duration_since(t0);
+        let wall = chrono::Utc::now() - chrono::Duration::from_std(since).unwrap_or_default();
+        let _ = self.t0.set((t0, wall));
     }
 
     pub fn publish(&self, live: LiveStats) {

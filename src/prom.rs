@@ -119,12 +119,12 @@ pub(crate) fn watch_for_abort(
     let mut said = vec![false; checks.len()];
     while !control.is_stopping() {
         std::thread::sleep(NAP);
-        let Some(t0) = control.t0() else { continue };
+        let Some(t0) = control.t0_wall() else { continue };
         if Instant::now() < next {
             continue;
         }
         next = Instant::now() + every;
-        let window = RunWindow { start: crate::shard::write::wall_time_of(t0), end: Utc::now() };
+        let window = RunWindow { start: t0, end: Utc::now() };
         for (check, said) in checks.iter().zip(&mut said) {
             let verdict = check.judge(&prometheus, window);
             if verdict.passed {

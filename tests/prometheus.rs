@@ -212,3 +212,116 @@ fn an_abort_condition_on_the_targets_metrics_stops_the_run_and_a_lost_prometheus
         "{stderr}"
     );
 }
+
+/// InfluxDB 1.x on free loopback ports, with a `sluice` database, or `None` after a visible
+/// SKIPPED line.
+struct Influx {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_influx(test: &str) -> Option<Influx> {
+    let binary = ["/usr/bin/influxd", "/usr/local/bin/influxd"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    let Some(binary) = binary else {
+        if std::env::var("SLUICE_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
+            panic!("SLUICE_REQUIRE_PROMETHEUS=1 but influxd is not installed");
+        }
+        eprintln!("SKIPPED {test}: influxd is not installed (.ci/run installs Debian's influxdb)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (http, rpc) = (free_port(), free_port());
+    let d = dir.path().display();
+    let config = format!(
+        "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  \
+         dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  bind-address = \"127.0.0.1:{http}\"\n  \
+         log-enabled = false\n[monitor]\n  store-enabled = false\n"
+    );
+    std::fs::write(dir.path().join("influxdb.conf"), config).unwrap();
+    let child = Command::new(binary)
+        .arg("-config")
+        .arg(dir.path().join("influxdb.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let influx = Influx { child, url: format!("http://127.0.0.1:{http}"), _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let created = Command::new("curl")
+            .args(["-sf", "-XPOST", &format!("{}/query", influx.url), "--data-urlencode", "q=CREATE DATABASE sluice"])
+            .output()
+            .unwrap();
+        if created.status.success() {
+            return Some(influx);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("influxd did not start within 60 s");
+}
+
+/// The sum over series of the last `value` of `measurement` for `run`, as InfluxQL answers it.
+fn influx_last_sum(url: &str, measurement: &str, run: &str) -> f64 {
+    let q = format!("SELECT last(value) FROM {measurement} WHERE run = '{run}' GROUP BY *");
+    let out = Command::new("curl")
+        .args(["-sfG", &format!("{url}/query"), "--data-urlencode", "db=sluice", "--data-urlencode", &format!("q={q}")])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    json["results"][0]["series"]
+        .as_array()
+        .map_or(0.0, |series| series.iter().filter_map(|s| s["values"][0][1].as_f64()).sum())
+}
+
+#[test]
+fn pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts() {
+    let Some(binary) = required("pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts") else { return };
+    let Some(influx) = start_influx("pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts") else { return };
+    let target = mock("200:90,500:10");
+    let prometheus = start_prometheus(&binary, &target);
+    let (out, dir) = replay(
+        &target,
+        &prometheus.url,
+        "6s",
+        &[
+            "--push",
+            &format!("prometheus-remote-write={}/api/v1/write", prometheus.url),
+            "--push",
+            &format!("influx={}?db=sluice", influx.url),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("  pushed     ") && !stderr.contains("dropped"), "{stderr}");
+    let rows = csv_rows(&std::fs::read(dir.path().join("r.csv")).unwrap());
+    let sent = rows.iter().filter(|r| r["error"] != "not_sent").count() as f64;
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join("r.manifest.json")).unwrap()).unwrap();
+    let run = manifest["run_id"].as_str().unwrap();
+    // The points are labelled with the run id the manifest has; the last push has every request.
+    let in_prometheus =
+        query(&prometheus.url, &format!("sum(sluice_requests_sent_total{{run=\"{run}\",shard=\"0/1\"}})"))
+            .unwrap_or(0.0);
+    assert_eq!(in_prometheus, sent, "Prometheus has the CSV's count");
+    assert_eq!(influx_last_sum(&influx.url, "sluice_requests_sent_total", run), sent, "InfluxDB has the CSV's count");
+    let errors_5xx = rows.iter().filter(|r| r["status"].starts_with('5')).count() as f64;
+    let pushed_5xx =
+        query(&prometheus.url, &format!("sum(sluice_responses_total{{run=\"{run}\",status_class=\"5xx\"}})"));
+    assert_eq!(pushed_5xx.unwrap_or(0.0), errors_5xx);
+
+    // A push target that is down never slows the run: its points are dropped and counted.
+    let started = Instant::now();
+    let (out, _dir) = replay(&target, &prometheus.url, "3s", &["--push", "influx=http://127.0.0.1:9?db=x"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{stderr}");
+    assert!(stderr.contains("points (influx); ") && stderr.contains(" dropped (last: influx: "), "{stderr}");
+}

@@ -43,12 +43,7 @@ impl MetricsServer {
                     axum::routing::get(move || {
                         let (metrics, handle, shape) = (metrics.clone(), handle.clone(), shape.clone());
                         async move {
-                            let p = handle.progress();
-                            let gauges = RunGauges {
-                                inflight: p.sent.saturating_sub(p.live.completed + p.live.errors),
-                                target_rate: shape.rate_at(p.elapsed),
-                                ..RunGauges::default()
-                            };
+                            let gauges = gauges_of(&handle, &shape);
                             (
                                 [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                                 metrics.render(&gauges),
@@ -70,5 +65,15 @@ impl Drop for MetricsServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// What one CLI run's gauges are now.
+pub fn gauges_of(handle: &RunHandle, shape: &Shape) -> RunGauges {
+    let p = handle.progress();
+    RunGauges {
+        inflight: p.sent.saturating_sub(p.live.completed + p.live.errors),
+        target_rate: shape.rate_at(p.elapsed),
+        ..RunGauges::default()
     }
 }

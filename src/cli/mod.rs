@@ -7,6 +7,7 @@ pub mod merge;
 pub mod metrics_server;
 pub mod parse;
 pub mod progress;
+pub mod push;
 pub mod replay;
 pub mod report;
 pub mod runs;

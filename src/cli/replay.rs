@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::cli::progress::ProgressDisplay;
+use crate::cli::push::{PushTarget, Pusher};
 use crate::config::ReplayOptions;
 use crate::config::{FormatChoice, ReplayConfig};
 use crate::exit::Exit;
@@ -32,14 +33,20 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
     let mut metrics_server = args.metrics_listen.map(crate::cli::metrics_server::MetricsServer::bind).transpose()?;
-    let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
+    let push: Vec<PushTarget> = options
+        .push
+        .iter()
+        .map(|t| PushTarget::parse(t).map_err(|m| crate::exit::UsageError(format!("--push {m}"))))
+        .collect::<Result<_, _>>()?;
+    let metrics =
+        (metrics_server.is_some() || !push.is_empty()).then(|| Arc::new(crate::sink::metrics::Metrics::new()));
     let auto = matches!(config.format, FormatChoice::Auto);
     let run = Run::start_with_metrics(config, metrics.clone()).map_err(crate::exit::run_error)?;
     if auto {
         eprintln!("sluice: --format auto chose {}", run.format_name());
     }
     let c = run.config();
-    if let (Some(server), Some(metrics)) = (&mut metrics_server, metrics) {
+    if let (Some(server), Some(metrics)) = (&mut metrics_server, metrics.clone()) {
         server.serve(metrics, run.handle(), c.shape.clone())?;
         eprintln!("sluice: metrics on http://{}/metrics while the run lasts", server.addr());
     }
@@ -69,6 +76,18 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         |_| eprintln!("sluice: quitting at once; the CSV holds what was flushed so far"),
     )?;
     let progress = ProgressDisplay::start(c.progress, handle.clone(), c.duration);
+    let pusher = match (push.is_empty(), metrics) {
+        (false, Some(metrics)) => {
+            let (labelled, start_at, sharded) = (options.clone(), c.start_at, c.shard.is_some());
+            let run_label = move |t0| {
+                let start = start_at.or(if sharded { None } else { Some(t0) });
+                crate::shard::write::run_id(&labelled, start).unwrap_or_default()
+            };
+            let shard = c.shard.map_or_else(|| "0/1".to_string(), |s| s.to_string());
+            Some(Pusher::start(push.clone(), run_label, shard, metrics, handle.clone(), c.shape.clone())?)
+        }
+        _ => None,
+    };
     let summary_json = c.summary_json.clone();
     // What the run's manifest needs once the run is over.
     let (finished_config, format) = (c.clone(), run.format_name().to_string());
@@ -79,7 +98,10 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
 
     let summary = result.map_err(crate::exit::run_error)?;
     eprint!("{}", summary.to_text());
-    let t0 = handle.t0().map(crate::shard::write::wall_time_of);
+    if let Some(pusher) = pusher {
+        eprint!("{}", pusher.finish().to_text(&push));
+    }
+    let t0 = handle.t0_wall();
     match crate::shard::write::write_manifest(&options, &finished_config, &summary, t0, &format, None) {
         // Without its manifest a shard cannot be merged: the command fails.
         Err(e) if sharded => return Err(crate::exit::UsageError(format!("the shard's manifest: {e}")).into()),

@@ -296,6 +296,15 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
 
+    /// Push the run's figures (requests by method, status class and error kind, latency and lag
+    /// histograms, achieved and target rate) every 5 s and at the end, labelled with the run id
+    /// and shard: prometheus-remote-write=URL (e.g. http://127.0.0.1:9090/api/v1/write) or
+    /// influx=URL[?db=NAME] (InfluxDB 1.x; database `sluice` by default). A target that is down
+    /// never slows the run: its points are dropped and counted in the summary. Repeatable.
+    #[arg(long, value_name = "KIND=URL", help_heading = "Report")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<String>,
+
     /// How often `--abort-on 'prom:…'` conditions are judged, 1s to 1h [default: 10s].
     #[arg(long, value_name = "D", help_heading = "Report")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -577,6 +586,7 @@ impl ReplayOptions {
             abort_on: list(self.abort_on, file.abort_on),
             prometheus: self.prometheus.or(file.prometheus),
             prometheus_every: self.prometheus_every.or(file.prometheus_every),
+            push: list(self.push, file.push),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
             speed: self.speed.or(file.speed),
             max_gap: self.max_gap.or(file.max_gap),

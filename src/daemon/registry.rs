@@ -411,7 +411,7 @@ impl Registry {
         if let Ok(summary) = &result {
             // Beside the CSV, as `sluice replay` writes it: what `sluice runs results` merges a
             // fleet's shards by (and refuses to merge a shard by when it is missing).
-            let t0 = handle.t0().map(crate::shard::write::wall_time_of);
+            let t0 = handle.t0_wall();
             if let Err(e) = crate::shard::write::write_manifest(&options, &config, summary, t0, &format, Some(&logs)) {
                 eprintln!("sluice daemon: run {id}: the run's manifest was not written: {e}");
             }

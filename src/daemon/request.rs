@@ -50,9 +50,9 @@ const PATH_KEYS: [(&str, &str); 6] = [
 /// that its values can be kept secret; a proxy from the environment is the operator's choice,
 /// not a caller's; `report` and `assert` print to a terminal and set an exit code, where the
 /// daemon keeps the summary (GET /v1/runs/{id}/summary.json) and `sluice report` reads the CSV;
-/// and the daemon queries no server a caller names besides the target (`prometheus`).
-const COMMAND_LINE_ONLY: [&str; 7] =
-    ["header", "use_env_proxy", "report", "assert", "assertions", "prometheus", "prometheus_every"];
+/// and the daemon sends to no server a caller names besides the target (`prometheus`, `push`).
+const COMMAND_LINE_ONLY: [&str; 8] =
+    ["header", "use_env_proxy", "report", "assert", "assertions", "prometheus", "prometheus_every", "push"];
 
 /// The daemon's own keys, besides the replay options: (name, aliases).
 const LOGS: &str = "logs";

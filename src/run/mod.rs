@@ -71,6 +71,11 @@ impl RunHandle {
         self.control.t0()
     }
 
+    /// T0 on the wall clock, the same for every caller.
+    pub fn t0_wall(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.control.t0_wall()
+    }
+
     pub fn progress(&self) -> Progress {
         self.control.progress()
     }

@@ -40,9 +40,7 @@ pub fn write_manifest(
     let path = manifest_path_for(&config.out);
     let failed = |reason: String| ManifestError { path: path.display().to_string(), reason };
     let (shown, hash) = effective_options(options).map_err(|e| failed(e.to_string()))?;
-    let mut run = Sha256::new();
-    run.update(hash.as_bytes());
-    run.update(config.start_at.map(|t| t.to_rfc3339()).unwrap_or_default().as_bytes());
+    let run_id = run_id_of(&hash, run_start(config, t0));
     let logs = config
         .inputs
         .iter()
@@ -73,7 +71,7 @@ pub fn write_manifest(
     };
     let manifest = Manifest {
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: hex(&run.finalize()[..8]),
+        run_id,
         shard,
         t0: t0.unwrap_or_else(Utc::now),
         finished_at: Some(Utc::now()),
@@ -97,6 +95,25 @@ pub fn write_manifest(
     manifest.write_atomic(&path)
 }
 
+/// What tells two runs apart besides their options: the common start of a sharded run
+/// (`--start-at`, the same in every shard), or an unsharded run's own T0.
+pub fn run_start(config: &ReplayConfig, t0: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    config.start_at.or(if config.shard.is_none() { t0 } else { None })
+}
+
+/// The run's id, as its manifest and its pushed points name it: the same in every shard of one
+/// run, different for two runs.
+pub fn run_id(options: &ReplayOptions, start: Option<DateTime<Utc>>) -> Result<String, serde_json::Error> {
+    Ok(run_id_of(&effective_options(options)?.1, start))
+}
+
+fn run_id_of(options_hash: &str, start: Option<DateTime<Utc>>) -> String {
+    let mut run = Sha256::new();
+    run.update(options_hash.as_bytes());
+    run.update(start.map(|t| t.to_rfc3339()).unwrap_or_default().as_bytes());
+    hex(&run.finalize()[..8])
+}
+
 /// The options every shard of a run must share, as JSON with header values redacted (what a
 /// mismatch is explained with), and the hex SHA-256 of them unredacted (so a differing secret
 /// still shows as a difference, without being shown).
@@ -115,12 +132,6 @@ fn effective_options(options: &ReplayOptions) -> Result<(serde_json::Value, Stri
         }
     }
     Ok((value, hash))
-}
-
-/// The wall-clock time of a monotonic instant in the past.
-pub fn wall_time_of(instant: std::time::Instant) -> DateTime<Utc> {
-    let ago = instant.elapsed();
-    Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -149,13 +160,5 @@ mod tests {
         assert_ne!(effective_options(&other_secret).unwrap().1, hash, "a differing secret differs");
         let other_rate = ReplayOptions { rate: Some("200".into()), ..base };
         assert_ne!(effective_options(&other_rate).unwrap().1, hash);
-    }
-
-    #[test]
-    fn a_wall_time_is_now_less_what_has_elapsed() {
-        let then = std::time::Instant::now() - std::time::Duration::from_secs(5);
-        let wall = wall_time_of(then);
-        let expected = Utc::now() - chrono::Duration::seconds(5);
-        assert!((wall - expected).num_milliseconds().abs() < 100);
     }
 }

@@ -28,19 +28,46 @@ impl Histogram {
         self.sum += seconds;
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    /// `_bucket` (cumulative, `le` labelled), `_sum` and `_count`.
+    fn samples(&self, name: &str) -> Vec<Sample> {
+        let mut samples = Vec::with_capacity(BUCKETS.len() + 3);
         let mut cumulative = 0;
         for (bound, n) in BUCKETS.iter().zip(self.counts) {
             cumulative += n;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            samples.push(Sample::labelled(format!("{name}_bucket"), "le", bound.to_string(), cumulative as f64));
         }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            self.count, self.sum, self.count
-        );
+        samples.push(Sample::labelled(format!("{name}_bucket"), "le", "+Inf".into(), self.count as f64));
+        samples.push(Sample::plain(format!("{name}_sum"), self.sum));
+        samples.push(Sample::plain(format!("{name}_count"), self.count as f64));
+        samples
     }
+}
+
+/// One value of a metric: what `/metrics` shows as a line and `--push` sends as a point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    /// At most one label here; a pusher adds the run's own.
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn plain(name: impl Into<String>, value: f64) -> Sample {
+        Sample { name: name.into(), labels: Vec::new(), value }
+    }
+
+    fn labelled(name: impl Into<String>, label: &'static str, value_of_label: String, value: f64) -> Sample {
+        Sample { name: name.into(), labels: vec![(label, value_of_label)], value }
+    }
+}
+
+/// A metric with its help text, type and samples.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<Sample>,
 }
 
 #[derive(Debug, Default)]
@@ -105,74 +132,104 @@ impl Metrics {
 
     /// The metrics in Prometheus text format (version 0.0.4).
     pub fn render(&self, gauges: &RunGauges) -> String {
-        let c = self.counters.lock().expect("not poisoned");
         let mut out = String::with_capacity(4096);
-        let counter = |out: &mut String, name: &str, help: &str, label: &str, values: Vec<(String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (value, n) in values {
-                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
-            }
-        };
-        counter(
-            &mut out,
-            "sluice_requests_sent_total",
-            "Requests sent, by method.",
-            "method",
-            c.sent_by_method.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        );
-        counter(
-            &mut out,
-            "sluice_responses_total",
-            "Responses received, by status class.",
-            "status_class",
-            c.responses_by_class.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        );
-        counter(
-            &mut out,
-            "sluice_request_errors_total",
-            "Requests that left and got no response, by kind.",
-            "kind",
-            c.errors_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP sluice_requests_not_sent_total Requests whose planned time came but that never left \
-             (scheduling stopped first); not counted in sluice_requests_sent_total.\n\
-             # TYPE sluice_requests_not_sent_total counter\nsluice_requests_not_sent_total {}",
-            c.not_sent
-        );
-        c.duration.render(
-            &mut out,
-            "sluice_request_duration_seconds",
-            "Latency of answered requests only: from send to the end of the response body. Requests \
-             without an answer are counted in sluice_request_errors_total, not here.",
-        );
-        c.lag.render(&mut out, "sluice_schedule_lag_seconds", "How late requests left behind their planned time.");
-        let _ = writeln!(
-            out,
-            "# HELP sluice_inflight_requests Requests sent and not yet answered.\n# TYPE sluice_inflight_requests gauge\n\
-             sluice_inflight_requests {}",
-            gauges.inflight
-        );
-        let _ = writeln!(
-            out,
-            "# HELP sluice_target_rate Requests per second the running replays' plans call for now (0 for --rate max and --speed).\n# TYPE sluice_target_rate gauge\n\
-             sluice_target_rate {}",
-            gauges.target_rate
-        );
-        if !gauges.runs_by_state.is_empty() {
-            let _ = writeln!(out, "# HELP sluice_runs Runs known to the daemon, by state.\n# TYPE sluice_runs gauge");
-            for (state, n) in &gauges.runs_by_state {
-                let _ = writeln!(out, "sluice_runs{{state=\"{state}\"}} {n}");
+        for family in self.families(gauges) {
+            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", family.name, family.help, family.name, family.kind);
+            for sample in family.samples {
+                let labels: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+                let _ = writeln!(out, "{}{labels} {}", sample.name, sample.value);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP sluice_build_info Build information.\n# TYPE sluice_build_info gauge\n\
-             sluice_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
         out
+    }
+
+    /// Every sample `render` shows, flat: what `--push` sends.
+    pub fn samples(&self, gauges: &RunGauges) -> Vec<Sample> {
+        self.families(gauges).into_iter().flat_map(|f| f.samples).collect()
+    }
+
+    fn families(&self, gauges: &RunGauges) -> Vec<Family> {
+        let c = self.counters.lock().expect("not poisoned");
+        let by = |label: &'static str, values: Vec<(String, u64)>| -> Vec<(&'static str, String, f64)> {
+            values.into_iter().map(|(v, n)| (label, v, n as f64)).collect()
+        };
+        let labelled = |kind: &'static str,
+                        name: &'static str,
+                        help: &'static str,
+                        values: Vec<(&'static str, String, f64)>| Family {
+            name,
+            help,
+            kind,
+            samples: values.into_iter().map(|(label, v, n)| Sample::labelled(name, label, v, n)).collect(),
+        };
+        let histogram = |name: &'static str, help: &'static str, h: &Histogram| Family {
+            name,
+            help,
+            kind: "histogram",
+            samples: h.samples(name),
+        };
+        let gauge = |name: &'static str, help: &'static str, value: f64| Family {
+            name,
+            help,
+            kind: "gauge",
+            samples: vec![Sample::plain(name, value)],
+        };
+        let mut families = vec![
+            labelled(
+                "counter",
+                "sluice_requests_sent_total",
+                "Requests sent, by method.",
+                by("method", c.sent_by_method.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            ),
+            labelled(
+                "counter",
+                "sluice_responses_total",
+                "Responses received, by status class.",
+                by("status_class", c.responses_by_class.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            ),
+            labelled(
+                "counter",
+                "sluice_request_errors_total",
+                "Requests that left and got no response, by kind.",
+                by("kind", c.errors_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            ),
+            Family {
+                name: "sluice_requests_not_sent_total",
+                help: "Requests whose planned time came but that never left (scheduling stopped first); not \
+                       counted in sluice_requests_sent_total.",
+                kind: "counter",
+                samples: vec![Sample::plain("sluice_requests_not_sent_total", c.not_sent as f64)],
+            },
+            histogram(
+                "sluice_request_duration_seconds",
+                "Latency of answered requests only: from send to the end of the response body. Requests without \
+                 an answer are counted in sluice_request_errors_total, not here.",
+                &c.duration,
+            ),
+            histogram("sluice_schedule_lag_seconds", "How late requests left behind their planned time.", &c.lag),
+            gauge("sluice_inflight_requests", "Requests sent and not yet answered.", gauges.inflight as f64),
+            gauge(
+                "sluice_target_rate",
+                "Requests per second the running replays' plans call for now (0 for --rate max and --speed).",
+                gauges.target_rate,
+            ),
+        ];
+        if !gauges.runs_by_state.is_empty() {
+            families.push(labelled(
+                "gauge",
+                "sluice_runs",
+                "Runs known to the daemon, by state.",
+                by("state", gauges.runs_by_state.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            ));
+        }
+        families.push(Family {
+            name: "sluice_build_info",
+            help: "Build information.",
+            kind: "gauge",
+            samples: vec![Sample::labelled("sluice_build_info", "version", env!("CARGO_PKG_VERSION").into(), 1.0)],
+        });
+        families
     }
 }
 
