@@ -210,6 +210,16 @@ fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_repo
     let http = daemon.http(Some(TOKEN));
     assert_eq!(http.upload("access.log", &fixture("unique-targets.log")).status, 201);
 
+    // A daemon without a token, on loopback, with a run that ended: the page deletes it.
+    let open_state = tempfile::tempdir().unwrap();
+    let open_daemon = InProcess::start(open_state.path(), None, &[]);
+    let open_http = open_daemon.http(None);
+    open_http.upload("access.log", &fixture("unique-targets.log"));
+    let ended = open_http.submit(json!({"logs": ["access.log"], "target": server.url(), "rate": 500}));
+    let ended = ended["id"].as_str().unwrap().to_string();
+    assert_eq!(open_http.wait_finished(&ended, Duration::from_secs(60))["state"], "completed");
+    let sent_before = server.count();
+
     let shots = screenshot_dir();
     let seen = drive_the_page(
         &web,
@@ -218,12 +228,14 @@ fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_repo
             ("SLUICE_TOKEN", TOKEN),
             ("SLUICE_TARGET", &server.url()),
             ("SLUICE_LOG", "access.log"),
+            ("SLUICE_OPEN_URL", &open_daemon.url),
             ("SCREENSHOT_DIR", shots.to_str().unwrap()),
         ],
     );
     eprintln!("the page showed: {seen:#}");
 
     // The token: asked for once, kept for the tab only, never in a URL or anywhere else.
+    assert_eq!(seen["wrongTokenAskedAgain"], true, "a wrong token is refused and asked for again");
     assert_eq!(seen["askedAgain"], false, "a reload keeps the token for the tab");
     assert_eq!(seen["tokenInUrl"], false);
     assert_eq!(seen["storage"], json!({"local": 0, "session": ["sluice.token"]}));
@@ -235,12 +247,13 @@ fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_repo
     let run = http.run(id);
     assert_eq!(run["options"]["logs"], json!(["access.log"]));
     assert_eq!(run["options"]["target"], server.url());
+    assert_eq!(run["options"]["stages"], "8s:5-40,80s:40");
     assert_eq!(run["state"], "stopped", "{run:#}");
     assert!(run["message"].as_str().unwrap().contains("stopped through the API"), "{run:#}");
 
     // Its progress grew on the page, one event after another, and ends where the daemon's does.
     let sent_seen: Vec<u64> = seen["sentSeen"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    assert!(sent_seen.len() >= 4 && sent_seen.windows(2).all(|w| w[0] < w[1]), "{sent_seen:?}");
+    assert!(sent_seen.len() >= 8 && sent_seen.windows(2).all(|w| w[0] < w[1]), "{sent_seen:?}");
     let sent = run["progress"]["sent"].as_u64().unwrap();
     assert_eq!(seen["sentShown"], sent);
     assert!(sent >= *sent_seen.last().unwrap(), "{sent} after {sent_seen:?}");
@@ -250,13 +263,20 @@ fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_repo
     let csv = http.get(&format!("/v1/runs/{id}/results.csv")).body;
     assert_eq!(seen["csvRows"], csv_rows(&csv).len());
     assert_eq!(seen["csvRows"], sent);
-    assert_eq!(server.count(), sent, "each request sent reached the mock once");
+    assert_eq!(server.count() - sent_before, sent, "each request sent reached the mock once");
     assert_eq!(seen["csvName"], format!("sluice-{id}.csv"));
     assert!(seen["csvHeader"].as_str().unwrap().starts_with("seq,log_line,"), "{seen:#}");
 
     // The report it opened is the run's.
     assert!(seen["reportTitle"].as_str().unwrap().contains("sluice report"), "{seen:#}");
     assert_eq!(seen["reportMentionsRun"], true);
+    // Without a token the page needs none, and its Delete removed the run from the daemon.
+    assert_eq!(seen["openAskedForToken"], false);
+    assert!(seen["openConnection"].as_str().unwrap().contains("needs no token"), "{seen:#}");
+    assert_eq!(seen["openStatus"], format!("Run {ended} deleted."));
+    expect(open_http.get(&format!("/v1/runs/{ended}")), 404, "there is no run");
+    assert!(!open_state.path().join("runs").join(&ended).exists(), "its files went with it");
+
     for shot in ["daemon-running.png", "daemon-stopped.png", "daemon-report.png"] {
         let bytes = std::fs::read(shots.join(shot)).unwrap_or_else(|e| panic!("{shot}: {e}"));
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{shot} is a picture");

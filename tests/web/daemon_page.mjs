@@ -4,12 +4,13 @@
 // against the daemon and the mock target; exits non-zero with the reason on any failure.
 //
 // Environment: SLUICE_URL (the daemon), SLUICE_TOKEN, SLUICE_TARGET (the mock), SLUICE_LOG (an
-// uploaded log's name), SCREENSHOT_DIR.
+// uploaded log's name), SLUICE_OPEN_URL (a daemon without a token, on loopback, with one ended
+// run to delete), SCREENSHOT_DIR.
 
 import { readFile } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
 
-const { SLUICE_URL, SLUICE_TOKEN, SLUICE_TARGET, SLUICE_LOG, SCREENSHOT_DIR } = process.env;
+const { SLUICE_URL, SLUICE_TOKEN, SLUICE_TARGET, SLUICE_LOG, SLUICE_OPEN_URL, SCREENSHOT_DIR } = process.env;
 const WIDTH = 1400;
 // Generous: two cores are shared with other builds; nothing here measures speed.
 const WAIT_MS = 60_000;
@@ -42,6 +43,11 @@ try {
   // The daemon has a token: the page asks for it first, and keeps it for the tab.
   await page.goto(`${SLUICE_URL}/`);
   await page.locator('#login').waitFor({ state: 'visible' });
+  // A wrong token is refused, and the page says so and asks again.
+  await page.fill('#token', 'not-the-token-0123456789');
+  await page.click('#login button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#status.error')?.textContent.includes('does not match'));
+  const wrongTokenAskedAgain = await page.locator('#login').isVisible();
   await page.fill('#token', SLUICE_TOKEN);
   tokenGiven = true;
   await page.click('#login button[type=submit]');
@@ -53,8 +59,8 @@ try {
   // Start a run with the form; the only uploaded log is ticked already.
   await page.locator(`#submit-logs input[value="${SLUICE_LOG}"]`).check();
   await page.fill('#submit-form input[name=target]', SLUICE_TARGET);
-  await page.fill('#submit-form input[name=rate]', '25');
-  await page.fill('#submit-form input[name=duration]', '90s');
+  // A ramp, through the box for further options, so the planned rate has a shape to follow.
+  await page.fill('#submit-form textarea[name=extra]', '{"stages": "8s:5-40,80s:40"}');
   await page.click('#submit-form button[type=submit]');
   const row = page.locator('#runs tbody tr').first();
   await page.waitForFunction(() => document.querySelector('#runs tbody tr')?.dataset.state === 'running');
@@ -68,7 +74,7 @@ try {
     const sent = Number(text.replaceAll(',', '')) || 0;
     if (sentSeen[sentSeen.length - 1] !== sent) sentSeen.push(sent);
     const points = await page.locator('#chart-rate polyline.achieved').getAttribute('points').catch(() => null);
-    if (sentSeen.length >= 4 && sentSeen[0] > 0 && points && points.split(' ').length >= 4) break;
+    if (sentSeen.filter((n) => n > 0).length >= 8 && points && points.split(' ').length >= 4) break;
     await page.waitForTimeout(500);
   }
   await page.screenshot({ path: `${SCREENSHOT_DIR}/daemon-running.png`, fullPage: true });
@@ -89,6 +95,8 @@ try {
   const report = page.frameLocator('#report');
   const reportTitle = await report.locator('h1').first().textContent();
   const reportText = await report.locator('body').textContent();
+  // The frame paints a moment after its document is ready; the shot is for people, not a check.
+  await page.waitForTimeout(500);
   await page.screenshot({ path: `${SCREENSHOT_DIR}/daemon-report.png`, fullPage: false });
   await page.locator('#runs-section').scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${SCREENSHOT_DIR}/daemon-stopped.png`, fullPage: true });
@@ -100,11 +108,28 @@ try {
   ]);
   const csv = await readFile(await download.path(), 'utf8');
 
+  // A daemon without a token (loopback only) opens straight onto its runs; delete its one run.
+  const open = await context.newPage();
+  open.setDefaultTimeout(WAIT_MS);
+  open.on('dialog', (dialog) => dialog.accept());
+  open.on('pageerror', (error) => seen.problems.push(String(error)));
+  await open.goto(`${SLUICE_OPEN_URL}/`);
+  await open.locator('#app').waitFor({ state: 'visible' });
+  const openAskedForToken = await open.locator('#login').isVisible();
+  const openConnection = await open.locator('#connection').textContent();
+  await open.locator('#runs tbody tr button', { hasText: 'Delete' }).click();
+  await open.locator('#runs tbody tr').waitFor({ state: 'detached' });
+  const openStatus = await open.locator('#status').textContent();
+
   const storage = await page.evaluate(() => ({ local: localStorage.length, session: Object.keys(sessionStorage) }));
   const cookies = await context.cookies();
   console.log(JSON.stringify({
     runId,
+    wrongTokenAskedAgain,
     askedAgain,
+    openAskedForToken,
+    openConnection,
+    openStatus,
     sentSeen,
     sentShown,
     chart,

@@ -21,7 +21,7 @@ const $ = (selector) => document.querySelector(selector);
 
 const runs = new Map();      // id → the run as the API last showed it
 const rows = new Map();      // id → its <tr>
-const history = new Map();   // id → [{t, rate, planned, p50, p99, errors, s5xx}]
+const history = new Map();   // id → [{t, sent, planned, p50, p99, errors, s5xx}]
 const streams = new Map();   // id → AbortController of its event stream
 let selected = null;         // the run the charts show
 let reportUrl = null;        // the object URL of the report shown, freed when replaced
@@ -256,7 +256,7 @@ function remember(run) {
   const classes = p.classes || {};
   points.push({
     t: p.elapsed_seconds,
-    rate: p.current_rate,
+    sent: p.sent,
     planned: p.planned_rate,
     p50: p.p50_ms,
     p99: p.p99_ms,
@@ -296,10 +296,14 @@ function showLive() {
   if (run.message) note += ` — ${run.message}`;
   $('#live-note').textContent = note;
 
-  // Errors and 5xx answers per second, from the growth of their totals between snapshots.
-  const perSecond = (key) => points.slice(1).map((q, i) => [q.t, Math.max(0, q[key] - points[i][key]) / Math.max(q.t - points[i].t, 1e-3)]);
+  // Rates from the growth of a total between two snapshots, drawn halfway between them: that
+  // is the moment they describe (the plan's rate is the one due at each snapshot).
+  const perSecond = (key) => points.slice(1).map((q, i) => {
+    const p0 = points[i];
+    return [(p0.t + q.t) / 2, Math.max(0, q[key] - p0[key]) / Math.max(q.t - p0.t, 1e-3)];
+  });
   const series = (key) => points.filter((q) => q[key] != null).map((q) => [q.t, q[key]]);
-  drawChart($('#chart-rate'), [['planned', series('planned')], ['achieved', series('rate')]]);
+  drawChart($('#chart-rate'), [['planned', series('planned')], ['achieved', perSecond('sent')]]);
   drawChart($('#chart-latency'), [['p50', series('p50')], ['p99', series('p99')]]);
   drawChart($('#chart-errors'), [['errors', perSecond('errors')], ['s5xx', perSecond('s5xx')]]);
 }
@@ -329,8 +333,8 @@ function drawChart(target, series) {
       parts.push(svg('line', { class: 'grid', x1: PLOT.left, x2: PLOT.right, y1: y(v), y2: y(v) }));
       parts.push(svg('text', { class: 'tick', x: PLOT.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, number(v)));
     }
-    for (const t of [t0, t1]) {
-      parts.push(svg('text', { class: 'tick', x: x(t), y: PLOT.bottom + 18, 'text-anchor': 'middle' }, seconds(t)));
+    for (const [t, anchor] of [[t0, 'start'], [t1, 'end']]) {
+      parts.push(svg('text', { class: 'tick', x: x(t), y: PLOT.bottom + 18, 'text-anchor': anchor }, seconds(t)));
     }
     for (const [name, points] of series) {
       if (points.length < 2) continue;
@@ -386,7 +390,7 @@ async function openReport(id) {
   $('#report-save').href = reportUrl;
   $('#report-save').download = `sluice-${id}-report.html`;
   $('#report-section').hidden = false;
-  $('#report-section').scrollIntoView({ behavior: 'smooth' });
+  $('#report-section').scrollIntoView();
   say('');
 }
 
