@@ -35,7 +35,11 @@ fn the_page_is_served_without_the_token_under_a_policy_that_runs_only_its_own_sc
     assert_eq!(page.content_type(), "text/html; charset=utf-8");
     let policy = header(&page, "content-security-policy");
     let directive = |name: &str| {
-        policy.split(';').map(str::trim).find(|d| d.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"))
+        policy
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name}"))
     };
     assert_eq!(directive("default-src"), "default-src 'self'");
     assert_eq!(directive("script-src"), "script-src 'self'", "no inline script, no eval");
@@ -195,7 +199,10 @@ fn drive_the_page(web: &Path, env: &[(&str, &str)]) -> Value {
 fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_report() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
     if let Some(missing) = browser_missing(&web) {
-        assert!(std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none_or(|v| v != "1"), "SLUICE_REQUIRE_BROWSER=1 but {missing}");
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_BROWSER").is_none_or(|v| v != "1"),
+            "SLUICE_REQUIRE_BROWSER=1 but {missing}"
+        );
         eprintln!("SKIPPED: the daemon's page in Chromium: {missing}");
         return;
     }
@@ -277,7 +284,7 @@ fn in_chromium_the_page_starts_a_run_follows_it_live_stops_it_and_opens_its_repo
     expect(open_http.get(&format!("/v1/runs/{ended}")), 404, "there is no run");
     assert!(!open_state.path().join("runs").join(&ended).exists(), "its files went with it");
 
-    for shot in ["daemon-running.png", "daemon-stopped.png", "daemon-report.png"] {
+    for shot in ["daemon-token.png", "daemon-running.png", "daemon-stopped.png", "daemon-report.png"] {
         let bytes = std::fs::read(shots.join(shot)).unwrap_or_else(|e| panic!("{shot}: {e}"));
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{shot} is a picture");
     }

@@ -48,6 +48,7 @@ try {
   await page.click('#login button[type=submit]');
   await page.waitForFunction(() => document.querySelector('#status.error')?.textContent.includes('does not match'));
   const wrongTokenAskedAgain = await page.locator('#login').isVisible();
+  await page.screenshot({ path: `${SCREENSHOT_DIR}/daemon-token.png` });
   await page.fill('#token', SLUICE_TOKEN);
   tokenGiven = true;
   await page.click('#login button[type=submit]');

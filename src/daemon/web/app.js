@@ -76,8 +76,9 @@ function say(text, isError = false) {
 
 // ---- the token -------------------------------------------------------------------------------
 
-function showLogin(detail) {
-  // A refused token is an error; being asked for one the first time is not.
+function showLogin(detail = '') {
+  // A refused token is an error, said in the daemon's words; being asked for one the first time
+  // is not (the form's heading says it).
   const refused = token() !== null;
   sessionStorage.removeItem(TOKEN_KEY);
   for (const controller of streams.values()) controller.abort();
@@ -86,7 +87,7 @@ function showLogin(detail) {
   $('#login').hidden = false;
   $('#forget-token').hidden = true;
   $('#connection').textContent = 'not connected';
-  say(detail, refused);
+  say(refused ? detail : '', refused);
   $('#token').focus();
 }
 
@@ -99,7 +100,8 @@ $('#login-form').addEventListener('submit', (event) => {
 
 $('#forget-token').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
-  showLogin('Token forgotten.');
+  showLogin();
+  say('Token forgotten.');
 });
 
 // ---- the runs list ---------------------------------------------------------------------------
@@ -206,8 +208,11 @@ function forget(id) {
 // ---- following runs live ---------------------------------------------------------------------
 
 function followActiveRuns() {
-  // The selected run first, so its chart is fed by the stream when there are more than enough.
-  const active = [...runs.values()].filter((r) => !FINISHED.has(r.state));
+  // Running runs, the selected one first so its chart is fed by a stream when there are more
+  // than enough; a waiting run only when selected (a soak test scheduled for the night would
+  // hold a connection for hours), the list's refresh shows it start.
+  const active = [...runs.values()].filter((r) => ['running', 'stopping'].includes(r.state) ||
+    (r.id === selected && !FINISHED.has(r.state)));
   active.sort((a, b) => (b.id === selected) - (a.id === selected));
   for (const run of active) {
     if (streams.size >= MAX_STREAMS) break;
@@ -273,6 +278,7 @@ function select(id) {
   selected = id;
   for (const [rowId, row] of rows) row.classList.toggle('selected', rowId === id);
   showLive();
+  followActiveRuns();
 }
 
 function showLive() {

@@ -93,16 +93,16 @@ async fn report_html(
     let html = blocking({
         let id = id.clone();
         move || {
-        // `sluice report --html` with its defaults: the same settings, the same renderer.
-        let name = csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut report = analysis::analyse(&[csv], &Settings::default()).map_err(|e| {
-            // The error names the daemon's own path: the log gets it, the client what to do.
-            eprintln!("sluice daemon: run {id}: cannot render its report: {e}");
-            RegistryError::Io(format!("cannot read run {id}'s CSV for its report; GET its results.csv as it is"))
-        })?;
-        // The CSV by its name, as the run's summary and manifest give it: never the daemon's path.
-        report.files = vec![name];
-        Ok(render::render(&report, ReportFormat::Html))
+            // `sluice report --html` with its defaults: the same settings, the same renderer.
+            let name = csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut report = analysis::analyse(&[csv], &Settings::default()).map_err(|e| {
+                // The error names the daemon's own path: the log gets it, the client what to do.
+                eprintln!("sluice daemon: run {id}: cannot render its report: {e}");
+                RegistryError::Io(format!("cannot read run {id}'s CSV for its report; GET its results.csv as it is"))
+            })?;
+            // The CSV by its name, as the run's summary and manifest give it: never the daemon's path.
+            report.files = vec![name];
+            Ok(render::render(&report, ReportFormat::Html))
         }
     })
     .await?;
