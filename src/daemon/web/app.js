@@ -129,9 +129,19 @@ async function refresh() {
   showLogs(logs);
 }
 
-// Takes a run's newer view: its row, its history, the charts if it is the one shown.
+// How far along a run is: a view of it that is less far along than the one shown is older.
+const STAGE = { scheduled: 0, queued: 1, running: 2, stopping: 3 };
+const stage = (run) => STAGE[run.state] ?? 4;
+
+// Takes a run's newer view: its row, its history, the charts if it is the one shown. The list
+// and the event stream both bring views, and a list answer may arrive after a newer event: the
+// older view is dropped, so figures on the page never go back.
 function update(run) {
   const before = runs.get(run.id);
+  if (before && (stage(run) < stage(before) ||
+      (stage(run) === stage(before) && (run.progress?.elapsed_seconds ?? 0) < (before.progress?.elapsed_seconds ?? 0)))) {
+    return;
+  }
   runs.set(run.id, run);
   if (run.progress && run.state === 'running') remember(run);
   let row = rows.get(run.id);

@@ -81,18 +81,14 @@ async fn report_html(
         ));
     }
     let csv: PathBuf = api.registry.paths().csv(&id);
-    if !csv.is_file() {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "run {id} has no CSV to report on: it ended before sending anything ({})",
-                record.message.as_deref().unwrap_or(record.state.as_str())
-            ),
-        ));
-    }
     let html = blocking({
-        let id = id.clone();
+        let (id, ended_as) = (id.clone(), record.message.unwrap_or_else(|| record.state.as_str().to_string()));
         move || {
+            if !csv.is_file() {
+                return Err(RegistryError::NotFound(format!(
+                    "run {id} has no CSV to report on: it ended before sending anything ({ended_as})"
+                )));
+            }
             // `sluice report --html` with its defaults: the same settings, the same renderer.
             let name = csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut report = analysis::analyse(&[csv], &Settings::default()).map_err(|e| {
