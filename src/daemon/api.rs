@@ -63,6 +63,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/runs/{id}/results.csv", get(results_csv))
         .route("/v1/runs/{id}/summary.json", get(summary_json))
         .route("/v1/runs/{id}/manifest.json", get(manifest_json))
+        .merge(super::web::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(api)
@@ -128,7 +129,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 /// Every `/v1` request needs the token when one is configured. A missing and a wrong token are
 /// both 401 (RFC 6750), with messages that say which it was and never repeat what was sent. Only
 /// the header counts: a token in the query string would end up in proxy and access logs.
-fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
+pub(super) fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
     let Some(token) = &api.token else { return Ok(()) };
     let (detail, challenge) = match headers.get(header::AUTHORIZATION) {
         Some(value) if token.accepts(value.as_bytes()) => return Ok(()),
@@ -145,7 +146,7 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
 }
 
 /// Registry calls that may write and sync files, off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, Problem> {
     tokio::task::spawn_blocking(f)
@@ -154,7 +155,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
-fn find(api: &Api, id: &str) -> Result<RunRecord, Problem> {
+pub(super) fn find(api: &Api, id: &str) -> Result<RunRecord, Problem> {
     api.registry.get(id).ok_or_else(|| Problem::from(not_found(id)))
 }
 

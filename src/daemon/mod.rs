@@ -9,6 +9,7 @@
 //!     request.rs: a run's options as JSON               store.rs: run.json, secrets, CSV repair
 //!     policy.rs: allow-list, log names, caps
 //!     upload.rs: uploads measured as runs read them
+//!     web/: the page at / and each run's HTML report
 //!   /metrics ◀── Metrics shared by every run
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod request;
 pub mod settings;
 pub mod store;
 pub mod upload;
+pub mod web;
 
 pub use settings::{DEFAULT_LISTEN, DaemonArgs, DaemonConfig};
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::RunRequest;
 use crate::control::{Progress, StatusClasses};
+use crate::pace::schedule::Shape;
 
 /// A scheduled run whose start time passed at most this long ago (while the daemon was down, or
 /// in a request that took a moment to arrive) is still started; one that is later than this is
@@ -88,6 +89,10 @@ pub struct ProgressView {
     pub p99_ms: f64,
     pub lag_p99_ms: f64,
     pub lines_rejected: u64,
+    /// Requests per second the run's plan calls for now; absent when the plan has no rate of its
+    /// own (`rate: max`, `speed`) and once the run ended. The web page draws it beside `current_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_rate: Option<f64>,
 }
 
 impl ProgressView {
@@ -103,7 +108,15 @@ impl ProgressView {
             p99_ms: p.live.p99_ms,
             lag_p99_ms: p.live.lag_p99_ms,
             lines_rejected: p.lines_rejected,
+            planned_rate: None,
         }
+    }
+
+    /// With the rate `shape` calls for at this point of the run, when it has a rate of its own.
+    pub fn with_plan(mut self, shape: &Shape) -> ProgressView {
+        let elapsed = std::time::Duration::from_secs_f64(self.elapsed_seconds);
+        self.planned_rate = matches!(shape, Shape::Curve { .. }).then(|| shape.rate_at(elapsed));
+        self
     }
 }
 

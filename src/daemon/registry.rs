@@ -563,8 +563,8 @@ pub fn not_found(id: &str) -> RegistryError {
 /// A record as the API shows it: live progress filled in for a running run.
 fn view(held: &HeldRun) -> RunRecord {
     let mut record = held.record.clone();
-    if let Some(Live { handle: Some(handle), current_rate, .. }) = &held.live {
-        record.progress = Some(ProgressView::of(&handle.progress(), *current_rate));
+    if let Some(Live { handle: Some(handle), current_rate, shape, .. }) = &held.live {
+        record.progress = Some(ProgressView::of(&handle.progress(), *current_rate).with_plan(shape));
     }
     record
 }
