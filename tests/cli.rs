@@ -235,7 +235,8 @@ fn a_late_shard_with_late_start_skip_keeps_the_common_start_and_records_what_it_
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     let error = |r: &csv::StringRecord| r.get(12).unwrap().to_string();
     let skipped = rows.iter().filter(|r| error(r) == "skipped_late").count();
-    assert!((90..=150).contains(&skipped), "{skipped} skipped_late rows");
+    // At least the second it started late; more when the machine was slow to start the process.
+    assert!((90..=190).contains(&skipped), "{skipped} skipped_late rows");
     // The rest of the plan (due from the moment it was ready) was sent at its global time.
     let mut seqs: Vec<u64> = rows.iter().map(|r| r.get(0).unwrap().parse().unwrap()).collect();
     seqs.sort();
