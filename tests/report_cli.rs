@@ -351,8 +351,9 @@ fn the_report_shows_what_the_run_was_from_its_manifest_and_never_its_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (out, log) = replay_with_a_secret(&server, dir.path());
     // The secret went over the wire…
+    // (A request answered by a reset may be sent again by the client: at least one per line.)
     let sent = server.requests();
-    assert_eq!(sent.len(), LOG_LINES);
+    assert!(sent.len() >= LOG_LINES, "{}", sent.len());
     assert!(sent.iter().all(|r| r.header("authorization").as_deref() == Some("Bearer s3cret")));
     let manifest = sluice::shard::Manifest::read(&sluice::shard::manifest_path_for(&out)).unwrap();
 

@@ -49,7 +49,7 @@ fn failure_color(kind: &str) -> &'static str {
         "5xx" => class_color("5xx"),
         "timeout" => "#7b3fa0",
         "connect" => "#3b82c4",
-        "reset" => "#e0a526",
+        "reset" => "#c2185b",
         "tls" => "#1f9bb0",
         "protocol" => "#8c564b",
         "aborted" => "#9aa3ad",

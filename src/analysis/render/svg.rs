@@ -502,7 +502,8 @@ pub fn percentile_text(q: f64) -> String {
 pub fn legend(items: &[(&str, &str, bool)]) -> String {
     let mut out = String::from(r#"<div class="legend">"#);
     for (name, color, dashed) in items {
-        let style = if *dashed { format!("border-top:2px dashed {color}") } else { format!("background:{color}") };
+        let style =
+            if *dashed { format!("height:0;border-top:3px dashed {color}") } else { format!("background:{color}") };
         let _ = write!(out, r#"<span><i style="{style}"></i>{}</span>"#, super::html::escape(name));
     }
     out += "</div>";
