@@ -128,6 +128,10 @@ pub fn percentile_curve<C: Counter>(name: &str, h: &Histogram<C>) -> PercentileC
 
 /// The routes with the slowest p99 among those with enough answered requests.
 fn worst_routes(agg: &Aggregate) -> Vec<(&str, &Histogram<u32>)> {
+    // With one route, its curve is the whole run's.
+    if agg.routes.len() < 2 {
+        return Vec::new();
+    }
     let mut routes: Vec<(&str, &Histogram<u32>, f64)> = agg
         .routes
         .iter()
@@ -135,10 +139,6 @@ fn worst_routes(agg: &Aggregate) -> Vec<(&str, &Histogram<u32>)> {
         .map(|(name, t)| (name.as_str(), &t.latency, Stat::P99.of(&t.latency).unwrap_or(0.0)))
         .collect();
     routes.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
-    // With one route, its curve is the whole run's.
-    if agg.routes.len() < 2 {
-        return Vec::new();
-    }
     routes.into_iter().take(WORST_ROUTE_CURVES).map(|(name, h, _)| (name, h)).collect()
 }
 

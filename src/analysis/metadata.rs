@@ -204,13 +204,9 @@ fn add_shard(run: &mut RunInfo, m: &Manifest, facts: &FileFacts) {
     }
     run.rows += facts.rows;
     if let Some((first, last)) = csv_times(facts) {
-        let (first, last) = (utc_ms(first), utc_ms(last));
-        if run.first_time.is_none() || first < run.first_time {
-            run.first_time = first;
-        }
-        if last > run.last_time {
-            run.last_time = last;
-        }
+        // The times are written so that text order is time order.
+        run.first_time = [run.first_time.take(), utc_ms(first)].into_iter().flatten().min();
+        run.last_time = [run.last_time.take(), utc_ms(last)].into_iter().flatten().max();
     }
 }
 

@@ -306,7 +306,7 @@ fn charts(out: &mut String, r: &Report) {
     );
 
     distribution(out, &r.charts.distribution);
-    failures(out, r, &starts, &axis);
+    failures(out, r, &axis);
 
     let present: Vec<&str> =
         REPLAYED_CLASS_NAMES.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
@@ -447,7 +447,7 @@ fn distribution(out: &mut String, curves: &[PercentileCurve]) {
 
 /// Failed requests per slice: no answer, by the CSV's `error` kind, and 5xx (the report's
 /// "failed"), stacked as counts.
-fn failures(out: &mut String, r: &Report, starts: &[i64], axis: &TimeAxis<'_>) {
+fn failures(out: &mut String, r: &Report, axis: &TimeAxis<'_>) {
     let t = &r.chart_time;
     let every = interval_text(t.interval_seconds);
     let title = "Failures over time";
@@ -459,7 +459,7 @@ fn failures(out: &mut String, r: &Report, starts: &[i64], axis: &TimeAxis<'_>) {
         );
         return;
     }
-    let tips: Vec<String> = (0..starts.len())
+    let tips: Vec<String> = (0..axis.starts_ms.len())
         .map(|i| {
             let counts: Vec<String> =
                 layers.iter().filter(|(_, c)| c[i] > 0).map(|(kind, c)| format!("{kind} {}", c[i])).collect();
