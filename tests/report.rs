@@ -405,3 +405,201 @@ fn a_steady_plan_read_back_keeps_one_target_even_in_batches() {
     assert!(r.over_time.points.iter().all(|p| p.planned.is_none()));
     assert!(r.assertions[0].measured.ends_with("of 100/s target"), "{}", r.assertions[0].measured);
 }
+
+/// A results CSV of `rows` (seconds after 2026-11-21 10:00:00, path, status or error kind, latency
+/// ms), each sent when planned.
+fn results_csv(dir: &std::path::Path, name: &str, rows: &[(f64, String, Result<u16, &str>, f64)]) -> PathBuf {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let at = |s: f64| (t0 + chrono::Duration::microseconds((s * 1e6).round() as i64)).format("%Y-%m-%d %H:%M:%S%.3f");
+    let mut csv = String::from(
+        "seq,log_line,log_time,scheduled_at,sent_at,lag_ms,method,url,orig_status,status,latency_ms,bytes,error\n",
+    );
+    for (n, (sent, path, answer, latency)) in rows.iter().enumerate() {
+        let (status, error) = match answer {
+            Ok(status) => (status.to_string(), ""),
+            Err(kind) => (String::new(), *kind),
+        };
+        csv += &format!(
+            "{n},{},,{},{},0.000,GET,http://127.0.0.1:8080{path},200,{status},{latency:.3},10,{error}\n",
+            n + 1,
+            at(*sent),
+            at(*sent)
+        );
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn exact_histogram(latencies_ms: impl Iterator<Item = f64>, figures: u8) -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::new(figures).unwrap();
+    for ms in latencies_ms {
+        h.record((ms * 1e3).round() as u64).unwrap();
+    }
+    h
+}
+
+#[test]
+fn the_latency_distribution_is_the_histograms_percentiles_overall_and_for_the_slowest_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    for n in 0..2000 {
+        rows.push((n as f64 * 0.005, format!("/fast/{n}"), Ok(200), 1.0 + (n % 97) as f64 * 0.25));
+    }
+    for n in 0..500 {
+        rows.push((n as f64 * 0.02, format!("/slow/{n}"), Ok(200), 100.0 + (n % 13) as f64 * 20.0));
+    }
+    // Slower still, but too few to have a tail: no curve of their own.
+    for n in 0..5 {
+        rows.push((n as f64, "/rare".to_string(), Ok(200), 9000.0));
+    }
+    for n in 0..30 {
+        rows.push((n as f64 * 0.3, format!("/broken/{n}"), Err("timeout"), 3000.0));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let csv = results_csv(dir.path(), "d.csv", &rows);
+    let r = analysis::analyse(&[csv], &Settings::default()).unwrap();
+
+    let answered =
+        |prefix: &str| exact_histogram(rows.iter().filter(|r| r.1.starts_with(prefix) && r.2.is_ok()).map(|r| r.3), 3);
+    let curves = &r.charts.distribution;
+    let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["all requests", "/slow/{id}", "/fast/{id}"]);
+    for (curve, expected) in curves.iter().zip([answered("/"), answered("/slow/"), answered("/fast/")]) {
+        assert_eq!(curve.requests, expected.len(), "{}", curve.name);
+        for p in &curve.points {
+            assert_eq!(p.ms, expected.value_at_quantile(p.quantile) as f64 / 1e3, "{} at {}", curve.name, p.quantile);
+        }
+        let quantiles: Vec<f64> = curve.points.iter().map(|p| p.quantile).collect();
+        assert_eq!(quantiles[0], 0.0);
+        assert!(quantiles.windows(2).all(|w| w[0] < w[1]), "{quantiles:?}");
+        // The curve goes as far as the requests tell: 1 - 1/n.
+        let last = *quantiles.last().unwrap();
+        assert!((last - (1.0 - 1.0 / expected.len() as f64)).abs() < 1e-9, "{last}");
+        for q in [0.5, 0.9, 0.99] {
+            assert!(quantiles.iter().any(|x| (x - q).abs() < 1e-9), "{q} in {quantiles:?}");
+        }
+    }
+    // The same percentiles the cards and the summary show.
+    let at = |q: f64| curves[0].points.iter().find(|p| (p.quantile - q).abs() < 1e-9).unwrap().ms;
+    assert_eq!((at(0.5), at(0.99)), (r.overview.latency_ms.p50, r.overview.latency_ms.p99));
+
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(html.contains("<h2>Latency distribution</h2>"));
+    assert!(html.contains("all requests: "), "hover marks name their curve");
+}
+
+#[test]
+fn failures_are_counted_by_kind_in_each_time_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |s: f64, answer: Result<u16, &'static str>| (s, "/a".to_string(), answer, 5.0);
+    let rows = [
+        row(0.1, Err("timeout")),
+        row(0.2, Err("timeout")),
+        row(0.3, Ok(500)),
+        row(0.4, Ok(200)),
+        row(1.5, Ok(200)),
+        row(1.6, Ok(404)),
+        row(2.1, Err("reset")),
+        row(2.2, Err("something new")),
+        row(2.3, Ok(503)),
+        row(2.4, Ok(502)),
+    ];
+    let r = analysis::analyse(&[results_csv(dir.path(), "f.csv", &rows)], &Settings::default()).unwrap();
+    assert_eq!(r.chart_time.points.len(), 3);
+    let layers: Vec<(&str, Vec<u64>)> = r.charts.failures.layers.iter().map(|(k, c)| (*k, c.clone())).collect();
+    assert_eq!(
+        layers,
+        [("timeout", vec![2, 0, 0]), ("reset", vec![0, 0, 1]), ("other", vec![0, 0, 1]), ("5xx", vec![1, 0, 2])]
+    );
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(html.contains("<h2>Failures over time</h2>") && html.contains("timeout 2 · 5xx 1"), "the slice's tooltip");
+}
+
+#[test]
+fn latency_over_time_is_drawn_for_the_busiest_routes_from_their_own_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    // Three seconds; /busy gets slower each second, /quiet stays fast; 18 more routes of one
+    // request each, of which the last ones seen are past the routes followed.
+    for n in 0..300 {
+        let s = n as f64 * 0.01;
+        rows.push((s, format!("/busy/{n}"), Ok(200), 10.0 * (1.0 + s.floor()) + (n % 10) as f64));
+        if n % 3 == 0 {
+            rows.push((s, "/quiet".to_string(), Ok(200), 2.0));
+        }
+    }
+    for k in 0..18 {
+        rows.push((2.5, format!("/one-off-{}", (b'a' + k) as char), Ok(200), 1.0));
+    }
+    let r = analysis::analyse(&[results_csv(dir.path(), "t.csv", &rows)], &Settings::default()).unwrap();
+    let series = &r.charts.route_latency;
+    assert_eq!(series.interval_seconds, 1.0);
+    assert_eq!(series.starts_ms.len(), 3);
+    assert!(series.untracked, "20 routes, 16 followed");
+    assert_eq!(series.routes.len(), 6);
+    assert_eq!((series.routes[0].route.as_str(), series.routes[0].requests), ("/busy/{id}", 300));
+    assert_eq!((series.routes[1].route.as_str(), series.routes[1].requests), ("/quiet", 100));
+    for second in 0..3 {
+        let expected = exact_histogram(
+            rows.iter().filter(|r| r.1.starts_with("/busy/") && r.0.floor() == second as f64).map(|r| r.3),
+            2,
+        );
+        let at = |q: f64| Some(expected.value_at_quantile(q) as f64 / 1e3);
+        assert_eq!(series.routes[0].p50_ms[second], at(0.5), "second {second}");
+        assert_eq!(series.routes[0].p99_ms[second], at(0.99), "second {second}");
+        assert_eq!(series.routes[0].answered[second], 100);
+    }
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(html.contains("<h2>Latency over time by route</h2>") && html.contains("<code>/busy/{id}</code>"));
+}
+
+#[test]
+fn the_shards_of_a_run_are_one_run_and_a_csv_without_a_manifest_is_said_to_have_none() {
+    use sluice::shard::manifest::{Counts, HistogramSettings, LogFile, Manifest, ShardId};
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |from: f64| -> Vec<(f64, String, Result<u16, &str>, f64)> {
+        (0..10).map(|n| (from + n as f64 * 0.1, format!("/a/{n}"), Ok(200), 3.0)).collect()
+    };
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let mut files = Vec::new();
+    for index in 0..2u32 {
+        let csv = results_csv(dir.path(), &format!("shard-{index}.csv"), &rows(f64::from(index) * 0.05));
+        let manifest = Manifest {
+            sluice_version: "9.9.9".into(),
+            run_id: "nightly".into(),
+            shard: ShardId { index, count: 2, index_from: "--shard".into() },
+            t0,
+            finished_at: Some(t0 + chrono::Duration::seconds(2 + i64::from(index))),
+            format: Some("combined".into()),
+            start_at: Some(t0),
+            options_hash: "ab".repeat(32),
+            options: serde_json::json!({"target": "https://ops:s3cret@staging.example", "header": ["X-Key: s3cret"]}),
+            logs: vec![LogFile { name: "access.log".into(), bytes: 1234, sha256: "cd".repeat(32) }],
+            csv: format!("shard-{index}.csv"),
+            histogram: HistogramSettings::current(),
+            counts: Counts { planned: 10, sent: 10, not_sent: 0, answered: 10, no_answer: 0 },
+            complete: index == 0,
+            incomplete_reason: (index == 1).then_some(sluice::shard::manifest::Incomplete::Interrupted),
+        };
+        manifest.write_atomic(&sluice::shard::manifest_path_for(&csv)).unwrap();
+        files.push(csv);
+    }
+    files.push(fixture("report-basic.csv"));
+    let r = analysis::analyse(&files, &Settings::default()).unwrap();
+    assert_eq!(r.runs.len(), 2);
+    let run = &r.runs[0];
+    assert_eq!(run.files.len(), 2);
+    assert_eq!(run.shards.as_ref().unwrap().label(), "shards 0, 1 of 2 (index from --shard)");
+    assert_eq!(run.target.as_deref(), Some("https://[redacted]@staging.example"));
+    assert_eq!(run.started.as_deref(), Some("2026-11-21 10:00:00.000"));
+    assert_eq!(run.finished.as_deref(), Some("2026-11-21 10:00:03.000"), "the last shard's end");
+    assert_eq!(run.complete, Some(false));
+    assert_eq!(run.incomplete_reasons, ["shard 1 of 2: interrupted"]);
+    assert_eq!(run.counts.unwrap().sent, 20);
+    assert_eq!((run.rows, run.first_time.as_deref()), (20, Some("2026-11-21 10:00:00.000")));
+    assert!(r.runs[1].note.as_deref().unwrap().starts_with("no manifest beside it"));
+    for format in [ReportFormat::Html, ReportFormat::Json, ReportFormat::Text, ReportFormat::Markdown] {
+        assert!(!render::render(&r, format).contains("s3cret"), "{format:?}");
+    }
+}

@@ -331,3 +331,96 @@ fn a_staged_replay_summarises_planned_against_sent_and_asserts_per_slice() {
     let rate = |p: &serde_json::Value| p["planned_rate"].as_f64().unwrap();
     assert!(rate(&curve[0]) < 100.0 && (rate(curve.last().unwrap()) - 400.0).abs() < 40.0, "{curve:?}");
 }
+
+/// Replays `LOG_GROUPS` with a secret header through the CLI into `dir/r.csv`; returns the CSV and
+/// the log.
+fn replay_with_a_secret(server: &MockServer, dir: &Path) -> (PathBuf, PathBuf) {
+    let log = write_log(dir);
+    let out = dir.join("r.csv");
+    sluice()
+        .args(["replay", log.to_str().unwrap(), "--target", &server.url(), "--rate", "500"])
+        .args(["--out", out.to_str().unwrap(), "--header", "Authorization: Bearer s3cret"])
+        .assert()
+        .success();
+    (out, log)
+}
+
+#[test]
+fn the_report_shows_what_the_run_was_from_its_manifest_and_never_its_secret() {
+    let server = mock_with_rules();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = replay_with_a_secret(&server, dir.path());
+    // The secret went over the wire…
+    // (A request answered by a reset may be sent again by the client: at least one per line.)
+    let sent = server.requests();
+    assert!(sent.len() >= LOG_LINES, "{}", sent.len());
+    assert!(sent.iter().all(|r| r.header("authorization").as_deref() == Some("Bearer s3cret")));
+    let manifest = sluice::shard::Manifest::read(&sluice::shard::manifest_path_for(&out)).unwrap();
+
+    // …and the reports say what the run was, without it.
+    let html_path = dir.path().join("r.html");
+    report(&[out.to_str().unwrap(), "--format", "html", "--out", html_path.to_str().unwrap()]).success();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let json_out = report(&[out.to_str().unwrap(), "--format", "json"]).success();
+    let json_text = String::from_utf8(json_out.get_output().stdout.clone()).unwrap();
+    for text in [&html, &json_text] {
+        assert!(!text.contains("s3cret"), "a secret in the report");
+    }
+    let log_name = log.display().to_string();
+    for shown in [
+        server.url(),
+        log_name.clone(),
+        manifest.logs[0].sha256[..12].to_string(),
+        manifest.run_id.clone(),
+        env!("CARGO_PKG_VERSION").to_string(),
+        "unsharded (shard 0 of 1)".to_string(),
+        "Authorization: [redacted]".to_string(),
+        format!("<dt>log format</dt><dd>{}</dd>", manifest.format.clone().unwrap()),
+        "<span class=\"good\">complete</span>".to_string(),
+    ] {
+        assert!(html.contains(&shown), "the HTML report lacks {shown}");
+    }
+
+    let json: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["target"], server.url());
+    assert_eq!(run["logs"][0]["name"], log_name);
+    assert_eq!(run["logs"][0]["sha256"], manifest.logs[0].sha256);
+    assert_eq!(run["logs"][0]["bytes"], std::fs::metadata(&log).unwrap().len());
+    assert_eq!(run["format"], manifest.format.clone().unwrap());
+    assert_eq!(run["sluice_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(run["shards"], serde_json::json!({"count": 1, "indexes": [0], "index_from": "unsharded"}));
+    assert_eq!(run["complete"], true);
+    assert_eq!(run["counts"]["sent"], LOG_LINES);
+    assert_eq!(run["rows"], LOG_LINES);
+    assert_eq!(run["options"]["header"], serde_json::json!(["Authorization: [redacted]"]));
+    assert_eq!(run["options"]["rate"], 500);
+    let (started, finished) = (run["started"].as_str().unwrap(), run["finished"].as_str().unwrap());
+    assert!(started <= run["first_time"].as_str().unwrap() && run["last_time"].as_str().unwrap() <= finished);
+    // The keys the JSON report had are still there, unchanged.
+    assert_eq!(json["overview"]["requests"], LOG_LINES);
+}
+
+#[test]
+fn a_csv_without_a_manifest_still_reports_what_it_tells() {
+    let server = mock_with_rules();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = replay_with_a_secret(&server, dir.path());
+    std::fs::remove_file(sluice::shard::manifest_path_for(&out)).unwrap();
+
+    let json_out = report(&[out.to_str().unwrap(), "--format", "json"]).success();
+    let json: serde_json::Value = serde_json::from_slice(&json_out.get_output().stdout).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["files"], serde_json::json!([out.display().to_string()]));
+    assert!(run["note"].as_str().unwrap().starts_with("no manifest beside it"), "{run}");
+    assert!(run.get("target").is_none() && run.get("options").is_none());
+    assert_eq!(run["rows"], LOG_LINES);
+    assert_eq!(run["first_time"], json["overview"]["first_sent"]);
+    assert_eq!(run["last_time"], json["overview"]["last_sent"]);
+
+    let html_out = report(&[out.to_str().unwrap(), "--format", "html"]).success();
+    let html = String::from_utf8(html_out.get_output().stdout.clone()).unwrap();
+    assert!(html.contains("<dt>manifest</dt><dd><span class=\"bad\">none</span> — no manifest beside it"));
+    assert!(html.contains(&format!("{} rows · first send {}", LOG_LINES, run["first_time"].as_str().unwrap())));
+    assert!(html.contains("Latency distribution") && !html.contains("s3cret"));
+}

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::assert::ERROR_KINDS;
 use super::journeys::Journeys;
 use super::routes::{RouteGlob, Router, path_of};
 use super::rows::{FileError, RowError, RowReader};
-use crate::results::Row;
+use super::series::RouteSeries;
+use crate::results::{Answer, Row};
 use crate::stats::{CLASSES, NO_STATUS, SIGNIFICANT_FIGURES, Tally, agrees, histogram, record, replayed_class};
 
 /// Distinct routes followed one by one; later new ones are counted together as `other`, which
@@ -33,12 +35,27 @@ pub struct Slice {
     pub latency: Histogram<u32>,
     pub lag_max_us: i64,
     pub mismatches: u64,
+    /// Requests without an answer, by kind as in [`ERROR_KINDS`] (a kind this sluice does not
+    /// know counts as `other`, so a slice stays the same size whatever the CSV holds).
+    pub error_kinds: [u64; ERROR_KINDS.len()],
 }
 
 impl Default for Slice {
     fn default() -> Self {
-        Slice { sent: 0, classes: [0; CLASSES], latency: histogram(SIGNIFICANT_FIGURES), lag_max_us: 0, mismatches: 0 }
+        Slice {
+            sent: 0,
+            classes: [0; CLASSES],
+            latency: histogram(SIGNIFICANT_FIGURES),
+            lag_max_us: 0,
+            mismatches: 0,
+            error_kinds: [0; ERROR_KINDS.len()],
+        }
     }
+}
+
+/// Where a kind from the `error` column is counted in [`Slice::error_kinds`].
+pub fn error_kind_index(kind: &str) -> usize {
+    ERROR_KINDS.iter().position(|k| *k == kind).unwrap_or(ERROR_KINDS.len() - 1)
 }
 
 impl Slice {
@@ -53,6 +70,9 @@ impl Slice {
         if row.orig_status.is_some_and(|o| !agrees(o, replayed)) {
             self.mismatches += 1;
         }
+        if let Answer::Error(kind) = row.answer {
+            self.error_kinds[error_kind_index(kind)] += 1;
+        }
     }
 
     pub fn merge(&mut self, other: &Slice) {
@@ -63,6 +83,9 @@ impl Slice {
         let _ = self.latency.add(&other.latency);
         self.lag_max_us = self.lag_max_us.max(other.lag_max_us);
         self.mismatches += other.mismatches;
+        for (mine, theirs) in self.error_kinds.iter_mut().zip(other.error_kinds) {
+            *mine += theirs;
+        }
     }
 
     /// No answer, or a 5xx.
@@ -159,7 +182,7 @@ impl Timeline {
 
 /// The next longer slice: each step a multiple of the last, so slices merge exactly, and each a
 /// length people read at a glance.
-fn next_interval(ms: i64, fixed: bool) -> i64 {
+pub(super) fn next_interval(ms: i64, fixed: bool) -> i64 {
     const LADDER: [i64; 9] = [1_000, 2_000, 10_000, 20_000, 60_000, 120_000, 600_000, 1_200_000, 3_600_000];
     if fixed {
         return ms * 2;
@@ -359,6 +382,8 @@ pub struct Aggregate {
     pub cut_off_rows: Vec<RowError>,
     /// Client sessions, for results of a `--sessions` run.
     pub journeys: Journeys,
+    /// Latency over time of the first routes seen, for the HTML report's per-route charts.
+    pub route_series: RouteSeries,
 }
 
 impl Aggregate {
@@ -376,6 +401,7 @@ impl Aggregate {
             bad_row_count: 0,
             cut_off_rows: Vec::new(),
             journeys: Journeys::default(),
+            route_series: RouteSeries::new(options.interval),
         }
     }
 
@@ -390,6 +416,7 @@ impl Aggregate {
         if row.was_sent() {
             // Sent rows first: the timeline's origin stays the first send's hour, as it always was.
             self.timeline.record(row);
+            self.route_series.record(row, route, self.timeline.origin_ms);
         }
         self.timeline.plan(row.scheduled_ms);
         if !row.was_sent() {

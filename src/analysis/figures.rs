@@ -52,6 +52,8 @@ const TRANSITIONS: usize = 3;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub files: Vec<String>,
+    /// What each run was: from the manifest beside its CSV, or what the CSV tells.
+    pub runs: Vec<super::metadata::RunInfo>,
     pub rows: u64,
     /// Rows that could not be used (cut-off last rows included).
     pub skipped_rows: u64,
@@ -74,6 +76,9 @@ pub struct Report {
     /// The finer series the charts draw.
     #[serde(skip)]
     pub chart_time: OverTime,
+    /// Figures only the HTML report draws.
+    #[serde(skip)]
+    pub charts: super::charts::Charts,
     pub assertions: Vec<Verdict>,
 }
 
@@ -224,6 +229,7 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
     };
     Report {
         files: agg.files.iter().map(|f| f.name.clone()).collect(),
+        runs: Vec::new(),
         rows: agg.rows(),
         skipped_rows: agg.bad_row_count + agg.cut_off_rows.len() as u64,
         unreadable_rows: agg.bad_row_count,
@@ -236,6 +242,7 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         chart_time: over_time(agg, &agg.timeline, planned),
         journeys: agg.journeys.view(),
         shards: None,
+        charts: Default::default(),
         assertions: Vec::new(),
     }
 }

@@ -8,10 +8,13 @@
 //!                              ▼
 //!                 aggregate::fold: HDR histograms + counts per group
 //!                   whole run · each route template (routes) · each `route:` filter · time slices
+//!                   · the first routes' latency per time slice (series)
 //!                              │
 //!                              ├──▶ assert::evaluate  → PASS/FAIL verdicts (exit code 1)
 //!                              ▼
 //!                 figures::build → Report ──▶ render::{text, json, markdown, html}
+//!                   + metadata::runs (each run's manifest, secrets redacted)
+//!                   + charts::build (percentile curves, failures by kind, routes over time: HTML)
 //! ```
 //!
 //! `sluice report` ([`crate::cli::report`]) and `sluice replay --report/--assert` both call
@@ -19,12 +22,15 @@
 
 pub mod aggregate;
 pub mod assert;
+pub mod charts;
 pub mod figures;
 pub mod journeys;
+pub mod metadata;
 pub mod plan;
 pub mod render;
 pub mod routes;
 pub mod rows;
+pub mod series;
 pub mod shards;
 
 use std::path::PathBuf;
@@ -67,6 +73,8 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
     let aggregate = aggregate::fold(files, &options)?;
     let mut report = figures::build(&aggregate, &settings.report);
     report.shards = shard_files.and_then(|s| s.view(&aggregate));
+    report.runs = metadata::runs(files, &aggregate);
+    report.charts = charts::build(&aggregate, &report.chart_time);
     let (target, _) = plan::resolve(&aggregate, settings.report.target);
     report.assertions = assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target });
     Ok(report)

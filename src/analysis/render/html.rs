@@ -1,14 +1,19 @@
 //! The report as one self-contained HTML file: inline CSS and SVG, no script, nothing fetched.
-//! Charts first (rate, latency, status mix and lag over time), then the route table and the
+//! The run's figures and what the run was (its manifest: target, logs, options, start and end),
+//! then charts (rate, latency over time, the latency distribution by percentile, failures by
+//! kind, status mix, the busiest routes' latency, lag), then the route table and the
 //! logged-vs-replayed status matrix.
 
 use crate::display::human_bytes;
 use std::fmt::Write;
 
-use super::svg::{self, Layer, Line, TimeAxis};
+use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, TimeAxis, WIDE};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::assert::percent;
+use crate::analysis::charts::{MIN_CURVE_REQUESTS, PercentileCurve, RouteLatency};
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
+use crate::analysis::metadata::RunInfo;
+use crate::analysis::series::SERIES_ROUTES;
 use crate::stats::REPLAYED_CLASS_NAMES;
 
 pub fn escape(s: &str) -> String {
@@ -38,6 +43,24 @@ fn class_color(class: &str) -> &'static str {
     }
 }
 
+/// The colour of a failure kind: no answer by kind (as in the CSV's `error` column), or a 5xx.
+fn failure_color(kind: &str) -> &'static str {
+    match kind {
+        "5xx" => class_color("5xx"),
+        "timeout" => "#7b3fa0",
+        "connect" => "#3b82c4",
+        "reset" => "#c2185b",
+        "tls" => "#1f9bb0",
+        "protocol" => "#8c564b",
+        "aborted" => "#9aa3ad",
+        "local" => "#5f6b78",
+        _ => "#c4a3d6",
+    }
+}
+
+/// Colours of the curves after the whole run's (dark): the worst routes, then any more.
+const SERIES_COLORS: [&str; 6] = ["#d64541", "#e0a526", "#7b3fa0", "#2e9e5b", "#3b82c4", "#8c564b"];
+
 const STYLE: &str = r#"
 :root { color-scheme: light; --ink:#1d232b; --muted:#5f6b78; --line:#e3e6ea; --bg:#f6f7f9; }
 * { box-sizing: border-box; }
@@ -55,11 +78,23 @@ section { background:#fff; border:1px solid var(--line); border-radius:8px; padd
 .card .note { color:var(--muted); font-size:12px; }
 .bad { color:#c0392b; } .good { color:#23824a; }
 .legend { display:flex; gap:16px; flex-wrap:wrap; color:var(--muted); font-size:12px; margin:0 0 6px; }
-.legend i { display:inline-block; width:14px; height:10px; margin-right:6px; vertical-align:middle; border-radius:2px; }
+.legend i, i.swatch { display:inline-block; width:14px; height:10px; margin-right:6px; vertical-align:middle; border-radius:2px; }
 .chart { display:block; }
 .chart .tick { font-size:11px; fill:#5f6b78; font-variant-numeric:tabular-nums; }
+.chart .axis { font-size:12px; fill:#444b55; }
 .chart .hover { fill:transparent; }
 .chart .hover:hover { fill:rgba(47,111,223,.08); }
+.chart .mark { fill:#fff; stroke-width:2; }
+.chart .mark:hover { stroke-width:4; }
+.grid2 { display:grid; grid-template-columns:1fr 1fr; gap:14px 24px; }
+h3 { font-size:13px; margin:6px 0 2px; font-weight:600; }
+h3 code, dd code { font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; word-break:break-all; }
+dl.meta { display:grid; grid-template-columns:max-content 1fr; gap:3px 18px; margin:0 0 8px; }
+dl.meta dt { color:var(--muted); }
+dl.meta dd { margin:0; word-break:break-word; }
+details summary { cursor:pointer; color:var(--muted); margin:6px 0; }
+table.options td { text-align:left; white-space:normal; word-break:break-all; }
+table.options td:first-child { white-space:nowrap; font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
 table { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
 th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
 th { color:var(--muted); font-weight:600; font-size:12px; }
@@ -74,16 +109,17 @@ td.heat { min-width:64px; }
 .assertions td { text-align:left; }
 .muted { color:var(--muted); }
 pre { margin:0; white-space:pre-wrap; font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
-@media (max-width:900px) { .cards { grid-template-columns:repeat(2,1fr); } }
+@media (max-width:900px) { .cards { grid-template-columns:repeat(2,1fr); } .grid2 { grid-template-columns:1fr; } }
 "#;
 
 pub fn render(r: &Report) -> String {
     let mut body = String::new();
     header(&mut body, r);
     cards(&mut body, r);
+    runs(&mut body, &r.runs);
     shards(&mut body, r);
     assertions(&mut body, r);
-    charts(&mut body, &r.chart_time, r.overview.target_rate);
+    charts(&mut body, r);
     routes(&mut body, r);
     status(&mut body, r);
     details(&mut body, r);
@@ -243,7 +279,8 @@ fn tooltip(p: &TimePoint) -> String {
     )
 }
 
-fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
+fn charts(out: &mut String, r: &Report) {
+    let t = &r.chart_time;
     if t.points.is_empty() {
         return;
     }
@@ -251,7 +288,69 @@ fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
     let tips: Vec<String> = t.points.iter().map(tooltip).collect();
     let axis = TimeAxis { starts_ms: &starts, interval_ms: (t.interval_seconds * 1e3).round() as i64, tooltips: &tips };
     let every = interval_text(t.interval_seconds);
+    rate_chart(out, &axis, t, r.overview.target_rate, &every);
 
+    let pick = |f: fn(&TimePoint) -> Option<f64>| t.points.iter().map(f).collect::<Vec<_>>();
+    let latency = [
+        Line { name: "p50", color: "#2e9e5b", values: pick(|p| p.p50_ms), dashed: false },
+        Line { name: "p90", color: "#e0a526", values: pick(|p| p.p90_ms), dashed: false },
+        Line { name: "p99", color: "#d64541", values: pick(|p| p.p99_ms), dashed: false },
+    ];
+    let title = "Latency percentiles over time";
+    chart_section(
+        out,
+        title,
+        &format!("ms from the send, per {every} slice (max in the tooltip)"),
+        &line_legend(&latency),
+        &svg::line_chart(&Chart { title, y_title: "latency", unit: " ms", size: WIDE }, &axis, &latency),
+    );
+
+    distribution(out, &r.charts.distribution);
+    failures(out, r, &axis);
+
+    let present: Vec<&str> =
+        REPLAYED_CLASS_NAMES.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
+    let layers: Vec<Layer<'_>> = present
+        .iter()
+        .map(|c| Layer {
+            name: c,
+            color: class_color(c),
+            values: t.points.iter().map(|p| p.classes.get(*c).copied().unwrap_or(0) as f64).collect(),
+        })
+        .collect();
+    let title = "Status mix over time";
+    chart_section(
+        out,
+        title,
+        &format!("share of requests per {every} slice, by replayed status class"),
+        &layers.iter().map(|l| (l.name, l.color, false)).collect::<Vec<_>>(),
+        &svg::stacked_bars(
+            &Chart { title, y_title: "share of requests", unit: "%", size: WIDE },
+            &axis,
+            &layers,
+            Stack::Share,
+        ),
+    );
+
+    route_latency(out, &r.charts.route_latency);
+
+    let lag =
+        [Line { name: "max lag", color: "#7b3fa0", values: pick(|p| Some(p.lag_max_ms.max(0.0))), dashed: false }];
+    let title = "Lag behind the plan";
+    chart_section(
+        out,
+        title,
+        &format!("the latest send of each {every} slice, ms after its planned time"),
+        &line_legend(&lag),
+        &svg::line_chart(&Chart { title, y_title: "lag", unit: " ms", size: WIDE }, &axis, &lag),
+    );
+}
+
+fn line_legend<'a>(lines: &'a [Line<'a>]) -> Vec<(&'a str, &'a str, bool)> {
+    lines.iter().map(|l| (l.name, l.color, l.dashed)).collect()
+}
+
+fn rate_chart(out: &mut String, axis: &TimeAxis<'_>, t: &OverTime, target: Option<f64>, every: &str) {
     let mut rate_lines = vec![Line {
         name: "achieved",
         color: "#2f6fdf",
@@ -275,67 +374,324 @@ fn charts(out: &mut String, t: &OverTime, target: Option<f64>) {
             dashed: true,
         });
     }
-    let legend: Vec<(&str, &str, bool)> = rate_lines.iter().map(|l| (l.name, l.color, l.dashed)).collect();
+    let title = if planned { "Achieved vs planned rate" } else { "Achieved vs target rate" };
     chart_section(
         out,
-        if planned { "Achieved vs planned rate" } else { "Achieved vs target rate" },
+        title,
         &format!("requests/s per {every} slice"),
-        &legend,
-        &svg::line_chart(&axis, &rate_lines, &|v| format!("{v}")),
-    );
-
-    let pick = |f: fn(&TimePoint) -> Option<f64>| t.points.iter().map(f).collect::<Vec<_>>();
-    let latency = [
-        Line { name: "p50", color: "#2e9e5b", values: pick(|p| p.p50_ms), dashed: false },
-        Line { name: "p90", color: "#e0a526", values: pick(|p| p.p90_ms), dashed: false },
-        Line { name: "p99", color: "#d64541", values: pick(|p| p.p99_ms), dashed: false },
-    ];
-    let legend: Vec<(&str, &str, bool)> = latency.iter().map(|l| (l.name, l.color, false)).collect();
-    chart_section(
-        out,
-        "Latency percentiles over time",
-        &format!("ms from the send, per {every} slice (max in the tooltip)"),
-        &legend,
-        &svg::line_chart(&axis, &latency, &|v| format!("{v} ms")),
-    );
-
-    let present: Vec<&str> =
-        REPLAYED_CLASS_NAMES.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
-    let layers: Vec<Layer<'_>> = present
-        .iter()
-        .map(|c| Layer {
-            name: c,
-            color: class_color(c),
-            values: t.points.iter().map(|p| p.classes.get(*c).copied().unwrap_or(0) as f64).collect(),
-        })
-        .collect();
-    let legend: Vec<(&str, &str, bool)> = layers.iter().map(|l| (l.name, l.color, false)).collect();
-    chart_section(
-        out,
-        "Status mix over time",
-        &format!("share of requests per {every} slice, by replayed status class"),
-        &legend,
-        &svg::share_bars(&axis, &layers),
-    );
-
-    let lag =
-        [Line { name: "max lag", color: "#7b3fa0", values: pick(|p| Some(p.lag_max_ms.max(0.0))), dashed: false }];
-    chart_section(
-        out,
-        "Lag behind the plan",
-        &format!("the latest send of each {every} slice, ms after its planned time"),
-        &[("max lag", "#7b3fa0", false)],
-        &svg::line_chart(&axis, &lag, &|v| format!("{v} ms")),
+        &line_legend(&rate_lines),
+        &svg::line_chart(&Chart { title, y_title: "requests per second", unit: "/s", size: WIDE }, axis, &rate_lines),
     );
 }
 
-fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, bool)], chart: &str) {
+/// The quantiles the distribution's table lists.
+const TABLE_QUANTILES: [(f64, &str); 5] =
+    [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99")];
+
+/// Latency by percentile, HdrHistogram style, with a table of the marked percentiles.
+fn distribution(out: &mut String, curves: &[PercentileCurve]) {
+    if curves.is_empty() {
+        return;
+    }
+    let color = |i: usize| if i == 0 { "#1d232b" } else { SERIES_COLORS[(i - 1) % SERIES_COLORS.len()] };
+    let points: Vec<Vec<(f64, f64)>> =
+        curves.iter().map(|c| c.points.iter().map(|p| (p.quantile, p.ms)).collect()).collect();
+    let drawn: Vec<Curve<'_>> = curves
+        .iter()
+        .zip(&points)
+        .enumerate()
+        .map(|(i, (c, points))| Curve { name: &c.name, color: color(i), points, dashed: false })
+        .collect();
+    let names: Vec<String> = curves.iter().map(|c| format!("{} ({} answered)", c.name, c.requests)).collect();
+    let legend: Vec<(&str, &str, bool)> = names.iter().zip(&drawn).map(|(n, c)| (n.as_str(), c.color, false)).collect();
+    let worst = if curves.len() > 1 {
+        format!(
+            ", and the {} slowest routes by p99 (of those with at least {MIN_CURVE_REQUESTS} answered requests)",
+            curves.len() - 1
+        )
+    } else {
+        String::new()
+    };
+    let mut table = String::from("<table>\n<tr><th>latency, ms</th><th>answered</th>");
+    for (_, name) in TABLE_QUANTILES {
+        let _ = write!(table, "<th>{name}</th>");
+    }
+    table.push_str("</tr>\n");
+    for (curve, color) in curves.iter().zip(drawn.iter().map(|c| c.color)) {
+        let _ = write!(
+            table,
+            "<tr><td class=\"route\"><i class=\"swatch\" style=\"background:{color}\"></i>{}</td><td>{}</td>",
+            escape(&curve.name),
+            curve.requests
+        );
+        for (q, _) in TABLE_QUANTILES {
+            let at = curve.points.iter().find(|p| (p.quantile - q).abs() < 1e-9).map(|p| p.ms);
+            let _ = write!(table, "<td>{}</td>", ms(at));
+        }
+        table.push_str("</tr>\n");
+    }
+    table.push_str("</table>\n<p class=\"muted\">–: fewer answered requests than that percentile needs.</p>");
+    let title = "Latency distribution";
+    chart_section_with(
+        out,
+        title,
+        &format!(
+            "latency at each percentile of answered requests, from the send: the whole run{worst}. \
+             The x axis spreads the tail (90%, 99%, 99.9% … equally apart); a curve ends where its requests do"
+        ),
+        &legend,
+        &svg::percentile_chart(&Chart { title, y_title: "latency", unit: " ms", size: WIDE }, &drawn),
+        &table,
+    );
+}
+
+/// Failed requests per slice: no answer, by the CSV's `error` kind, and 5xx (the report's
+/// "failed"), stacked as counts.
+fn failures(out: &mut String, r: &Report, axis: &TimeAxis<'_>) {
+    let t = &r.chart_time;
+    let every = interval_text(t.interval_seconds);
+    let title = "Failures over time";
+    let layers = &r.charts.failures.layers;
+    if layers.is_empty() {
+        let _ = writeln!(
+            out,
+            "<section><h2>{title}</h2><p class=\"muted\">No failed request: every request got an answer, none a 5xx.</p></section>"
+        );
+        return;
+    }
+    let tips: Vec<String> = (0..axis.starts_ms.len())
+        .map(|i| {
+            let counts: Vec<String> =
+                layers.iter().filter(|(_, c)| c[i] > 0).map(|(kind, c)| format!("{kind} {}", c[i])).collect();
+            let counts = if counts.is_empty() { "no failure".to_string() } else { counts.join(" · ") };
+            format!("{} UTC\nsent {}\n{counts}", t.points[i].start, t.points[i].sent)
+        })
+        .collect();
+    let axis = TimeAxis { tooltips: &tips, ..*axis };
+    let drawn: Vec<Layer<'_>> = layers
+        .iter()
+        .map(|(kind, counts)| Layer {
+            name: kind,
+            color: failure_color(kind),
+            values: counts.iter().map(|n| *n as f64).collect(),
+        })
+        .collect();
+    let legend: Vec<(&str, &str, bool)> = drawn.iter().map(|l| (l.name, l.color, false)).collect();
+    chart_section(
+        out,
+        title,
+        &format!(
+            "failed requests per {every} slice: no answer, by the kind in the CSV's error column, and 5xx answers"
+        ),
+        &legend,
+        &svg::stacked_bars(
+            &Chart { title, y_title: "failed requests", unit: "", size: WIDE },
+            &axis,
+            &drawn,
+            Stack::Count,
+        ),
+    );
+}
+
+/// p50 and p99 over time of the busiest routes, one small chart each.
+fn route_latency(out: &mut String, series: &RouteLatency) {
+    if series.routes.is_empty() || series.starts_ms.is_empty() {
+        return;
+    }
+    let every = interval_text(series.interval_seconds);
+    let followed = if series.untracked {
+        format!(" (of the first {SERIES_ROUTES} routes seen; later ones are not followed)")
+    } else {
+        String::new()
+    };
+    let legend = [("p50", "#2e9e5b", false), ("p99", "#d64541", false)];
     let _ = writeln!(
         out,
-        "<section><h2>{title}</h2><div class=\"legend\"><span class=\"muted\">{}</span></div>{}\n{chart}\n</section>",
+        "<section><h2>Latency over time by route</h2><div class=\"legend\"><span class=\"muted\">p50 and p99 of \
+         answered requests, ms from the send, per {every} slice: the {} busiest routes{}; each chart has its own \
+         scale</span></div>{}\n<div class=\"grid2\">",
+        series.routes.len(),
+        escape(&followed),
+        svg::legend(&legend)
+    );
+    for line in &series.routes {
+        let tips: Vec<String> = series
+            .starts_ms
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                let when = chrono::DateTime::from_timestamp_millis(*start).map(crate::display::spreadsheet_time);
+                format!(
+                    "{} UTC\n{}\nanswered {} · p50 {} · p99 {} ms",
+                    when.unwrap_or_default(),
+                    line.route,
+                    line.answered[i],
+                    ms(line.p50_ms[i]),
+                    ms(line.p99_ms[i])
+                )
+            })
+            .collect();
+        let axis = TimeAxis {
+            starts_ms: &series.starts_ms,
+            interval_ms: (series.interval_seconds * 1e3).round() as i64,
+            tooltips: &tips,
+        };
+        let lines = [
+            Line { name: "p50", color: "#2e9e5b", values: line.p50_ms.clone(), dashed: false },
+            Line { name: "p99", color: "#d64541", values: line.p99_ms.clone(), dashed: false },
+        ];
+        let title = format!("Latency over time of {}", line.route);
+        let _ = writeln!(
+            out,
+            "<div><h3><code>{}</code> <span class=\"muted\">· {} requests</span></h3>{}</div>",
+            escape(&line.route),
+            line.requests,
+            svg::line_chart(&Chart { title: &title, y_title: "latency", unit: " ms", size: HALF }, &axis, &lines)
+        );
+    }
+    out.push_str("</div></section>\n");
+}
+
+fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, bool)], chart: &str) {
+    chart_section_with(out, title, note, legend, chart, "");
+}
+
+/// A chart's section with `after` (HTML) under the chart.
+fn chart_section_with(
+    out: &mut String,
+    title: &str,
+    note: &str,
+    legend: &[(&str, &str, bool)],
+    chart: &str,
+    after: &str,
+) {
+    let _ = writeln!(
+        out,
+        "<section><h2>{title}</h2><div class=\"legend\"><span class=\"muted\">{}</span></div>{}\n{chart}\n{after}</section>",
         escape(note),
         svg::legend(legend)
     );
+}
+
+/// What each run was, from its manifest; or, without one, what its CSV tells.
+fn runs(out: &mut String, runs: &[RunInfo]) {
+    if runs.is_empty() {
+        return;
+    }
+    out.push_str("<section><h2>Run</h2>\n");
+    for run in runs {
+        if runs.len() > 1 {
+            let _ = writeln!(out, "<h3><code>{}</code></h3>", escape(&run.files.join(", ")));
+        }
+        out.push_str("<dl class=\"meta\">\n");
+        let mut item = |name: &str, value: String| {
+            let _ = writeln!(out, "<dt>{name}</dt><dd>{value}</dd>");
+        };
+        if let Some(note) = &run.note {
+            item("manifest", format!("<span class=\"bad\">none</span> — {}", escape(note)));
+        }
+        if let Some(target) = &run.target {
+            let mock = if target == "mock" { " (the built-in mock server)" } else { "" };
+            item("target", format!("<code>{}</code>{mock}", escape(target)));
+        }
+        if !run.logs.is_empty() {
+            let logs: Vec<String> = run
+                .logs
+                .iter()
+                .map(|l| {
+                    let digest = if l.sha256.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " · sha256 <code title=\"{0}\">{1}…</code>",
+                            escape(&l.sha256),
+                            escape(&l.sha256[..l.sha256.len().min(12)])
+                        )
+                    };
+                    format!("<code>{}</code> · {}{digest}", escape(&l.name), human_bytes(l.bytes))
+                })
+                .collect();
+            item(if logs.len() > 1 { "logs" } else { "log" }, logs.join("<br>"));
+        }
+        if let Some(format) = &run.format {
+            item("log format", escape(format));
+        }
+        if let Some(started) = &run.started {
+            let finished = run.finished.as_deref().map_or_else(|| "not recorded".to_string(), escape);
+            item("started → finished", format!("{} → {finished} UTC", escape(started)));
+        }
+        if let (Some(first), Some(last)) = (&run.first_time, &run.last_time) {
+            let file = if run.files.len() > 1 { "the CSVs" } else { "the CSV" };
+            item(
+                &format!("in {file}"),
+                format!("{} rows · first send {} → last {} UTC", run.rows, escape(first), escape(last)),
+            );
+        }
+        if let Some(shards) = &run.shards {
+            item("shards", escape(&shards.label()));
+        }
+        if let Some(complete) = run.complete {
+            let state = if complete {
+                "<span class=\"good\">complete</span>: the run went to its end".to_string()
+            } else {
+                format!("<span class=\"bad\">incomplete</span>: {}", escape(&run.incomplete_reasons.join("; ")))
+            };
+            item("state", state);
+        }
+        if let Some(c) = &run.counts {
+            item(
+                "requests",
+                format!(
+                    "{} planned · {} sent · {} not sent · {} answered · {} no answer",
+                    c.planned, c.sent, c.not_sent, c.answered, c.no_answer
+                ),
+            );
+        }
+        if let Some(version) = &run.sluice_version {
+            let id =
+                run.run_id.as_deref().map_or_else(String::new, |id| format!(" · run id <code>{}</code>", escape(id)));
+            let manifest =
+                run.manifest.as_deref().map_or_else(String::new, |m| format!(" · manifest <code>{}</code>", escape(m)));
+            item("sluice", format!("{}{id}{manifest}", escape(version)));
+        }
+        out.push_str("</dl>\n");
+        if let Some(options) = run.options.as_ref().and_then(|o| o.as_object()) {
+            options_table(out, options);
+        }
+    }
+    out.push_str("</section>\n");
+}
+
+/// The options that were set (neither null, false nor empty), collapsed: a run's options are a
+/// screenful.
+fn options_table(out: &mut String, options: &serde_json::Map<String, serde_json::Value>) {
+    use serde_json::Value;
+    let set: Vec<(&String, String)> = options
+        .iter()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                Value::Null | Value::Bool(false) => return None,
+                Value::Array(items) if items.is_empty() => return None,
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            Some((key, text))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "<details><summary>Options ({} set; secrets redacted)</summary><table class=\"options\">",
+        set.len()
+    );
+    for (key, text) in set {
+        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(key), escape(&text));
+    }
+    out.push_str("</table></details>\n");
 }
 
 fn mix(line: &RouteLine) -> String {
