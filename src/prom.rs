@@ -205,8 +205,9 @@ impl Prometheus {
         Ok(Prometheus { base })
     }
 
-    pub fn url(&self) -> &reqwest::Url {
-        &self.base
+    /// The URL as shown: credentials it may carry are redacted.
+    pub fn url(&self) -> String {
+        crate::plan::safety::redact_url(self.base.as_str())
     }
 
     /// An instant query at `at`, on a runtime of its own (callers are plain threads).
@@ -226,10 +227,10 @@ impl Prometheus {
                 .build()
                 .map_err(|e| e.to_string())?;
             let response = client.get(url).send().await.map_err(|e| {
-                format!("Prometheus at {} did not answer: {}", self.base, crate::send::outcome::error_text(&e))
+                format!("Prometheus at {} did not answer: {}", self.url(), crate::send::outcome::error_text(&e))
             })?;
             let status = response.status();
-            let bytes = response.bytes().await.map_err(|e| format!("Prometheus at {}: {e}", self.base))?;
+            let bytes = response.bytes().await.map_err(|e| format!("Prometheus at {}: {e}", self.url()))?;
             Ok::<_, String>((status, bytes))
         })?;
         parse_answer(&body.1).map_err(|reason| format!("Prometheus answered {}: {reason}", body.0))

@@ -246,3 +246,17 @@ fn a_late_shard_with_late_start_skip_keeps_the_common_start_and_records_what_it_
         rows.iter().filter(|r| error(r).is_empty()).map(|r| r.get(0).unwrap().parse::<u64>().unwrap()).min();
     assert!(first_sent.is_some_and(|s| s as usize >= skipped), "nothing due before the late start was sent");
 }
+
+#[test]
+fn a_target_with_credentials_in_its_url_is_refused_without_showing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["replay", fixture("demo-access.log").to_str().unwrap(), "--target", "http://ops:s3cret@127.0.0.1:9"])
+        .args(["--rate", "10", "--out", dir.path().join("r.csv").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("credentials in the URL") && !stderr.contains("s3cret"), "{stderr}");
+    assert!(!dir.path().join("r.csv").exists(), "nothing written");
+}

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::aggregate::{Aggregate, FileFacts};
 use crate::display::spreadsheet_time;
-use crate::plan::safety::REDACTED;
+use crate::plan::safety::{REDACTED, redact_url};
 use crate::shard::manifest::{Counts, LogFile};
 use crate::shard::{Manifest, manifest_beside, manifest_path_for};
 
@@ -238,18 +238,6 @@ fn header_name_only(header: &serde_json::Value) -> String {
     let text = header.as_str().unwrap_or_default();
     let name = text.split_once(':').map_or(text, |(name, _)| name).trim();
     format!("{name}: {REDACTED}")
-}
-
-/// `http://user:pass@host/p` → `http://[redacted]@host/p`; anything else unchanged.
-pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else { return text.to_string() };
-    let authority_start = scheme_end + 3;
-    let rest = &text[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@') {
-        Some(at) => format!("{}{REDACTED}{}", &text[..authority_start], &rest[at..]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]

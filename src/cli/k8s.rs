@@ -483,10 +483,6 @@ fn check_target(text: &str) -> Result<(), ConfigError> {
         Target::Mock => {
             Err(bad("--target", "'mock' would start a server inside each pod; give the URL of the server to test"))
         }
-        Target::Url(url) if !url.username().is_empty() || url.password().is_some() => Err(bad(
-            "--target",
-            "carries credentials, which the manifest would show to anyone who can read the Job; send them in a header",
-        )),
         Target::Url(_) => Ok(()),
     }
 }
@@ -1116,7 +1112,7 @@ mod tests {
             (&["--log", "/data/../etc/passwd"], "--log: '/data/../etc/passwd': a path in the image"),
             (&["--target", "mock"], "--target: 'mock' would start a server inside each pod"),
             (&["--target", "ftp://x"], "--target: 'ftp://x': only http and https"),
-            (&["--target", "http://user:secret@web"], "--target: carries credentials"),
+            (&["--target", "http://user:secret@web"], "--target: credentials in the URL"),
             (&["--rate", "0"], "--rate: '0' must be more than 0"),
             (&["--stages", "1m:x"], "--stages:"),
             (&["--start-at", "2026-11-30T11:59:59Z"], "--start-at: 2026-11-30T11:59:59Z is not in the future"),

@@ -523,6 +523,12 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("'{text}' has no host"));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not echoed: the text holds the secret.
+        return Err("credentials in the URL (user:password@) are not accepted: they would show in every output and \
+                    file; send them in a header (--header 'Authorization: Basic …', `headers` for the daemon)"
+            .into());
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("'{text}': a target may carry a path prefix but no query or fragment"));
     }

@@ -395,6 +395,18 @@ impl TargetScope {
     }
 }
 
+/// `http://user:pass@host/p` → `http://[redacted]@host/p`; anything else unchanged.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else { return text.to_string() };
+    let authority_start = scheme_end + 3;
+    let rest = &text[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}{REDACTED}{}", &text[..authority_start], &rest[at..]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

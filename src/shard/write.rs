@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Counts, HistogramSettings, Incomplete, LogFile, Manifest, ShardId, hex};
 use super::{ManifestError, manifest_path_for, sha256_file};
 use crate::config::{ReplayConfig, ReplayOptions};
-use crate::plan::safety::REDACTED;
+use crate::plan::safety::{REDACTED, redact_url};
 use crate::run::summary::Summary;
 use crate::source::Input;
 
@@ -125,6 +125,22 @@ fn effective_options(options: &ReplayOptions) -> Result<(serde_json::Value, Stri
         }
     }
     let hash = hex(&Sha256::digest(serde_json::to_vec(&value)?));
+    // A URL's credentials (a Prometheus or a push target may carry them) are secrets too.
+    if let Some(object) = value.as_object_mut() {
+        for option in object.values_mut() {
+            match option {
+                serde_json::Value::String(text) => *text = redact_url(text),
+                serde_json::Value::Array(items) => {
+                    for item in items.iter_mut() {
+                        if let serde_json::Value::String(text) = item {
+                            *text = redact_url(text);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     if let Some(headers) = value.get_mut("header").and_then(|h| h.as_array_mut()) {
         for header in headers {
             let name = header.as_str().and_then(|h| h.split_once(':')).map(|(n, _)| n.trim().to_string());
@@ -156,6 +172,12 @@ mod tests {
         assert_eq!(effective_options(&other_shard).unwrap().1, hash);
         assert!(!shown.to_string().contains("s3cret"), "{shown}");
         assert_eq!(shown["header"][0], "Authorization: [redacted]");
+        let with_credentials =
+            ReplayOptions { push: vec!["influx=http://ops:pw@influx:8086?db=x".into()], ..base.clone() };
+        assert_eq!(
+            effective_options(&with_credentials).unwrap().0["push"][0],
+            "influx=http://[redacted]@influx:8086?db=x"
+        );
         let other_secret = ReplayOptions { header: vec!["Authorization: Bearer other".into()], ..base.clone() };
         assert_ne!(effective_options(&other_secret).unwrap().1, hash, "a differing secret differs");
         let other_rate = ReplayOptions { rate: Some("200".into()), ..base };
