@@ -9,6 +9,7 @@ use std::time::Instant;
 use reqwest::{Method, Url};
 
 use crate::plan::ReplayRequest;
+use crate::plan::safety::Redactor;
 use crate::results::SessionTag;
 
 /// Why a request got no HTTP status. A failed request is data, not an error of the program.
@@ -222,11 +223,53 @@ pub struct FailureSamples {
     by_kind: Mutex<BTreeMap<ErrorKind, Vec<FailureSample>>>,
 }
 
-/// One distinct failure message and how many failures said it.
+/// One distinct failure message and how many failures said it, with what to do about it when
+/// the cause is a well-known one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FailureSample {
     pub message: String,
     pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// What to do about a failure whose message names a well-known cause: (words in the message, hint).
+/// Matched in order, case-sensitively, against the kind's message.
+const HINTS: [(ErrorKind, &str, &str); 8] = [
+    (
+        ErrorKind::Tls,
+        "UnknownIssuer",
+        "pass --ca-cert FILE (the CA that signed the target's certificate) or --insecure",
+    ),
+    (
+        ErrorKind::Tls,
+        "NotValidForName",
+        "the certificate is for another name: pass --tls-server-name NAME (a name it holds), or --resolve \
+         HOST:PORT:ADDR to keep that name and connect elsewhere",
+    ),
+    (ErrorKind::Tls, "Expired", "the target's certificate has expired (--insecure skips the check)"),
+    (ErrorKind::Tls, "NotValidYet", "the target's certificate is not valid yet: check this machine's clock"),
+    (
+        ErrorKind::Tls,
+        "CertificateRequired",
+        "the target wants a client certificate: pass --client-cert FILE --client-key FILE",
+    ),
+    (
+        ErrorKind::Tls,
+        "UnknownCA",
+        "the target does not trust the client certificate: pass one its CA signed (--client-cert, --client-key)",
+    ),
+    (
+        ErrorKind::Tls,
+        "InvalidContentType",
+        "the target does not speak TLS on this port: is it http:// rather than https://?",
+    ),
+    (ErrorKind::Protocol, "not an HTTP/1 response", "the target may speak TLS on this port: try https://"),
+];
+
+/// The hint for a failure, if its message names a well-known cause.
+fn hint_for(kind: ErrorKind, message: &str) -> Option<&'static str> {
+    HINTS.iter().find(|(k, words, _)| *k == kind && message.contains(words)).map(|(_, _, hint)| *hint)
 }
 
 /// Distinct messages kept per error kind.
@@ -245,15 +288,39 @@ impl FailureSamples {
         if let Some(sample) = samples.iter_mut().find(|s| s.message == message) {
             sample.count += 1;
         } else if samples.len() < SAMPLES_PER_KIND {
-            samples.push(FailureSample { message: message.to_string(), count: 1 });
+            let hint = hint_for(failure.kind, message).map(String::from);
+            samples.push(FailureSample { message: message.to_string(), count: 1, hint });
         }
     }
 
-    /// Kind → its first distinct messages, in the order first seen.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<FailureSample>> {
+    /// Kind → its first distinct messages, in the order first seen, with any URL in them passed
+    /// through `redactor` (a credential in a query stays out of the summary). Messages that
+    /// differed only by a masked value become one.
+    pub fn snapshot(&self, redactor: &Redactor) -> BTreeMap<String, Vec<FailureSample>> {
         let by_kind = self.by_kind.lock().expect("not poisoned");
-        by_kind.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()
+        by_kind
+            .iter()
+            .map(|(kind, samples)| {
+                let mut shown: Vec<FailureSample> = Vec::with_capacity(samples.len());
+                for sample in samples {
+                    let message = redacted_urls(redactor, &sample.message);
+                    match shown.iter_mut().find(|s| s.message == message) {
+                        Some(same) => same.count += sample.count,
+                        None => shown.push(FailureSample { message, ..sample.clone() }),
+                    }
+                }
+                (kind.as_str().to_string(), shown)
+            })
+            .collect()
     }
+}
+
+/// `text` with the credential-like query values of each URL-looking word masked.
+fn redacted_urls(redactor: &Redactor, text: &str) -> String {
+    text.split(' ')
+        .map(|word| if redactor.url_needs_masking(word) { redactor.url(word) } else { word.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -278,9 +345,28 @@ mod tests {
         for i in 0..10 {
             samples.record(&Failure::new(ErrorKind::Connect, format!("refused {}", i % 5)));
         }
-        let snapshot = samples.snapshot();
+        let snapshot = samples.snapshot(&Redactor::default());
         let connect = &snapshot["connect"];
         assert_eq!(connect.len(), SAMPLES_PER_KIND);
-        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2 });
+        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2, hint: None });
+    }
+
+    #[test]
+    fn well_known_causes_get_a_hint_and_credentials_in_urls_are_masked() {
+        let samples = FailureSamples::default();
+        let unknown = "client error (Connect): invalid peer certificate: UnknownIssuer";
+        for _ in 0..3 {
+            samples.record(&Failure::new(ErrorKind::Tls, unknown));
+        }
+        samples.record(&Failure::new(ErrorKind::Other, "redirect to http://h/x?token=s3cret&a=1 refused"));
+        samples.record(&Failure::new(ErrorKind::Other, "redirect to http://h/x?token=other&a=1 refused"));
+        let snapshot = samples.snapshot(&Redactor::default());
+        let tls = &snapshot["tls"][0];
+        assert_eq!((tls.message.as_str(), tls.count), (unknown, 3));
+        assert!(tls.hint.as_deref().unwrap().starts_with("pass --ca-cert FILE"), "{tls:?}");
+        let other = &snapshot["other"];
+        assert_eq!(other.len(), 1, "the same message once masked: {other:?}");
+        assert_eq!((other[0].message.as_str(), other[0].count), ("redirect to http://h/x?token=***&a=1 refused", 2));
+        assert_eq!(hint_for(ErrorKind::Connect, unknown), None, "hints are per kind");
     }
 }
