@@ -216,9 +216,6 @@ pub fn parse_resolve(text: &str, target: &Target) -> Result<SocketAddr, ConfigEr
     };
     let target_host = url.host_str().unwrap_or_default();
     let target_port = url.port_or_known_default().unwrap_or(80);
-    if matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) {
-        return Err(bad(flag, format!("the target's host {target_host} is an address already: nothing to resolve")));
-    }
     if !host.eq_ignore_ascii_case(target_host) || port != target_port {
         return Err(bad(
             flag,
@@ -227,6 +224,9 @@ pub fn parse_resolve(text: &str, target: &Target) -> Result<SocketAddr, ConfigEr
                  the target's own host and port connect"
             ),
         ));
+    }
+    if matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) {
+        return Err(bad(flag, format!("the target's host {target_host} is an address already: nothing to resolve")));
     }
     Ok(SocketAddr::new(addr, port))
 }

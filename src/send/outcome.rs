@@ -134,7 +134,12 @@ impl Failure {
     }
 }
 
-/// `a: b: c` for an error and its causes, each said once, without `(os error N)`.
+/// Layers of reqwest and hyper that only say a request failed, not why: left out of a message
+/// when a cause follows them.
+const WRAPPERS: [&str; 2] = ["error sending request", "client error ("];
+
+/// `a: b: c` for an error and its causes, each said once, without `(os error N)` and without the
+/// client library's wrapping layers: `invalid peer certificate: UnknownIssuer`.
 pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = Some(err);
@@ -148,6 +153,9 @@ pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
             parts.push(text);
         }
         source = e.source();
+    }
+    while parts.len() > 1 && WRAPPERS.iter().any(|w| parts[0].starts_with(w)) {
+        parts.remove(0);
     }
     parts.join(": ")
 }
@@ -233,43 +241,52 @@ pub struct FailureSample {
     pub hint: Option<String>,
 }
 
-/// What to do about a failure whose message names a well-known cause: (words in the message, hint).
-/// Matched in order, case-sensitively, against the kind's message.
-const HINTS: [(ErrorKind, &str, &str); 8] = [
+/// What to do about a failure whose message names a well-known cause: (kind, words any of which
+/// the message holds, hint). rustls names some causes by their variant (`UnknownIssuer`) and
+/// others in words (`certificate not valid for name`); both spellings are listed.
+const HINTS: [(ErrorKind, &[&str], &str); 8] = [
     (
         ErrorKind::Tls,
-        "UnknownIssuer",
+        &["UnknownIssuer"],
         "pass --ca-cert FILE (the CA that signed the target's certificate) or --insecure",
     ),
     (
         ErrorKind::Tls,
-        "NotValidForName",
-        "the certificate is for another name: pass --tls-server-name NAME (a name it holds), or --resolve \
-         HOST:PORT:ADDR to keep that name and connect elsewhere",
+        &["not valid for name", "NotValidForName"],
+        "the certificate is for another name: pass --tls-server-name NAME (a name it holds), or use that name in \
+         --target with --resolve HOST:PORT:ADDR",
     ),
-    (ErrorKind::Tls, "Expired", "the target's certificate has expired (--insecure skips the check)"),
-    (ErrorKind::Tls, "NotValidYet", "the target's certificate is not valid yet: check this machine's clock"),
     (
         ErrorKind::Tls,
-        "CertificateRequired",
+        &["certificate expired", "Expired"],
+        "the target's certificate has expired (--insecure skips the check)",
+    ),
+    (
+        ErrorKind::Tls,
+        &["certificate not valid yet", "NotValidYet"],
+        "the target's certificate is not valid yet: check this machine's clock",
+    ),
+    (
+        ErrorKind::Tls,
+        &["CertificateRequired"],
         "the target wants a client certificate: pass --client-cert FILE --client-key FILE",
     ),
     (
         ErrorKind::Tls,
-        "UnknownCA",
-        "the target does not trust the client certificate: pass one its CA signed (--client-cert, --client-key)",
+        &["UnknownCA", "BadCertificate"],
+        "the target refused the client certificate: pass one its CA signed (--client-cert, --client-key)",
     ),
     (
         ErrorKind::Tls,
-        "InvalidContentType",
+        &["InvalidContentType"],
         "the target does not speak TLS on this port: is it http:// rather than https://?",
     ),
-    (ErrorKind::Protocol, "not an HTTP/1 response", "the target may speak TLS on this port: try https://"),
+    (ErrorKind::Protocol, &["not an HTTP/1 response"], "the target may speak TLS on this port: try https://"),
 ];
 
 /// The hint for a failure, if its message names a well-known cause.
 fn hint_for(kind: ErrorKind, message: &str) -> Option<&'static str> {
-    HINTS.iter().find(|(k, words, _)| *k == kind && message.contains(words)).map(|(_, _, hint)| *hint)
+    HINTS.iter().find(|(k, words, _)| *k == kind && words.iter().any(|w| message.contains(w))).map(|(_, _, hint)| *hint)
 }
 
 /// Distinct messages kept per error kind.
