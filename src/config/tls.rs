@@ -81,9 +81,7 @@ impl TlsSettings {
         }
         let mut settings = TlsSettings { insecure: args.insecure, ..TlsSettings::default() };
         if let Some(path) = &args.ca_cert {
-            settings
-                .add_ca_pem(&read_pem_file("--ca-cert", path)?, &path.display().to_string())
-                .map_err(|m| bad("--ca-cert", m))?;
+            settings.add_ca_file("--ca-cert", path)?;
         }
         settings.client_identity = match (&args.client_cert, &args.client_key) {
             (Some(cert), Some(key)) => Some(ClientIdentity::load(cert, key)?),
@@ -98,6 +96,11 @@ impl TlsSettings {
             settings.server_name = Some(name.to_string());
         }
         Ok(settings)
+    }
+
+    /// Adds the certificates of a PEM file to the trusted ones; errors name `flag` and the file.
+    pub fn add_ca_file(&mut self, flag: &'static str, path: &Path) -> Result<(), ConfigError> {
+        self.add_ca_pem(&read_pem_file(flag, path)?, &path.display().to_string()).map_err(|m| bad(flag, m))
     }
 
     /// Adds the certificates of a PEM bundle to the trusted ones. `source` names it in messages
@@ -123,9 +126,9 @@ impl TlsSettings {
         } else if !self.ca_sources.is_empty() {
             let n = self.ca_certs.len();
             parts.push(format!(
-                "trusting {} ({n} certificate{}) besides the system's roots",
-                self.ca_sources.join(", "),
-                if n == 1 { "" } else { "s" }
+                "trusting {n} certificate{} from {} besides the system's roots",
+                if n == 1 { "" } else { "s" },
+                self.ca_sources.join(", ")
             ));
         }
         if let Some(name) = &self.server_name {
