@@ -67,6 +67,9 @@ impl ErrorKind {
         let mut source = Some(err);
         let mut incomplete = false;
         while let Some(e) = source {
+            if e.is::<rustls::Error>() {
+                return ErrorKind::Tls;
+            }
             if let Some(io) = e.downcast_ref::<io::Error>() {
                 if is_local_exhaustion(io) {
                     return ErrorKind::Local;
@@ -96,7 +99,7 @@ impl ErrorKind {
             if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
                 return ErrorKind::Tls;
             }
-            source = e.source();
+            source = wrapped_or_source(e);
         }
         if incomplete {
             ErrorKind::Reset
@@ -105,6 +108,15 @@ impl ErrorKind {
         } else {
             ErrorKind::Other
         }
+    }
+}
+
+/// The next cause of `e`. An io::Error that wraps another error (tokio-rustls wraps rustls's
+/// this way, sometimes twice) gives it, where its `source()` would skip it.
+fn wrapped_or_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+        Some(inner) => Some(inner),
+        None => e.source(),
     }
 }
 
@@ -354,6 +366,17 @@ mod tests {
         assert_eq!(ErrorKind::from_chain(&refused, true), ErrorKind::Connect);
         let failure = Failure::from_error(&refused, true);
         assert_eq!(failure.message, "Connection refused", "no `(os error N)`");
+    }
+
+    #[test]
+    fn any_rustls_error_is_a_tls_failure_even_inside_an_io_error() {
+        let plain_http = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        // As reqwest's connector hands it over: an io::Error around tokio-rustls's io::Error.
+        let wrapped = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, plain_http.clone()));
+        assert_eq!(ErrorKind::from_chain(&wrapped, true), ErrorKind::Tls, "not `connect`");
+        assert_eq!(ErrorKind::from_chain(&plain_http, true), ErrorKind::Tls);
+        let failure = Failure::from_error(&wrapped, true);
+        assert!(hint_for(failure.kind, &failure.message).unwrap().contains("http://"), "{failure:?}");
     }
 
     #[test]
