@@ -2,15 +2,17 @@
 //!
 //! A [`RunRequest`] is a JSON object: the replay options themselves, read into the same
 //! [`ReplayOptions`] the command line and `--config` fill (keys are the long flags in
-//! snake_case), beside four keys that are the daemon's own: `logs` (names inside `--logs-dir`),
-//! `headers` (an object, its values secrets), `public_headers` and `start_at`. An option added to
-//! [`ReplayOptions`] is accepted here without a change. Refused: what names a file on the
-//! daemon's machine or is a terminal's (`files`, `out`, `summary_json`, `config`, `progress`,
-//! `dry_run`, `@file` header values), and the options that are the command line's own (`header`
-//! as "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
+//! snake_case), beside five keys that are the daemon's own: `logs` (names inside `--logs-dir`),
+//! `headers` (an object, its values secrets), `public_headers`, `start_at` and `ca_pem` (CA
+//! certificates as PEM text). An option added to [`ReplayOptions`] is accepted here without a
+//! change. Refused: what names a file on the daemon's machine or is a terminal's (`files`, `out`,
+//! `summary_json`, `config`, `progress`, `dry_run`, `ca_cert`, `client_cert`, `client_key`,
+//! `@file` header values), and the options that are the command line's own (`header` as
+//! "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
 //! [`ReplayConfig`] through the CLI's own checks, once, so a daemon run is validated exactly like
-//! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target,
-//! the caps for its rate, concurrency and duration.
+//! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target
+//! (and for the address `resolve` connects to), the caps for its rate, concurrency and duration,
+//! and its TLS decisions (its CAs and client certificate, whether `insecure` may be asked).
 //!
 //! Header values given through the API are secrets unless the request names them in
 //! `public_headers`: [`RunRequest::split_secrets`] takes them out of what is shown and stored in
