@@ -266,6 +266,46 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_need_an_https_target_a_matching_key_and_no_contradiction() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+        let options = |edit: fn(&mut ReplayOptions, &Path)| {
+            let mut args = ReplayOptions::default();
+            edit(&mut args, &fixtures);
+            args
+        };
+        let https = target("https://127.0.0.1:8443");
+        type Edit = fn(&mut ReplayOptions, &Path);
+        let refused: [(Edit, &Target, &str, &str); 5] = [
+            (|a, _| a.insecure = true, &Target::Mock, "--insecure", "https:// targets only"),
+            (|a, f| a.ca_cert = Some(f.join("ca.pem")), &target("http://h"), "--ca-cert", "https:// targets only"),
+            (|a, f| (a.insecure, a.ca_cert) = (true, Some(f.join("ca.pem"))), &https, "--insecure", "choose one"),
+            (
+                |a, f| (a.client_cert, a.client_key) = (Some(f.join("ca.pem")), Some(f.join("server-key.pem"))),
+                &https,
+                "--client-key",
+                "server-key.pem is not the private key of the certificate in",
+            ),
+            (|a, f| a.client_key = Some(f.join("server-key.pem")), &https, "--client-key", "needs --client-cert"),
+        ];
+        for (edit, target, flag, words) in refused {
+            let e = TlsSettings::from_options(&options(edit), target).unwrap_err();
+            assert_eq!(e.flag, flag, "{e}");
+            assert!(e.message.contains(words), "{e}");
+        }
+        let identity = |a: &mut ReplayOptions, f: &Path| {
+            (a.client_cert, a.client_key) = (Some(f.join("server.pem")), Some(f.join("server-key.pem")));
+            a.tls_server_name = Some("staging.example".into());
+        };
+        let settings = TlsSettings::from_options(&options(identity), &https).unwrap();
+        let server_pem = fixtures.join("server.pem");
+        assert_eq!(
+            settings.describe(),
+            format!("server name staging.example; client certificate {}", server_pem.display())
+        );
+        assert!(!format!("{settings:?}").contains("PRIVATE"), "the key is never shown");
+    }
+
+    #[test]
     fn a_file_that_holds_no_certificate_is_named_with_the_reason() {
         let mut settings = TlsSettings::default();
         let e = settings.add_ca_pem(b"just some text\n", "ca.txt").unwrap_err();
