@@ -684,18 +684,21 @@ fn tls_fields_are_held_to_the_operators_policy_and_no_caller_names_a_file() {
     assert_eq!(server.received.lock().unwrap().len(), 200);
     drop(daemon);
 
-    // An operator who trusts the CA for every run, and allows callers to skip verification.
+    // An operator who trusts the CA and presents a client certificate for every run, and allows
+    // callers to skip verification.
     let state = tempfile::tempdir().unwrap();
-    let daemon = InProcess::start(state.path(), None, &["--ca-cert", ca_file.to_str().unwrap(), "--allow-insecure"]);
+    let (cert, key) = (fixture("tls").join("server.pem"), fixture("tls").join("server-key.pem"));
+    let flags = ["--ca-cert", ca_file.to_str().unwrap(), "--allow-insecure"];
+    let identity = ["--client-cert", cert.to_str().unwrap(), "--client-key", key.to_str().unwrap()];
+    let daemon = InProcess::start(state.path(), None, &[&flags[..], &identity[..]].concat());
     let http = daemon.http(None);
     http.upload("u.log", &fixture("unique-targets.log"));
     let trusted = http.wait_finished(http.submit(ok.clone())["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(trusted["state"], "completed", "{trusted:#}");
-    let by_operator = format!(
-        "trusting 1 certificate from {} (the daemon's --ca-cert) besides the system's roots",
-        ca_file.display()
-    );
-    assert_eq!(trusted["summary"]["tls"], by_operator.as_str());
+    // Named by their flags: no answer carries the daemon's own paths.
+    let given = "trusting 1 certificate from the daemon's --ca-cert besides the system's roots; client certificate \
+                 the daemon's --client-cert";
+    assert_eq!(trusted["summary"]["tls"], given);
     let insecure = serde_json::from_str(&with("insecure", json!(true))).unwrap();
     let insecure = http.wait_finished(http.submit(insecure)["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(insecure["state"], "completed", "{insecure:#}");

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::config::tls::{PEM_FILE_BYTES, parse_resolve};
+use crate::config::tls::{ClientIdentity, PEM_FILE_BYTES, parse_resolve};
 use crate::config::{ReplayConfig, Target, TlsSettings, parse_target};
 use crate::plan::safety::HostPattern;
 
@@ -112,10 +112,17 @@ impl TlsPolicy {
                 None => Ok(()),
             };
         }
+        // Named by flag, not by path: summaries never carry the daemon's own paths.
         let tls = &mut config.tls;
-        tls.ca_certs.extend(self.given.ca_certs.iter().cloned());
-        tls.ca_sources.extend(self.given.ca_sources.iter().map(|s| format!("{s} (the daemon's --ca-cert)")));
-        tls.client_identity = self.given.client_identity.clone();
+        if !self.given.ca_certs.is_empty() {
+            tls.ca_certs.extend(self.given.ca_certs.iter().cloned());
+            tls.ca_sources.push("the daemon's --ca-cert".into());
+        }
+        tls.client_identity = self
+            .given
+            .client_identity
+            .as_ref()
+            .map(|identity| ClientIdentity { source: "the daemon's --client-cert".into(), ..identity.clone() });
         if let Some(pem) = ca_pem {
             if pem.len() as u64 > PEM_FILE_BYTES {
                 return Err(Rejection::Invalid(format!("ca_pem: longer than {PEM_FILE_BYTES} bytes")));

@@ -78,7 +78,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionFigures>,
     /// How https connections were verified and what they presented, when not the default
-    /// (`verification OFF (--insecure)…`, `trusting ca.pem (1 certificate)…`).
+    /// (`verification OFF (--insecure)…`, `trusting 1 certificate from ca.pem…`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
     /// `--resolve`: the address connections went to instead of the target host's.
