@@ -634,3 +634,73 @@ fn serve_returns_once_the_running_run_drained_and_a_new_daemon_finds_it_interrup
     assert_eq!(count(&run["summary"]["requests_sent"]), rows.len() as u64);
     assert_eq!(http.run(&queued_later)["state"], "scheduled", "a waiting run stays for the next daemon");
 }
+
+#[test]
+fn tls_fields_are_held_to_the_operators_policy_and_no_caller_names_a_file() {
+    let server = common::tls_server::tls_server();
+    let target = format!("https://127.0.0.1:{}", server.port);
+    let ca_pem = std::fs::read_to_string(fixture("tls").join("ca.pem")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = InProcess::start(state.path(), None, &[]);
+    let http = daemon.http(None);
+    http.upload("u.log", &fixture("unique-targets.log"));
+    let ok = json!({"logs": ["u.log"], "target": target, "rate": 400, "allow_methods": ["all"]});
+    let with = |key: &str, value: Value| {
+        let mut body = ok.clone();
+        body[key] = value;
+        body.to_string()
+    };
+
+    // Files on the daemon's machine are never named by a caller; skipping verification and
+    // connecting elsewhere are the operator's to allow.
+    let ca_file = fixture("tls").join("ca.pem");
+    expect(http.post_raw("/v1/runs", &with("ca_cert", json!(ca_file))), 422, "send the CA's PEM text in `ca_pem`");
+    expect(http.post_raw("/v1/runs", &with("client_cert", json!(ca_file))), 422, "sluice daemon --client-cert");
+    expect(http.post_raw("/v1/runs", &with("client_key", json!(ca_file))), 422, "a private key never travels");
+    expect(http.post_raw("/v1/runs", &with("insecure", json!(true))), 403, "--allow-insecure");
+    expect(http.post_raw("/v1/runs", &with("ca_pem", json!("not a certificate"))), 422, "ca_pem: holds no PEM");
+    let elsewhere = with("resolve", json!(format!("127.0.0.1:{}:192.0.2.1", server.port)));
+    expect(http.post_raw("/v1/runs", &elsewhere), 422, "the target's host 127.0.0.1 is an address already");
+    let named = json!({"logs": ["u.log"], "target": format!("https://localhost:{}", server.port), "rate": 10,
+        "resolve": format!("localhost:{}:192.0.2.1", server.port)});
+    expect(http.post_raw("/v1/runs", &named.to_string()), 403, "connections would go to 192.0.2.1");
+    assert!(server.received.lock().unwrap().is_empty() && http.get("/v1/runs").json().as_array().unwrap().is_empty());
+
+    // Without the CA, the run fails and its record says why and what to do.
+    let run = http.submit(ok.clone());
+    let done = http.wait_finished(run["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(done["state"], "failed", "{done:#}");
+    let tls = &done["summary"]["error_messages"]["tls"][0];
+    assert_eq!(tls["message"], "invalid peer certificate: UnknownIssuer", "{done:#}");
+    assert!(tls["hint"].as_str().unwrap().contains("--ca-cert"), "{tls}");
+
+    // With the CA's PEM text, every request is answered, and the record keeps the (public) CA.
+    let run = http.submit(serde_json::from_str(&with("ca_pem", json!(ca_pem))).unwrap());
+    let id = run["id"].as_str().unwrap();
+    let done = http.wait_finished(id, Duration::from_secs(60));
+    assert_eq!((done["state"].as_str(), count(&done["summary"]["responses"])), (Some("completed"), 200), "{done:#}");
+    assert_eq!(done["summary"]["tls"], "trusting 1 certificate from ca_pem besides the system's roots");
+    assert_eq!(done["options"]["ca_pem"], ca_pem.as_str());
+    assert_eq!(server.received.lock().unwrap().len(), 200);
+    drop(daemon);
+
+    // An operator who trusts the CA and presents a client certificate for every run, and allows
+    // callers to skip verification.
+    let state = tempfile::tempdir().unwrap();
+    let (cert, key) = (fixture("tls").join("server.pem"), fixture("tls").join("server-key.pem"));
+    let flags = ["--ca-cert", ca_file.to_str().unwrap(), "--allow-insecure"];
+    let identity = ["--client-cert", cert.to_str().unwrap(), "--client-key", key.to_str().unwrap()];
+    let daemon = InProcess::start(state.path(), None, &[&flags[..], &identity[..]].concat());
+    let http = daemon.http(None);
+    http.upload("u.log", &fixture("unique-targets.log"));
+    let trusted = http.wait_finished(http.submit(ok.clone())["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(trusted["state"], "completed", "{trusted:#}");
+    // Named by their flags: no answer carries the daemon's own paths.
+    let given = "trusting 1 certificate from the daemon's --ca-cert besides the system's roots; client certificate \
+                 the daemon's --client-cert";
+    assert_eq!(trusted["summary"]["tls"], given);
+    let insecure = serde_json::from_str(&with("insecure", json!(true))).unwrap();
+    let insecure = http.wait_finished(http.submit(insecure)["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(insecure["state"], "completed", "{insecure:#}");
+    assert!(insecure["summary"]["tls"].as_str().unwrap().starts_with("verification OFF (--insecure)"), "{insecure:#}");
+}

@@ -63,6 +63,9 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         },
         c.out.display()
     );
+    if c.tls.insecure {
+        eprintln!("sluice: --insecure: the target's certificate is NOT verified; any server can answer for it");
+    }
 
     let handle = run.handle();
     let shutdown = Shutdown::on_signals(

@@ -27,9 +27,11 @@ use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LIN
 
 pub mod options;
 mod shape;
+pub mod tls;
 
 pub use options::{ProgressMode, ReplayOptions};
 use shape::shape_and_duration;
+pub use tls::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {message}")]
@@ -186,6 +188,10 @@ pub struct ReplayConfig {
     /// The common T0 (`--start-at`), and what to do when the run starts after it.
     pub start_at: Option<DateTime<Utc>>,
     pub late_start: LateStart,
+    /// How https connections verify the target and present this side (`--ca-cert`, …).
+    pub tls: TlsSettings,
+    /// `--resolve`: the address connections to the target go to, instead of its host's.
+    pub resolve: Option<std::net::SocketAddr>,
 }
 
 /// What a run that starts after `--start-at` does.
@@ -236,6 +242,8 @@ impl ReplayConfig {
             shard: None,
             start_at: None,
             late_start: LateStart::Refuse,
+            tls: TlsSettings::default(),
+            resolve: None,
         }
     }
 }
@@ -256,6 +264,8 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
+        let tls = TlsSettings::from_options(args, &target)?;
+        let resolve = args.resolve.as_deref().map(|r| tls::parse_resolve(r, &target)).transpose()?;
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         let (shape, duration) = shape_and_duration(args)?;
@@ -455,6 +465,8 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 .map_err(|m| bad("--shard", m))?,
             start_at,
             late_start,
+            tls,
+            resolve,
         })
     }
 }

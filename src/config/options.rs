@@ -406,6 +406,41 @@ pub struct ReplayOptions {
     #[arg(long, value_name = "WHAT", help_heading = "Many machines")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub late_start: Option<String>,
+
+    // ---- TLS and addresses ---------------------------------------------------------------
+    /// Trust the certificates of this PEM bundle (a staging CA, a self-signed certificate)
+    /// besides the system's roots.
+    #[arg(long, value_name = "FILE", help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify the target's certificate at all (any certificate, any name). The summary
+    /// says so.
+    #[arg(long, help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub insecure: bool,
+
+    /// Present this PEM certificate (chain) when the target asks for one (mTLS); with --client-key.
+    #[arg(long, value_name = "FILE", help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The PEM private key of --client-cert (checked to match it before anything is sent).
+    #[arg(long, value_name = "FILE", help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+
+    /// Send this name as SNI and verify the certificate against it, instead of the target's host.
+    #[arg(long, value_name = "NAME", help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+
+    /// Connect to ADDR for the target's HOST:PORT, while Host and SNI still say HOST (curl's
+    /// --resolve): one backend of a pool, or a host not yet in DNS. http and https.
+    /// --deny-host/--allow-host judge ADDR as well as HOST.
+    #[arg(long, value_name = "HOST:PORT:ADDR", help_heading = "TLS and addresses")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
 }
 
 const FORMAT_HELP_AUTO: &str = "Log format: auto, nginx, nginx-main, apache-common, apache-combined, \
@@ -599,6 +634,12 @@ impl ReplayOptions {
             start_at: self.start_at.or(file.start_at),
             late_start: self.late_start.or(file.late_start),
             mix: self.mix.or(file.mix),
+            ca_cert: self.ca_cert.or(file.ca_cert),
+            insecure: self.insecure || file.insecure,
+            client_cert: self.client_cert.or(file.client_cert),
+            client_key: self.client_key.or(file.client_key),
+            tls_server_name: self.tls_server_name.or(file.tls_server_name),
+            resolve: self.resolve.or(file.resolve),
         }
     }
 }

@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use crate::config::{Target, parse_target};
+use crate::config::tls::{ClientIdentity, PEM_FILE_BYTES, parse_resolve};
+use crate::config::{ReplayConfig, Target, TlsSettings, parse_target};
 use crate::plan::safety::HostPattern;
 
 /// Why a request is refused; the API turns each into a status code.
@@ -66,11 +67,70 @@ impl Default for Caps {
     }
 }
 
-/// Everything the daemon's operator decided about runs: where they may send, and how hard.
+/// Everything the daemon's operator decided about runs: where they may send, how hard, and how
+/// their https connections are verified.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Policy {
     pub allow: AllowList,
     pub caps: Caps,
+    pub tls: TlsPolicy,
+}
+
+/// The operator's TLS decisions. A caller never names a file on the daemon's machine: the CAs
+/// runs trust and the client certificate they present are the operator's (`sluice daemon
+/// --ca-cert`, `--client-cert`, `--client-key`); a caller may add CA certificates as PEM text
+/// (`ca_pem`, public, kept in `run.json`), and may turn verification off (`insecure`) only where
+/// the operator allowed it (`--allow-insecure`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsPolicy {
+    /// Given to every https run: the operator's trusted CAs and client certificate.
+    pub given: TlsSettings,
+    pub allow_insecure: bool,
+}
+
+impl TlsPolicy {
+    /// Refuses `insecure` unless the operator allowed it.
+    pub fn check_insecure(&self, insecure: bool) -> Result<(), Rejection> {
+        if insecure && !self.allow_insecure {
+            return Err(Rejection::Forbidden(
+                "insecure: this daemon does not run requests that skip certificate verification; send the target's \
+                 CA in `ca_pem`, or ask its operator to trust it (sluice daemon --ca-cert) or to allow this \
+                 (--allow-insecure)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives a validated run the operator's CAs and client certificate, and the caller's
+    /// `ca_pem`. Only https runs get them: an http run has no use for them.
+    pub fn give_to(&self, config: &mut ReplayConfig, ca_pem: Option<&str>) -> Result<(), Rejection> {
+        let is_https = matches!(&config.target, Target::Url(url) if url.scheme() == "https");
+        if !is_https {
+            return match ca_pem {
+                Some(_) => Err(Rejection::Invalid("ca_pem: applies to https:// targets only".into())),
+                None => Ok(()),
+            };
+        }
+        // Named by flag, not by path: summaries never carry the daemon's own paths.
+        let tls = &mut config.tls;
+        if !self.given.ca_certs.is_empty() {
+            tls.ca_certs.extend(self.given.ca_certs.iter().cloned());
+            tls.ca_sources.push("the daemon's --ca-cert".into());
+        }
+        tls.client_identity = self
+            .given
+            .client_identity
+            .as_ref()
+            .map(|identity| ClientIdentity { source: "the daemon's --client-cert".into(), ..identity.clone() });
+        if let Some(pem) = ca_pem {
+            if pem.len() as u64 > PEM_FILE_BYTES {
+                return Err(Rejection::Invalid(format!("ca_pem: longer than {PEM_FILE_BYTES} bytes")));
+            }
+            tls.add_ca_pem(pem.as_bytes(), "ca_pem").map_err(Rejection::Invalid)?;
+        }
+        Ok(())
+    }
 }
 
 /// Which targets the daemon's runs may send to: `--allow-target`, repeatable.
@@ -139,6 +199,29 @@ impl AllowList {
                 }
             }
         }
+    }
+}
+
+impl AllowList {
+    /// `resolve` (HOST:PORT:ADDR) sends the target's traffic to ADDR: that address must be
+    /// allowed too, as the target's host would be.
+    pub fn check_resolved(&self, target: &str, resolve: &str) -> Result<(), Rejection> {
+        let parsed = parse_target(target).map_err(|m| Rejection::Invalid(format!("target: {m}")))?;
+        let addr =
+            parse_resolve(resolve, &parsed).map_err(|e| Rejection::Invalid(format!("resolve: {}", e.message)))?;
+        let Target::Url(mut url) = parsed else {
+            return Err(Rejection::Invalid("resolve: the mock target has no host to resolve".into()));
+        };
+        url.set_ip_host(addr.ip()).map_err(|()| Rejection::Invalid("resolve: not an address".into()))?;
+        if self.0.iter().any(|a| a.matches(&url)) {
+            return Ok(());
+        }
+        Err(Rejection::Forbidden(format!(
+            "resolve: connections would go to {}, which this daemon does not send to (it only sends to: {}); its \
+             operator can widen this with --allow-target",
+            addr.ip(),
+            self.describe()
+        )))
     }
 }
 
@@ -281,6 +364,28 @@ mod tests {
         ] {
             assert!(AllowTarget::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_address_resolve_connects_to_must_be_allowed_too() {
+        let list = AllowList::parse(&["https://staging.example".into(), "https://10.1.2.3".into()]).unwrap();
+        let target = "https://staging.example";
+        assert!(list.check(target).is_ok());
+        assert!(list.check_resolved(target, "staging.example:443:10.1.2.3").is_ok());
+        let outside = list.check_resolved(target, "staging.example:443:192.0.2.1").unwrap_err();
+        assert!(matches!(&outside, Rejection::Forbidden(m) if m.contains("go to 192.0.2.1")), "{outside:?}");
+        let loopback = AllowList::default();
+        assert!(
+            loopback.check_resolved("http://localhost:8080", "localhost:8080:127.0.0.2").is_ok(),
+            "loopback allows 127.0.0.0/8"
+        );
+        assert!(matches!(
+            loopback.check_resolved("http://localhost:8080", "localhost:8080:10.0.0.1"),
+            Err(Rejection::Forbidden(_))
+        ));
+        assert!(
+            matches!(list.check_resolved(target, "nonsense"), Err(Rejection::Invalid(m)) if m.starts_with("resolve:"))
+        );
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //!
 //! A [`RunRequest`] is a JSON object: the replay options themselves, read into the same
 //! [`ReplayOptions`] the command line and `--config` fill (keys are the long flags in
-//! snake_case), beside four keys that are the daemon's own: `logs` (names inside `--logs-dir`),
-//! `headers` (an object, its values secrets), `public_headers` and `start_at`. An option added to
-//! [`ReplayOptions`] is accepted here without a change. Refused: what names a file on the
-//! daemon's machine or is a terminal's (`files`, `out`, `summary_json`, `config`, `progress`,
-//! `dry_run`, `@file` header values), and the options that are the command line's own (`header`
-//! as "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
+//! snake_case), beside five keys that are the daemon's own: `logs` (names inside `--logs-dir`),
+//! `headers` (an object, its values secrets), `public_headers`, `start_at` and `ca_pem` (CA
+//! certificates as PEM text). An option added to [`ReplayOptions`] is accepted here without a
+//! change. Refused: what names a file on the daemon's machine or is a terminal's (`files`, `out`,
+//! `summary_json`, `config`, `progress`, `dry_run`, `ca_cert`, `client_cert`, `client_key`,
+//! `@file` header values), and the options that are the command line's own (`header` as
+//! "Name: value" strings, `use_env_proxy`, `report`, `assert`). The options become a
 //! [`ReplayConfig`] through the CLI's own checks, once, so a daemon run is validated exactly like
-//! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target,
-//! the caps for its rate, concurrency and duration.
+//! `sluice replay`, and it is held to the operator's [`Policy`]: the allow-list for its target
+//! (and for the address `resolve` connects to), the caps for its rate, concurrency and duration,
+//! and its TLS decisions (its CAs and client certificate, whether `insecure` may be asked).
 //!
 //! Header values given through the API are secrets unless the request names them in
 //! `public_headers`: [`RunRequest::split_secrets`] takes them out of what is shown and stored in
@@ -36,8 +38,21 @@ use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Keys that would let a client read or write files of its choosing on the daemon's machine,
 /// refused with a message that says where the daemon puts things instead.
-const PATH_KEYS: [(&str, &str); 6] = [
+const PATH_KEYS: [(&str, &str); 9] = [
     ("out", "the daemon writes each run's CSV under its state directory: GET /v1/runs/{id}/results.csv"),
+    (
+        "ca_cert",
+        "send the CA's PEM text in `ca_pem`, or ask the daemon's operator to trust it (sluice daemon --ca-cert)",
+    ),
+    (
+        "client_cert",
+        "the client certificate runs present is the daemon operator's (sluice daemon --client-cert, --client-key)",
+    ),
+    (
+        "client_key",
+        "a private key never travels through the API: the daemon's operator sets the client certificate runs \
+         present (sluice daemon --client-cert, --client-key)",
+    ),
     ("summary_json", "the daemon keeps each run's summary: GET /v1/runs/{id}/summary.json"),
     ("config", "send the options themselves in this JSON object"),
     ("files", "name uploaded logs in `logs` (PUT /v1/logs/{name} uploads one)"),
@@ -59,6 +74,7 @@ const LOGS: &str = "logs";
 const HEADERS: &str = "headers";
 const PUBLIC_HEADERS: [&str; 2] = ["public_headers", "public_header"];
 const START_AT: &str = "start_at";
+const CA_PEM: &str = "ca_pem";
 
 /// If `object` has a key the daemon refuses on principle, says which and why.
 fn refused_key(object: &Map<String, Value>) -> Option<String> {
@@ -74,11 +90,11 @@ fn refused_key(object: &Map<String, Value>) -> Option<String> {
 /// Every key a run request may hold, in the order an "unknown field" message lists them: the
 /// daemon's own, and the replay options' names and aliases, read from [`ReplayOptions`] itself.
 fn accepted_keys() -> Vec<&'static str> {
-    let own = [LOGS, HEADERS, START_AT].into_iter().chain(PUBLIC_HEADERS);
+    let own = [LOGS, HEADERS, START_AT, CA_PEM].into_iter().chain(PUBLIC_HEADERS);
     let not_options: Vec<&str> =
         own.clone().chain(PATH_KEYS.iter().map(|(key, _)| *key)).chain(COMMAND_LINE_ONLY).collect();
     let options = serde_keys::<ReplayOptions>().iter().copied().filter(|key| !not_options.contains(key));
-    std::iter::once(LOGS).chain(options).chain([HEADERS]).chain(PUBLIC_HEADERS).chain([START_AT]).collect()
+    std::iter::once(LOGS).chain(options).chain([HEADERS]).chain(PUBLIC_HEADERS).chain([START_AT, CA_PEM]).collect()
 }
 
 /// The keys (names and aliases) a derived `Deserialize` of a struct knows: it hands them to the
@@ -129,6 +145,10 @@ pub struct RunRequest {
     /// Start no earlier than this (RFC 3339); the run is `scheduled` until then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
+    /// CA certificates (PEM text) this run trusts besides the system's and the operator's. A
+    /// certificate is public: it is shown and stored like any option.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RunRequest {
@@ -154,6 +174,7 @@ impl RunRequest {
         let headers = take(&mut object, &[HEADERS])?;
         let public_headers = take(&mut object, &PUBLIC_HEADERS)?;
         let start_at = take(&mut object, &[START_AT])?;
+        let ca_pem = take(&mut object, &[CA_PEM])?;
         let options = serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
             let path = e.path().to_string();
             match path.as_str() {
@@ -161,7 +182,7 @@ impl RunRequest {
                 _ => format!("{path}: {}", e.into_inner()),
             }
         })?;
-        Ok(RunRequest { logs, options, headers, public_headers, start_at })
+        Ok(RunRequest { logs, options, headers, public_headers, start_at, ca_pem })
     }
 }
 
@@ -207,6 +228,7 @@ impl RunRequest {
         // pace the ceiling bounds.
         let shards = config.shard.map_or(1.0, |s| f64::from(s.count));
         config.rate_ceiling = Some(policy.caps.max_rate * shards);
+        policy.tls.give_to(&mut config, self.ca_pem.as_deref())?;
         // A start still ahead is the plan's exact T0, as `--start-at` is for `sluice replay`: the
         // registry starts the run a little early and the pacer waits for it. A run that could not
         // start in time (every slot was busy) starts when it can, as before — but not a shard,
@@ -242,6 +264,10 @@ impl RunRequest {
             ));
         }
         policy.allow.check(target)?;
+        if let Some(resolve) = &self.options.resolve {
+            policy.allow.check_resolved(target, resolve)?;
+        }
+        policy.tls.check_insecure(self.options.insecure)?;
         self.check_caps(&policy.caps)?;
         self.check_public_headers()?;
         let mut header = Vec::with_capacity(self.headers.len());

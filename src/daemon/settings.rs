@@ -11,8 +11,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::auth::{Token, TokenSource};
-use super::policy::{AllowList, Caps, Policy};
+use super::policy::{AllowList, Caps, Policy, TlsPolicy};
 use super::store::Paths;
+use crate::config::TlsSettings;
+use crate::config::tls::ClientIdentity;
 use crate::duration::parse_duration;
 use crate::exit::UsageError;
 
@@ -77,6 +79,24 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "N")]
     pub max_queued_runs: Option<usize>,
 
+    /// Trust the certificates of this PEM bundle for every https run, besides the system's roots
+    /// (a caller may add its own as PEM text in `ca_pem`, never as a file name).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The client certificate (PEM) every https run presents when its target asks (mTLS); with
+    /// --client-key. Callers cannot send one: a private key never travels through the API.
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
+    /// Let callers set `"insecure": true` (no certificate verification) [default: refused].
+    #[arg(long)]
+    pub allow_insecure: bool,
+
     /// Read any of these options from a TOML file (keys named like the flags); flags win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -97,6 +117,10 @@ struct DaemonFile {
     max_concurrency: Option<usize>,
     max_duration: Option<String>,
     max_queued_runs: Option<usize>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    allow_insecure: bool,
 }
 
 /// Everything the daemon needs, checked.
@@ -120,6 +144,7 @@ impl DaemonConfig {
             None => DaemonFile::default(),
         };
         let caps = resolve_caps(args, &file)?;
+        let tls = resolve_tls(args, &file)?;
         let listen = match args.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse().expect("a valid default address"),
@@ -150,7 +175,7 @@ impl DaemonConfig {
             listen,
             paths: Paths { state_dir, logs_dir },
             token,
-            policy: Policy { allow, caps },
+            policy: Policy { allow, caps, tls },
             max_concurrent_runs,
             max_upload_bytes: mib * 1024 * 1024,
         })
@@ -180,6 +205,23 @@ fn resolve_caps(args: &DaemonArgs, file: &DaemonFile) -> Result<Caps, UsageError
         return Err(UsageError(format!("--max-queued-runs must be between 1 and {CEILING_QUEUED_RUNS}")));
     }
     Ok(Caps { max_rate, max_concurrency, max_duration, max_queued_runs })
+}
+
+/// The operator's TLS for every run, flags over the file: the files are read and checked here,
+/// at start-up, so a wrong one stops the daemon rather than every run.
+fn resolve_tls(args: &DaemonArgs, file: &DaemonFile) -> Result<TlsPolicy, UsageError> {
+    let mut given = TlsSettings::default();
+    if let Some(path) = args.ca_cert.as_ref().or(file.ca_cert.as_ref()) {
+        given.add_ca_file("--ca-cert", path).map_err(UsageError::from)?;
+    }
+    let cert = args.client_cert.as_ref().or(file.client_cert.as_ref());
+    let key = args.client_key.as_ref().or(file.client_key.as_ref());
+    given.client_identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity::load(cert, key).map_err(UsageError::from)?),
+        (None, None) => None,
+        _ => return Err(UsageError("--client-cert and --client-key go together: give both or neither".into())),
+    };
+    Ok(TlsPolicy { given, allow_insecure: args.allow_insecure || file.allow_insecure })
 }
 
 fn load_file(path: &Path) -> Result<DaemonFile, UsageError> {

@@ -129,11 +129,23 @@ impl HostGuard {
                 ));
             }
         };
-        let shown = addrs.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
-        if let Some(p) = self.deny.iter().find(|p| p.matches(bare, &addrs)) {
+        self.judge(host, &addrs, "")
+    }
+
+    /// [`HostGuard::check_target`] for `--resolve`: the name is judged with the address
+    /// connections go to, not with what the name resolves to (perhaps nothing yet).
+    pub fn check_resolved_target(&self, host: &str, addr: IpAddr) -> Result<(), String> {
+        self.judge(host, &[addr], " by --resolve")
+    }
+
+    /// Refuses a target whose name or addresses a `--deny-host` matches, or that no `--allow-host` matches.
+    fn judge(&self, host: &str, addrs: &[IpAddr], how: &str) -> Result<(), String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let shown = addrs.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ") + how;
+        if let Some(p) = self.deny.iter().find(|p| p.matches(bare, addrs)) {
             return Err(format!("--deny-host {}: the target {host} ({shown}) is denied", describe(p)));
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(bare, &addrs)) {
+        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(bare, addrs)) {
             return Err(format!("--allow-host: the target {host} ({shown}) matches none of the allowed hosts"));
         }
         Ok(())
@@ -452,6 +464,13 @@ mod tests {
         assert!(allow.check_target("127.0.0.1", 80).unwrap_err().starts_with("--allow-host"));
         let ok = HostGuard { allow: vec![HostPattern::parse("127.0.0.1").unwrap()], ..Default::default() };
         assert!(ok.check_target("127.0.0.1", 80).is_ok());
+        // --resolve: the address connections go to is judged, not the name's own.
+        let at = |ip: &str| ip.parse::<IpAddr>().unwrap();
+        let err = deny.check_resolved_target("staging.example", at("127.0.0.9")).unwrap_err();
+        assert!(err.contains("staging.example (127.0.0.9 by --resolve) is denied"), "{err}");
+        assert!(allow.check_resolved_target("staging.example", at("10.0.0.1")).is_ok());
+        assert!(allow.check_resolved_target("staging.example", at("127.0.0.1")).is_err());
+        assert!(ok.check_resolved_target("staging.example", at("10.0.0.1")).is_err());
     }
 
     #[test]

@@ -302,7 +302,7 @@ impl Run {
         }
         let ending = Ending {
             interrupted: cancelled && pacer.reason == StopReason::Cancelled,
-            error_messages: self.handle.control.failures.snapshot(),
+            error_messages: self.handle.control.failures.snapshot(&self.config.redactor),
             aborted_by: self.handle.control.aborted_by.lock().expect("not poisoned").clone(),
             output_error: write_error.map(|e| e.to_string()),
         };
@@ -392,7 +392,11 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
         }
     };
     let host = target.host_str().unwrap_or_default();
-    config.host_guard.check_target(host, target.port_or_known_default().unwrap_or(80)).map_err(RunError::Input)?;
+    match config.resolve {
+        Some(addr) => config.host_guard.check_resolved_target(host, addr.ip()),
+        None => config.host_guard.check_target(host, target.port_or_known_default().unwrap_or(80)),
+    }
+    .map_err(RunError::Input)?;
     let logged_hosts = entries.logged_hosts(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
     config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
     Ok(Prepared { entries, target, mock })

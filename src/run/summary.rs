@@ -77,6 +77,13 @@ pub struct Summary {
     /// With `--sessions`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionFigures>,
+    /// How https connections were verified and what they presented, when not the default
+    /// (`verification OFF (--insecure)…`, `trusting 1 certificate from ca.pem…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// `--resolve`: the address connections went to instead of the target host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_to: Option<String>,
 }
 
 /// Client sessions of a `--sessions` run, counted from the rows.
@@ -150,6 +157,8 @@ impl Summary {
                 sessions: written.sessions,
                 requests_outside_sessions: written.outside_sessions,
             }),
+            tls: (!config.tls.is_default()).then(|| config.tls.describe()),
+            connected_to: config.resolve.map(|addr| addr.to_string()),
         }
     }
 
@@ -168,7 +177,12 @@ impl Summary {
             .error_messages
             .iter()
             .max_by_key(|(_, samples)| samples.iter().map(|s| s.count).sum::<u64>())
-            .and_then(|(kind, samples)| samples.first().map(|s| format!(" — {kind}: {}", s.message)))
+            .and_then(|(kind, samples)| {
+                samples.first().map(|s| {
+                    let hint = s.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+                    format!(" — {kind}: {}{hint}", s.message)
+                })
+            })
             .unwrap_or_default();
         format!("no request got an answer: {} sent, none answered{first}", self.requests_sent)
     }
@@ -192,6 +206,12 @@ impl Summary {
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
         if let Some(shard) = &self.shard {
             let _ = writeln!(t, "  shard      {shard}: its share of the plan, at the plan's times");
+        }
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(t, "  tls        {tls}");
+        }
+        if let Some(addr) = &self.connected_to {
+            let _ = writeln!(t, "  connected  to {addr} (--resolve), with the target's Host and SNI");
         }
         let not_sent = if self.not_sent > 0 {
             format!("; {} not sent (scheduling stopped first)", self.not_sent)
@@ -217,7 +237,8 @@ impl Summary {
             let _ = writeln!(t, "  no answer  {}", join_counts(&self.error_kinds, self.requests_sent));
             for (kind, samples) in &self.error_messages {
                 for sample in samples {
-                    let _ = writeln!(t, "             {kind}: {} ×{}", sample.message, sample.count);
+                    let hint = sample.hint.as_ref().map(|h| format!(" — {h}")).unwrap_or_default();
+                    let _ = writeln!(t, "             {kind}: {} ×{}{hint}", sample.message, sample.count);
                 }
             }
             if !self.time_to_failure_ms.is_empty() {

@@ -41,8 +41,9 @@ pub struct Job {
 /// The HTTP client, tuned for replay: no proxies from the environment (unless asked), no
 /// redirects followed (unless asked, and then only within the target: same scheme, host and
 /// port, under its path prefix), no automatic decompression (bytes are counted as received),
-/// keep-alive connections shared by all senders.
-pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Client> {
+/// keep-alive connections shared by all senders. TLS is the run's own ([`tls::client_config`]),
+/// and `--resolve` sends the target's host to its address.
+pub fn build_client(config: &ReplayConfig, target: &Url) -> Result<Client, String> {
     let redirects = if config.follow_redirects {
         let scope = TargetScope::of(target);
         // A redirect that is not followed is the answer: its 3xx is what the CSV records.
@@ -56,7 +57,10 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Clie
     } else {
         reqwest::redirect::Policy::none()
     };
+    // Both protocols offered, as reqwest's own configuration did: it speaks whichever the server picks.
+    let tls = tls::client_config(&config.tls, &[b"h2", b"http/1.1"])?;
     let builder = tls::client_builder()
+        .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
         .redirect(redirects)
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -65,7 +69,11 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> reqwest::Result<Clie
         .tcp_nodelay(true);
     // reqwest reads HTTP_PROXY and friends unless told not to.
     let builder = if config.use_env_proxy { builder } else { builder.no_proxy() };
-    builder.build()
+    let builder = match (config.resolve, target.host_str()) {
+        (Some(addr), Some(host)) => builder.resolve(host, addr),
+        _ => builder,
+    };
+    builder.build().map_err(|e| outcome::error_text(&e))
 }
 
 /// Redirects followed at most, with --follow-redirects.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use reqwest::{Method, Url};
 
 use crate::plan::ReplayRequest;
+use crate::plan::safety::Redactor;
 use crate::results::SessionTag;
 
 /// Why a request got no HTTP status. A failed request is data, not an error of the program.
@@ -66,6 +67,9 @@ impl ErrorKind {
         let mut source = Some(err);
         let mut incomplete = false;
         while let Some(e) = source {
+            if e.is::<rustls::Error>() {
+                return ErrorKind::Tls;
+            }
             if let Some(io) = e.downcast_ref::<io::Error>() {
                 if is_local_exhaustion(io) {
                     return ErrorKind::Local;
@@ -95,7 +99,7 @@ impl ErrorKind {
             if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
                 return ErrorKind::Tls;
             }
-            source = e.source();
+            source = wrapped_or_source(e);
         }
         if incomplete {
             ErrorKind::Reset
@@ -104,6 +108,15 @@ impl ErrorKind {
         } else {
             ErrorKind::Other
         }
+    }
+}
+
+/// The next cause of `e`. An io::Error that wraps another error (tokio-rustls wraps rustls's
+/// this way, sometimes twice) gives it, where its `source()` would skip it.
+fn wrapped_or_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+        Some(inner) => Some(inner),
+        None => e.source(),
     }
 }
 
@@ -133,7 +146,12 @@ impl Failure {
     }
 }
 
-/// `a: b: c` for an error and its causes, each said once, without `(os error N)`.
+/// Layers of reqwest and hyper that only say a request failed, not why: left out of a message
+/// when a cause follows them.
+const WRAPPERS: [&str; 2] = ["error sending request", "client error ("];
+
+/// `a: b: c` for an error and its causes, each said once, without `(os error N)` and without the
+/// client library's wrapping layers: `invalid peer certificate: UnknownIssuer`.
 pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = Some(err);
@@ -147,6 +165,9 @@ pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
             parts.push(text);
         }
         source = e.source();
+    }
+    while parts.len() > 1 && WRAPPERS.iter().any(|w| parts[0].starts_with(w)) {
+        parts.remove(0);
     }
     parts.join(": ")
 }
@@ -222,11 +243,62 @@ pub struct FailureSamples {
     by_kind: Mutex<BTreeMap<ErrorKind, Vec<FailureSample>>>,
 }
 
-/// One distinct failure message and how many failures said it.
+/// One distinct failure message and how many failures said it, with what to do about it when
+/// the cause is a well-known one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FailureSample {
     pub message: String,
     pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// What to do about a failure whose message names a well-known cause: (kind, words any of which
+/// the message holds, hint). rustls names some causes by their variant (`UnknownIssuer`) and
+/// others in words (`certificate not valid for name`); both spellings are listed.
+const HINTS: [(ErrorKind, &[&str], &str); 8] = [
+    (
+        ErrorKind::Tls,
+        &["UnknownIssuer"],
+        "pass --ca-cert FILE (the CA that signed the target's certificate) or --insecure",
+    ),
+    (
+        ErrorKind::Tls,
+        &["not valid for name", "NotValidForName"],
+        "the certificate is for another name: pass --tls-server-name NAME (a name it holds), or use that name in \
+         --target with --resolve HOST:PORT:ADDR",
+    ),
+    (
+        ErrorKind::Tls,
+        &["certificate expired", "Expired"],
+        "the target's certificate has expired (--insecure skips the check)",
+    ),
+    (
+        ErrorKind::Tls,
+        &["certificate not valid yet", "NotValidYet"],
+        "the target's certificate is not valid yet: check this machine's clock",
+    ),
+    (
+        ErrorKind::Tls,
+        &["CertificateRequired"],
+        "the target wants a client certificate: pass --client-cert FILE --client-key FILE",
+    ),
+    (
+        ErrorKind::Tls,
+        &["UnknownCA", "BadCertificate"],
+        "the target refused the client certificate: pass one its CA signed (--client-cert, --client-key)",
+    ),
+    (
+        ErrorKind::Tls,
+        &["InvalidContentType"],
+        "the target does not speak TLS on this port: is it http:// rather than https://?",
+    ),
+    (ErrorKind::Protocol, &["not an HTTP/1 response"], "the target may speak TLS on this port: try https://"),
+];
+
+/// The hint for a failure, if its message names a well-known cause.
+fn hint_for(kind: ErrorKind, message: &str) -> Option<&'static str> {
+    HINTS.iter().find(|(k, words, _)| *k == kind && words.iter().any(|w| message.contains(w))).map(|(_, _, hint)| *hint)
 }
 
 /// Distinct messages kept per error kind.
@@ -245,15 +317,39 @@ impl FailureSamples {
         if let Some(sample) = samples.iter_mut().find(|s| s.message == message) {
             sample.count += 1;
         } else if samples.len() < SAMPLES_PER_KIND {
-            samples.push(FailureSample { message: message.to_string(), count: 1 });
+            let hint = hint_for(failure.kind, message).map(String::from);
+            samples.push(FailureSample { message: message.to_string(), count: 1, hint });
         }
     }
 
-    /// Kind → its first distinct messages, in the order first seen.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<FailureSample>> {
+    /// Kind → its first distinct messages, in the order first seen, with any URL in them passed
+    /// through `redactor` (a credential in a query stays out of the summary). Messages that
+    /// differed only by a masked value become one.
+    pub fn snapshot(&self, redactor: &Redactor) -> BTreeMap<String, Vec<FailureSample>> {
         let by_kind = self.by_kind.lock().expect("not poisoned");
-        by_kind.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()
+        by_kind
+            .iter()
+            .map(|(kind, samples)| {
+                let mut shown: Vec<FailureSample> = Vec::with_capacity(samples.len());
+                for sample in samples {
+                    let message = redacted_urls(redactor, &sample.message);
+                    match shown.iter_mut().find(|s| s.message == message) {
+                        Some(same) => same.count += sample.count,
+                        None => shown.push(FailureSample { message, ..sample.clone() }),
+                    }
+                }
+                (kind.as_str().to_string(), shown)
+            })
+            .collect()
     }
+}
+
+/// `text` with the credential-like query values of each URL-looking word masked.
+fn redacted_urls(redactor: &Redactor, text: &str) -> String {
+    text.split(' ')
+        .map(|word| if redactor.url_needs_masking(word) { redactor.url(word) } else { word.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -273,14 +369,44 @@ mod tests {
     }
 
     #[test]
+    fn any_rustls_error_is_a_tls_failure_even_inside_an_io_error() {
+        let plain_http = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        // As reqwest's connector hands it over: an io::Error around tokio-rustls's io::Error.
+        let wrapped = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, plain_http.clone()));
+        assert_eq!(ErrorKind::from_chain(&wrapped, true), ErrorKind::Tls, "not `connect`");
+        assert_eq!(ErrorKind::from_chain(&plain_http, true), ErrorKind::Tls);
+        let failure = Failure::from_error(&wrapped, true);
+        assert!(hint_for(failure.kind, &failure.message).unwrap().contains("http://"), "{failure:?}");
+    }
+
+    #[test]
     fn failure_samples_keep_a_few_distinct_messages_per_kind_with_counts() {
         let samples = FailureSamples::default();
         for i in 0..10 {
             samples.record(&Failure::new(ErrorKind::Connect, format!("refused {}", i % 5)));
         }
-        let snapshot = samples.snapshot();
+        let snapshot = samples.snapshot(&Redactor::default());
         let connect = &snapshot["connect"];
         assert_eq!(connect.len(), SAMPLES_PER_KIND);
-        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2 });
+        assert_eq!(connect[0], FailureSample { message: "refused 0".into(), count: 2, hint: None });
+    }
+
+    #[test]
+    fn well_known_causes_get_a_hint_and_credentials_in_urls_are_masked() {
+        let samples = FailureSamples::default();
+        let unknown = "client error (Connect): invalid peer certificate: UnknownIssuer";
+        for _ in 0..3 {
+            samples.record(&Failure::new(ErrorKind::Tls, unknown));
+        }
+        samples.record(&Failure::new(ErrorKind::Other, "redirect to http://h/x?token=s3cret&a=1 refused"));
+        samples.record(&Failure::new(ErrorKind::Other, "redirect to http://h/x?token=other&a=1 refused"));
+        let snapshot = samples.snapshot(&Redactor::default());
+        let tls = &snapshot["tls"][0];
+        assert_eq!((tls.message.as_str(), tls.count), (unknown, 3));
+        assert!(tls.hint.as_deref().unwrap().starts_with("pass --ca-cert FILE"), "{tls:?}");
+        let other = &snapshot["other"];
+        assert_eq!(other.len(), 1, "the same message once masked: {other:?}");
+        assert_eq!((other[0].message.as_str(), other[0].count), ("redirect to http://h/x?token=***&a=1 refused", 2));
+        assert_eq!(hint_for(ErrorKind::Connect, unknown), None, "hints are per kind");
     }
 }

@@ -57,12 +57,15 @@ impl Transport {
         let host = target.host_str().unwrap_or_default();
         let port = target.port_or_known_default().unwrap_or(80);
         // Resolved once: a replay aims at one target, and a DNS lookup per connection would add
-        // latency that is not the target's.
-        let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("--target host {host} cannot be resolved: {e}"))?
-            .next()
-            .ok_or_else(|| format!("--target host {host} resolves to no address"))?;
+        // latency that is not the target's. `--resolve` has said where it is already.
+        let addr = match config.resolve {
+            Some(addr) => addr,
+            None => (host.trim_start_matches('[').trim_end_matches(']'), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("--target host {host} cannot be resolved: {e}"))?
+                .next()
+                .ok_or_else(|| format!("--target host {host} resolves to no address"))?,
+        };
         let authority = match target.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod tls_server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
