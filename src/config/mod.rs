@@ -20,6 +20,7 @@ use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
+use crate::send::compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
@@ -181,6 +182,8 @@ pub struct ReplayConfig {
     /// The common T0 (`--start-at`), and what to do when the run starts after it.
     pub start_at: Option<DateTime<Utc>>,
     pub late_start: LateStart,
+    /// `--compare`: a baseline that gets every request too.
+    pub compare: Option<CompareConfig>,
 }
 
 /// What a run that starts after `--start-at` does.
@@ -228,6 +231,7 @@ impl ReplayConfig {
             shard: None,
             start_at: None,
             late_start: LateStart::Refuse,
+            compare: None,
         }
     }
 }
@@ -248,6 +252,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
+        let compare = compare_config(args, &target)?;
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         let (shape, duration) = shape_and_duration(args)?;
@@ -428,8 +433,59 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 .map_err(|m| bad("--shard", m))?,
             start_at,
             late_start,
+            compare,
         })
     }
+}
+
+/// `--compare` and its options: the baselines are URLs (not `mock`), the rules only with a baseline.
+fn compare_config(args: &ReplayOptions, target: &Target) -> Result<Option<CompareConfig>, ConfigError> {
+    let url = |flag: &'static str, text: &str| match parse_target(text).map_err(|m| bad(flag, m))? {
+        Target::Url(url) if url.username().is_empty() && url.password().is_none() => Ok(url),
+        Target::Url(_) => Err(bad(flag, "credentials in the URL are not accepted; send them with --header")),
+        Target::Mock => Err(bad(flag, "a baseline is a URL; start `sluice mock` and give its URL")),
+    };
+    let Some(baseline) = args.compare.as_deref() else {
+        let stray = [
+            ("--compare-noise", args.compare_noise.is_some()),
+            ("--ignore-json-path", !args.ignore_json_path.is_empty()),
+            ("--ignore-regex", !args.ignore_regex.is_empty()),
+            ("--compare-body-limit", args.compare_body_limit.is_some()),
+        ];
+        return match stray.into_iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(bad(flag, "compares the target with a baseline: it needs --compare URL")),
+            None => Ok(None),
+        };
+    };
+    let baseline = url("--compare", baseline)?;
+    if *target == Target::Url(baseline.clone()) {
+        return Err(bad("--compare", "is the target itself: give the baseline's URL"));
+    }
+    let noise = args.compare_noise.as_deref().map(|t| url("--compare-noise", t)).transpose()?;
+    if noise.as_ref() == Some(&baseline) {
+        return Err(bad("--compare-noise", "is the baseline itself: give a second instance of the baseline"));
+    }
+    let ignore_json_paths = args
+        .ignore_json_path
+        .iter()
+        .map(|p| JsonPath::parse(p).map_err(|m| bad("--ignore-json-path", m)))
+        .collect::<Result<_, _>>()?;
+    let ignore_regexes = args
+        .ignore_regex
+        .iter()
+        .map(|r| {
+            regex::bytes::Regex::new(r)
+                .map_err(|e| bad("--ignore-regex", format!("'{r}' is not a valid regex: {}", one_line(&e.to_string()))))
+        })
+        .collect::<Result<_, _>>()?;
+    let body_limit =
+        within("--compare-body-limit", args.compare_body_limit.unwrap_or(DEFAULT_BODY_LIMIT), 1024..=MAX_BODY_LIMIT)?;
+    let leaves = noise.is_some();
+    Ok(Some(CompareConfig {
+        baseline,
+        noise,
+        rules: BodyRules { ignore_json_paths, ignore_regexes, body_limit, leaves },
+    }))
 }
 
 /// `--start-at` as a wall-clock time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, or `now+D`.

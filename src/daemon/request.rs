@@ -223,6 +223,10 @@ impl RunRequest {
             ));
         }
         policy.allow.check(target)?;
+        // A --compare baseline receives every request too: the allow-list judges it the same way.
+        for baseline in self.options.compare.iter().chain(&self.options.compare_noise) {
+            policy.allow.check(baseline)?;
+        }
         self.check_caps(&policy.caps)?;
         self.check_public_headers()?;
         let mut header = Vec::with_capacity(self.headers.len());
