@@ -223,6 +223,13 @@ pub struct ReportArgs {
     /// shard of their run, each complete.
     #[arg(long)]
     pub allow_partial: bool,
+
+    /// An earlier run of the same log (its CSVs, repeatable): each route's requests, error rate
+    /// and p50/p99 beside the baseline's, with the change and a 95% bootstrap interval of the
+    /// ratio; a route is flagged slower or faster when the whole interval is beyond ±10% and the
+    /// percentile moved by 1 ms or more. Assertions may name it: 'p99 < 1.1 of baseline'.
+    #[arg(long, value_name = "OLD.csv")]
+    pub baseline: Vec<PathBuf>,
 }
 
 const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \
@@ -237,4 +244,6 @@ time); lag_p50 … lag_max (behind the plan); requests (sent) responses errors (
 (no answer or 5xx) not_sent (never left) bytes; error_rate (failed share) transport_error_rate; \
 mismatches mismatch_rate (logged vs replayed status class); status_NNN status_Nxx and their \
 _rate shares; error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted \
-local other); rate (requests/s, or N% of target).";
+local other); rate (requests/s, or N% of target).
+
+Comparing: any metric against the same metric of the --baseline run, e.g. 'p99 < 1.1 of baseline' or 'error_rate <= 100% of baseline' (per route with route:). On a --compare run's CSV: status_mismatches status_mismatch_rate (target and baseline statuses differ) body_mismatches body_mismatch_rate (bodies differ, of rows where both answered), noise aside; b_p50_ratio … b_p99_ratio b_max_ratio b_mean_ratio (target ÷ baseline latency, e.g. 'b_p99_ratio < 1.2').";

@@ -80,6 +80,12 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
             Rate::Max => TargetRate::None,
         },
     };
+    let assertions = parse_assertions(&args.assert)?;
+    if args.baseline.is_empty() {
+        refuse_of_baseline(&assertions)?;
+    } else if args.files.iter().chain(&args.baseline).any(|f| f.as_os_str() == "-") {
+        return Err(UsageError("--baseline: read from files, not standard input (both runs are read twice)".into()));
+    }
     let route_rules = args
         .route_rule
         .iter()
@@ -90,13 +96,22 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
         interval,
         strict: args.strict,
         report: ReportOptions { max_routes: args.routes, target, ..ReportOptions::default() },
-        assertions: parse_assertions(&args.assert)?,
+        assertions,
         shards: if args.allow_partial { ShardCheck::AllowPartial } else { ShardCheck::Whole },
+        baseline: args.baseline.clone(),
     })
 }
 
 pub fn parse_assertions(list: &[String]) -> Result<Vec<Assertion>, UsageError> {
     list.iter().map(|a| Assertion::parse(a).map_err(|e| UsageError(e.to_string()))).collect()
+}
+
+/// `… of baseline` needs a baseline: refused before anything is read.
+fn refuse_of_baseline(assertions: &[Assertion]) -> Result<(), UsageError> {
+    match assertions.iter().find(|a| matches!(a.threshold, analysis::assert::Threshold::OfBaseline(_))) {
+        Some(a) => Err(UsageError(format!("--assert '{}': `of baseline` needs --baseline OLD.csv", a.text))),
+        None => Ok(()),
+    }
 }
 
 fn fold_error(e: FoldError) -> anyhow::Error {
@@ -119,7 +134,9 @@ impl ReplayChecks {
     /// From the flags over the `--config` file (which may hold `report` and `assert` too).
     /// From the run's options, `--config` file already merged in.
     pub fn from_options(options: &ReplayOptions) -> Result<ReplayChecks, UsageError> {
-        Ok(ReplayChecks { report: options.report, assertions: parse_assertions(&options.assert)? })
+        let assertions = parse_assertions(&options.assert)?;
+        refuse_of_baseline(&assertions)?;
+        Ok(ReplayChecks { report: options.report, assertions })
     }
 
     pub fn wanted(&self) -> bool {
