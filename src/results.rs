@@ -26,8 +26,8 @@ pub const HEADER: [&str; 15] = [
 /// a 64-bit FNV-1a hash; empty without an answer), how the bodies were compared (`bytes`,
 /// `normalised` after the ignore rules, or `too_large` for the limit), whether status and body
 /// agree (`true`/`false`; `same_body` is empty unless both answered), and, with
-/// `--compare-noise`, whether a difference also showed between the two baselines (`true`: noise;
-/// empty when there was no difference).
+/// `--compare-noise`, which differences also showed between the two baselines (`status`, `body`,
+/// `status+body`, or `none`; empty when there was no difference).
 pub const COMPARE_HEADER: [&str; 10] = [
     "b_status",
     "b_latency_ms",

@@ -115,13 +115,23 @@ pub enum Metric {
     TransportErrorRate,
     Mismatches,
     MismatchRate,
-    Status { sel: StatusSel, share: bool },
-    ErrorKind { kind: String, share: bool },
+    Status {
+        sel: StatusSel,
+        share: bool,
+    },
+    ErrorKind {
+        kind: String,
+        share: bool,
+    },
     Rate,
     /// `--compare`: rows whose target and baseline statuses differ (noise aside).
-    AbStatusMismatches { share: bool },
+    AbStatusMismatches {
+        share: bool,
+    },
     /// `--compare`: rows whose bodies differ (noise aside), of those where both answered.
-    AbBodyMismatches { share: bool },
+    AbBodyMismatches {
+        share: bool,
+    },
     /// `--compare`: the target's latency statistic ÷ the baseline's.
     AbLatencyRatio(Stat),
 }
@@ -563,7 +573,13 @@ fn against_baseline(a: &Assertion, factor: f64, ctx: Context<'_>) -> Verdict {
     Verdict {
         assertion: a.text.clone(),
         passed: a.op.holds(new, limit),
-        measured: format!("{} = {} against {} in the baseline (× {factor} = {})", a.name, shown(a, new), shown(a, old), shown(a, limit)),
+        measured: format!(
+            "{} = {} against {} in the baseline (× {factor} = {})",
+            a.name,
+            shown(a, new),
+            shown(a, old),
+            shown(a, limit)
+        ),
         value: Some(new),
     }
 }
@@ -594,12 +610,16 @@ fn evaluate_ab(a: &Assertion, compare: Option<&AbFold>) -> Verdict {
     };
     let name = &a.name;
     let (value, shown) = match &a.metric {
-        Metric::AbStatusMismatches { share: false } => (g.status_mismatches as f64, format!("{name} = {}", g.status_mismatches)),
+        Metric::AbStatusMismatches { share: false } => {
+            (g.status_mismatches as f64, format!("{name} = {}", g.status_mismatches))
+        }
         Metric::AbStatusMismatches { share: true } => (
             g.status_mismatch_rate(),
             format!("{name} = {} ({} of {})", percent(g.status_mismatch_rate()), g.status_mismatches, g.compared),
         ),
-        Metric::AbBodyMismatches { share: false } => (g.body_mismatches as f64, format!("{name} = {}", g.body_mismatches)),
+        Metric::AbBodyMismatches { share: false } => {
+            (g.body_mismatches as f64, format!("{name} = {}", g.body_mismatches))
+        }
         Metric::AbBodyMismatches { share: true } => (
             g.body_mismatch_rate(),
             format!("{name} = {} ({} of {})", percent(g.body_mismatch_rate()), g.body_mismatches, g.bodies_compared),
@@ -660,7 +680,12 @@ fn window_text(w: &Window) -> String {
 pub fn evaluate_group(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> Verdict {
     if a.metric.is_ab() || matches!(a.threshold, Threshold::OfBaseline(_)) {
         let why = "measured by `sluice report` on a finished run (--compare columns, --baseline)";
-        return Verdict { assertion: a.text.clone(), passed: false, measured: format!("{}: {why}", a.name), value: None };
+        return Verdict {
+            assertion: a.text.clone(),
+            passed: false,
+            measured: format!("{}: {why}", a.name),
+            value: None,
+        };
     }
     let measured = if g.requests > 0 || a.metric == Metric::NotSent {
         measure(a, g, seconds, target_rate)

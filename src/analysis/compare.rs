@@ -6,12 +6,17 @@
 //! each route, up to [`RESERVOIR`] latencies per side are kept (a uniform reservoir sample, so
 //! memory stays bounded whatever the run's length), the ratio of a percentile (new ÷ old, or
 //! target ÷ baseline) is recomputed on [`BOOTSTRAP_ROUNDS`] resamples, and the middle 95% of those
-//! ratios is the interval. In a `--compare` run the two latencies of a row belong together (the
+//! ratios is the interval. p99 is judged only with [`MIN_TAIL_SAMPLES`] answers on each side. In a `--compare` run the two latencies of a row belong together (the
 //! same request, sent at the same instant), so rows are resampled as pairs. A route is flagged
 //! `slower` (or `faster`) when the whole interval of its p50 or p99 ratio lies beyond
 //! ±[`MIN_CHANGE`] and the percentile moved by at least [`MIN_CHANGE_MS`]: a change smaller
 //! than either is not called one, however sure (sub-millisecond jitter on a loopback is real but
 //! not news). Percentiles shown beside the ratios come from the same sample.
+//!
+//! Against `--baseline`, the two runs ran at different times, on a machine and network that
+//! may have been busier in one: a shift that every route shows belongs to the run. Each route
+//! is judged with the median route's p50 ratio (the `common_shift`) taken out, so the routes
+//! flagged are those that changed more than the rest; the overall line is judged as it is.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,6 +35,9 @@ pub const RESERVOIR: usize = 2000;
 pub const BOOTSTRAP_ROUNDS: usize = 400;
 /// Fewer samples than this on a side: no verdict.
 pub const MIN_SAMPLES: usize = 20;
+/// Fewer samples than this on a side: p99 is shown but not judged. Below it p99 rests on fewer
+/// than ten requests, and resampling a sample's extreme tells little about the tail.
+pub const MIN_TAIL_SAMPLES: usize = 1000;
 /// A percentile ratio within 1 ± this is not a change.
 pub const MIN_CHANGE: f64 = 0.10;
 /// Nor is a percentile moving by less than this.
@@ -109,10 +117,12 @@ pub struct Ratio {
 }
 
 impl Ratio {
-    fn change(&self) -> Change {
-        if self.low > 1.0 + MIN_CHANGE && self.new_ms - self.old_ms >= MIN_CHANGE_MS {
+    /// The verdict once `shift` (the change every route shares) is taken out.
+    fn change(&self, shift: f64) -> Change {
+        let expected = self.old_ms * shift;
+        if self.low / shift > 1.0 + MIN_CHANGE && self.new_ms - expected >= MIN_CHANGE_MS {
             Change::Slower
-        } else if self.high < 1.0 / (1.0 + MIN_CHANGE) && self.old_ms - self.new_ms >= MIN_CHANGE_MS {
+        } else if self.high / shift < 1.0 / (1.0 + MIN_CHANGE) && expected - self.new_ms >= MIN_CHANGE_MS {
             Change::Faster
         } else {
             Change::Unchanged
@@ -148,6 +158,9 @@ pub struct LatencyChange {
     pub p50: Option<Ratio>,
     pub p99: Option<Ratio>,
     pub change: Change,
+    /// Whether there were enough answers for p99 to be judged ([`MIN_TAIL_SAMPLES`]).
+    #[serde(skip)]
+    pub tail_known: bool,
 }
 
 impl LatencyChange {
@@ -155,7 +168,7 @@ impl LatencyChange {
     /// together.
     fn of(new: &[f64], old: &[f64], paired: bool) -> LatencyChange {
         if new.len() < MIN_SAMPLES || old.len() < MIN_SAMPLES {
-            return LatencyChange { p50: None, p99: None, change: Change::TooFew };
+            return LatencyChange { p50: None, p99: None, change: Change::TooFew, tail_known: false };
         }
         let mut rng = Rng(0xb007);
         let mut ratios = [Vec::with_capacity(BOOTSTRAP_ROUNDS), Vec::with_capacity(BOOTSTRAP_ROUNDS)];
@@ -189,13 +202,21 @@ impl LatencyChange {
             low: quantile(&mut rs, 0.025),
             high: quantile(&mut rs, 0.975),
         };
-        let (p50, p99) = (make(p50, r50), make(p99, r99));
-        let change = match (p50.change(), p99.change()) {
+        let tail_known = new.len().min(old.len()) >= MIN_TAIL_SAMPLES;
+        LatencyChange { p50: Some(make(p50, r50)), p99: Some(make(p99, r99)), change: Change::TooFew, tail_known }
+            .judged(1.0)
+    }
+
+    /// Judged again with `shift` taken out.
+    fn judged(self, shift: f64) -> LatencyChange {
+        let (Some(p50), Some(p99)) = (self.p50, self.p99) else { return self };
+        let p99_change = if self.tail_known { p99.change(shift) } else { Change::Unchanged };
+        let change = match (p50.change(shift), p99_change) {
             (Change::Slower, _) | (_, Change::Slower) => Change::Slower,
             (Change::Faster, _) | (_, Change::Faster) => Change::Faster,
             _ => Change::Unchanged,
         };
-        LatencyChange { p50: Some(p50), p99: Some(p99), change }
+        LatencyChange { change, ..self }
     }
 }
 
@@ -227,7 +248,7 @@ pub struct AbGroup {
     pub bodies_compared: u64,
     /// Of those, whose bodies differ, noise aside.
     pub body_mismatches: u64,
-    /// Rows whose every difference also showed between the two baselines.
+    /// Rows with a difference that also showed between the two baselines (not counted above).
     pub noise: u64,
     /// Rows whose bodies were over --compare-body-limit (compared raw).
     pub too_large: u64,
@@ -241,17 +262,15 @@ impl AbGroup {
     fn record(&mut self, row: &AbRow<'_>) {
         self.compared += 1;
         self.too_large += u64::from(row.too_large);
-        if row.noise {
-            self.noise += 1;
-        } else {
-            if !row.same_status {
-                self.status_mismatches += 1;
-                self.status_example.get_or_insert_with(|| row.example());
-            }
-            if row.same_body == Some(false) {
-                self.body_mismatches += 1;
-                self.body_example.get_or_insert_with(|| row.example());
-            }
+        let (status_noise, body_noise) = (row.noise.contains("status"), row.noise.contains("body"));
+        self.noise += u64::from(status_noise || body_noise);
+        if !row.same_status && !status_noise {
+            self.status_mismatches += 1;
+            self.status_example.get_or_insert_with(|| row.example());
+        }
+        if row.same_body == Some(false) && !body_noise {
+            self.body_mismatches += 1;
+            self.body_example.get_or_insert_with(|| row.example());
         }
         if row.same_body.is_some() {
             self.bodies_compared += 1;
@@ -317,7 +336,8 @@ struct AbRow<'a> {
     baseline: &'a str,
     same_status: bool,
     same_body: Option<bool>,
-    noise: bool,
+    /// The `noise` cell: which differences were noise.
+    noise: &'a str,
     too_large: bool,
     latencies: Option<(f64, f64)>,
 }
@@ -336,7 +356,8 @@ impl AbRow<'_> {
 /// Folds the comparison columns of `files`; `None` when a file has none (not a `--compare` run).
 /// Rows the main fold cannot read are skipped here too (it reports them).
 pub fn fold_ab(files: &[PathBuf], router: &Router, filters: &[RouteGlob]) -> Result<Option<AbFold>, FoldError> {
-    let mut fold = AbFold { filtered: filters.iter().map(|g| (g.clone(), AbGroup::default())).collect(), ..AbFold::default() };
+    let mut fold =
+        AbFold { filtered: filters.iter().map(|g| (g.clone(), AbGroup::default())).collect(), ..AbFold::default() };
     let mut route = String::new();
     for path in files {
         let name = path.display().to_string();
@@ -345,10 +366,8 @@ pub fn fold_ab(files: &[PathBuf], router: &Router, filters: &[RouteGlob]) -> Res
             return Ok(None);
         }
         let file_error = |reason: String| FoldError::File(FileError { file: name.clone(), reason });
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(path)
-            .map_err(|e| file_error(e.to_string()))?;
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| file_error(e.to_string()))?;
         let header = reader.headers().map_err(|e| file_error(e.to_string()))?.clone();
         let column = |name: &str| header.iter().position(|h| h.trim() == name);
         let Some(at) = ["seq", "url", "status", "error", "latency_ms"]
@@ -369,7 +388,8 @@ pub fn fold_ab(files: &[PathBuf], router: &Router, filters: &[RouteGlob]) -> Res
                 "false" => false,
                 _ => continue, // never sent, or cut off: nothing compared
             };
-            let answer = |status: &str, error: &str| if status.is_empty() { error.to_string() } else { status.to_string() };
+            let answer =
+                |status: &str, error: &str| if status.is_empty() { error.to_string() } else { status.to_string() };
             let (target, baseline) = (answer(get(2), get(3)), answer(get(5), get(8)));
             let latencies = match (get(2).is_empty(), get(5).is_empty()) {
                 (false, false) => get(4).parse().ok().zip(get(6).parse().ok()),
@@ -387,7 +407,7 @@ pub fn fold_ab(files: &[PathBuf], router: &Router, filters: &[RouteGlob]) -> Res
                     "false" => Some(false),
                     _ => None,
                 },
-                noise: get(14) == "true",
+                noise: get(14),
                 too_large: get(11) == "too_large",
                 latencies,
             };
@@ -533,6 +553,9 @@ pub struct BaselineView {
     pub other_routes: usize,
     /// Routes flagged slower or faster.
     pub changed_routes: Vec<String>,
+    /// The p50 ratio most routes share (the median route's), taken out before routes are judged;
+    /// 1 with fewer than three routes to tell it from.
+    pub common_shift: f64,
 }
 
 fn baseline_line<C: hdrhistogram::Counter>(
@@ -575,6 +598,14 @@ pub fn against_baseline(
             baseline_line(r, new.routes.get(r), old.routes.get(r), new_samples.routes.get(r), old_samples.routes.get(r))
         })
         .collect();
+    // Two runs at different times see different machines and networks: a shift every route
+    // shows is the run's, not a route's. Routes are judged with the median route's shift taken
+    // out; the overall line is judged as it is.
+    let mut shifts: Vec<f64> = routes.iter().filter_map(|l| l.latency.p50.map(|r| r.ratio)).collect();
+    let common_shift = if shifts.len() >= 3 { quantile(&mut shifts, 0.5) } else { 1.0 };
+    for line in &mut routes {
+        line.latency = line.latency.judged(common_shift);
+    }
     let changed_routes: Vec<String> = routes
         .iter()
         .filter(|l| matches!(l.latency.change, Change::Slower | Change::Faster))
@@ -598,6 +629,7 @@ pub fn against_baseline(
         routes,
         other_routes,
         changed_routes,
+        common_shift,
     }
 }
 

@@ -88,8 +88,7 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
         }
     };
     let (target, _) = plan::resolve(&aggregate, settings.report.target);
-    let context =
-        assert::Context { aggregate: &aggregate, target, compare: ab.as_ref(), baseline: baseline.as_ref() };
+    let context = assert::Context { aggregate: &aggregate, target, compare: ab.as_ref(), baseline: baseline.as_ref() };
     report.assertions = assert::evaluate_all(&settings.assertions, context);
     Ok(report)
 }

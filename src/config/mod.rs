@@ -20,8 +20,8 @@ use crate::plan::filter::{Filters, Sample, StatusSet, parse_time};
 use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
-use crate::send::compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
+use crate::send::compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 

@@ -380,7 +380,11 @@ pub struct ReplayOptions {
     /// .* or [*] steps, e.g. '$.now', '$.items[*].id'. JSON bodies are compared canonically
     /// (key order and whitespace do not count). Repeatable.
     #[arg(long = "ignore-json-path", value_name = "PATH", help_heading = "Comparing")]
-    #[serde(alias = "ignore_json_paths", rename(serialize = "ignore_json_paths"), skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        alias = "ignore_json_paths",
+        rename(serialize = "ignore_json_paths"),
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ignore_json_path: Vec<String>,
 
     /// With --compare: remove every match of this regex from both bodies before comparing them

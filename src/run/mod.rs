@@ -29,9 +29,9 @@ use crate::pace::{Pacer, PacerReport, Start, run_pacer};
 use crate::plan::reader::{QUEUE_CHUNK, Reading, read_log};
 use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
+use crate::send::compare::{CompareTargets, Paired};
 use crate::send::outcome::Outcome;
 use crate::send::transport::Transport;
-use crate::send::compare::{CompareTargets, Paired};
 use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, SessionGate, Single, record_not_sent, sender};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
@@ -332,8 +332,7 @@ fn check_open_files(config: &ReplayConfig) -> Result<(), RunError> {
     // The built-in mock runs in this process: each connection is open at both ends.
     let per_connection = if config.target == Target::Mock { 2 } else { 1 };
     // --compare: one more connection per sender for each baseline.
-    let per_connection =
-        per_connection + config.compare.as_ref().map_or(0, |c| 1 + u64::from(c.noise.is_some()));
+    let per_connection = per_connection + config.compare.as_ref().map_or(0, |c| 1 + u64::from(c.noise.is_some()));
     let needed = config.concurrency as u64 * per_connection + SPARE_FILES;
     if limit < needed {
         return Err(RunError::Input(format!(
@@ -400,7 +399,12 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     let logged_hosts = entries.logged_hosts(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
     config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
     // A baseline is a target too: the same guards judge it.
-    for (flag, url) in config.compare.iter().flat_map(|c| [Some(("--compare", &c.baseline)), c.noise.as_ref().map(|u| ("--compare-noise", u))]).flatten() {
+    for (flag, url) in config
+        .compare
+        .iter()
+        .flat_map(|c| [Some(("--compare", &c.baseline)), c.noise.as_ref().map(|u| ("--compare-noise", u))])
+        .flatten()
+    {
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(80);
         let refused = |m: String| RunError::Input(format!("{flag}: {m}"));

@@ -22,9 +22,12 @@
 //! A body over the limit is compared by its raw hash, and its row says so (`too_large`).
 //! Response headers are not compared.
 //!
-//! Noise (Diffy's trick): with a second baseline, a row whose A–B differences all also show
-//! between B and B2 (the same status difference, or the same JSON fields) is counted as noise,
-//! not as a regression: those fields differ whatever the release (timestamps, request ids).
+//! Noise (Diffy's trick): with a second baseline, a difference between A and B that also shows
+//! between B and B2 is noise, not a regression: a status difference when B2's status differs
+//! from B's too, a body difference when every JSON field (or the whole body, if it is not JSON)
+//! that differs between A and B also differs between B and B2 — fields that differ whatever the
+//! release (timestamps, request ids). The row's `noise` cell says which of its differences were
+//! noise.
 //!
 //! Nothing here runs without `--compare`: the single-target sender keeps its own path.
 
@@ -34,9 +37,9 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use serde_json::Value;
 
+use super::Exchange;
 use super::outcome::{ErrorKind, Outcome};
 use super::transport::{Connection, Sent, Transport};
-use super::Exchange;
 use crate::plan::ReplayRequest;
 use crate::plan::safety::TargetScope;
 
@@ -397,9 +400,29 @@ pub struct Comparison {
     pub same_status: bool,
     /// `None` unless both sides answered.
     pub same_body: Option<bool>,
-    /// With a noise baseline and a difference: whether every difference also showed between
-    /// the two baselines.
-    pub noise: Option<bool>,
+    /// With a noise baseline and a difference: which differences also showed between the two
+    /// baselines.
+    pub noise: Option<Noise>,
+}
+
+/// Which of a row's differences are noise: they also showed between the two baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Noise {
+    pub status: bool,
+    pub body: bool,
+}
+
+impl Noise {
+    /// The `noise` cell: `status`, `body`, `status+body`, or `none` (a difference, and none of it
+    /// noise).
+    pub fn as_str(self) -> &'static str {
+        match (self.status, self.body) {
+            (true, true) => "status+body",
+            (true, false) => "status",
+            (false, true) => "body",
+            (false, false) => "none",
+        }
+    }
 }
 
 impl Comparison {
@@ -412,13 +435,12 @@ impl Comparison {
         let noise = match b2 {
             Some((b2, b2_body)) if differs => {
                 let b2_result = b2.0.as_ref().map(|s| *s).map_err(|f| f.kind);
-                let status_noise = same_status || b2_result != b.result;
-                let body_noise = same_body != Some(false)
-                    || (b2_result.is_ok() && {
-                        let baselines_differ = differing_leaves(&b_body.leaves, &b2_body.leaves);
-                        differing_leaves(&a_body.leaves, &b_body.leaves).iter().all(|p| baselines_differ.contains(p))
-                    });
-                Some(status_noise && body_noise)
+                let status = !same_status && b2_result != b.result;
+                let body = same_body == Some(false) && b2_result.is_ok() && {
+                    let baselines_differ = differing_leaves(&b_body.leaves, &b2_body.leaves);
+                    differing_leaves(&a_body.leaves, &b_body.leaves).iter().all(|p| baselines_differ.contains(p))
+                };
+                Some(Noise { status, body })
             }
             _ => None,
         };
@@ -497,7 +519,14 @@ impl Paired {
     pub fn new(target: Arc<Transport>, targets: Arc<CompareTargets>) -> Paired {
         let limit = if targets.rules.needs_bytes() { targets.rules.body_limit } else { 0 };
         let capture = || Connection::capturing(BodyCapture::new(limit));
-        Paired { target, a: capture(), b: capture(), b2: targets.noise.as_ref().map(|_| capture()), targets, last: None }
+        Paired {
+            target,
+            a: capture(),
+            b: capture(),
+            b2: targets.noise.as_ref().map(|_| capture()),
+            targets,
+            last: None,
+        }
     }
 }
 
@@ -508,10 +537,9 @@ async fn timed(transport: &Transport, conn: &mut Connection, req: &ReplayRequest
 }
 
 fn view(conn: &mut Connection, rules: &BodyRules) -> BodyView {
-    conn.capture_mut().map_or(
-        BodyView { digest: Fnv64::new().0, form: BodyForm::Bytes, leaves: Vec::new() },
-        |c| BodyView::of(c, rules),
-    )
+    conn.capture_mut().map_or(BodyView { digest: Fnv64::new().0, form: BodyForm::Bytes, leaves: Vec::new() }, |c| {
+        BodyView::of(c, rules)
+    })
 }
 
 fn reset(conn: &mut Connection) {
@@ -550,13 +578,8 @@ impl Exchange for Paired {
             bytes: b_sent.1,
         };
         let b2_view = b2.as_mut().map(|c| view(c, rules));
-        let comparison = Comparison::new(
-            &a_sent,
-            &view(a, rules),
-            b_side,
-            &view(b, rules),
-            b2_sent.as_ref().zip(b2_view.as_ref()),
-        );
+        let comparison =
+            Comparison::new(&a_sent, &view(a, rules), b_side, &view(b, rules), b2_sent.as_ref().zip(b2_view.as_ref()));
         *last = Some((Box::new(comparison), a_done));
         a_sent
     }
@@ -629,10 +652,7 @@ mod tests {
     #[test]
     fn json_paths_parse_the_documented_subset_and_refuse_the_rest() {
         let p = JsonPath::parse("$.a.b[2][*].*").unwrap();
-        assert_eq!(
-            p.steps,
-            vec![Step::Key("a".into()), Step::Key("b".into()), Step::Index(2), Step::Any, Step::Any]
-        );
+        assert_eq!(p.steps, vec![Step::Key("a".into()), Step::Key("b".into()), Step::Index(2), Step::Any, Step::Any]);
         for bad in ["now", "$", "$.", "$.a[", "$.a[x]", "$a"] {
             assert!(JsonPath::parse(bad).is_err(), "{bad}");
         }
@@ -648,12 +668,14 @@ mod tests {
         let b = body(r#"{"v":1,"now":2}"#);
         let b2 = body(r#"{"v":1,"now":3}"#);
         let c = Comparison::new(&ok(200), &a, side(200), &b, Some((&ok(200), &b2)));
-        assert_eq!((c.same_body, c.noise), (Some(false), Some(true)));
+        assert_eq!((c.same_body, c.noise.map(Noise::as_str)), (Some(false), Some("body")));
         let changed = body(r#"{"v":2,"now":1}"#);
         let c = Comparison::new(&ok(200), &changed, side(200), &b, Some((&ok(200), &b2)));
-        assert_eq!(c.noise, Some(false), "v differs only between A and B");
+        assert_eq!(c.noise.map(Noise::as_str), Some("none"), "v differs only between A and B");
         let c = Comparison::new(&ok(500), &a, side(200), &b, Some((&ok(200), &b2)));
-        assert_eq!((c.same_status, c.noise), (false, Some(false)));
+        assert_eq!((c.same_status, c.noise.map(Noise::as_str)), (false, Some("body")), "the status is no noise");
+        let c = Comparison::new(&ok(500), &a, side(200), &b, Some((&ok(503), &b2)));
+        assert_eq!(c.noise.map(Noise::as_str), Some("status+body"));
         let c = Comparison::new(&ok(200), &b, side(200), &b, Some((&ok(200), &b2)));
         assert_eq!((c.same_body, c.noise), (Some(true), None), "no difference, nothing to call noise");
     }

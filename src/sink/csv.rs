@@ -314,7 +314,11 @@ fn write_comparison(
     field(&|b| b.extend_from_slice(c.body_form.as_str().as_bytes()))?;
     field(&|b| flag(b, Some(c.same_status)))?;
     field(&|b| flag(b, c.same_body))?;
-    field(&|b| flag(b, c.noise))
+    field(&|b| {
+        if let Some(noise) = c.noise {
+            b.extend_from_slice(noise.as_str().as_bytes())
+        }
+    })
 }
 
 #[cfg(test)]

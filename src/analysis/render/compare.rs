@@ -55,7 +55,10 @@ fn ab_table(v: &AbView) -> Table {
     for l in v.routes.iter().filter(|l| l.status_example.is_some() || l.body_example.is_some()) {
         for (what, e) in [("status", &l.status_example), ("body", &l.body_example)] {
             if let Some(e) = e {
-                notes.push(format!("{} {what} differs, e.g. seq {} {} ({} vs {})", l.route, e.seq, e.url, e.target, e.baseline));
+                notes.push(format!(
+                    "{} {what} differs, e.g. seq {} {} ({} vs {})",
+                    l.route, e.seq, e.url, e.target, e.baseline
+                ));
             }
         }
     }
@@ -63,7 +66,8 @@ fn ab_table(v: &AbView) -> Table {
         notes.push(format!("{} more routes not listed", v.other_routes));
     }
     if v.overall.too_large > 0 {
-        notes.push(format!("{} rows had a body over --compare-body-limit: compared byte for byte", v.overall.too_large));
+        notes
+            .push(format!("{} rows had a body over --compare-body-limit: compared byte for byte", v.overall.too_large));
     }
     if v.overall.sampled || v.routes.iter().any(|l| l.sampled) {
         notes.push(SAMPLED.into());
@@ -107,6 +111,13 @@ fn baseline_table(v: &BaselineView) -> Table {
         [] => "no route changed beyond the noise".to_string(),
         changed => format!("changed: {}", changed.join(", ")),
     });
+    if (v.common_shift - 1.0).abs() > 0.005 {
+        notes.push(format!(
+            "routes are judged against the p50 ratio most routes share ({:.2}): what every route shows is this run's, \
+             not a route's",
+            v.common_shift
+        ));
+    }
     if v.other_routes > 0 {
         notes.push(format!("{} more routes not listed", v.other_routes));
     }
@@ -197,7 +208,12 @@ pub fn html(r: &Report) -> String {
     let escape = super::html::escape;
     let mut out = String::new();
     for table in tables(r) {
-        let _ = writeln!(out, "<section>\n<h2>{}</h2>\n<p class=\"muted\">{}</p>\n<table>", escape(&table.title), escape(&table.note));
+        let _ = writeln!(
+            out,
+            "<section>\n<h2>{}</h2>\n<p class=\"muted\">{}</p>\n<table>",
+            escape(&table.title),
+            escape(&table.note)
+        );
         out.push_str("<tr>");
         for (i, h) in table.headers.iter().enumerate() {
             let class = if i == 0 { " class=\"text\"" } else { "" };
