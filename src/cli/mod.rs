@@ -91,7 +91,12 @@ Examples:
   sluice replay access.log --target http://staging.internal:8080 \\
       --rate max --concurrency 128 --duration 1m
   # The same options from a file (flags given here still win)
-  sluice replay --config staging.toml access.log.gz";
+  sluice replay --config staging.toml access.log.gz
+  # Each request to the candidate and the current release at once; then
+  # `sluice report ab.csv` says where their statuses, bodies and latency differ
+  sluice replay access.log --target http://candidate:8080 \\
+      --compare http://current:8080 --ignore-json-path '$.now' \\
+      --rate 100 --out ab.csv";
 
 const REPORT_EXAMPLES: &str = "\
 Examples:
@@ -103,7 +108,9 @@ Examples:
   sluice report shard-1.csv shard-2.csv \\
       --assert 'p99 < 250ms' --assert 'error_rate < 1%'
   # Fold /sku/<anything> into one route
-  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'";
+  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'
+  # This run beside last week's: which routes got slower; a gate on p99
+  sluice report new.csv --baseline old.csv --assert 'p99 < 1.1 of baseline'";
 
 const MOCK_EXAMPLES: &str = "\
 Examples:
@@ -227,7 +234,8 @@ pub struct ReportArgs {
     /// An earlier run of the same log (its CSVs, repeatable): each route's requests, error rate
     /// and p50/p99 beside the baseline's, with the change and a 95% bootstrap interval of the
     /// ratio; a route is flagged slower or faster when the whole interval is beyond ±10% and the
-    /// percentile moved by 1 ms or more. Assertions may name it: 'p99 < 1.1 of baseline'.
+    /// percentile moved by 1 ms or more, once the shift most routes share (the run's, not a
+    /// route's) is taken out. Assertions may name it: 'p99 < 1.1 of baseline'.
     #[arg(long, value_name = "OLD.csv")]
     pub baseline: Vec<PathBuf>,
 }
