@@ -250,6 +250,16 @@ fn a_difference_both_baselines_show_is_noise_and_the_report_counts_only_the_rest
     assert!(example["seq"].as_u64().unwrap() % 3 == 1, "a /changed request's seq: {example}");
     assert!(changed.get("status_example").is_none());
 
+    // The same table in Markdown and HTML.
+    for (format, title) in [("markdown", "## Target vs baseline"), ("html", "<h2>Target vs baseline (--compare)</h2>")]
+    {
+        sluice()
+            .args(["report", out.to_str().unwrap(), "--format", format])
+            .assert()
+            .success()
+            .stdout(predicates::str::contains(title).and(predicates::str::contains("/changed/{id}")));
+    }
+
     // The same assertions fail (exit 1) when they do not hold, and say what was measured.
     sluice()
         .args(["report", out.to_str().unwrap(), "--assert", "body_mismatch_rate < 10%"])

@@ -224,6 +224,18 @@ mod tests {
     }
 
     #[test]
+    fn a_body_rule_comes_before_the_servers_body() {
+        let config = MockConfig {
+            body: Some(BodyTemplate("all".into())),
+            body_rules: vec!["/x/*=x".parse().unwrap()],
+            ..MockConfig::default()
+        };
+        assert_eq!(config.body_for("/x/1?q=2").map(|b| b.0.as_str()), Some("x"));
+        assert_eq!(config.body_for("/y").map(|b| b.0.as_str()), Some("all"));
+        assert_eq!(MockConfig::default().body_for("/y"), None);
+    }
+
+    #[test]
     fn unit_is_in_range() {
         assert_eq!(unit(0), 0.0);
         assert!(unit(u64::MAX) < 1.0);

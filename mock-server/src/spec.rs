@@ -547,3 +547,21 @@ impl fmt::Display for BodyRule {
         write!(f, "{}={}", self.path, self.body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_rule_names_a_path_and_a_template_that_fills_in_the_time_and_seq() {
+        let rule: BodyRule = r#"/api/*={"v":2,"now":{now},"seq":{seq}}"#.parse().unwrap();
+        assert_eq!(rule.path, PathMatch::Prefix("/api/".into()));
+        assert_eq!(rule.to_string(), r#"/api/*={"v":2,"now":{now},"seq":{seq}}"#);
+        let at = std::time::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(rule.body.render(7, at), r#"{"v":2,"now":1700000000123456789,"seq":7}"#);
+        assert_eq!(rule.body.content_type(), "application/json");
+        assert_eq!(BodyTemplate("ok".into()).content_type(), "text/plain");
+        assert!("api=x".parse::<BodyRule>().is_err(), "a path starts with /");
+        assert!("/api".parse::<BodyRule>().is_err(), "no '='");
+    }
+}

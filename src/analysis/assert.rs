@@ -363,6 +363,12 @@ impl Assertion {
         }
         Ok(Assertion { text: text.to_string(), scope, name: name.to_string(), metric, op, threshold })
     }
+
+    /// Whether only a finished run's report can measure it: it reads the `--compare` columns or
+    /// names the `--baseline` run.
+    pub fn needs_report(&self) -> bool {
+        self.metric.is_ab() || matches!(self.threshold, Threshold::OfBaseline(_))
+    }
 }
 
 type Problem = (Range<usize>, String);
@@ -678,7 +684,7 @@ fn window_text(w: &Window) -> String {
 /// One assertion over one group of requests sent over `seconds` (the group must already be the
 /// assertion's own: the whole run, or its `route:`). Also what `--abort-on` judges live.
 pub fn evaluate_group(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> Verdict {
-    if a.metric.is_ab() || matches!(a.threshold, Threshold::OfBaseline(_)) {
+    if a.needs_report() {
         let why = "measured by `sluice report` on a finished run (--compare columns, --baseline)";
         return Verdict {
             assertion: a.text.clone(),
