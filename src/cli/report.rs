@@ -174,6 +174,8 @@ impl ReplayChecks {
         let mut out = String::new();
         if self.report {
             out += &text::routes_and_status(&report);
+            // A --compare run: target against baseline.
+            out += &render::compare::text(&report);
         }
         out += &problems_text(&report);
         if !report.assertions.is_empty() {

@@ -149,10 +149,24 @@ fn tables(r: &Report) -> Vec<Table> {
     r.compare.iter().map(ab_table).chain(r.baseline.iter().map(baseline_table)).collect()
 }
 
-/// Aligned columns for a terminal.
+/// Aligned columns for a terminal: without the percentile pairs (the ratios carry them; the
+/// other formats show both), so a table fits about 100 columns.
 pub fn text(r: &Report) -> String {
     let mut t = String::new();
-    for table in tables(r) {
+    for mut table in tables(r) {
+        let pairs: Vec<usize> = table
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.ends_with(" / B") || h.ends_with(" / base"))
+            .map(|(i, _)| i)
+            .collect();
+        for i in pairs.into_iter().rev() {
+            table.headers.remove(i);
+            table.rows.iter_mut().for_each(|row| {
+                row.remove(i);
+            });
+        }
         let _ = writeln!(t, "\n{}", table.title);
         let mut widths: Vec<usize> = table.headers.iter().map(|h| h.chars().count()).collect();
         for row in &table.rows {
