@@ -681,6 +681,22 @@ mod tests {
     }
 
     #[test]
+    fn the_decoder_hands_over_exactly_the_body_without_its_chunked_framing_wherever_it_is_cut() {
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        for cut in 0..wire.len() {
+            let mut decoder = crate::send::http1::ResponseDecoder::new(false);
+            let mut body = Vec::new();
+            let mut buf = wire[..cut].to_vec();
+            let (used, _) = decoder.decode_observed(&buf, &mut |piece| body.extend_from_slice(piece)).unwrap();
+            buf.drain(..used);
+            buf.extend_from_slice(&wire[cut..]);
+            let (_, done) = decoder.decode_observed(&buf, &mut |piece| body.extend_from_slice(piece)).unwrap();
+            assert!(done.is_some(), "cut at {cut}");
+            assert_eq!(body, b"hello world", "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn a_planned_url_moves_to_the_baseline_with_its_prefix() {
         let url = Url::parse("http://a:1/app/x/y?q=1").unwrap();
         let to = Url::parse("http://b:2/old").unwrap();

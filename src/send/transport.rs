@@ -110,7 +110,7 @@ async fn send_pooled(client: &Client, req: &ReplayRequest, mut capture: Option<&
         Err(e) => return (Err(pooled_failure(e)), 0),
     };
     let status = response.status().as_u16();
-    // Count body bytes chunk by chunk; nothing is copied or kept.
+    // Count body bytes chunk by chunk; nothing is kept (with --compare, folded into the capture).
     let mut bytes = 0u64;
     loop {
         match response.chunk().await {
