@@ -21,6 +21,26 @@ pub const HEADER: [&str; 15] = [
     "session_seq",
 ];
 
+/// The columns a run with `--compare` adds after [`HEADER`], in order: the baseline's answer
+/// (`b_` as in the target's columns), a digest of what was compared of each body (16 hex digits of
+/// a 64-bit FNV-1a hash; empty without an answer), how the bodies were compared (`bytes`,
+/// `normalised` after the ignore rules, or `too_large` for the limit), whether status and body
+/// agree (`true`/`false`; `same_body` is empty unless both answered), and, with
+/// `--compare-noise`, which differences also showed between the two baselines (`status`, `body`,
+/// `status+body`, or `none`; empty when there was no difference).
+pub const COMPARE_HEADER: [&str; 10] = [
+    "b_status",
+    "b_latency_ms",
+    "b_bytes",
+    "b_error",
+    "a_digest",
+    "b_digest",
+    "body_compared_as",
+    "same_status",
+    "same_body",
+    "noise",
+];
+
 /// Columns a reader accepts missing: files written before sessions existed have none.
 pub const OPTIONAL: [&str; 2] = ["session", "session_seq"];
 

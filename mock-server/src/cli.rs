@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::config::{DEFAULT_BODY_BYTES, MockConfig};
 use crate::error::MockError;
 use crate::server::spawn;
-use crate::spec::{LatencyModel, Rule, StatusDist};
+use crate::spec::{BodyRule, BodyTemplate, LatencyModel, Rule, StatusDist};
 
 /// Flags of `sluice-mock` (and `sluice mock`). The spec flags are parsed by the types' `FromStr`,
 /// so a bad value is a clap error that names the flag and the allowed forms.
@@ -63,6 +63,18 @@ pub struct MockArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BODY_BYTES)]
     pub body_bytes: usize,
 
+    /// The body of every answer instead of the ok pattern: text in which {now} becomes the
+    /// answer's time (ns since the Unix epoch: a field that always differs) and {seq} the request's
+    /// arrival number, e.g. '{"v":1,"now":{now}}'. Sent as application/json when it starts with
+    /// { or [.
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<BodyTemplate>,
+
+    /// The body answered to some paths: PATH=TEXT, PATH being /exact or /prefix/*, TEXT as for
+    /// --body. First match wins, before --body; repeatable.
+    #[arg(long = "body-rule", value_name = "PATH=TEXT")]
+    pub body_rules: Vec<BodyRule>,
+
     /// Print nothing on stderr (the URL still goes to stdout).
     // No `-q`: the main binary embeds these flags and may have its own short flags.
     #[arg(long)]
@@ -92,6 +104,8 @@ impl MockArgs {
             latency: self.latency,
             rules: self.rules.clone(),
             body_bytes: self.body_bytes,
+            body: self.body.clone(),
+            body_rules: self.body_rules.clone(),
             record_memory: false,
             record_file: self.record.clone(),
             ..MockConfig::default()

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::spec::{Behavior, LatencyModel, Rule, StatusDist};
+use crate::spec::{Behavior, BodyRule, BodyTemplate, LatencyModel, Rule, StatusDist};
 
 /// The request header whose decimal value, when present, is the request's key for the seeded
 /// draws (instead of its arrival number). Lets answers stay predictable under concurrency.
@@ -39,6 +39,10 @@ pub struct MockConfig {
     pub rules: Vec<Rule>,
     /// Size of every response body, made of the repeated pattern `ok\n`.
     pub body_bytes: usize,
+    /// The body of every answer instead of the pattern (`--body`).
+    pub body: Option<BodyTemplate>,
+    /// Bodies for some paths (`--body-rule`), before `body`; the first match wins.
+    pub body_rules: Vec<BodyRule>,
     /// Keep every request in memory for `MockServer::requests` (turn off for long benches).
     pub record_memory: bool,
     /// Also append every request as a JSON line to this file (created or truncated at spawn).
@@ -59,6 +63,8 @@ impl Default for MockConfig {
             latency: LatencyModel::NONE,
             rules: Vec::new(),
             body_bytes: DEFAULT_BODY_BYTES,
+            body: None,
+            body_rules: Vec::new(),
             record_memory: true,
             record_file: None,
             max_recorded_body: 64 * 1024,
@@ -152,6 +158,12 @@ impl MockConfig {
         Decision { behavior, latency }
     }
 
+    /// The template of the body answered to `path`, if one is set (else the pattern is).
+    pub fn body_for(&self, path: &str) -> Option<&BodyTemplate> {
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        self.body_rules.iter().find(|r| r.path.matches(path)).map(|r| &r.body).or(self.body.as_ref())
+    }
+
     /// Shorthand for `decide(path, key).status()`.
     pub fn status_for(&self, path: &str, key: u64) -> Option<u16> {
         self.decide(path, key).status()
@@ -209,6 +221,18 @@ mod tests {
         assert_eq!(status_path("/status/abc"), None);
         assert_eq!(status_path("/status/"), None);
         assert_eq!(status_path("/status/é00"), None);
+    }
+
+    #[test]
+    fn a_body_rule_comes_before_the_servers_body() {
+        let config = MockConfig {
+            body: Some(BodyTemplate("all".into())),
+            body_rules: vec!["/x/*=x".parse().unwrap()],
+            ..MockConfig::default()
+        };
+        assert_eq!(config.body_for("/x/1?q=2").map(|b| b.0.as_str()), Some("x"));
+        assert_eq!(config.body_for("/y").map(|b| b.0.as_str()), Some("all"));
+        assert_eq!(MockConfig::default().body_for("/y"), None);
     }
 
     #[test]

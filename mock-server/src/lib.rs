@@ -77,4 +77,4 @@ pub use config::{DEFAULT_BODY_BYTES, Decision, MockConfig, SEQ_HEADER};
 pub use error::{MockError, SpecError};
 pub use record::RecordedRequest;
 pub use server::{Counts, MockServer, SEQ_RESPONSE_HEADER, spawn, spawn_in_thread};
-pub use spec::{Behavior, LatencyModel, PathMatch, Rule, SpecKind, StatusDist, parse_duration};
+pub use spec::{Behavior, BodyRule, BodyTemplate, LatencyModel, PathMatch, Rule, SpecKind, StatusDist, parse_duration};

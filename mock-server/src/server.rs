@@ -572,9 +572,9 @@ async fn handle(state: Arc<State>, conn: Arc<Conn>, req: Request<Incoming>) -> R
     }
     state.metrics.observe(parts.uri.path(), decision.behavior, decided_at.elapsed());
     match decision.behavior {
-        Behavior::Status(code) => Ok(respond(&state, code, seq)),
+        Behavior::Status(code) => Ok(respond(&state, code, seq, parts.uri.path())),
         Behavior::Redirect { away } => {
-            let mut response = respond(&state, 302, seq);
+            let mut response = respond(&state, 302, seq, parts.uri.path());
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let location = if away { format!("{AWAY_ORIGIN}{path}") } else { format!("{REDIRECTED_PREFIX}{path}") };
             if let Ok(value) = HeaderValue::from_str(&location) {
@@ -612,13 +612,19 @@ async fn read_body(mut body: Incoming, keep: usize) -> Result<(Bytes, u64), hype
     Ok((kept.freeze(), len))
 }
 
-fn respond(state: &State, code: u16, seq: u64) -> Response<Full<Bytes>> {
+fn respond(state: &State, code: u16, seq: u64, path: &str) -> Response<Full<Bytes>> {
+    let template = state.config.body_for(path);
     // 204 and 304 have no body on the wire; sending none keeps byte counts honest.
-    let body = if code == 204 || code == 304 { Bytes::new() } else { state.body.clone() };
+    let body = match template {
+        _ if code == 204 || code == 304 => Bytes::new(),
+        Some(template) => Bytes::from(template.render(seq, SystemTime::now())),
+        None => state.body.clone(),
+    };
+    let content_type = template.map_or("text/plain", |t| t.content_type());
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(SEQ_RESPONSE_HEADER, HeaderValue::from(seq));
     response
 }

@@ -25,6 +25,7 @@ pub enum SpecKind {
     Latency,
     Behavior,
     Rule,
+    BodyRule,
 }
 
 impl SpecKind {
@@ -38,6 +39,7 @@ impl SpecKind {
             SpecKind::StatusList => "CODE[:WEIGHT],... such as 200 or 200:90,404:5,500:5",
             SpecKind::Latency => "FIXED (5ms), MIN..MAX (1ms..20ms) or lognormal:MEDIAN,P99 (lognormal:5ms,80ms)",
             SpecKind::Behavior => "CODE (503), status:CODE, reset, garbage, redirect, redirect-away or hang",
+            SpecKind::BodyRule => "PATH=BODY, PATH being /exact or /prefix/*, e.g. '/api/*={\"now\":{now}}'",
             SpecKind::Rule => {
                 "PATH=ACTION, PATH being /exact or /prefix/*, ACTION being CODE[,LATENCY], \
                  reset[,LATENCY], garbage[,LATENCY], redirect[,LATENCY], redirect-away[,LATENCY], \
@@ -54,6 +56,7 @@ impl SpecKind {
             SpecKind::Latency => "latency",
             SpecKind::Behavior => "behaviour",
             SpecKind::Rule => "rule",
+            SpecKind::BodyRule => "body rule",
         }
     }
 }
@@ -401,6 +404,18 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
+    /// `/exact` or `/prefix/*`.
+    fn parse(path: &str) -> Result<PathMatch, &'static str> {
+        if !path.starts_with('/') {
+            return Err("the path must start with '/'");
+        }
+        match path.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => Ok(PathMatch::Prefix(prefix.to_owned())),
+            None if !path.contains('*') => Ok(PathMatch::Exact(path.to_owned())),
+            _ => Err("'*' is only allowed at the end of the path"),
+        }
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Exact(p) => path == p,
@@ -434,14 +449,7 @@ impl FromStr for Rule {
         let err = |reason: String| SpecError::new(SpecKind::Rule, input, reason);
         let (path, action) = input.split_once('=').ok_or_else(|| err("missing '='".into()))?;
         let (path, action) = (path.trim(), action.trim());
-        if !path.starts_with('/') {
-            return Err(err("the path must start with '/'".into()));
-        }
-        let path = match path.strip_suffix('*') {
-            Some(prefix) if !prefix.contains('*') => PathMatch::Prefix(prefix.to_owned()),
-            None if !path.contains('*') => PathMatch::Exact(path.to_owned()),
-            _ => return Err(err("'*' is only allowed at the end of the path".into())),
-        };
+        let path = PathMatch::parse(path).map_err(|m| err(m.into()))?;
         if action.is_empty() {
             return Err(err("missing action after '='".into()));
         }
@@ -478,5 +486,82 @@ impl fmt::Display for Rule {
             // Only reachable when built by hand; "0" keeps the output parseable.
             (None, None) => write!(f, "0"),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response bodies
+
+/// A response body to answer with: text in which `{now}` becomes the answer's time (nanoseconds
+/// since the Unix epoch, so two answers never show the same) and `{seq}` the request's arrival
+/// number. `--body` sets it for every answer, `--body-rule` for some paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyTemplate(pub String);
+
+impl BodyTemplate {
+    pub fn render(&self, seq: u64, now: std::time::SystemTime) -> String {
+        let nanos = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        self.0.replace("{now}", &nanos.to_string()).replace("{seq}", &seq.to_string())
+    }
+
+    /// JSON when it looks like JSON, so clients that care read it as such.
+    pub fn content_type(&self) -> &'static str {
+        if self.0.trim_start().starts_with(['{', '[']) { "application/json" } else { "text/plain" }
+    }
+}
+
+impl FromStr for BodyTemplate {
+    type Err = SpecError;
+
+    fn from_str(input: &str) -> Result<Self, SpecError> {
+        Ok(BodyTemplate(input.to_owned()))
+    }
+}
+
+impl fmt::Display for BodyTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `PATH=BODY`: answers to requests whose path matches carry BODY (a [`BodyTemplate`]); the
+/// first matching rule wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRule {
+    pub path: PathMatch,
+    pub body: BodyTemplate,
+}
+
+impl FromStr for BodyRule {
+    type Err = SpecError;
+
+    fn from_str(input: &str) -> Result<Self, SpecError> {
+        let err = |reason: &str| SpecError::new(SpecKind::BodyRule, input, reason);
+        let (path, body) = input.split_once('=').ok_or_else(|| err("missing '='"))?;
+        Ok(BodyRule { path: PathMatch::parse(path.trim()).map_err(err)?, body: BodyTemplate(body.to_owned()) })
+    }
+}
+
+impl fmt::Display for BodyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.path, self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_rule_names_a_path_and_a_template_that_fills_in_the_time_and_seq() {
+        let rule: BodyRule = r#"/api/*={"v":2,"now":{now},"seq":{seq}}"#.parse().unwrap();
+        assert_eq!(rule.path, PathMatch::Prefix("/api/".into()));
+        assert_eq!(rule.to_string(), r#"/api/*={"v":2,"now":{now},"seq":{seq}}"#);
+        let at = std::time::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(rule.body.render(7, at), r#"{"v":2,"now":1700000000123456789,"seq":7}"#);
+        assert_eq!(rule.body.content_type(), "application/json");
+        assert_eq!(BodyTemplate("ok".into()).content_type(), "text/plain");
+        assert!("api=x".parse::<BodyRule>().is_err(), "a path starts with /");
+        assert!("/api".parse::<BodyRule>().is_err(), "no '='");
     }
 }

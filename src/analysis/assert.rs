@@ -2,12 +2,19 @@
 //!
 //! ```text
 //! assertion := [ "route:" PATTERN ] METRIC OP NUMBER [ UNIT ] [ "of target" ]
+//!            | [ "route:" PATTERN ] METRIC OP NUMBER [ "%" ] "of baseline"   with --baseline
 //! OP        := "<" | "<=" | ">" | ">=" | "==" | "!="
 //! UNIT      := "ms" | "s" | "us" | "m" | …            latency metrics (a unit is required): the
 //!                                                    units of sluice_parsers::duration
 //!            | "%"                                   shares (or a plain fraction: 0.01)
 //!            | "/s" | "rps"                          rate; or "N% of target"
+//!            | ""                                    ratios (b_p99_ratio < 1.2), or "%"
 //! ```
+//!
+//! `of baseline` (`p99 < 1.1 of baseline`, `error_rate <= 100% of baseline`) compares the metric
+//! with the same metric of the `--baseline` run, for the same `route:`, times the factor. The
+//! A/B metrics (`status_mismatch_rate`, `body_mismatch_rate`, `b_p99_ratio`, …) read a
+//! `--compare` run's columns.
 //!
 //! A parse error points at the token it could not use; an unknown metric lists the known ones.
 //! Every value is measured from the same histograms and counts the report shows.
@@ -18,6 +25,7 @@ use std::ops::Range;
 use sluice_parsers::duration::unit_nanos;
 
 use super::aggregate::Aggregate;
+use super::compare::AbFold;
 use super::plan::{self, Target, Window};
 use super::routes::RouteGlob;
 use crate::stats::{NO_STATUS, Tally, class_of};
@@ -35,7 +43,10 @@ requests (sent) responses errors (no answer) failed (no answer or 5xx) not_sent 
 error_rate (failed share, e.g. `< 1%`) transport_error_rate mismatch_rate mismatches \
 (logged vs replayed status class); status_NNN status_Nxx and status_NNN_rate status_Nxx_rate; \
 error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted local other); \
-rate (requests/s, or `rate >= 95% of target`)";
+rate (requests/s, or `rate >= 95% of target`); \
+with --compare columns: status_mismatches status_mismatch_rate body_mismatches body_mismatch_rate \
+(target vs baseline, noise aside) and b_p50_ratio … b_p99_ratio b_max_ratio b_mean_ratio \
+(target ÷ baseline latency); any metric `< 1.1 of baseline` with --baseline";
 
 /// A latency statistic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +115,25 @@ pub enum Metric {
     TransportErrorRate,
     Mismatches,
     MismatchRate,
-    Status { sel: StatusSel, share: bool },
-    ErrorKind { kind: String, share: bool },
+    Status {
+        sel: StatusSel,
+        share: bool,
+    },
+    ErrorKind {
+        kind: String,
+        share: bool,
+    },
     Rate,
+    /// `--compare`: rows whose target and baseline statuses differ (noise aside).
+    AbStatusMismatches {
+        share: bool,
+    },
+    /// `--compare`: rows whose bodies differ (noise aside), of those where both answered.
+    AbBodyMismatches {
+        share: bool,
+    },
+    /// `--compare`: the target's latency statistic ÷ the baseline's.
+    AbLatencyRatio(Stat),
 }
 
 /// What a metric's threshold is written in.
@@ -116,6 +143,7 @@ enum Kind {
     Count,
     Share,
     Rate,
+    Ratio,
 }
 
 impl Metric {
@@ -129,6 +157,9 @@ impl Metric {
         if let Some(stat) = name.strip_prefix("lag_").and_then(Stat::parse) {
             return Some(Metric::Lag(stat));
         }
+        if let Some(stat) = name.strip_prefix("b_").and_then(|n| n.strip_suffix("_ratio")).and_then(Stat::parse) {
+            return Some(Metric::AbLatencyRatio(stat));
+        }
         Some(match name {
             "requests" => Metric::Requests,
             "responses" => Metric::Responses,
@@ -141,6 +172,10 @@ impl Metric {
             "mismatches" => Metric::Mismatches,
             "mismatch_rate" => Metric::MismatchRate,
             "rate" => Metric::Rate,
+            "status_mismatches" => Metric::AbStatusMismatches { share: false },
+            "status_mismatch_rate" => Metric::AbStatusMismatches { share: true },
+            "body_mismatches" => Metric::AbBodyMismatches { share: false },
+            "body_mismatch_rate" => Metric::AbBodyMismatches { share: true },
             _ => return Metric::parse_family(name),
         })
     }
@@ -168,7 +203,11 @@ impl Metric {
         match self {
             Metric::Latency(_) | Metric::LatencyFromSchedule(_) | Metric::Lag(_) => Kind::Millis,
             Metric::ErrorRate | Metric::TransportErrorRate | Metric::MismatchRate => Kind::Share,
-            Metric::Status { share, .. } | Metric::ErrorKind { share, .. } => {
+            Metric::AbLatencyRatio(_) => Kind::Ratio,
+            Metric::Status { share, .. }
+            | Metric::ErrorKind { share, .. }
+            | Metric::AbStatusMismatches { share }
+            | Metric::AbBodyMismatches { share } => {
                 if *share {
                     Kind::Share
                 } else {
@@ -210,6 +249,15 @@ pub enum Threshold {
     Value(f64),
     /// A fraction of the target rate.
     OfTarget(f64),
+    /// This many times the same metric in the `--baseline` run.
+    OfBaseline(f64),
+}
+
+impl Metric {
+    /// Whether it reads the `--compare` columns.
+    fn is_ab(&self) -> bool {
+        matches!(self, Metric::AbStatusMismatches { .. } | Metric::AbBodyMismatches { .. } | Metric::AbLatencyRatio(_))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -315,6 +363,12 @@ impl Assertion {
         }
         Ok(Assertion { text: text.to_string(), scope, name: name.to_string(), metric, op, threshold })
     }
+
+    /// Whether only a finished run's report can measure it: it reads the `--compare` columns or
+    /// names the `--baseline` run.
+    pub fn needs_report(&self) -> bool {
+        self.metric.is_ab() || matches!(self.threshold, Threshold::OfBaseline(_))
+    }
 }
 
 type Problem = (Range<usize>, String);
@@ -357,6 +411,9 @@ fn parse_threshold(c: &mut Cursor<'_>, metric: &Metric, scoped: bool) -> Result<
             return Err((at, "expected a number".into()));
         }
     };
+    if let Some(factor) = of_baseline(c, value) {
+        return Ok(Threshold::OfBaseline(factor));
+    }
     let unit_at = c.peek_token();
     let unit = if c.eat("%") {
         "%"
@@ -376,8 +433,26 @@ fn parse_threshold(c: &mut Cursor<'_>, metric: &Metric, scoped: bool) -> Result<
         },
         Kind::Share => Threshold::Value(share(value, unit).map_err(|m| (unit_at.clone(), m))?),
         Kind::Rate => rate_threshold(c, value, unit, scoped).map_err(|m| (unit_at.clone(), m))?,
+        Kind::Ratio => match unit {
+            "" => Threshold::Value(value),
+            "%" => Threshold::Value(value / 100.0),
+            _ => return Err((unit_at, "a ratio takes a plain number (1.2) or a percentage (120%)".into())),
+        },
     };
     Ok(threshold)
+}
+
+/// `1.1 of baseline` or `110% of baseline` → 1.1; the cursor stays put when it is neither.
+fn of_baseline(c: &mut Cursor<'_>, value: f64) -> Option<f64> {
+    let before = c.pos;
+    let percent = c.eat("%");
+    let (_, of) = c.word();
+    let (_, baseline) = c.word();
+    if of == "of" && baseline == "baseline" {
+        return Some(if percent { value / 100.0 } else { value });
+    }
+    c.pos = before;
+    None
 }
 
 /// A latency in ms, in any time unit of the duration grammar.
@@ -430,17 +505,32 @@ pub struct Verdict {
 pub struct Context<'a> {
     pub aggregate: &'a Aggregate,
     pub target: Target,
+    /// The `--compare` columns, folded, when the CSV has them.
+    pub compare: Option<&'a AbFold>,
+    /// The `--baseline` run.
+    pub baseline: Option<&'a Aggregate>,
 }
 
 pub fn evaluate_all(assertions: &[Assertion], ctx: Context<'_>) -> Vec<Verdict> {
     assertions.iter().map(|a| evaluate(a, ctx)).collect()
 }
 
+/// The assertion's own group of an aggregate: the whole run, or its `route:`.
+fn group_of<'a>(a: &Assertion, aggregate: &'a Aggregate) -> Option<&'a Tally> {
+    match &a.scope {
+        None => Some(&aggregate.overall),
+        Some(glob) => aggregate.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
+    }
+}
+
 pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
-    let group = match &a.scope {
-        None => Some(&ctx.aggregate.overall),
-        Some(glob) => ctx.aggregate.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
-    };
+    if let Threshold::OfBaseline(factor) = a.threshold {
+        return against_baseline(a, factor, ctx);
+    }
+    if a.metric.is_ab() {
+        return evaluate_ab(a, ctx.compare);
+    }
+    let group = group_of(a, ctx.aggregate);
     let target_rate = match ctx.target {
         Target::Rate(n) => Some(n),
         Target::Planned if matches!(a.threshold, Threshold::OfTarget(_)) && group.is_some_and(|g| g.requests > 0) => {
@@ -452,6 +542,101 @@ pub fn evaluate(a: &Assertion, ctx: Context<'_>) -> Verdict {
         Some(g) => evaluate_group(a, g, ctx.aggregate.seconds(), target_rate),
         None => Verdict { assertion: a.text.clone(), passed: false, measured: no_requests(a), value: None },
     }
+}
+
+/// `METRIC OP F of baseline`: the metric measured on both runs, the same way.
+fn against_baseline(a: &Assertion, factor: f64, ctx: Context<'_>) -> Verdict {
+    let failed = |measured: String| Verdict { assertion: a.text.clone(), passed: false, measured, value: None };
+    let Some(baseline) = ctx.baseline else {
+        return failed("no --baseline run to compare with".into());
+    };
+    let value_in = |aggregate: &Aggregate, compare: Option<&AbFold>| -> Result<f64, String> {
+        let plain = Assertion { threshold: Threshold::Value(0.0), ..a.clone() };
+        let verdict = if a.metric.is_ab() {
+            evaluate_ab(&plain, compare)
+        } else {
+            let target = match ctx.target {
+                Target::Rate(n) => Some(n),
+                _ => None,
+            };
+            match group_of(a, aggregate) {
+                Some(g) => evaluate_group(&plain, g, aggregate.seconds(), target),
+                None => return Err(no_requests(a)),
+            }
+        };
+        verdict.value.ok_or(verdict.measured)
+    };
+    let new = match value_in(ctx.aggregate, ctx.compare) {
+        Ok(v) => v,
+        Err(why) => return failed(why),
+    };
+    // A --compare baseline's own A/B columns are not folded: A/B metrics compare within a run.
+    let old = match value_in(baseline, None) {
+        Ok(v) => v,
+        Err(why) => return failed(format!("baseline: {why}")),
+    };
+    let limit = old * factor;
+    Verdict {
+        assertion: a.text.clone(),
+        passed: a.op.holds(new, limit),
+        measured: format!(
+            "{} = {} against {} in the baseline (× {factor} = {})",
+            a.name,
+            shown(a, new),
+            shown(a, old),
+            shown(a, limit)
+        ),
+        value: Some(new),
+    }
+}
+
+/// A value in its metric's unit, as verdicts show it.
+fn shown(a: &Assertion, v: f64) -> String {
+    match a.metric.kind() {
+        Kind::Millis => format!("{v:.2} ms"),
+        Kind::Share => percent(v),
+        Kind::Rate => format!("{v:.1}/s"),
+        Kind::Ratio => format!("{v:.3}"),
+        Kind::Count => format!("{v}"),
+    }
+}
+
+/// An A/B metric, from the `--compare` columns.
+fn evaluate_ab(a: &Assertion, compare: Option<&AbFold>) -> Verdict {
+    let verdict = |passed, measured, value| Verdict { assertion: a.text.clone(), passed, measured, value };
+    let Some(fold) = compare else {
+        return verdict(false, format!("{}: the CSV has no --compare columns", a.name), None);
+    };
+    let group = match &a.scope {
+        None => Some(&fold.overall),
+        Some(glob) => fold.filtered.iter().find(|(g, _)| g == glob).map(|(_, group)| group),
+    };
+    let Some(g) = group.filter(|g| g.compared > 0) else {
+        return verdict(false, no_requests(a), None);
+    };
+    let name = &a.name;
+    let (value, shown) = match &a.metric {
+        Metric::AbStatusMismatches { share: false } => {
+            (g.status_mismatches as f64, format!("{name} = {}", g.status_mismatches))
+        }
+        Metric::AbStatusMismatches { share: true } => (
+            g.status_mismatch_rate(),
+            format!("{name} = {} ({} of {})", percent(g.status_mismatch_rate()), g.status_mismatches, g.compared),
+        ),
+        Metric::AbBodyMismatches { share: false } => {
+            (g.body_mismatches as f64, format!("{name} = {}", g.body_mismatches))
+        }
+        Metric::AbBodyMismatches { share: true } => (
+            g.body_mismatch_rate(),
+            format!("{name} = {} ({} of {})", percent(g.body_mismatch_rate()), g.body_mismatches, g.bodies_compared),
+        ),
+        Metric::AbLatencyRatio(stat) => match g.latency_ratio(*stat) {
+            Some(r) => (r, format!("{name} = {r:.3}")),
+            None => return verdict(false, "no row where both answered: no latency to compare".into(), None),
+        },
+        _ => unreachable!("only A/B metrics come here"),
+    };
+    verdict(a.op.holds(value, threshold_value(a.threshold)), shown, Some(value))
 }
 
 /// `rate OP N% of target` against a plan that does not keep one rate: the assertion holds when
@@ -499,6 +684,15 @@ fn window_text(w: &Window) -> String {
 /// One assertion over one group of requests sent over `seconds` (the group must already be the
 /// assertion's own: the whole run, or its `route:`). Also what `--abort-on` judges live.
 pub fn evaluate_group(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> Verdict {
+    if a.needs_report() {
+        let why = "measured by `sluice report` on a finished run (--compare columns, --baseline)";
+        return Verdict {
+            assertion: a.text.clone(),
+            passed: false,
+            measured: format!("{}: {why}", a.name),
+            value: None,
+        };
+    }
     let measured = if g.requests > 0 || a.metric == Metric::NotSent {
         measure(a, g, seconds, target_rate)
     } else {
@@ -524,7 +718,7 @@ fn no_requests(a: &Assertion) -> String {
 
 fn threshold_value(t: Threshold) -> f64 {
     match t {
-        Threshold::Value(v) | Threshold::OfTarget(v) => v,
+        Threshold::Value(v) | Threshold::OfTarget(v) | Threshold::OfBaseline(v) => v,
     }
 }
 
@@ -568,6 +762,9 @@ fn measure(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> 
             if *share { fraction(n, g.requests) } else { count(n) }
         }
         Metric::Rate => measure_rate(a, g, seconds, target_rate, name),
+        Metric::AbStatusMismatches { .. } | Metric::AbBodyMismatches { .. } | Metric::AbLatencyRatio(_) => {
+            Err(format!("{name}: the --compare columns are not in these figures"))
+        }
     }
 }
 
@@ -602,7 +799,7 @@ fn measure_rate(
             "{name} = {rate:.1}/s, but there is no target rate (run at --rate max, or the CSV's plan \
              could not be inferred): pass --target-rate N"
         )),
-        (Threshold::Value(_), _) => Ok((rate, format!("{name} = {rate:.1}/s"), rate)),
+        (Threshold::Value(_) | Threshold::OfBaseline(_), _) => Ok((rate, format!("{name} = {rate:.1}/s"), rate)),
     }
 }
 
@@ -694,6 +891,19 @@ mod tests {
         assert_eq!(error("error_boom == 0").0, "error_boom");
         assert_eq!(error("").1, "expected a metric, e.g. `p99 < 250ms`");
         assert_eq!(error("route: p99 < 1ms").0, "route:");
+    }
+
+    #[test]
+    fn comparison_metrics_and_baseline_factors_parse() {
+        assert_eq!(parse("b_p99_ratio < 1.2").metric, Metric::AbLatencyRatio(Stat::P99));
+        assert_eq!(parse("b_p99_ratio < 120%").threshold, Threshold::Value(1.2));
+        assert_eq!(parse("body_mismatch_rate < 0.1%").threshold, Threshold::Value(0.001));
+        assert_eq!(parse("route:/api/* status_mismatches == 0").metric, Metric::AbStatusMismatches { share: false });
+        assert_eq!(parse("p99 < 1.1 of baseline").threshold, Threshold::OfBaseline(1.1));
+        assert_eq!(parse("error_rate <= 100% of baseline").threshold, Threshold::OfBaseline(1.0));
+        assert_eq!(parse("route:/x/* p50 < 2 of baseline").scope, Some(RouteGlob::new("/x/*")));
+        assert_eq!(error("p99 < 1.1 of target").0, "of");
+        assert_eq!(error("b_p99_ratio < 1.2ms").0, "ms");
     }
 
     #[test]

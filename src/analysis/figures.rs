@@ -73,6 +73,12 @@ pub struct Report {
     /// The shards of a run, one by one, when the files are shards (`--shard I/K`) with manifests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardView>,
+    /// Target against baseline, for a `--compare` run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::compare::AbView>,
+    /// This run against an earlier one (`--baseline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::compare::BaselineView>,
     /// The finer series the charts draw.
     #[serde(skip)]
     pub chart_time: OverTime,
@@ -243,6 +249,8 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         journeys: agg.journeys.view(),
         shards: None,
         charts: Default::default(),
+        compare: None,
+        baseline: None,
         assertions: Vec::new(),
     }
 }

@@ -11,6 +11,8 @@
 //!                   · the first routes' latency per time slice (series)
 //!                              │
 //!                              ├──▶ assert::evaluate  → PASS/FAIL verdicts (exit code 1)
+//!   a --compare run's b_* columns ──▶ compare::fold_ab (a second pass; per route, sampled)
+//!   --baseline old.csv ──▶ aggregate::fold + compare::latency_samples ──▶ compare::against_baseline
 //!                              ▼
 //!                 figures::build → Report ──▶ render::{text, json, markdown, html}
 //!                   + metadata::runs (each run's manifest, secrets redacted)
@@ -23,6 +25,7 @@
 pub mod aggregate;
 pub mod assert;
 pub mod charts;
+pub mod compare;
 pub mod figures;
 pub mod journeys;
 pub mod metadata;
@@ -53,6 +56,8 @@ pub struct Settings {
     pub assertions: Vec<Assertion>,
     /// Whether files with shard manifests are checked as runs and reported shard by shard.
     pub shards: ShardCheck,
+    /// `--baseline`: an earlier run's CSVs, to compare with (empty: none).
+    pub baseline: Vec<PathBuf>,
 }
 
 /// The report over `files`, with its assertions evaluated.
@@ -75,8 +80,24 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
     report.shards = shard_files.and_then(|s| s.view(&aggregate));
     report.runs = metadata::runs(files, &aggregate);
     report.charts = charts::build(&aggregate, &report.chart_time);
+    let max_routes = settings.report.max_routes;
+    let ab = compare::fold_ab(files, &options.router, &options.filters)?;
+    report.compare = ab.as_ref().map(|ab| ab.view(max_routes));
+    let baseline = match settings.baseline.as_slice() {
+        [] => None,
+        old_files => {
+            let old = aggregate::fold(old_files, &options)?;
+            let new_samples = compare::latency_samples(files, &options.router)?;
+            let old_samples = compare::latency_samples(old_files, &options.router)?;
+            let names = old.files.iter().map(|f| f.name.clone()).collect();
+            report.baseline =
+                Some(compare::against_baseline(names, &aggregate, &old, &new_samples, &old_samples, max_routes));
+            Some(old)
+        }
+    };
     let (target, _) = plan::resolve(&aggregate, settings.report.target);
-    report.assertions = assert::evaluate_all(&settings.assertions, assert::Context { aggregate: &aggregate, target });
+    let context = assert::Context { aggregate: &aggregate, target, compare: ab.as_ref(), baseline: baseline.as_ref() };
+    report.assertions = assert::evaluate_all(&settings.assertions, context);
     Ok(report)
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::{Answer, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
+use crate::results::{Answer, COMPARE_HEADER, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +137,8 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
         match HEADER.iter().position(|h| h == name) {
             Some(i) if columns[i] == ABSENT => columns[i] = at,
             Some(_) => extra.push(format!("{name} (again)")),
+            // A --compare run's columns: read by `analysis::compare`, not here.
+            None if COMPARE_HEADER.contains(&name.as_str()) => {}
             None => extra.push(name.clone()),
         }
     }
@@ -204,7 +206,7 @@ fn session(id: &str, seq: &str) -> Result<Option<SessionTag>, String> {
 }
 
 /// Strips the one `'` the writer adds to cells a spreadsheet would run as a formula.
-fn unneutralised(cell: &str) -> &str {
+pub(crate) fn unneutralised(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
         Some(rest) if crate::display::needs_neutralising(rest) => rest,
         _ => cell,

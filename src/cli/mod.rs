@@ -92,7 +92,12 @@ Examples:
   sluice replay access.log --target http://staging.internal:8080 \\
       --rate max --concurrency 128 --duration 1m
   # The same options from a file (flags given here still win)
-  sluice replay --config staging.toml access.log.gz";
+  sluice replay --config staging.toml access.log.gz
+  # Each request to the candidate and the current release at once; then
+  # `sluice report ab.csv` says where their statuses, bodies and latency differ
+  sluice replay access.log --target http://candidate:8080 \\
+      --compare http://current:8080 --ignore-json-path '$.now' \\
+      --rate 100 --out ab.csv";
 
 const REPORT_EXAMPLES: &str = "\
 Examples:
@@ -104,7 +109,9 @@ Examples:
   sluice report shard-1.csv shard-2.csv \\
       --assert 'p99 < 250ms' --assert 'error_rate < 1%'
   # Fold /sku/<anything> into one route
-  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'";
+  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'
+  # This run beside last week's: which routes got slower; a gate on p99
+  sluice report new.csv --baseline old.csv --assert 'p99 < 1.1 of baseline'";
 
 const MOCK_EXAMPLES: &str = "\
 Examples:
@@ -224,6 +231,14 @@ pub struct ReportArgs {
     /// shard of their run, each complete.
     #[arg(long)]
     pub allow_partial: bool,
+
+    /// An earlier run of the same log (its CSVs, repeatable): each route's requests, error rate
+    /// and p50/p99 beside the baseline's, with the change and a 95% bootstrap interval of the
+    /// ratio; a route is flagged slower or faster when the whole interval is beyond ±10% and the
+    /// percentile moved by 1 ms or more, once the shift most routes share (the run's, not a
+    /// route's) is taken out. Assertions may name it: 'p99 < 1.1 of baseline'.
+    #[arg(long, value_name = "OLD.csv")]
+    pub baseline: Vec<PathBuf>,
 }
 
 const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \
@@ -238,4 +253,6 @@ time); lag_p50 … lag_max (behind the plan); requests (sent) responses errors (
 (no answer or 5xx) not_sent (never left) bytes; error_rate (failed share) transport_error_rate; \
 mismatches mismatch_rate (logged vs replayed status class); status_NNN status_Nxx and their \
 _rate shares; error_KIND and error_KIND_rate (KIND: timeout connect reset tls protocol aborted \
-local other); rate (requests/s, or N% of target).";
+local other); rate (requests/s, or N% of target).
+
+Comparing: any metric against the same metric of the --baseline run, e.g. 'p99 < 1.1 of baseline' or 'error_rate <= 100% of baseline' (per route with route:). On a --compare run's CSV: status_mismatches status_mismatch_rate (target and baseline statuses differ) body_mismatches body_mismatch_rate (bodies differ, of rows where both answered), noise aside; b_p50_ratio … b_p99_ratio b_max_ratio b_mean_ratio (target ÷ baseline latency, e.g. 'b_p99_ratio < 1.2').";

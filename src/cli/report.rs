@@ -82,6 +82,12 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
             Rate::Max => TargetRate::None,
         },
     };
+    let assertions = parse_assertions(&args.assert)?;
+    if args.baseline.is_empty() {
+        refuse_of_baseline(&assertions)?;
+    } else if args.files.iter().chain(&args.baseline).any(|f| f.as_os_str() == "-") {
+        return Err(UsageError("--baseline: read from files, not standard input (both runs are read twice)".into()));
+    }
     let route_rules = args
         .route_rule
         .iter()
@@ -92,13 +98,22 @@ fn settings_from(args: &ReportArgs) -> Result<Settings, UsageError> {
         interval,
         strict: args.strict,
         report: ReportOptions { max_routes: args.routes, target, ..ReportOptions::default() },
-        assertions: parse_assertions(&args.assert)?,
+        assertions,
         shards: if args.allow_partial { ShardCheck::AllowPartial } else { ShardCheck::Whole },
+        baseline: args.baseline.clone(),
     })
 }
 
 pub fn parse_assertions(list: &[String]) -> Result<Vec<Assertion>, UsageError> {
     list.iter().map(|a| Assertion::parse(a).map_err(|e| UsageError(e.to_string()))).collect()
+}
+
+/// `… of baseline` needs a baseline: refused before anything is read.
+fn refuse_of_baseline(assertions: &[Assertion]) -> Result<(), UsageError> {
+    match assertions.iter().find(|a| matches!(a.threshold, analysis::assert::Threshold::OfBaseline(_))) {
+        Some(a) => Err(UsageError(format!("--assert '{}': `of baseline` needs --baseline OLD.csv", a.text))),
+        None => Ok(()),
+    }
 }
 
 fn fold_error(e: FoldError) -> anyhow::Error {
@@ -135,7 +150,9 @@ impl ReplayChecks {
             .map(Prometheus::parse)
             .transpose()
             .map_err(|m| UsageError(format!("--prometheus {m}")))?;
-        Ok(ReplayChecks { report: options.report, assertions: parse_assertions(&csv)?, prom, prometheus })
+        let assertions = parse_assertions(&csv)?;
+        refuse_of_baseline(&assertions)?;
+        Ok(ReplayChecks { report: options.report, assertions, prom, prometheus })
     }
 
     pub fn wanted(&self) -> bool {
@@ -195,6 +212,8 @@ impl ReplayChecks {
         let mut out = String::new();
         if self.report {
             out += &text::routes_and_status(&report);
+            // A --compare run: target against baseline.
+            out += &render::compare::text(&report);
         }
         out += &problems_text(&report);
         if !report.assertions.is_empty() || !prom.is_empty() {

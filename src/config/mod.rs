@@ -22,6 +22,7 @@ use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor
 use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::prom::{PromCheck, Prometheus};
+use crate::send::compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
@@ -192,6 +193,8 @@ pub struct ReplayConfig {
     pub tls: TlsSettings,
     /// `--resolve`: the address connections to the target go to, instead of its host's.
     pub resolve: Option<std::net::SocketAddr>,
+    /// `--compare`: a baseline that gets every request too.
+    pub compare: Option<CompareConfig>,
 }
 
 /// What a run that starts after `--start-at` does.
@@ -244,6 +247,7 @@ impl ReplayConfig {
             late_start: LateStart::Refuse,
             tls: TlsSettings::default(),
             resolve: None,
+            compare: None,
         }
     }
 }
@@ -266,6 +270,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             .map_err(|m| bad("--target", m))?;
         let tls = TlsSettings::from_options(args, &target)?;
         let resolve = args.resolve.as_deref().map(|r| tls::parse_resolve(r, &target)).transpose()?;
+        let compare = compare_config(args, &target)?;
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         let (shape, duration) = shape_and_duration(args)?;
@@ -467,8 +472,59 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             late_start,
             tls,
             resolve,
+            compare,
         })
     }
+}
+
+/// `--compare` and its options: the baselines are URLs (not `mock`), the rules only with a baseline.
+fn compare_config(args: &ReplayOptions, target: &Target) -> Result<Option<CompareConfig>, ConfigError> {
+    let url = |flag: &'static str, text: &str| match parse_target(text).map_err(|m| bad(flag, m))? {
+        Target::Url(url) if url.username().is_empty() && url.password().is_none() => Ok(url),
+        Target::Url(_) => Err(bad(flag, "credentials in the URL are not accepted; send them with --header")),
+        Target::Mock => Err(bad(flag, "a baseline is a URL; start `sluice mock` and give its URL")),
+    };
+    let Some(baseline) = args.compare.as_deref() else {
+        let stray = [
+            ("--compare-noise", args.compare_noise.is_some()),
+            ("--ignore-json-path", !args.ignore_json_path.is_empty()),
+            ("--ignore-regex", !args.ignore_regex.is_empty()),
+            ("--compare-body-limit", args.compare_body_limit.is_some()),
+        ];
+        return match stray.into_iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(bad(flag, "compares the target with a baseline: it needs --compare URL")),
+            None => Ok(None),
+        };
+    };
+    let baseline = url("--compare", baseline)?;
+    if *target == Target::Url(baseline.clone()) {
+        return Err(bad("--compare", "is the target itself: give the baseline's URL"));
+    }
+    let noise = args.compare_noise.as_deref().map(|t| url("--compare-noise", t)).transpose()?;
+    if noise.as_ref() == Some(&baseline) {
+        return Err(bad("--compare-noise", "is the baseline itself: give a second instance of the baseline"));
+    }
+    let ignore_json_paths = args
+        .ignore_json_path
+        .iter()
+        .map(|p| JsonPath::parse(p).map_err(|m| bad("--ignore-json-path", m)))
+        .collect::<Result<_, _>>()?;
+    let ignore_regexes = args
+        .ignore_regex
+        .iter()
+        .map(|r| {
+            regex::bytes::Regex::new(r)
+                .map_err(|e| bad("--ignore-regex", format!("'{r}' is not a valid regex: {}", one_line(&e.to_string()))))
+        })
+        .collect::<Result<_, _>>()?;
+    let body_limit =
+        within("--compare-body-limit", args.compare_body_limit.unwrap_or(DEFAULT_BODY_LIMIT), 1024..=MAX_BODY_LIMIT)?;
+    let leaves = noise.is_some();
+    Ok(Some(CompareConfig {
+        baseline,
+        noise,
+        rules: BodyRules { ignore_json_paths, ignore_regexes, body_limit, leaves },
+    }))
 }
 
 /// `--start-at` as a wall-clock time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, or `now+D`.

@@ -384,6 +384,46 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mix: Option<String>,
 
+    // ---- comparing two targets ----------------------------------------------------------
+    /// Also send every request to this baseline (http(s)://host:port[/prefix]) at the same
+    /// instant, on its own connection, and record both answers in one row: the CSV gains the
+    /// baseline's status, latency, bytes and error, a digest of each body, and whether status
+    /// and body agree (see `sluice report` for the comparison).
+    #[arg(long, value_name = "URL", help_heading = "Comparing")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<String>,
+
+    /// With --compare: a second baseline (the same release as the first). A difference between
+    /// target and baseline that also shows between the two baselines (the same status change, or
+    /// the same JSON fields) is counted as noise, not as a difference.
+    #[arg(long, value_name = "URL", help_heading = "Comparing")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_noise: Option<String>,
+
+    /// With --compare: leave this part of a JSON body out of the comparison: $ then .key, [n],
+    /// .* or [*] steps, e.g. '$.now', '$.items[*].id'. JSON bodies are compared canonically
+    /// (key order and whitespace do not count). Repeatable.
+    #[arg(long = "ignore-json-path", value_name = "PATH", help_heading = "Comparing")]
+    #[serde(
+        alias = "ignore_json_paths",
+        rename(serialize = "ignore_json_paths"),
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ignore_json_path: Vec<String>,
+
+    /// With --compare: remove every match of this regex from both bodies before comparing them
+    /// (e.g. 'req-[0-9a-f]{8}'). Repeatable.
+    #[arg(long = "ignore-regex", value_name = "REGEX", help_heading = "Comparing")]
+    #[serde(alias = "ignore_regexes", rename(serialize = "ignore_regexes"), skip_serializing_if = "Vec::is_empty")]
+    pub ignore_regex: Vec<String>,
+
+    /// With --compare and an ignore rule or --compare-noise: bodies up to this many bytes are kept
+    /// to be normalised; a longer one is compared by the hash of its raw bytes (its row says
+    /// too_large). 1024 to 67108864 [default: 1048576].
+    #[arg(long, value_name = "BYTES", help_heading = "Comparing")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_body_limit: Option<usize>,
+
     // ---- many machines -------------------------------------------------------------------
     /// Run as shard I of K (0-based): every shard reads the same log and computes the whole plan,
     /// and sends request n when n mod K = I (with --sessions: whole sessions, by a hash of the
@@ -623,6 +663,11 @@ impl ReplayOptions {
             prometheus_every: self.prometheus_every.or(file.prometheus_every),
             push: list(self.push, file.push),
             max_line_bytes: self.max_line_bytes.or(file.max_line_bytes),
+            compare: self.compare.or(file.compare),
+            compare_noise: self.compare_noise.or(file.compare_noise),
+            ignore_json_path: list(self.ignore_json_path, file.ignore_json_path),
+            ignore_regex: list(self.ignore_regex, file.ignore_regex),
+            compare_body_limit: self.compare_body_limit.or(file.compare_body_limit),
             speed: self.speed.or(file.speed),
             max_gap: self.max_gap.or(file.max_gap),
             stages: self.stages.or(file.stages),

@@ -268,6 +268,10 @@ impl RunRequest {
             policy.allow.check_resolved(target, resolve)?;
         }
         policy.tls.check_insecure(self.options.insecure)?;
+        // A --compare baseline receives every request too: the allow-list judges it the same way.
+        for baseline in self.options.compare.iter().chain(&self.options.compare_noise) {
+            policy.allow.check(baseline)?;
+        }
         self.check_caps(&policy.caps)?;
         self.check_public_headers()?;
         let mut header = Vec::with_capacity(self.headers.len());
@@ -536,6 +540,15 @@ mod tests {
             matches!(check(&format!(r#"{{"logs":["a"],"headers":{{"X":"@/etc/shadow"}},{base}}}"#)), Rejection::Invalid(m) if m.contains("'@'"))
         );
         assert!(matches!(check(r#"{"logs":["a"],"target":"http://192.0.2.1","rate":1}"#), Rejection::Forbidden(_)));
+        // A --compare baseline receives every request too: the allow-list judges it.
+        for baselines in
+            [r#""compare":"http://192.0.2.1""#, r#""compare":"http://127.0.0.2:1","compare_noise":"http://192.0.2.1""#]
+        {
+            let json = format!(r#"{{"logs":["a"],{baselines},{base}}}"#);
+            assert!(matches!(check(&json), Rejection::Forbidden(_)), "{baselines}");
+        }
+        let allowed = format!(r#"{{"logs":["a"],"compare":"http://127.0.0.2:1",{base}}}"#);
+        assert!(request(&allowed).to_options(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).is_ok());
         assert!(
             matches!(check(r#"{"logs":["a"],"target":"http://127.0.0.1:1","rate":0}"#), Rejection::Invalid(m) if m.starts_with("rate:"))
         );

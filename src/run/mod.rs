@@ -29,9 +29,10 @@ use crate::pace::{Pacer, PacerReport, Start, run_pacer};
 use crate::plan::reader::{QUEUE_CHUNK, Reading, read_log};
 use crate::plan::timeline::Timeline;
 use crate::plan::{Planner, ReplayRequest};
+use crate::send::compare::{CompareTargets, Paired};
 use crate::send::outcome::Outcome;
 use crate::send::transport::Transport;
-use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, SessionGate, record_not_sent, sender};
+use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, SessionGate, Single, record_not_sent, sender};
 use crate::sink::abort::AbortWatch;
 use crate::sink::csv::{CsvSink, WallClock};
 use crate::sink::metrics::Metrics;
@@ -119,9 +120,13 @@ impl Run {
         let Prepared { entries, target, mock } = prepare(&config)?;
         let format_name = entries.format_name().to_string();
         let clock = WallClock::now();
-        let sink = CsvSink::create(&config.out, clock, config.redactor.clone())
+        let sink = CsvSink::create(&config.out, clock, config.redactor.clone(), config.compare.is_some())
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
+        let compare = match &config.compare {
+            Some(compare) => Some(Arc::new(CompareTargets::build(&config, &target, compare).map_err(RunError::Input)?)),
+            None => None,
+        };
 
         let control = Arc::new(RunControl::new(config.duration, config.shape.is_paced()));
         let (queue_tx, queue_rx) =
@@ -189,7 +194,14 @@ impl Run {
                     let mut tasks = tokio::task::JoinSet::new();
                     for _ in 0..concurrency {
                         let (transport, jobs, outcomes) = (transport.clone(), jobs_rx.clone(), outcomes.clone());
-                        tasks.spawn(sender(transport, jobs, outcomes, abort.clone(), control.clone(), gate.clone()));
+                        let (abort, control, gate) = (abort.clone(), control.clone(), gate.clone());
+                        match &compare {
+                            Some(targets) => {
+                                let paired = Paired::new(transport, targets.clone());
+                                tasks.spawn(sender(paired, jobs, outcomes, abort, control, gate))
+                            }
+                            None => tasks.spawn(sender(Single::new(transport), jobs, outcomes, abort, control, gate)),
+                        };
                     }
                     drop(jobs_rx);
                     let flusher = tokio::spawn({
@@ -330,6 +342,8 @@ fn check_open_files(config: &ReplayConfig) -> Result<(), RunError> {
     let limit = raise_open_files_limit();
     // The built-in mock runs in this process: each connection is open at both ends.
     let per_connection = if config.target == Target::Mock { 2 } else { 1 };
+    // --compare: one more connection per sender for each baseline.
+    let per_connection = per_connection + config.compare.as_ref().map_or(0, |c| 1 + u64::from(c.noise.is_some()));
     let needed = config.concurrency as u64 * per_connection + SPARE_FILES;
     if limit < needed {
         return Err(RunError::Input(format!(
@@ -399,6 +413,19 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     .map_err(RunError::Input)?;
     let logged_hosts = entries.logged_hosts(SNIFF_LINES).map_err(|e| RunError::Input(e.to_string()))?;
     config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(RunError::Input)?;
+    // A baseline is a target too: the same guards judge it.
+    for (flag, url) in config
+        .compare
+        .iter()
+        .flat_map(|c| [Some(("--compare", &c.baseline)), c.noise.as_ref().map(|u| ("--compare-noise", u))])
+        .flatten()
+    {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let refused = |m: String| RunError::Input(format!("{flag}: {m}"));
+        config.host_guard.check_target(host, port).map_err(refused)?;
+        config.host_guard.check_not_production(host, logged_hosts.iter().map(String::as_str)).map_err(refused)?;
+    }
     Ok(Prepared { entries, target, mock })
 }
 

@@ -76,6 +76,18 @@ impl Connection {
     /// Sends one request (`head` is the complete request head, `body` follows it) and reads the
     /// whole response.
     pub async fn exchange(&mut self, head: &[u8], body: &[u8], is_head: bool) -> Result<Response, Failure> {
+        self.exchange_observed(head, body, is_head, &mut |_| ()).await
+    }
+
+    /// [`Connection::exchange`], handing each piece of the response body (framing removed) to
+    /// `on_body` as it arrives: how `--compare` digests bodies without keeping them.
+    pub async fn exchange_observed(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        is_head: bool,
+        on_body: &mut (impl FnMut(&[u8]) + Send),
+    ) -> Result<Response, Failure> {
         self.body_received = 0;
         let io = |error| Failure::Io { error, before_response: true };
         if body.is_empty() {
@@ -87,7 +99,7 @@ impl Connection {
         let mut decoder = ResponseDecoder::new(is_head);
         let mut received = false;
         loop {
-            let (used, done) = decoder.decode(&self.buf).map_err(Failure::Protocol)?;
+            let (used, done) = decoder.decode_observed(&self.buf, on_body).map_err(Failure::Protocol)?;
             self.body_received = decoder.body_bytes;
             if used == self.buf.len() {
                 self.buf.clear();
@@ -144,6 +156,15 @@ impl ResponseDecoder {
     /// Takes what it can from `input`: returns how many bytes it used and, once the response is
     /// complete, the response. Never uses a byte past the response's end.
     pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), &'static str> {
+        self.decode_observed(input, &mut |_| ())
+    }
+
+    /// [`ResponseDecoder::decode`], handing each piece of body it takes to `on_body`.
+    pub fn decode_observed(
+        &mut self,
+        input: &[u8],
+        on_body: &mut impl FnMut(&[u8]),
+    ) -> Result<(usize, Option<Response>), &'static str> {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -171,6 +192,7 @@ impl ResponseDecoder {
                 }
                 State::Length(n) | State::ChunkData(n) => {
                     let take = n.min(rest.len() as u64);
+                    on_body(&rest[..take as usize]);
                     used += take as usize;
                     self.body_bytes += take;
                     let left = n - take;
@@ -213,6 +235,7 @@ impl ResponseDecoder {
                     None => return Ok((used, None)),
                 },
                 State::UntilClose => {
+                    on_body(rest);
                     self.body_bytes += rest.len() as u64;
                     return Ok((input.len(), None));
                 }

@@ -5,6 +5,7 @@
 //! handed to the writer thread in batches (a channel send per row would wake the writer for
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
 
+pub mod compare;
 pub mod http1;
 pub mod outcome;
 pub(crate) mod session_gate;
@@ -23,7 +24,7 @@ use crate::plan::ReplayRequest;
 use crate::plan::safety::TargetScope;
 use outcome::{ErrorKind, Failure, Outcome};
 pub(crate) use session_gate::SessionGate;
-use transport::{Connection, Transport};
+use transport::{Connection, Sent, Transport};
 
 /// Outcomes per hand-off to the writer thread.
 const OUTCOME_BATCH: usize = 256;
@@ -114,20 +115,51 @@ impl OutcomeBuffer {
     }
 }
 
+/// How a sender sends one request: to the target alone ([`Single`]), or to the target and a
+/// baseline at once ([`compare::Paired`], `--compare`).
+pub(crate) trait Exchange: Send + 'static {
+    fn send(&mut self, req: &ReplayRequest) -> impl Future<Output = Sent> + Send;
+    /// Body bytes of the target's response in progress, for a request cut off before its end.
+    fn body_received(&self) -> u64;
+    /// Adds what this exchange knows beyond the target's answer to the request's outcome.
+    fn complete(&mut self, _outcome: &mut Outcome) {}
+}
+
+/// The target alone, on this sender's own connection.
+pub(crate) struct Single {
+    transport: Arc<Transport>,
+    connection: Connection,
+}
+
+impl Single {
+    pub fn new(transport: Arc<Transport>) -> Single {
+        Single { transport, connection: Connection::default() }
+    }
+}
+
+impl Exchange for Single {
+    fn send(&mut self, req: &ReplayRequest) -> impl Future<Output = Sent> + Send {
+        self.transport.send(&mut self.connection, req)
+    }
+
+    fn body_received(&self) -> u64 {
+        self.connection.body_received()
+    }
+}
+
 /// One sender: takes released jobs until the channel closes, sends each, records the outcome.
 /// A job taken after scheduling stopped never leaves: it is recorded as `not_sent`. `abort` (the
 /// drain timeout ran out) turns the request in flight into an `aborted` outcome. With `--sessions`
 /// jobs come through the [`SessionGate`], and after each outcome this sender goes on with the
 /// next parked job of the same session, if any.
 pub(crate) async fn sender(
-    transport: Arc<Transport>,
+    mut exchange: impl Exchange,
     jobs: async_channel::Receiver<Job>,
     outcomes: Arc<OutcomeBuffer>,
     abort: CancellationToken,
     control: Arc<RunControl>,
     gate: Option<Arc<SessionGate>>,
 ) {
-    let mut connection = Connection::default();
     // Registered once per sender, not once per request: the token's waiter list is behind a lock.
     let cancelled = abort.cancelled();
     tokio::pin!(cancelled);
@@ -157,15 +189,17 @@ pub(crate) async fn sender(
                 _ = &mut cancelled => {
                     aborted = true;
                     (Err(Failure::new(ErrorKind::Aborted, "still in flight when the drain timeout ran out")),
-                     connection.body_received())
+                     exchange.body_received())
                 }
-                r = transport.send(&mut connection, &req) => r,
+                r = exchange.send(&req) => r,
             };
             let result = result.map_err(|failure| {
                 control.failures.record(&failure);
                 failure.kind
             });
-            outcomes.push(Outcome::of(req, scheduled, Some(now), result, bytes));
+            let mut outcome = Outcome::of(req, scheduled, Some(now), result, bytes);
+            exchange.complete(&mut outcome);
+            outcomes.push(outcome);
         }
         if let (Some(gate), Some(session)) = (&gate, session) {
             next_in_session = gate.finished(session.id);

@@ -190,6 +190,9 @@ pub struct Outcome {
     /// reset counts what arrived).
     pub bytes: u64,
     pub session: Option<SessionTag>,
+    /// With `--compare`: the baseline's answer and how the two compare (boxed: a single-target
+    /// run pays one empty pointer per outcome, nothing more).
+    pub compare: Option<Box<crate::send::compare::Comparison>>,
 }
 
 impl Outcome {
@@ -221,6 +224,7 @@ impl Outcome {
             result,
             bytes,
             session: req.session,
+            compare: None,
         }
     }
 

@@ -20,6 +20,7 @@ use reqwest::{Client, Method, Url};
 use super::outcome::{ErrorKind, Failure, error_text};
 use crate::config::ReplayConfig;
 use crate::plan::ReplayRequest;
+use crate::send::compare::BodyCapture;
 use crate::send::http1;
 
 pub enum Transport {
@@ -33,6 +34,8 @@ pub enum Transport {
 pub struct Connection {
     open: Option<http1::Connection>,
     head: Vec<u8>,
+    /// With `--compare`: what each response body is folded into as it arrives (none otherwise).
+    capture: Option<BodyCapture>,
 }
 
 impl Connection {
@@ -40,6 +43,16 @@ impl Connection {
     /// its answer was complete. Known on the direct transport only.
     pub fn body_received(&self) -> u64 {
         self.open.as_ref().map_or(0, http1::Connection::body_received)
+    }
+
+    /// A connection whose response bodies are folded into `capture` as they arrive.
+    pub fn capturing(capture: BodyCapture) -> Connection {
+        Connection { capture: Some(capture), ..Connection::default() }
+    }
+
+    /// The capture of the last response body (reset it before each request).
+    pub fn capture_mut(&mut self) -> Option<&mut BodyCapture> {
+        self.capture.as_mut()
     }
 }
 
@@ -80,14 +93,14 @@ impl Transport {
 
     pub async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> Sent {
         match self {
-            Transport::Pooled(client) => send_pooled(client, req).await,
+            Transport::Pooled(client) => send_pooled(client, req, conn.capture.as_mut()).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
         }
     }
 }
 
 /// Sends one request through reqwest and reads the whole response body.
-async fn send_pooled(client: &Client, req: &ReplayRequest) -> Sent {
+async fn send_pooled(client: &Client, req: &ReplayRequest, mut capture: Option<&mut BodyCapture>) -> Sent {
     let mut builder = client.request(req.method.clone(), req.url.clone());
     for (name, value) in &req.headers {
         builder = builder.header(name, value);
@@ -100,11 +113,16 @@ async fn send_pooled(client: &Client, req: &ReplayRequest) -> Sent {
         Err(e) => return (Err(pooled_failure(e)), 0),
     };
     let status = response.status().as_u16();
-    // Count body bytes chunk by chunk; nothing is copied or kept.
+    // Count body bytes chunk by chunk; nothing is kept (with --compare, folded into the capture).
     let mut bytes = 0u64;
     loop {
         match response.chunk().await {
-            Ok(Some(chunk)) => bytes += chunk.len() as u64,
+            Ok(Some(chunk)) => {
+                bytes += chunk.len() as u64;
+                if let Some(capture) = capture.as_deref_mut() {
+                    capture.update(&chunk);
+                }
+            }
             Ok(None) => return (Ok(status), bytes),
             Err(e) => return (Err(pooled_failure(e)), bytes),
         }
@@ -167,7 +185,13 @@ impl Direct {
                     Err(failure) => return (Err(failure), 0),
                 },
             };
-            match open.exchange(&conn.head, body, is_head).await {
+            let capture = &mut conn.capture;
+            let on_body = &mut |piece: &[u8]| {
+                if let Some(capture) = capture {
+                    capture.update(piece)
+                }
+            };
+            match open.exchange_observed(&conn.head, body, is_head, on_body).await {
                 Ok(response) => {
                     if !response.reusable {
                         conn.open = None;

@@ -56,6 +56,12 @@ impl AbortCondition {
             None => (text, None),
         };
         let assertion = Assertion::parse(expr).map_err(|e| e.to_string().replacen("--assert", "--abort-on", 1))?;
+        if assertion.needs_report() {
+            return Err(format!(
+                "'{text}': compares with a baseline (--compare columns or `of baseline`), which `sluice report` \
+                 measures on the finished run; it cannot stop a run"
+            ));
+        }
         Ok(AbortCondition { text: text.to_string(), assertion, window })
     }
 }
@@ -234,6 +240,14 @@ mod tests {
         assert_eq!(check_against(&of_target, &ramp("10s:0-100")), Ok(()));
         assert_eq!(check_against(&of_target, &Shape::steady(50.0)), Ok(()));
         assert_eq!(check_against(&conditions(&["rate < 5/s for 10s"]), &logged), Ok(()));
+    }
+
+    #[test]
+    fn a_comparison_with_a_baseline_cannot_stop_a_run() {
+        for text in ["p99 > 1.5 of baseline", "body_mismatch_rate > 1% for 10s", "b_p99_ratio > 2"] {
+            let refused = AbortCondition::parse(text).unwrap_err();
+            assert!(refused.contains("measures on the finished run"), "{text}: {refused}");
+        }
     }
 
     fn row() -> Row<'static> {

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::display::needs_neutralising;
 use crate::plan::safety::Redactor;
-use crate::results::HEADER;
+use crate::results::{COMPARE_HEADER, HEADER};
+use crate::send::compare::Comparison;
 use crate::send::outcome::Outcome;
 
 /// Converts monotonic instants to UTC wall-clock time from one anchor taken at the start, so all
@@ -127,20 +128,27 @@ pub struct CsvSink {
     clock: WallClock,
     redactor: Redactor,
     scratch: Vec<u8>,
+    /// Whether rows carry the `--compare` columns.
+    compare: bool,
 }
 
 impl CsvSink {
     /// Creates (or truncates) the file and writes the header, so an unwritable path fails before
     /// anything is sent.
-    pub fn create(path: &Path, clock: WallClock, redactor: Redactor) -> io::Result<CsvSink> {
+    /// `compare`: the header and every row carry the `--compare` columns too.
+    pub fn create(path: &Path, clock: WallClock, redactor: Redactor, compare: bool) -> io::Result<CsvSink> {
         // Readable too: after a failure the tail is read back to find the last whole row.
         let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
         let failed = Arc::new(AtomicBool::new(false));
         let results = ResultsFile { file: file.try_clone()?, failed: failed.clone() };
         let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, results));
-        writer.write_record(HEADER)?;
+        if compare {
+            writer.write_record(HEADER.iter().chain(&COMPARE_HEADER))?;
+        } else {
+            writer.write_record(HEADER)?;
+        }
         writer.flush()?;
-        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256) })
+        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256), compare })
     }
 
     /// After a write error: writes nothing more and cuts the file back to its last whole row, so
@@ -250,6 +258,9 @@ impl CsvSink {
                 push_u64(b, session.seq)
             }
         })?;
+        if self.compare {
+            write_comparison(&mut field, o.compare.as_deref())?;
+        }
         writer.write_record(None::<&[u8]>)?;
         Ok(())
     }
@@ -262,6 +273,52 @@ impl CsvSink {
         self.writer.flush()?;
         self.file.sync_data().or(Ok(()))
     }
+}
+
+/// The `--compare` columns of one row ([`COMPARE_HEADER`]); all empty for a request that got no
+/// comparison (never sent, or cut off by the drain timeout).
+fn write_comparison(
+    field: &mut impl FnMut(&dyn Fn(&mut Vec<u8>)) -> io::Result<()>,
+    c: Option<&Comparison>,
+) -> io::Result<()> {
+    let Some(c) = c else {
+        for _ in COMPARE_HEADER {
+            field(&|_| {})?;
+        }
+        return Ok(());
+    };
+    let flag = |b: &mut Vec<u8>, v: Option<bool>| {
+        if let Some(v) = v {
+            b.extend_from_slice(if v { b"true" } else { b"false" })
+        }
+    };
+    let digest = |b: &mut Vec<u8>, d: Option<u64>| {
+        if let Some(d) = d {
+            let _ = write!(b, "{d:016x}");
+        }
+    };
+    field(&|b| {
+        if let Ok(s) = c.b.result {
+            push_u64(b, u64::from(s))
+        }
+    })?;
+    field(&|b| push_millis(b, c.b.latency))?;
+    field(&|b| push_u64(b, c.b.bytes))?;
+    field(&|b| {
+        if let Err(kind) = c.b.result {
+            b.extend_from_slice(kind.as_str().as_bytes())
+        }
+    })?;
+    field(&|b| digest(b, c.a_digest))?;
+    field(&|b| digest(b, c.b_digest))?;
+    field(&|b| b.extend_from_slice(c.body_form.as_str().as_bytes()))?;
+    field(&|b| flag(b, Some(c.same_status)))?;
+    field(&|b| flag(b, c.same_body))?;
+    field(&|b| {
+        if let Some(noise) = c.noise {
+            b.extend_from_slice(noise.as_str().as_bytes())
+        }
+    })
 }
 
 #[cfg(test)]

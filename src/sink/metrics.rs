@@ -254,6 +254,7 @@ mod tests {
             result,
             bytes: 0,
             session: None,
+            compare: None,
         }
     }
 

@@ -122,6 +122,7 @@ pub fn render(r: &Report) -> String {
     charts(&mut body, r);
     routes(&mut body, r);
     status(&mut body, r);
+    body += &super::compare::html(r);
     details(&mut body, r);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

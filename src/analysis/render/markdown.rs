@@ -19,6 +19,7 @@ pub fn render(r: &Report) -> String {
     routes(&mut t, r);
     status_matrix(&mut t, r);
     mismatched_routes(&mut t, r);
+    t += &super::compare::markdown(r);
     over_time(&mut t, r);
     t
 }

@@ -1,6 +1,7 @@
 //! Renderers: the same [`Report`] as text (a 100-column terminal),
 //! JSON, Markdown (CI comments) and one self-contained HTML file with SVG charts.
 
+pub mod compare;
 pub mod html;
 pub mod json;
 pub mod markdown;

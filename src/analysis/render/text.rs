@@ -21,6 +21,7 @@ pub fn render(report: &Report) -> String {
     t += &routes_and_status(report);
     t += &over_time(report);
     t += &journeys(report);
+    t += &super::compare::text(report);
     if !report.assertions.is_empty() {
         t += "\nassertions\n";
         t += &verdicts_text(&report.assertions);
