@@ -103,7 +103,9 @@ Examples:
   sluice report shard-1.csv shard-2.csv \\
       --assert 'p99 < 250ms' --assert 'error_rate < 1%'
   # Fold /sku/<anything> into one route
-  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'";
+  sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'
+  # The rows as a spreadsheet with typed cells, a Summary and a Routes sheet
+  sluice report results.csv --xlsx results.xlsx";
 
 const MOCK_EXAMPLES: &str = "\
 Examples:
@@ -223,6 +225,11 @@ pub struct ReportArgs {
     /// shard of their run, each complete.
     #[arg(long)]
     pub allow_partial: bool,
+
+    /// Also write the rows and this report as an Excel workbook: typed cells, a Summary, a
+    /// Routes and an Over time sheet, Results sheets of up to 1,048,575 rows each.
+    #[arg(long, value_name = "FILE.xlsx")]
+    pub xlsx: Option<PathBuf>,
 }
 
 const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \

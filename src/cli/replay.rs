@@ -29,6 +29,9 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         eprint!("{}", dry_run_text(&report));
         return Ok(if report.requests == 0 { Exit::BadInput } else { Exit::Ok });
     }
+    if let Some(path) = &config.xlsx {
+        crate::export::xlsx::check_destination(path).map_err(|m| crate::exit::UsageError(format!("--xlsx {m}")))?;
+    }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
     let mut metrics_server = args.metrics_listen.map(crate::cli::metrics_server::MetricsServer::bind).transpose()?;
     let metrics = metrics_server.as_ref().map(|_| Arc::new(crate::sink::metrics::Metrics::new()));
@@ -53,7 +56,10 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
             (Some(d), false) => format!(" once, for at most {}", crate::display::human_duration(d)),
             (None, _) => " once through the log".into(),
         },
-        c.out.display()
+        match &c.xlsx {
+            Some(xlsx) => format!("{} and {}", c.out.display(), xlsx.display()),
+            None => c.out.display().to_string(),
+        }
     );
 
     let handle = run.handle();
@@ -72,6 +78,8 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     // What a shard's manifest needs once the run is over.
     let shard_run = c.shard.is_some().then(|| c.clone());
     let (csv, shape, sharded) = (c.out.clone(), c.shape.clone(), c.shard.is_some());
+    let xlsx = c.xlsx.clone();
+    let target_url = run.target_url().to_string();
     let result = run.wait();
     progress.finish();
     drop(shutdown);
@@ -87,9 +95,26 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         write_summary_json(&summary, &path)?;
     }
     // The report reads the CSV the run has just flushed; an interrupted run still gets it.
-    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape, sharded)) {
+    let analysed = (checks.wanted() || xlsx.is_some()).then(|| checks.analyse(&csv, &shape, sharded));
+    let (passed, report_failed) = match analysed {
         None => (true, false),
-        Some(Ok(passed)) => (passed, false),
+        Some(Ok(report)) => {
+            let passed = !checks.wanted() || checks.print(&report);
+            let workbook = xlsx.as_deref().map(|path| {
+                let run = workbook_run_lines(&summary, &target_url);
+                let mut shown = serde_json::to_value(&options).unwrap_or_default();
+                crate::config::options::redact_header_values(&mut shown);
+                let options = crate::export::xlsx::lines_of(&shown);
+                crate::cli::report::write_workbook(std::slice::from_ref(&csv), &report, &run, &options, path)
+            });
+            match workbook {
+                Some(Err(e)) => {
+                    eprintln!("sluice: {e}");
+                    (passed, true)
+                }
+                _ => (passed, false),
+            }
+        }
         Some(Err(e)) => {
             eprintln!("sluice: report: {e}");
             (false, true)
@@ -118,6 +143,29 @@ fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -
     } else {
         Exit::Ok
     }
+}
+
+/// What the workbook's Summary sheet says of the run, besides its options and the CSV's figures.
+fn workbook_run_lines(summary: &Summary, target_url: &str) -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    let mut lines = vec![
+        ("target".to_string(), json!(target_url)),
+        ("log format".to_string(), json!(summary.format)),
+        ("plan".to_string(), json!(summary.plan)),
+        ("stopped by".to_string(), serde_json::to_value(summary.stopped_by).unwrap_or_default()),
+        ("interrupted".to_string(), json!(summary.interrupted)),
+        ("wall seconds".to_string(), json!((summary.wall_seconds * 100.0).round() / 100.0)),
+    ];
+    if let Some(shard) = &summary.shard {
+        lines.push(("shard".to_string(), json!(shard)));
+    }
+    if let Some(seed) = summary.seed {
+        lines.push(("seed".to_string(), json!(seed)));
+    }
+    if let Some(condition) = &summary.aborted_by {
+        lines.push(("aborted by".to_string(), json!(condition)));
+    }
+    lines
 }
 
 fn dry_run_text(r: &DryRun) -> String {

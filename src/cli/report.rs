@@ -12,11 +12,20 @@ use crate::config::ReplayOptions;
 use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
+use crate::export::xlsx;
 use crate::pace::schedule::Shape;
+use crate::shard::manifest::{Manifest, manifest_path_for};
+use serde_json::Value;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let settings = settings_from(args)?;
+    if args.xlsx.is_some() && args.files.iter().any(|f| f == Path::new("-")) {
+        return Err(UsageError("--xlsx reads the CSV twice (figures, then rows): give a file, not -".into()).into());
+    }
     let report = analysis::analyse(&args.files, &settings).map_err(fold_error)?;
+    if let Some(path) = &args.xlsx {
+        write_workbook(&args.files, &report, &[], &options_from_manifests(&args.files), path)?;
+    }
     let rendered = render::render(&report, args.format);
     let text_on_stdout = args.format == ReportFormat::Text && args.out.is_none();
     match &args.out {
@@ -33,6 +42,43 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(outcome(&report))
+}
+
+/// Writes the workbook of `files` and their report to `path`, and says where on stderr.
+pub fn write_workbook(
+    files: &[PathBuf],
+    report: &Report,
+    run: &[(String, Value)],
+    options: &[(String, Value)],
+    path: &Path,
+) -> Result<(), UsageError> {
+    let contents = xlsx::Contents { files, report, run, options };
+    let written =
+        xlsx::write(&contents, path, xlsx::Layout::default()).map_err(|e| UsageError(format!("--xlsx {}", e)))?;
+    let mut note =
+        format!("sluice: workbook {}: {} rows on {} Results sheet(s)", path.display(), written.rows, written.sheets);
+    if written.left_out > 0 {
+        note += &format!(
+            "; {} later rows are in the CSV only (the workbook holds {})",
+            written.left_out,
+            xlsx::Layout::default().max_rows()
+        );
+    }
+    if written.cut_cells > 0 {
+        note += &format!("; {} text cells cut at 32,767 characters", written.cut_cells);
+    }
+    eprintln!("{note}");
+    Ok(())
+}
+
+/// The options of the run the files come from, when a shard manifest beside them says (shards
+/// of one run share them): already redacted. Other CSVs do not record their options.
+fn options_from_manifests(files: &[PathBuf]) -> Vec<(String, Value)> {
+    files
+        .iter()
+        .find_map(|f| Manifest::read(&manifest_path_for(f)).ok())
+        .map(|m| xlsx::lines_of(&m.options))
+        .unwrap_or_default()
 }
 
 /// Unreadable rows are bad input (2) even when skipped; then failed assertions (1).
@@ -138,8 +184,8 @@ impl ReplayChecks {
         }
     }
 
-    /// Reports on the finished run's CSV on stderr; returns whether every assertion passed.
-    pub fn run(&self, csv: &Path, shape: &Shape, sharded: bool) -> Result<bool, UsageError> {
+    /// The finished run's report: what `--report` prints, `--assert` judges and `--xlsx` writes.
+    pub fn analyse(&self, csv: &Path, shape: &Shape, sharded: bool) -> Result<Report, UsageError> {
         // A plan without one steady rate is read back from `scheduled_at`, and so is a shard's
         // share of one.
         let target = match (shape, shape.steady_rate()) {
@@ -153,17 +199,21 @@ impl ReplayChecks {
             ..Settings::default()
         };
         let files: [PathBuf; 1] = [csv.to_path_buf()];
-        let report = analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))?;
+        analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))
+    }
+
+    /// Prints what was asked for on stderr; returns whether every assertion passed.
+    pub fn print(&self, report: &Report) -> bool {
         let mut out = String::new();
         if self.report {
-            out += &text::routes_and_status(&report);
+            out += &text::routes_and_status(report);
         }
-        out += &problems_text(&report);
+        out += &problems_text(report);
         if !report.assertions.is_empty() {
             out += "\nassertions\n";
             out += &analysis::assert::verdicts_text(&report.assertions);
         }
         eprint!("{out}");
-        Ok(report.failed_assertions() == 0)
+        report.failed_assertions() == 0
     }
 }
