@@ -761,4 +761,19 @@ mod tests {
         assert!(parse_bad_line_limit("150%").is_err());
         assert!(parse_bad_line_limit("x").is_err());
     }
+
+    #[test]
+    fn an_xlsx_out_names_the_workbook_and_puts_the_csv_beside_it() {
+        let paths = |out: Option<&str>, xlsx: Option<&str>| {
+            results_paths(out.map(Path::new), xlsx.map(Path::new))
+                .map(|(csv, xlsx)| (csv.display().to_string(), xlsx.map(|x| x.display().to_string())))
+        };
+        assert_eq!(paths(Some("r/run.XLSX"), None).unwrap(), ("r/run.csv".into(), Some("r/run.XLSX".into())));
+        assert_eq!(paths(Some("run.xlsx"), Some("run.xlsx")).unwrap(), ("run.csv".into(), Some("run.xlsx".into())));
+        assert_eq!(paths(Some("run.csv"), Some("book.xlsx")).unwrap(), ("run.csv".into(), Some("book.xlsx".into())));
+        assert_eq!(paths(Some("run.csv"), None).unwrap(), ("run.csv".into(), None));
+        assert!(paths(None, Some("b.xlsx")).unwrap().0.starts_with("sluice-"));
+        assert_eq!(paths(Some("a.xlsx"), Some("b.xlsx")).unwrap_err().flag, "--xlsx");
+        assert_eq!(paths(Some("run.csv"), Some("run.csv")).unwrap_err().flag, "--xlsx");
+    }
 }

@@ -615,7 +615,8 @@ fn build_workbook(paths: &super::store::Paths, record: &RunRecord, csv: &FsPath)
     let id = &record.id;
     let failed = |e: &dyn std::fmt::Display| paths.hide(id, &format!("cannot build the workbook: {e}"));
     let files = [csv.to_path_buf()];
-    let report = crate::analysis::analyse(&files, &crate::analysis::Settings::default()).map_err(|e| failed(&e))?;
+    let mut report = crate::analysis::analyse(&files, &crate::analysis::Settings::default()).map_err(|e| failed(&e))?;
+    report.files.iter_mut().chain(&mut report.problems).for_each(|text| *text = paths.hide(id, text));
     let mut run = vec![
         ("run".to_string(), Value::from(id.as_str())),
         ("state".to_string(), Value::from(record.state.as_str())),

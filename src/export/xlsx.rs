@@ -501,8 +501,7 @@ fn summary_sheet(
     let mut l = Lines { sheet, row: 0, styles };
     l.sheet.write_string_with_format(0, 0, "sluice results", &styles.title)?;
     l.skip();
-    let files: Vec<String> = contents.files.iter().map(|f| f.display().to_string()).collect();
-    l.text("results CSV", &files.join(", "), "")?;
+    l.text("results CSV", &report.files.join(", "), "")?;
     l.text("sluice version", env!("CARGO_PKG_VERSION"), "")?;
 
     l.heading("Sheets")?;
