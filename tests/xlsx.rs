@@ -276,6 +276,40 @@ fn report_converts_an_existing_csv_with_the_same_routes_as_its_json() {
 }
 
 #[test]
+fn report_on_a_shard_lists_its_runs_options_from_the_manifest_with_header_values_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fixture("demo-access.log");
+    sluice()
+        .args(["replay", log.to_str().unwrap(), "--target", "mock", "--rate", "1000", "--shard", "0/2"])
+        .args(["-H", "X-Key: s3cret-shard", "--out", "s0.csv", "--xlsx", "s0.xlsx"])
+        .current_dir(dir.path())
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    assert!(dir.path().join("s0.manifest.json").is_file() && dir.path().join("s0.xlsx").is_file());
+    // The other shard is missing: --allow-partial reports this one.
+    sluice()
+        .args(["report", "s0.csv", "--allow-partial", "--xlsx", "report.xlsx"])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+
+    let Some(python) =
+        openpyxl("report_on_a_shard_lists_its_runs_options_from_the_manifest_with_header_values_redacted")
+    else {
+        return;
+    };
+    let book = read_workbook(&python, &dir.path().join("report.xlsx"));
+    let summary = summary_values(&book);
+    assert_eq!(summary["header"]["value"], "X-Key: [redacted]");
+    assert_eq!(number(&summary["rate"]), 1000.0);
+    assert!(summary.get("xlsx").is_none() && summary.get("out").is_none(), "where a shard writes is its own");
+    assert!(book["Summary"].to_string().contains("1 of 2 shards"), "the report's shard line");
+    assert!(!all_text(&book).contains("s3cret"));
+    assert!(!all_text(&read_workbook(&python, &dir.path().join("s0.xlsx"))).contains("s3cret"));
+}
+
+#[test]
 fn rows_past_a_sheet_go_on_in_continuation_sheets_with_the_header_repeated() {
     let csv = fixture("report-basic.csv");
     let files = [csv.clone()];

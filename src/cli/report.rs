@@ -14,7 +14,7 @@ use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
 use crate::export::xlsx;
 use crate::pace::schedule::Shape;
-use crate::shard::manifest::{Manifest, manifest_path_for};
+use crate::shard::manifest_beside;
 use serde_json::Value;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
@@ -76,8 +76,8 @@ pub fn write_workbook(
 fn options_from_manifests(files: &[PathBuf]) -> Vec<(String, Value)> {
     files
         .iter()
-        .find_map(|f| Manifest::read(&manifest_path_for(f)).ok())
-        .map(|m| xlsx::lines_of(&m.options))
+        .find_map(|f| manifest_beside(f).ok().flatten())
+        .map(|shard| xlsx::lines_of(&shard.manifest.options))
         .unwrap_or_default()
 }
 
