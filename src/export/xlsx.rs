@@ -104,14 +104,18 @@ pub enum WorkbookError {
 
 /// Refuses, before a run starts, a workbook path in a directory that is not there.
 pub fn check_destination(out: &Path) -> Result<(), String> {
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = directory_of(out);
     if dir.is_dir() { Ok(()) } else { Err(format!("{}: no directory {}", out.display(), dir.display())) }
+}
+
+fn directory_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// Writes the workbook of `contents` to `out` (replacing it).
 pub fn write(contents: &Contents, out: &Path, layout: Layout) -> Result<Written, WorkbookError> {
     let failed = |source: XlsxError| WorkbookError::Write { path: out.display().to_string(), source };
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = directory_of(out);
     let mut workbook = Workbook::new();
     workbook.set_tempdir(dir).map_err(failed)?;
     let styles = Styles::new();
