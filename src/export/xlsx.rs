@@ -511,6 +511,7 @@ fn summary_sheet(
     l.heading("Sheets")?;
     let names = match written.sheets {
         1 => "Results".to_string(),
+        2 => "Results and Results 2: the header repeated on each".to_string(),
         n => format!("Results, Results 2 … Results {n}: the header repeated on each"),
     };
     l.count("rows on Results sheets", written.rows, &names)?;
