@@ -31,6 +31,8 @@
 //! results CSV ──▶ analysis/: streaming fold into HDR histograms per route and time slice
 //!   ▼
 //! `sluice report` / `replay --report`: routes, logged vs replayed status, over time; assertions
+//!   │
+//! export/: the CSV and its report as an Excel workbook (`--xlsx`), after the run
 //!
 //! shard/: a shard's manifest (written when its run ends), the check that a set of shards is one
 //!         whole run, and `sluice merge`'s k-way merge of their CSVs in seq order
@@ -47,6 +49,7 @@ pub mod daemon;
 pub mod display;
 pub mod duration;
 pub mod exit;
+pub mod export;
 pub mod pace;
 pub mod plan;
 pub mod prom;

@@ -121,7 +121,7 @@ pub fn runs(files: &[PathBuf], agg: &Aggregate) -> Vec<RunInfo> {
         let key = (m.shard.count > 1).then(|| m.run_id.clone());
         match runs.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
             Some((_, run)) => add_shard(run, m, facts),
-            None => runs.push((key, from_manifest(m, &shard.manifest_path.display().to_string(), facts))),
+            None => runs.push((key, from_manifest(m, &file_name(&shard.manifest_path), facts))),
         }
     }
     runs.into_iter().map(|(_, run)| run).collect()
@@ -138,6 +138,12 @@ fn utc_ms(ms: i64) -> Option<String> {
 /// The first and last send of a file, or of its plan when nothing left.
 fn csv_times(facts: &FileFacts) -> Option<(i64, i64)> {
     facts.sent_ms.or_else(|| facts.plan.span_ms())
+}
+
+/// A manifest is named by its file name: it lies beside its CSV, and its directory may be a
+/// daemon's own, which a report never shows.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn without_manifest(facts: &FileFacts, note: String) -> RunInfo {

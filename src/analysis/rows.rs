@@ -206,7 +206,7 @@ fn session(id: &str, seq: &str) -> Result<Option<SessionTag>, String> {
 }
 
 /// Strips the one `'` the writer adds to cells a spreadsheet would run as a formula.
-pub(crate) fn unneutralised(cell: &str) -> &str {
+pub fn unneutralised(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
         Some(rest) if crate::display::needs_neutralising(rest) => rest,
         _ => cell,

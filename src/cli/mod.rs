@@ -111,7 +111,9 @@ Examples:
   # Fold /sku/<anything> into one route
   sluice report results.csv --route-rule '^/sku/[^/]+=/sku/{sku}'
   # This run beside last week's: which routes got slower; a gate on p99
-  sluice report new.csv --baseline old.csv --assert 'p99 < 1.1 of baseline'";
+  sluice report new.csv --baseline old.csv --assert 'p99 < 1.1 of baseline'
+  # The rows as a spreadsheet with typed cells, a Summary and a Routes sheet
+  sluice report results.csv --xlsx results.xlsx";
 
 const MOCK_EXAMPLES: &str = "\
 Examples:
@@ -239,6 +241,10 @@ pub struct ReportArgs {
     /// route's) is taken out. Assertions may name it: 'p99 < 1.1 of baseline'.
     #[arg(long, value_name = "OLD.csv")]
     pub baseline: Vec<PathBuf>,
+    /// Also write the rows and this report as an Excel workbook: typed cells, a Summary, a
+    /// Routes and an Over time sheet, Results sheets of up to 1,048,575 rows each.
+    #[arg(long, value_name = "FILE.xlsx")]
+    pub xlsx: Option<PathBuf>,
 }
 
 const ASSERT_HELP: &str = "Check a metric: `[route:PATTERN] METRIC OP VALUE [UNIT]`, e.g. 'p99 < 250ms', \

@@ -31,6 +31,9 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
         eprint!("{}", dry_run_text(&report));
         return Ok(if report.requests == 0 { Exit::BadInput } else { Exit::Ok });
     }
+    if let Some(path) = &config.xlsx {
+        crate::export::xlsx::check_destination(path).map_err(|m| crate::exit::UsageError(format!("--xlsx {m}")))?;
+    }
     // Bound before the run starts, so a taken port fails the command before anything is sent.
     let mut metrics_server = args.metrics_listen.map(crate::cli::metrics_server::MetricsServer::bind).transpose()?;
     let push: Vec<PushTarget> = options
@@ -61,7 +64,10 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
             (Some(d), false) => format!(" once, for at most {}", crate::display::human_duration(d)),
             (None, _) => " once through the log".into(),
         },
-        c.out.display()
+        match &c.xlsx {
+            Some(xlsx) => format!("{} and {}", c.out.display(), xlsx.display()),
+            None => c.out.display().to_string(),
+        }
     );
     if c.tls.insecure {
         eprintln!("sluice: --insecure: the target's certificate is NOT verified; any server can answer for it");
@@ -95,6 +101,8 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     // What the run's manifest needs once the run is over.
     let (finished_config, format) = (c.clone(), run.format_name().to_string());
     let (csv, shape, sharded) = (c.out.clone(), c.shape.clone(), c.shard.is_some());
+    let xlsx = c.xlsx.clone();
+    let target_url = run.target_url().to_string();
     let result = run.wait();
     progress.finish();
     drop(shutdown);
@@ -118,9 +126,26 @@ pub fn run(args: &ReplayOptions) -> anyhow::Result<Exit> {
     // The report reads the CSV the run has just flushed; an interrupted run still gets it.
     // The window the target's metrics are judged over: from T0 to the end of the drain.
     let window = crate::prom::RunWindow { start: t0.unwrap_or_else(chrono::Utc::now), end: chrono::Utc::now() };
-    let (passed, report_failed) = match checks.wanted().then(|| checks.run(&csv, &shape, sharded, window)) {
+    let analysed = (checks.wanted() || xlsx.is_some()).then(|| checks.analyse(&csv, &shape, sharded));
+    let (passed, report_failed) = match analysed {
         None => (true, false),
-        Some(Ok(passed)) => (passed, false),
+        Some(Ok(report)) => {
+            let passed = !checks.wanted() || checks.print(&report, &checks.judge_prom(window));
+            let workbook = xlsx.as_deref().map(|path| {
+                let run = workbook_run_lines(&summary, &target_url);
+                let mut shown = serde_json::to_value(&options).unwrap_or_default();
+                crate::config::options::redact_header_values(&mut shown);
+                let options = crate::export::xlsx::lines_of(&shown);
+                crate::cli::report::write_workbook(std::slice::from_ref(&csv), &report, &run, &options, path)
+            });
+            match workbook {
+                Some(Err(e)) => {
+                    eprintln!("sluice: {e}");
+                    (passed, true)
+                }
+                _ => (passed, false),
+            }
+        }
         Some(Err(e)) => {
             eprintln!("sluice: report: {e}");
             (false, true)
@@ -149,6 +174,29 @@ fn outcome_of(summary: &Summary, assertions_passed: bool, report_failed: bool) -
     } else {
         Exit::Ok
     }
+}
+
+/// What the workbook's Summary sheet says of the run, besides its options and the CSV's figures.
+fn workbook_run_lines(summary: &Summary, target_url: &str) -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    let mut lines = vec![
+        ("target".to_string(), json!(target_url)),
+        ("log format".to_string(), json!(summary.format)),
+        ("plan".to_string(), json!(summary.plan)),
+        ("stopped by".to_string(), serde_json::to_value(summary.stopped_by).unwrap_or_default()),
+        ("interrupted".to_string(), json!(summary.interrupted)),
+        ("wall seconds".to_string(), json!((summary.wall_seconds * 100.0).round() / 100.0)),
+    ];
+    if let Some(shard) = &summary.shard {
+        lines.push(("shard".to_string(), json!(shard)));
+    }
+    if let Some(seed) = summary.seed {
+        lines.push(("seed".to_string(), json!(seed)));
+    }
+    if let Some(condition) = &summary.aborted_by {
+        lines.push(("aborted by".to_string(), json!(condition)));
+    }
+    lines
 }
 
 fn dry_run_text(r: &DryRun) -> String {

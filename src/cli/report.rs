@@ -13,12 +13,21 @@ use crate::config::ReplayOptions;
 use crate::config::{Rate, parse_rate};
 use crate::duration::parse_duration;
 use crate::exit::{Exit, UsageError};
+use crate::export::xlsx;
 use crate::pace::schedule::Shape;
 use crate::prom::{PromCheck, Prometheus, RunWindow};
+use crate::shard::manifest_beside;
+use serde_json::Value;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
     let settings = settings_from(args)?;
+    if args.xlsx.is_some() && args.files.iter().any(|f| f == Path::new("-")) {
+        return Err(UsageError("--xlsx reads the CSV twice (figures, then rows): give a file, not -".into()).into());
+    }
     let report = analysis::analyse(&args.files, &settings).map_err(fold_error)?;
+    if let Some(path) = &args.xlsx {
+        write_workbook(&args.files, &report, &[], &options_from_manifests(&args.files), path)?;
+    }
     let rendered = render::render(&report, args.format);
     let text_on_stdout = args.format == ReportFormat::Text && args.out.is_none();
     match &args.out {
@@ -35,6 +44,43 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(outcome(&report))
+}
+
+/// Writes the workbook of `files` and their report to `path`, and says where on stderr.
+pub fn write_workbook(
+    files: &[PathBuf],
+    report: &Report,
+    run: &[(String, Value)],
+    options: &[(String, Value)],
+    path: &Path,
+) -> Result<(), UsageError> {
+    let contents = xlsx::Contents { files, report, run, options };
+    let written =
+        xlsx::write(&contents, path, xlsx::Layout::default()).map_err(|e| UsageError(format!("--xlsx {}", e)))?;
+    let mut note =
+        format!("sluice: workbook {}: {} rows on {} Results sheet(s)", path.display(), written.rows, written.sheets);
+    if written.left_out > 0 {
+        note += &format!(
+            "; {} later rows are in the CSV only (the workbook holds {})",
+            written.left_out,
+            xlsx::Layout::default().max_rows()
+        );
+    }
+    if written.cut_cells > 0 {
+        note += &format!("; {} text cells cut at 32,767 characters", written.cut_cells);
+    }
+    eprintln!("{note}");
+    Ok(())
+}
+
+/// The options of the run the files come from, when a shard manifest beside them says (shards
+/// of one run share them): already redacted. Other CSVs do not record their options.
+fn options_from_manifests(files: &[PathBuf]) -> Vec<(String, Value)> {
+    files
+        .iter()
+        .find_map(|f| manifest_beside(f).ok().flatten())
+        .map(|shard| xlsx::lines_of(&shard.manifest.options))
+        .unwrap_or_default()
 }
 
 /// Unreadable rows are bad input (2) even when skipped; then failed assertions (1).
@@ -183,18 +229,8 @@ impl ReplayChecks {
         }
     }
 
-    /// Reports on the finished run's CSV on stderr, and judges the `prom:` assertions over
-    /// `window`; returns whether every assertion passed.
-    pub fn run(&self, csv: &Path, shape: &Shape, sharded: bool, window: RunWindow) -> Result<bool, UsageError> {
-        let prom: Vec<Verdict> = match &self.prometheus {
-            Some(prometheus) => self.prom.iter().map(|check| check.judge(prometheus, window)).collect(),
-            None => Vec::new(),
-        };
-        let prom_passed = prom.iter().all(|v| v.passed);
-        if !self.report && self.assertions.is_empty() {
-            eprint!("\nassertions\n{}", analysis::assert::verdicts_text(&prom));
-            return Ok(prom_passed);
-        }
+    /// The finished run's report: what `--report` prints, `--assert` judges and `--xlsx` writes.
+    pub fn analyse(&self, csv: &Path, shape: &Shape, sharded: bool) -> Result<Report, UsageError> {
         // A plan without one steady rate is read back from `scheduled_at`, and so is a shard's
         // share of one.
         let target = match (shape, shape.steady_rate()) {
@@ -208,20 +244,33 @@ impl ReplayChecks {
             ..Settings::default()
         };
         let files: [PathBuf; 1] = [csv.to_path_buf()];
-        let report = analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))?;
+        analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))
+    }
+
+    /// The `prom:` assertions, judged on the target's metrics over the run's `window`.
+    pub fn judge_prom(&self, window: RunWindow) -> Vec<Verdict> {
+        match &self.prometheus {
+            Some(prometheus) => self.prom.iter().map(|check| check.judge(prometheus, window)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Prints what was asked for on stderr; returns whether every assertion (the report's and
+    /// the `prom:` ones) passed.
+    pub fn print(&self, report: &Report, prom: &[Verdict]) -> bool {
         let mut out = String::new();
         if self.report {
-            out += &text::routes_and_status(&report);
+            out += &text::routes_and_status(report);
             // A --compare run: target against baseline.
-            out += &render::compare::text(&report);
+            out += &render::compare::text(report);
         }
-        out += &problems_text(&report);
+        out += &problems_text(report);
         if !report.assertions.is_empty() || !prom.is_empty() {
             out += "\nassertions\n";
-            let all: Vec<Verdict> = report.assertions.iter().cloned().chain(prom).collect();
+            let all: Vec<Verdict> = report.assertions.iter().chain(prom).cloned().collect();
             out += &analysis::assert::verdicts_text(&all);
         }
         eprint!("{out}");
-        Ok(report.failed_assertions() == 0 && prom_passed)
+        report.failed_assertions() == 0 && prom.iter().all(|v| v.passed)
     }
 }

@@ -164,6 +164,8 @@ pub struct ReplayConfig {
     pub timeout: Duration,
     pub drain_timeout: Duration,
     pub out: PathBuf,
+    /// The workbook written from `out` once the run is over (`--xlsx`, or `--out FILE.xlsx`).
+    pub xlsx: Option<PathBuf>,
     pub summary_json: Option<PathBuf>,
     pub progress: ProgressMode,
     pub queue_capacity: usize,
@@ -226,6 +228,7 @@ impl ReplayConfig {
             timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             out,
+            xlsx: None,
             summary_json: None,
             progress: ProgressMode::Never,
             queue_capacity: 8192,
@@ -399,6 +402,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             Duration::from_secs(1)..=Duration::from_secs(3600),
         )?;
         crate::sink::abort::check_against(&abort_on, &shape).map_err(|m| bad("--abort-on", m))?;
+        let (out, xlsx) = results_paths(args.out.as_deref(), args.xlsx.as_deref())?;
         Ok(ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
             format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
@@ -411,7 +415,8 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             concurrency,
             timeout: timeout_flag("--timeout", &args.timeout)?,
             drain_timeout: timeout_flag("--drain-timeout", &args.drain_timeout)?,
-            out: args.out.clone().unwrap_or_else(default_out_path),
+            out,
+            xlsx,
             summary_json: args.summary_json.clone(),
             progress: args.progress.unwrap_or(ProgressMode::Auto),
             queue_capacity,
@@ -560,6 +565,23 @@ fn parse_header(index: usize, text: &str) -> Result<(HeaderName, HeaderValue), C
     let value = HeaderValue::from_str(&value)
         .map_err(|_| bad("--header", format!("{name}: the value has characters a header cannot carry; {expected}")))?;
     Ok((name, value))
+}
+
+/// The CSV and the workbook: `--out FILE.xlsx` names the workbook, with the CSV beside it as
+/// FILE.csv (the CSV is always written: it is the record the workbook is built from).
+fn results_paths(out: Option<&Path>, xlsx: Option<&Path>) -> Result<(PathBuf, Option<PathBuf>), ConfigError> {
+    let is_xlsx = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    let (csv, xlsx) = match (out, xlsx) {
+        (Some(out), Some(xlsx)) if is_xlsx(out) && out != xlsx => {
+            return Err(bad("--xlsx", format!("--out {} already names the workbook; give one of them", out.display())));
+        }
+        (Some(out), _) if is_xlsx(out) => (out.with_extension("csv"), Some(out.to_path_buf())),
+        (out, xlsx) => (out.map_or_else(default_out_path, Path::to_path_buf), xlsx.map(Path::to_path_buf)),
+    };
+    if xlsx.as_deref() == Some(csv.as_path()) {
+        return Err(bad("--xlsx", format!("{} is the results CSV; give the workbook another name", csv.display())));
+    }
+    Ok((csv, xlsx))
 }
 
 fn default_out_path() -> PathBuf {
@@ -839,5 +861,20 @@ mod tests {
         assert_eq!(parse_bad_line_limit("100").unwrap(), BadLineLimit::Count(100));
         assert!(parse_bad_line_limit("150%").is_err());
         assert!(parse_bad_line_limit("x").is_err());
+    }
+
+    #[test]
+    fn an_xlsx_out_names_the_workbook_and_puts_the_csv_beside_it() {
+        let paths = |out: Option<&str>, xlsx: Option<&str>| {
+            results_paths(out.map(Path::new), xlsx.map(Path::new))
+                .map(|(csv, xlsx)| (csv.display().to_string(), xlsx.map(|x| x.display().to_string())))
+        };
+        assert_eq!(paths(Some("r/run.XLSX"), None).unwrap(), ("r/run.csv".into(), Some("r/run.XLSX".into())));
+        assert_eq!(paths(Some("run.xlsx"), Some("run.xlsx")).unwrap(), ("run.csv".into(), Some("run.xlsx".into())));
+        assert_eq!(paths(Some("run.csv"), Some("book.xlsx")).unwrap(), ("run.csv".into(), Some("book.xlsx".into())));
+        assert_eq!(paths(Some("run.csv"), None).unwrap(), ("run.csv".into(), None));
+        assert!(paths(None, Some("b.xlsx")).unwrap().0.starts_with("sluice-"));
+        assert_eq!(paths(Some("a.xlsx"), Some("b.xlsx")).unwrap_err().flag, "--xlsx");
+        assert_eq!(paths(Some("run.csv"), Some("run.csv")).unwrap_err().flag, "--xlsx");
     }
 }

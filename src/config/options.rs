@@ -95,9 +95,16 @@ pub struct ReplayOptions {
     pub drain_timeout: Option<String>,
 
     /// The results CSV (one row per request) [default: sluice-<date>-<time>.csv].
+    /// FILE.xlsx: the CSV goes to FILE.csv, and the workbook of --xlsx to FILE.xlsx.
     #[arg(short, long, value_name = "FILE.csv")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
+
+    /// Once the run is over, also write its rows as an Excel workbook (typed cells, header frozen
+    /// with filters; Summary, Routes and Over time sheets), built from the CSV.
+    #[arg(long, value_name = "FILE.xlsx")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xlsx: Option<PathBuf>,
 
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -599,6 +606,18 @@ pub fn load_config_file(path: &Path) -> Result<ReplayOptions, ConfigError> {
         .map_err(|e| bad("--config", format!("{shown}: {}", one_line(&e.to_string()))))
 }
 
+/// In options as JSON (see [`ReplayOptions`]'s serialization), each `header` as its name and
+/// `[redacted]`: what a record, a manifest or a workbook shows of them.
+pub fn redact_header_values(options: &mut serde_json::Value) {
+    if let Some(headers) = options.get_mut("header").and_then(|h| h.as_array_mut()) {
+        for header in headers {
+            let name = header.as_str().and_then(|h| h.split_once(':')).map(|(n, _)| n.trim().to_string());
+            *header =
+                serde_json::Value::String(format!("{}: {}", name.unwrap_or_default(), crate::plan::safety::REDACTED));
+        }
+    }
+}
+
 impl ReplayOptions {
     /// These options over those of their `--config` file, if they name one: the options a run
     /// actually has. The file is read here, once.
@@ -627,6 +646,7 @@ impl ReplayOptions {
             timeout: self.timeout.or(file.timeout),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             out: self.out.or(file.out),
+            xlsx: self.xlsx.or(file.xlsx),
             summary_json: self.summary_json.or(file.summary_json),
             progress: self.progress.or(file.progress),
             metrics_listen: self.metrics_listen,

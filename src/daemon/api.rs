@@ -64,6 +64,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/runs/{id}/summary.json", get(summary_json))
         .route("/v1/runs/{id}/manifest.json", get(manifest_json))
         .merge(super::web::routes())
+        .route("/v1/runs/{id}/results.xlsx", get(results_xlsx))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(api)
@@ -579,4 +580,86 @@ async fn finished_run_file(
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// One workbook is built at a time: a build keeps a core busy for seconds per million rows, and
+/// the daemon's other requests and runs need the rest.
+static WORKBOOK_BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// A finished run's results as an Excel workbook ([`crate::export::xlsx`]), built from its CSV
+/// into a temporary directory beside it, then streamed from the open file: the directory is
+/// gone before the first byte leaves.
+async fn results_xlsx(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    authorize(&api, &headers)?;
+    let record = find(&api, &id)?;
+    if !record.state.is_finished() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!(
+                "run {id} is {}; its workbook is built once it ends (results.csv has the rows so far)",
+                record.state.as_str()
+            ),
+        ));
+    }
+    let csv = api.registry.paths().csv(&id);
+    if !csv.is_file() {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "run {id} has no CSV: it ended before sending anything ({})",
+                record.message.as_deref().unwrap_or(record.state.as_str())
+            ),
+        ));
+    }
+    let _one_at_a_time = WORKBOOK_BUILDS.acquire().await.expect("the semaphore is never closed");
+    let paths = api.registry.paths().clone();
+    let filename = format!("attachment; filename=\"sluice-{id}.xlsx\"");
+    let file = blocking(move || build_workbook(&paths, &record, &csv).map_err(RegistryError::Io)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file))),
+    )
+        .into_response())
+}
+
+/// The workbook of a finished run, open for reading, its file already removed. Messages name
+/// the run's files, never the daemon's paths.
+fn build_workbook(paths: &super::store::Paths, record: &RunRecord, csv: &FsPath) -> Result<std::fs::File, String> {
+    use crate::export::xlsx;
+    let id = &record.id;
+    let failed = |e: &dyn std::fmt::Display| paths.hide(id, &format!("cannot build the workbook: {e}"));
+    let files = [csv.to_path_buf()];
+    let mut report = crate::analysis::analyse(&files, &crate::analysis::Settings::default()).map_err(|e| failed(&e))?;
+    report.files.iter_mut().chain(&mut report.problems).for_each(|text| *text = paths.hide(id, text));
+    let mut run = vec![
+        ("run".to_string(), Value::from(id.as_str())),
+        ("state".to_string(), Value::from(record.state.as_str())),
+        ("created at".to_string(), Value::from(record.created_at.to_rfc3339())),
+    ];
+    for (label, at) in [("started at", record.started_at), ("finished at", record.finished_at)] {
+        if let Some(at) = at {
+            run.push((label.to_string(), Value::from(at.to_rfc3339())));
+        }
+    }
+    for (label, text) in [("log format", &record.format), ("message", &record.message)] {
+        if let Some(text) = text {
+            run.push((label.to_string(), Value::from(paths.hide(id, text))));
+        }
+    }
+    // The request as the record keeps it: secret header values are `[redacted]` there already.
+    let mut options = serde_json::to_value(&record.options).map_err(|e| failed(&e))?;
+    paths.hide_in(id, &mut options);
+    let options = xlsx::lines_of(&options);
+    let dir = tempfile::TempDir::new_in(csv.parent().unwrap_or(FsPath::new("."))).map_err(|e| failed(&e))?;
+    let out = dir.path().join("results.xlsx");
+    let contents = xlsx::Contents { files: &files, report: &report, run: &run, options: &options };
+    xlsx::write(&contents, &out, xlsx::Layout::default()).map_err(|e| failed(&e))?;
+    std::fs::File::open(&out).map_err(|e| failed(&e))
 }

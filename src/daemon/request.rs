@@ -38,8 +38,9 @@ use crate::plan::safety::{ALWAYS_REDACTED, REDACTED};
 
 /// Keys that would let a client read or write files of its choosing on the daemon's machine,
 /// refused with a message that says where the daemon puts things instead.
-const PATH_KEYS: [(&str, &str); 9] = [
+const PATH_KEYS: [(&str, &str); 10] = [
     ("out", "the daemon writes each run's CSV under its state directory: GET /v1/runs/{id}/results.csv"),
+    ("xlsx", "GET /v1/runs/{id}/results.xlsx builds a finished run's workbook"),
     (
         "ca_cert",
         "send the CA's PEM text in `ca_pem`, or ask the daemon's operator to trust it (sluice daemon --ca-cert)",
@@ -555,7 +556,7 @@ mod tests {
         assert!(
             matches!(check(r#"{"logs":["a"],"rate":1}"#), Rejection::Invalid(m) if m.contains("`target` is required"))
         );
-        for key in ["out", "summary_json", "summary-json", "config", "progress"] {
+        for key in ["out", "xlsx", "summary_json", "summary-json", "config", "progress"] {
             let body: serde_json::Value = serde_json::from_str(&format!(r#"{{"{key}":"x"}}"#)).unwrap();
             assert!(refused_key(body.as_object().unwrap()).is_some(), "{key}");
         }

@@ -21,6 +21,9 @@ pub struct Summary {
     pub target: String,
     pub format: String,
     pub csv: String,
+    /// The workbook written from the CSV after the run (`--xlsx`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xlsx: Option<String>,
     /// The one planned rate; `null` when there is none (`--rate max`, `--stages`, `--speed`).
     pub target_rate: Option<f64>,
     /// The traffic shape as the banner says it: `200/s`, `stages 30s:0-200,…`, `logged timing ×4`.
@@ -115,6 +118,7 @@ impl Summary {
             target: target.to_string(),
             format: format.to_string(),
             csv: config.out.display().to_string(),
+            xlsx: config.xlsx.as_ref().map(|p| p.display().to_string()),
             // A shard's share of a steady rate; with sessions the share is not fixed ahead.
             target_rate: match config.shard {
                 None => config.shape.steady_rate(),
@@ -320,7 +324,8 @@ impl Summary {
         for cut in &log.incomplete {
             let _ = writeln!(t, "  warning    {cut}");
         }
-        let _ = writeln!(t, "  results    {}", self.csv);
+        let workbook = self.xlsx.as_ref().map(|x| format!(" and {x}")).unwrap_or_default();
+        let _ = writeln!(t, "  results    {}{workbook}", self.csv);
         t
     }
 }

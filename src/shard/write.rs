@@ -8,16 +8,17 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Counts, HistogramSettings, Incomplete, LogFile, Manifest, ShardId, hex};
 use super::{ManifestError, manifest_path_for, sha256_file};
+use crate::config::options::redact_header_values;
 use crate::config::{ReplayConfig, ReplayOptions};
-use crate::plan::safety::{REDACTED, redact_url};
+use crate::plan::safety::redact_url;
 use crate::run::summary::Summary;
 use crate::source::Input;
 
 /// Options that may differ between the shards of one run: where each writes, how it shows
 /// progress, which shard it is, and what names its logs have on its machine (their content is
 /// compared by hash). The common start is compared through the run id.
-const PER_SHARD_OPTIONS: [&str; 9] =
-    ["files", "out", "summary_json", "progress", "metrics_listen", "config", "shard", "start_at", "dry_run"];
+const PER_SHARD_OPTIONS: [&str; 10] =
+    ["files", "out", "xlsx", "summary_json", "progress", "metrics_listen", "config", "shard", "start_at", "dry_run"];
 
 /// What the manifest says of an unsharded run: it is the whole run.
 const UNSHARDED: &str = "unsharded";
@@ -141,12 +142,7 @@ fn effective_options(options: &ReplayOptions) -> Result<(serde_json::Value, Stri
             }
         }
     }
-    if let Some(headers) = value.get_mut("header").and_then(|h| h.as_array_mut()) {
-        for header in headers {
-            let name = header.as_str().and_then(|h| h.split_once(':')).map(|(n, _)| n.trim().to_string());
-            *header = serde_json::Value::String(format!("{}: {REDACTED}", name.unwrap_or_default()));
-        }
-    }
+    redact_header_values(&mut value);
     Ok((value, hash))
 }
 
