@@ -21,6 +21,7 @@ use crate::plan::mix::Mix;
 use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor};
 use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
+use crate::send::transport::HttpVersion;
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
@@ -167,6 +168,7 @@ pub struct ReplayConfig {
     pub max_line_bytes: usize,
     pub max_bad_lines: Option<BadLineLimit>,
     pub threads: usize,
+    pub http_version: HttpVersion,
     /// Filters and rewriting: how entries become requests.
     pub rules: PlanRules,
     pub host_guard: HostGuard,
@@ -218,6 +220,7 @@ impl ReplayConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_bad_lines: None,
             threads: 1,
+            http_version: HttpVersion::default(),
             rules: PlanRules::default(),
             host_guard: HostGuard::default(),
             redactor: Redactor::default(),
@@ -360,6 +363,8 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             .map(|c| AbortCondition::parse(c).map_err(|m| bad("--abort-on", m)))
             .collect::<Result<_, _>>()?;
         crate::sink::abort::check_against(&abort_on, &shape).map_err(|m| bad("--abort-on", m))?;
+        let http_version =
+            HttpVersion::parse(args.http_version.as_deref(), &target).map_err(|m| bad("--http-version", m))?;
         Ok(ReplayConfig {
             inputs: args.files.iter().map(|f| Input::from_arg(f)).collect(),
             format: FormatChoice::from_flag(args.format.as_deref().unwrap_or("auto"))?,
@@ -383,6 +388,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
                 .map(|s| parse_bad_line_limit(s).map_err(|m| bad("--max-bad-lines", m)))
                 .transpose()?,
             threads,
+            http_version,
             rules: PlanRules {
                 methods: parse_methods(args.allow_methods.as_deref().unwrap_or(DEFAULT_METHODS))
                     .map_err(|m| bad("--allow-methods", m))?,
