@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use rustls::AlertDescription;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -155,8 +156,12 @@ impl Dial {
         let Some(tls) = &self.tls else { return Ok(Stream::Plain(tcp)) };
         let stream = tls.connector.connect(tls.server_name.clone(), tcp).await.map_err(|e| {
             let failure = Failure::from_error(&e, true);
-            match failure.kind {
-                ErrorKind::Local | ErrorKind::Timeout => failure,
+            let refused = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match (tls.required_alpn, refused, failure.kind) {
+                (Some(required), Some(rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)), _) => {
+                    alpn_refused(required, "it refused the handshake")
+                }
+                (_, _, ErrorKind::Local | ErrorKind::Timeout) => failure,
                 // Whatever ended it (a certificate refused, an alert, a server that does not
                 // speak TLS and closed), the handshake is what failed.
                 _ => Failure { kind: ErrorKind::Tls, message: format!("TLS handshake: {}", failure.message) },
@@ -164,18 +169,23 @@ impl Dial {
         })?;
         let stream = Stream::Tls(Box::new(stream));
         if let Some(required) = tls.required_alpn {
-            let chosen = stream.alpn_protocol();
-            if chosen != Some(required) {
-                let chosen = chosen.map_or("none".to_string(), |p| String::from_utf8_lossy(p).into_owned());
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    format!(
-                        "the server did not agree to {} by ALPN (it chose {chosen}); use --http-version 1.1",
-                        String::from_utf8_lossy(required)
-                    ),
-                ));
+            match stream.alpn_protocol() {
+                Some(chosen) if chosen == required => {}
+                Some(chosen) => {
+                    return Err(alpn_refused(required, &format!("it chose {}", String::from_utf8_lossy(chosen))));
+                }
+                None => return Err(alpn_refused(required, "it chose none")),
             }
         }
         Ok(stream)
     }
+}
+
+/// The server will not speak `required` (`h2`): a protocol failure, whatever TLS said about it.
+fn alpn_refused(required: &[u8], how: &str) -> Failure {
+    let required = String::from_utf8_lossy(required);
+    Failure::new(
+        ErrorKind::Protocol,
+        format!("the server did not agree to {required} by ALPN ({how}); use --http-version 1.1"),
+    )
 }

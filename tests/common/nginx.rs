@@ -36,6 +36,18 @@ impl Nginx {
     /// Starts nginx listening on `listen` (`127.0.0.1:PORT`), logging each request as
     /// `log_format`, run through `prefix` (e.g. `ip netns exec NS`), and waits until `ready`.
     pub fn start(binary: &PathBuf, prefix: &[&str], listen: &str, log_format: &str, ready: impl Fn() -> bool) -> Nginx {
+        Nginx::start_server(binary, prefix, &format!("listen {listen};"), log_format, ready)
+    }
+
+    /// Like [`Nginx::start`], with the server block's directives besides its `location`
+    /// (several `listen`s, TLS certificates) given whole.
+    pub fn start_server(
+        binary: &PathBuf,
+        prefix: &[&str],
+        server: &str,
+        log_format: &str,
+        ready: impl Fn() -> bool,
+    ) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let conf = format!(
@@ -44,7 +56,7 @@ impl Nginx {
              http {{\n  log_format test '{log_format}';\n  access_log {d}/access.log test;\n\
                client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;\n\
                uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  keepalive_requests 100000;\n\
-               server {{ listen {listen}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+               server {{ {server} location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let mut command = match prefix.split_first() {
@@ -68,7 +80,7 @@ impl Nginx {
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited ({status}): {}", nginx.errors());
             }
-            assert!(Instant::now() < deadline, "nginx did not listen on {listen} within 10 s: {}", nginx.errors());
+            assert!(Instant::now() < deadline, "nginx did not listen ({server}) within 10 s: {}", nginx.errors());
             std::thread::sleep(Duration::from_millis(20));
         }
         nginx
