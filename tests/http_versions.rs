@@ -95,7 +95,7 @@ impl Nginx {
             &binary,
             &[],
             &server,
-            "$server_port $server_protocol $request_uri",
+            "$server_port $server_protocol $request_method $content_length $request_uri",
             ready,
         );
         Some(Nginx { nginx, plain, h2c, tls, tls_h1_only })
@@ -103,16 +103,35 @@ impl Nginx {
 
     /// (protocol, URI) of every request nginx logged on `port`.
     fn logged_on(&self, port: u16) -> Vec<(String, String)> {
+        self.requests_on(port).into_iter().map(|r| (r.protocol, r.uri)).collect()
+    }
+
+    fn requests_on(&self, port: u16) -> Vec<Logged> {
         self.nginx
             .access_log()
             .lines()
             .filter_map(|line| {
-                let mut fields = line.splitn(3, ' ');
-                let (logged_port, protocol, uri) = (fields.next()?, fields.next()?, fields.next()?);
-                (logged_port == port.to_string()).then(|| (protocol.to_string(), uri.to_string()))
+                let fields: Vec<&str> = line.splitn(5, ' ').collect();
+                let [logged_port, protocol, method, length, uri] = fields[..] else { panic!("a log line: {line}") };
+                (logged_port == port.to_string()).then(|| Logged {
+                    protocol: protocol.into(),
+                    method: method.into(),
+                    content_length: length.into(),
+                    uri: uri.into(),
+                })
             })
             .collect()
     }
+}
+
+/// One request as nginx logged it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Logged {
+    protocol: String,
+    method: String,
+    /// `-` when the request said none.
+    content_length: String,
+    uri: String,
 }
 
 #[test]
@@ -154,6 +173,36 @@ fn each_http_version_reaches_nginx_as_that_protocol_and_https_stays_on_1_1_unles
         uris.sort();
         assert_eq!(uris, sent, "{case}: nginx received exactly what the CSV says was sent, once each");
     }
+}
+
+#[test]
+fn requests_with_bodies_arrive_the_same_over_http_2_as_over_1_1() {
+    let Some(nginx) = Nginx::start("requests_with_bodies_over_http_2") else { return };
+    let format = std::fs::read_to_string(fixture("custom-headers-body.format")).unwrap();
+    let log = fixture("custom-headers-body.log");
+    let args = ["--format", &format!("nginx:{}", format.trim()), "--rate", "200"];
+    let mut received = Vec::new();
+    for (target, version) in [
+        (format!("https://127.0.0.1:{}", nginx.tls), "1.1"),
+        (format!("https://127.0.0.1:{}", nginx.tls), "2"),
+        (format!("http://127.0.0.1:{}", nginx.h2c), "h2c"),
+    ] {
+        let port: u16 = target.rsplit(':').next().unwrap().parse().unwrap();
+        let before = nginx.requests_on(port).len();
+        let run = replay(&log, &target, &[&args[..], &["--http-version", version]].concat(), None);
+        assert_eq!(run.code, Some(0), "{version}: {}", run.stderr);
+        assert!(run.rows.iter().all(|r| r["error"].is_empty()), "{version}: {:?}", run.rows);
+        let mut logged: Vec<(String, String, String)> = nginx.requests_on(port)[before..]
+            .iter()
+            .map(|r| (r.method.clone(), r.content_length.clone(), r.uri.clone()))
+            .collect();
+        logged.sort();
+        assert_eq!(logged.len(), run.rows.len(), "{version}: one request per row");
+        received.push(logged);
+    }
+    assert!(received[0].iter().any(|(method, length, _)| method == "POST" && length != "-"), "{:?}", received[0]);
+    assert_eq!(received[1], received[0], "h2: the same methods, body lengths and targets as HTTP/1.1");
+    assert_eq!(received[2], received[0], "h2c: the same methods, body lengths and targets as HTTP/1.1");
 }
 
 #[test]
