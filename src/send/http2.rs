@@ -108,7 +108,8 @@ impl Http2 {
             let request = self.request(req)?;
             let (generation, send) = match &mut slot.held {
                 Some(held) => held,
-                None => slot.held.insert(self.lease(index).await?),
+                // Boxed: rare, and its future (a handshake's) would enlarge every request's.
+                None => slot.held.insert(Box::pin(self.lease(index)).await?),
             };
             let generation = *generation;
             let error = match attempt(send, request, req.body.as_ref(), &mut slot.body_received).await {

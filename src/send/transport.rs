@@ -213,7 +213,9 @@ impl Direct {
             let reused = conn.open.is_some();
             let open = match &mut conn.open {
                 Some(open) => open,
-                None => match self.dial.connect().await {
+                // Boxed: connecting is rare, and its future (a TLS handshake's) would otherwise
+                // make every request's future larger, and so every request's copies of it.
+                None => match Box::pin(self.dial.connect()).await {
                     Ok(stream) => conn.open.insert(http1::Connection::new(stream)),
                     Err(failure) => return (Err(failure), 0),
                 },
