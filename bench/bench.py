@@ -6,6 +6,8 @@
     python3 bench/bench.py memory  [--rounds 3]   # peak RSS: 2M-line log vs 10k-line log at max rate
     python3 bench/bench.py throughput [--rounds 3] # --rate max vs oha -z and wrk -t1, 64 connections
     python3 bench/bench.py cpu     [--rounds 3]   # loader CPU per 100k requests at 5k and 20k req/s vs oha -q
+    python3 bench/bench.py https   [--rounds 3]   # https max throughput, HTTP/1.1 (vs oha, wrk -t1) and
+                                                  # HTTP/2 (vs oha --http2); CPU per 100k at 5k req/s vs oha -q
     python3 bench/bench.py shapes  [--rounds 3] [--rate R] [--seconds S] [--smoke]
                                                   # fixed --rate R vs --stages (ramp peaking at R) vs
                                                   # --arrivals poisson vs --speed on a log logged at R/4
@@ -165,15 +167,38 @@ def bench_parse(rounds):
 # a loopback target
 
 
+def make_certificates(directory):
+    """A throwaway CA and a leaf for 127.0.0.1 signed by it (openssl CLI), for the https rows:
+    sluice trusts the CA through SSL_CERT_FILE, as a user trusts a staging CA."""
+    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca-key.pem")
+    leaf, leaf_key = os.path.join(directory, "leaf.pem"), os.path.join(directory, "leaf-key.pem")
+    csr, ext = os.path.join(directory, "leaf.csr"), os.path.join(directory, "leaf.ext")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
+        "-out", ca, "-days", "2", "-subj", "/CN=sluice bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign"], **quiet)
+    sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", leaf_key,
+        "-out", csr, "-subj", "/CN=127.0.0.1"], **quiet)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+    sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", leaf,
+        "-days", "2", "-extfile", ext], **quiet)
+    return ca, leaf, leaf_key
+
+
 class Target:
-    """nginx on 127.0.0.1 with a minimal config when installed (the neutral target), else sluice mock."""
+    """nginx on 127.0.0.1 with a minimal config when installed (the neutral target), else sluice mock.
+    nginx also listens for https (HTTP/1.1 and h2 by ALPN) with a certificate made for the run."""
 
     def __init__(self):
         self.proc = None
         self.tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+        self.https_url = None
         nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
         if nginx:
-            port = 18181
+            port, tls_port = 18181, 18443
+            self.ca, leaf, leaf_key = make_certificates(self.tmp)
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(f"""worker_processes 1; daemon off; pid {self.tmp}/nginx.pid; error_log {self.tmp}/error.log;
@@ -181,8 +206,11 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300;
   client_body_temp_path {self.tmp}; proxy_temp_path {self.tmp}; fastcgi_temp_path {self.tmp};
   uwsgi_temp_path {self.tmp}; scgi_temp_path {self.tmp};
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }} }}
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }}
+  server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {leaf}; ssl_certificate_key {leaf_key};
+    ssl_session_cache shared:TLS:1m; location / {{ return 200 "ok\\n"; }} }} }}
 """)
+            self.https_url = f"https://127.0.0.1:{tls_port}"
             self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.tmp], stderr=subprocess.DEVNULL)
             self.url = f"http://127.0.0.1:{port}"
             self.name = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
@@ -388,6 +416,99 @@ def bench_cpu(rounds, seconds=10):
 
 
 # --------------------------------------------------------------------------------------------
+# https: the direct TLS path (HTTP/1.1) and HTTP/2 against oha and wrk
+
+
+def bench_https(rounds, seconds=8):
+    log = ensure_log("get-2m.log", 2_000_000, get_only=True)
+    os.makedirs(OUT, exist_ok=True)
+    oha = oha_bin()
+    target = Target()
+    if not target.https_url:
+        sys.exit("the https rows need nginx")
+    url = target.https_url
+    env = dict(os.environ, SSL_CERT_FILE=target.ca)
+
+    def sluice(version, rate, name):
+        return [SLUICE, "replay", log, "--format", "nginx", "--target", url, "--rate", rate, "--http-version", version,
+                "--concurrency", "64", "--duration", f"{seconds}s", "--out", os.path.join(OUT, f"{name}.csv"),
+                "--progress", "never", "--summary-json", os.path.join(OUT, f"{name}.json")]
+
+    # oha skips verification (--insecure): it costs one handshake per connection, for sluice too.
+    oha_max = [oha, "-z", f"{seconds}s", "-c", "64", "--no-tui", "--output-format", "json", "--insecure"]
+    cmds = {
+        "sluice --http-version 1.1 --rate max (CSV on)": sluice("1.1", "max", "https-h1"),
+        "oha -c 64": oha_max + [url + "/"],
+        "wrk -t1 -c64": ["wrk", "-t1", "-c64", f"-d{seconds}s", url + "/"],
+        "sluice --http-version 2 --rate max (CSV on)": sluice("2", "max", "https-h2"),
+        "oha -c 64 --http2": oha_max + ["--http2", url + "/"],
+        "sluice --http-version 1.1 --rate 5000 (CSV on)": sluice("1.1", "5000", "https-h1-5k"),
+        "oha -c 64 -q 5000": oha_max + ["-q", "5000", url + "/"],
+    }
+    if not oha:
+        print("oha is not installed (bench/run.sh installs it): its rows are left out", file=sys.stderr)
+        cmds = {k: v for k, v in cmds.items() if not k.startswith("oha")}
+    rates = {k: [] for k in cmds}
+    cpus = {k: [] for k in cmds}
+    try:
+        for _ in range(rounds):
+            for name, cmd in cmds.items():
+                if name.startswith("sluice"):
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                       timeout=RUN_LIMIT, env=env)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    if p.returncode != 0:
+                        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
+                    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    summary = json.load(open(cmd[cmd.index("--summary-json") + 1]))
+                    if summary["errors"]:
+                        raise RuntimeError(f"{name}: {summary['errors']} errors: {summary['error_messages']}")
+                    done = summary["requests_sent"]
+                elif name.startswith("wrk"):
+                    _, _, cpu, _ = timed_capture(cmd)
+                    done = wrk_requests(LAST_STDOUT[0])
+                else:
+                    _, _, cpu, _ = timed_capture(cmd)
+                    done = oha_requests(LAST_STDOUT[0])
+                rates[name].append(done / seconds)
+                cpus[name].append(cpu / (done / 1e5))
+                time.sleep(1)
+    finally:
+        target.close()
+
+    def ratio(a, b, of):
+        return med([x / y for x, y in zip(of[a], of[b])]) if b in of else float("nan")
+
+    h1, h2, slow = ("sluice --http-version 1.1 --rate max (CSV on)", "sluice --http-version 2 --rate max (CSV on)",
+                    "sluice --http-version 1.1 --rate 5000 (CSV on)")
+    lines = [
+        f"Target: {target.name} on 127.0.0.1 (same 2 cores), https with a P-256 certificate made for the run "
+        f"(openssl), h2 by ALPN. {seconds} s per run, 64 connections (sluice HTTP/2: 64 streams on 8 connections; "
+        f"oha --http2: 64 connections); sluice writes its CSV and verifies the certificate, oha runs --insecure. "
+        f"{rounds} rounds interleaved; median (min–max). Peers: {version_of(['wrk', '-v'])}; "
+        f"{version_of([oha, '--version']) if oha else 'oha not installed'}.",
+        "",
+        "| tool | req/s | CPU s / 100k req |",
+        "|---|---|---|",
+    ]
+    for k in cmds:
+        lines.append(f"| `{k}` | {fmt_range(rates[k], '{:,.0f}')} | {fmt_range(cpus[k], '{:.2f}')} |")
+    lines += [
+        "",
+        f"- https/1.1 max throughput: **{ratio(h1, 'oha -c 64', rates):.2f}× oha** (bar ≥ 1.0), "
+        f"{ratio(h1, 'wrk -t1 -c64', rates):.2f}× wrk -t1.",
+        f"- h2 max throughput: **{ratio(h2, 'oha -c 64 --http2', rates):.2f}× oha --http2** (bar ≥ 1.0).",
+        f"- CPU per 100k requests at 5,000 req/s over https: **{ratio(slow, 'oha -c 64 -q 5000', cpus):.2f}× oha** "
+        "(bar ≤ 0.8).",
+        "",
+        "Commands: " + "; ".join(f"`{' '.join(c).replace(ROOT + '/', '')}`" for c in cmds.values()),
+        "", "Command: `python3 bench/bench.py https`",
+    ]
+    record("HTTPS: HTTP/1.1 and HTTP/2", lines)
+
+
+# --------------------------------------------------------------------------------------------
 # shapes: pacing accuracy and CPU of each traffic shape next to a fixed rate
 
 
@@ -537,7 +658,7 @@ def oha_requests(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "shapes", "all"])
+    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "https", "shapes", "all"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=5000, help="shapes: the peak rate, req/s")
     ap.add_argument("--seconds", type=int, default=20, help="shapes: seconds of plan per run")
@@ -554,6 +675,8 @@ def main():
         bench_throughput(a.rounds)
     if a.what in ("cpu", "all"):
         bench_cpu(a.rounds)
+    if a.what in ("https", "all"):
+        bench_https(a.rounds)
     if a.what in ("shapes", "all"):
         bench_shapes(a.rounds, a.rate, a.seconds, a.smoke)
 

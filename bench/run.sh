@@ -18,5 +18,7 @@ if ! command -v oha >/dev/null && [ ! -x /opt/oha/bin/oha ]; then
   cargo install oha --locked --root /opt/oha    # several minutes on 2 cores
 fi
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# The https rows make their certificates with the openssl CLI.
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 
 python3 bench/bench.py all --rounds "$rounds"

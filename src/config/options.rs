@@ -140,6 +140,12 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 
+    /// HTTP version: 1.1; 2 (HTTP/2 agreed by ALPN, https targets); h2c (HTTP/2 without TLS,
+    /// http targets) [default: 1.1].
+    #[arg(long, value_name = "1.1|2|h2c")]
+    #[serde(deserialize_with = "string_or_number", skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
+
     // ---- safety --------------------------------------------------------------------------
     /// Methods to replay, comma separated, or `all`; others are skipped and counted [default: GET,HEAD,OPTIONS].
     #[arg(long, value_name = "METHODS", help_heading = "Safety")]
@@ -653,6 +659,7 @@ impl ReplayOptions {
             queue_capacity: self.queue_capacity.or(file.queue_capacity),
             max_bad_lines: self.max_bad_lines.or(file.max_bad_lines),
             threads: self.threads.or(file.threads),
+            http_version: self.http_version.or(file.http_version),
             allow_methods: self.allow_methods.or(file.allow_methods),
             follow_redirects: self.follow_redirects || file.follow_redirects,
             use_env_proxy: self.use_env_proxy || file.use_env_proxy,

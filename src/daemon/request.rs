@@ -529,6 +529,20 @@ mod tests {
     }
 
     #[test]
+    fn the_http_version_is_a_run_option_like_any_other() {
+        let req = request(r#"{"logs":["a.log"],"target":"http://127.0.0.1:8080","rate":1,"http_version":"h2c"}"#);
+        let config = req.to_config(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap();
+        assert_eq!(config.http_version, crate::send::transport::HttpVersion::H2c);
+        assert_eq!(as_json(&req)["http_version"], "h2c");
+        let req = request(r#"{"logs":["a.log"],"target":"http://127.0.0.1:8080","rate":1,"http_version":"2"}"#);
+        let Err(Rejection::Invalid(refused)) = req.to_config(Path::new("/logs"), "/s/r.csv".into(), &Policy::default())
+        else {
+            panic!("HTTP/2 over ALPN on an http:// target is refused")
+        };
+        assert!(refused.starts_with("http_version: ") && refused.contains("h2c"), "{refused}");
+    }
+
+    #[test]
     fn requests_that_reach_outside_the_daemons_directories_are_refused() {
         let check = |json: &str| {
             request(json).to_options(Path::new("/logs"), "/s/r.csv".into(), &Policy::default()).unwrap_err()

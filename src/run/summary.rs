@@ -20,6 +20,8 @@ use crate::stats::{CurvePoint, LagSummary, Percentiles, counts};
 pub struct Summary {
     pub target: String,
     pub format: String,
+    /// What was spoken to the target (`HTTP/1.1 over TLS`, `HTTP/2 without TLS (h2c, …)`).
+    pub protocol: String,
     pub csv: String,
     /// The workbook written from the CSV after the run (`--xlsx`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +119,7 @@ impl Summary {
         Summary {
             target: target.to_string(),
             format: format.to_string(),
+            protocol: config.http_version.describe(&config.target).to_string(),
             csv: config.out.display().to_string(),
             xlsx: config.xlsx.as_ref().map(|p| p.display().to_string()),
             // A shard's share of a steady rate; with sessions the share is not fixed ahead.
@@ -208,6 +211,7 @@ impl Summary {
             (_, StopReason::OutputError) => "stopped: results could not be written",
         };
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
+        let _ = writeln!(t, "  protocol   {}", self.protocol);
         if let Some(shard) = &self.shard {
             let _ = writeln!(t, "  shard      {shard}: its share of the plan, at the plan's times");
         }

@@ -1,5 +1,6 @@
-//! One HTTP/1.1 client connection, written for replay: the request goes out in one `write`, the
-//! response head is parsed in place with `httparse`, and the body is counted and thrown away.
+//! One HTTP/1.1 client connection (over TCP or TLS, [`Stream`]), written for replay: the request
+//! goes out in one `write`, the response head is parsed in place with `httparse`, and the body is
+//! counted and thrown away.
 //!
 //! Why not hyper's connection client: at full rate its per-request cost (a hand-off to the
 //! connection's own task and back, a `HeaderMap` built for every response) was most of sluice's
@@ -11,10 +12,10 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::stream::Stream;
 
 /// A response head longer than this is not HTTP from a sane server.
 const MAX_HEAD: usize = 64 * 1024;
@@ -43,9 +44,9 @@ pub struct Response {
     pub reusable: bool,
 }
 
-/// One open connection and the bytes read from it but not yet used.
+/// One open connection (plain or TLS) and the bytes read from it but not yet used.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Body bytes of the current (or last) response received so far: kept here rather than in
     /// the exchange's future, so a response cut off by a timeout still counts what arrived.
@@ -53,19 +54,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn connect(addr: SocketAddr) -> io::Result<Connection> {
-        let stream = TcpStream::connect(addr).await?;
-        // Requests are written whole; Nagle would only hold the next one back.
-        stream.set_nodelay(true)?;
-        Ok(Connection { stream, buf: Vec::with_capacity(READ_ROOM), body_received: 0 })
+    /// `stream` is connected, its TLS handshake (if any) done.
+    pub fn new(stream: Stream) -> Connection {
+        Connection { stream, buf: Vec::with_capacity(READ_ROOM), body_received: 0 }
     }
 
     /// Whether the server has already closed this idle connection (or sent something unasked).
     /// Costs a non-blocking `read`, so it is only worth asking before a request that must not be
     /// sent twice.
     pub fn is_closed_by_peer(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.stream.is_closed_by_peer()
     }
 
     /// Body bytes of the current response received so far, whatever became of it.
@@ -111,7 +109,12 @@ impl Connection {
                 return Ok(Response { reusable: response.reusable && self.buf.is_empty(), ..response });
             }
             self.buf.reserve(READ_ROOM);
-            match self.stream.read_buf(&mut self.buf).await {
+            let read = match self.stream.read_buf(&mut self.buf).await {
+                // A TLS peer may close without a close_notify: for the response, an end all the same.
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                read => read,
+            };
+            match read {
                 Ok(0) => {
                     let eof = || Failure::Io { error: io::ErrorKind::UnexpectedEof.into(), before_response: !received };
                     return decoder.finish().ok_or_else(eof);
@@ -331,7 +334,10 @@ impl Head {
     }
 }
 
-async fn write_all_vectored(stream: &mut TcpStream, mut parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+async fn write_all_vectored(
+    stream: &mut (impl AsyncWrite + Unpin),
+    mut parts: &mut [io::IoSlice<'_>],
+) -> io::Result<()> {
     while !parts.is_empty() {
         let n = stream.write_vectored(parts).await?;
         if n == 0 {
@@ -344,8 +350,14 @@ async fn write_all_vectored(stream: &mut TcpStream, mut parts: &mut [io::IoSlice
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn connect(addr: SocketAddr) -> Connection {
+        Connection::new(Stream::Plain(TcpStream::connect(addr).await.unwrap()))
+    }
 
     /// Serves `replies` in order, one per request head received, on one connection; then closes.
     /// Returns the address and a handle yielding every byte the client sent.
@@ -381,7 +393,7 @@ mod tests {
 
     async fn one(reply: &'static [u8], is_head: bool) -> Result<Response, Failure> {
         let (addr, _server) = scripted(vec![reply]).await;
-        let mut conn = Connection::connect(addr).await.unwrap();
+        let mut conn = connect(addr).await;
         conn.exchange(GET, b"", is_head).await
     }
 
@@ -452,7 +464,7 @@ mod tests {
     async fn requests_go_out_exactly_as_given_and_the_connection_is_reused() {
         let reply = &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..];
         let (addr, server) = scripted(vec![reply, reply]).await;
-        let mut conn = Connection::connect(addr).await.unwrap();
+        let mut conn = connect(addr).await;
         assert_eq!(conn.exchange(GET, b"", false).await.unwrap().status, 200);
         assert!(!conn.is_closed_by_peer());
         assert_eq!(conn.exchange(GET, b"", false).await.unwrap().status, 200);
@@ -463,7 +475,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_idle_connection_is_noticed_before_sending() {
         let (addr, server) = scripted(vec![]).await;
-        let mut conn = Connection::connect(addr).await.unwrap();
+        let mut conn = connect(addr).await;
         server.await.unwrap();
         // The close travels over loopback; give it a moment.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

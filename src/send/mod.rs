@@ -7,8 +7,10 @@
 
 pub mod compare;
 pub mod http1;
+pub mod http2;
 pub mod outcome;
 pub(crate) mod session_gate;
+pub mod stream;
 pub mod tls;
 pub mod transport;
 
@@ -68,6 +70,11 @@ pub fn build_client(config: &ReplayConfig, target: &Url) -> Result<Client, Strin
         .pool_max_idle_per_host(config.concurrency)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true);
+    // As on the direct transports: HTTP/1.1 unless --http-version asks for HTTP/2.
+    let builder = match config.http_version {
+        transport::HttpVersion::Http1 => builder.http1_only(),
+        transport::HttpVersion::Http2 | transport::HttpVersion::H2c => builder.http2_prior_knowledge(),
+    };
     // reqwest reads HTTP_PROXY and friends unless told not to.
     let builder = if config.use_env_proxy { builder } else { builder.no_proxy() };
     let builder = match (config.resolve, target.host_str()) {

@@ -1,48 +1,96 @@
 //! How requests reach the target.
 //!
-//! - [`Transport::Direct`] (plain `http://` targets, the common staging case): every sender owns
-//!   one HTTP/1.1 keep-alive connection ([`crate::send::http1`]) and writes to it and reads from it
-//!   itself, so there is no pool to lock, no per-request URL or proxy resolution, and no hand-off
-//!   to another task. It measured ~2× the throughput of a pooled reqwest client per CPU on this
-//!   machine even on hyper's connection client, and more without it (see bench/RESULTS.md).
-//! - [`Transport::Pooled`] (reqwest) whenever something needs its machinery: TLS (`https://`),
-//!   `--use-env-proxy`, `--follow-redirects`.
+//! - [`Transport::Direct`] (`http://` and `https://` targets, HTTP/1.1, the common staging case):
+//!   every sender owns one HTTP/1.1 keep-alive connection ([`crate::send::http1`], over TCP or
+//!   TLS) and writes to it and reads from it itself, so there is no pool to lock, no per-request
+//!   URL or proxy resolution, and no hand-off to another task. It measured ~2× the throughput of a
+//!   pooled reqwest client per CPU on this machine even on hyper's connection client, and more
+//!   without it (see bench/RESULTS.md). Over TLS every reconnect resumes a session: one rustls
+//!   configuration, and so one session cache, serves all senders.
+//! - [`Transport::Http2`] (`--http-version 2` or `h2c`): a few shared HTTP/2 connections, each
+//!   carrying several senders' requests as streams ([`crate::send::http2`]).
+//! - [`Transport::Pooled`] (reqwest) whenever something needs its machinery: `--use-env-proxy`,
+//!   `--follow-redirects`.
 //!
-//! Both give the same result for a request: its status (or why there is none) and the body bytes.
+//! All give the same result for a request: its status (or why there is none) and the body bytes.
 
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use reqwest::header::HOST;
 use reqwest::{Client, Method, Url};
 
+use super::http2::{Http2, StreamSlot};
 use super::outcome::{ErrorKind, Failure, error_text};
-use crate::config::ReplayConfig;
+use super::stream::{Dial, TlsTarget};
+use crate::config::{ReplayConfig, Target};
 use crate::plan::ReplayRequest;
 use crate::send::compare::BodyCapture;
 use crate::send::http1;
 
+/// What a replay speaks to the target (`--http-version`). Never chosen behind the user's back:
+/// an https target speaks HTTP/1.1 unless asked, as oha, wrk and vegeta do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    #[default]
+    Http1,
+    /// HTTP/2 agreed by ALPN over TLS.
+    Http2,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+}
+
+impl HttpVersion {
+    /// `--http-version` as given (`None`: not given), checked against the target's scheme.
+    pub fn parse(text: Option<&str>, target: &Target) -> Result<HttpVersion, String> {
+        let https = matches!(target, Target::Url(url) if url.scheme() == "https");
+        match text.map(str::trim) {
+            None | Some("1.1") => Ok(HttpVersion::Http1),
+            Some("2") if https => Ok(HttpVersion::Http2),
+            Some("2") => Err("HTTP/2 is agreed by ALPN over TLS: for an http:// target give h2c (prior-knowledge \
+                              HTTP/2 without TLS)"
+                .into()),
+            Some("h2c") if !https => Ok(HttpVersion::H2c),
+            Some("h2c") => Err("h2c is HTTP/2 without TLS: for an https:// target give 2".into()),
+            Some(other) => Err(format!("'{other}': expected 1.1, 2 or h2c")),
+        }
+    }
+
+    /// The protocol as the summary names it.
+    pub fn describe(self, target: &Target) -> &'static str {
+        let https = matches!(target, Target::Url(url) if url.scheme() == "https");
+        match self {
+            HttpVersion::Http1 if https => "HTTP/1.1 over TLS",
+            HttpVersion::Http1 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2 over TLS (h2, agreed by ALPN)",
+            HttpVersion::H2c => "HTTP/2 without TLS (h2c, prior knowledge)",
+        }
+    }
+}
+
 pub enum Transport {
     Pooled(Client),
     Direct(Direct),
+    Http2(Http2),
 }
 
-/// A sender's own state between requests, for the direct transport: its open connection and the
-/// buffer its request heads are written into.
+/// A sender's own state between requests: for the direct transport its open connection and the
+/// buffer its request heads are written into; for HTTP/2 the shared connection it sends on.
 #[derive(Default)]
 pub struct Connection {
     open: Option<http1::Connection>,
     head: Vec<u8>,
     /// With `--compare`: what each response body is folded into as it arrives (none otherwise).
     capture: Option<BodyCapture>,
+    stream: StreamSlot,
 }
 
 impl Connection {
     /// Body bytes of the response in progress (or the last one), for a request cut off before
-    /// its answer was complete. Known on the direct transport only.
+    /// its answer was complete. Not known on the pooled transport.
     pub fn body_received(&self) -> u64 {
-        self.open.as_ref().map_or(0, http1::Connection::body_received)
+        self.open.as_ref().map_or(self.stream.body_received, http1::Connection::body_received)
     }
 
     /// A connection whose response bodies are folded into `capture` as they arrive.
@@ -64,7 +112,7 @@ pub type Sent = (Result<u16, Failure>, u64);
 
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
-        if target.scheme() != "http" || config.use_env_proxy || config.follow_redirects {
+        if config.use_env_proxy || config.follow_redirects {
             return super::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
         }
         let host = target.host_str().unwrap_or_default();
@@ -83,18 +131,25 @@ impl Transport {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        Ok(Transport::Direct(Direct {
-            addr,
-            host: authority,
-            timeout: config.timeout,
-            connect_timeout: config.timeout.min(Duration::from_secs(5)),
-        }))
+        let tls = match (target.scheme(), config.http_version) {
+            ("https", HttpVersion::Http2) => Some(TlsTarget::new(host, &config.tls, &[b"h2"], Some(b"h2"))?),
+            ("https", _) => Some(TlsTarget::new(host, &config.tls, &[b"http/1.1"], None)?),
+            _ => None,
+        };
+        let dial = Dial { addr, tls, timeout: config.timeout.min(Duration::from_secs(5)) };
+        Ok(match config.http_version {
+            HttpVersion::Http1 => Transport::Direct(Direct { dial, host: authority, timeout: config.timeout }),
+            HttpVersion::Http2 | HttpVersion::H2c => {
+                Transport::Http2(Http2::new(dial, target.scheme(), &authority, config.concurrency, config.timeout)?)
+            }
+        })
     }
 
     pub async fn send(&self, conn: &mut Connection, req: &ReplayRequest) -> Sent {
         match self {
             Transport::Pooled(client) => send_pooled(client, req, conn.capture.as_mut()).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
+            Transport::Http2(http2) => http2.send(&mut conn.stream, req).await,
         }
     }
 }
@@ -136,11 +191,10 @@ fn pooled_failure(e: reqwest::Error) -> Failure {
 }
 
 pub struct Direct {
-    addr: SocketAddr,
+    dial: Dial,
     /// `host[:port]` of the target, the Host header unless the request sets its own.
     host: String,
     timeout: Duration,
-    connect_timeout: Duration,
 }
 
 impl Direct {
@@ -180,8 +234,10 @@ impl Direct {
             let reused = conn.open.is_some();
             let open = match &mut conn.open {
                 Some(open) => open,
-                None => match self.connect().await {
-                    Ok(open) => conn.open.insert(open),
+                // Boxed: connecting is rare, and its future (a TLS handshake's) would otherwise
+                // make every request's future larger, and so every request's copies of it.
+                None => match Box::pin(self.dial.connect()).await {
+                    Ok(stream) => conn.open.insert(http1::Connection::new(stream)),
                     Err(failure) => return (Err(failure), 0),
                 },
             };
@@ -236,20 +292,6 @@ impl Direct {
         }
         out.extend_from_slice(b"\r\n");
     }
-
-    async fn connect(&self) -> Result<http1::Connection, Failure> {
-        match tokio::time::timeout(self.connect_timeout, http1::Connection::connect(self.addr)).await {
-            Ok(Ok(open)) => Ok(open),
-            Ok(Err(e)) => {
-                let failure = Failure::from_error(&e, true);
-                Err(Failure { message: format!("{} ({})", failure.message, self.addr), ..failure })
-            }
-            Err(_) => Err(Failure::new(
-                ErrorKind::Timeout,
-                format!("no connection within {:?} ({})", self.connect_timeout, self.addr),
-            )),
-        }
-    }
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -261,6 +303,7 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -306,7 +349,7 @@ mod tests {
         for method in [Method::GET, Method::POST] {
             let (addr, answered) = closes_after_each_answer().await;
             let timeout = Duration::from_secs(5);
-            let direct = Direct { addr, host: "t".into(), timeout, connect_timeout: timeout };
+            let direct = Direct { dial: Dial { addr, tls: None, timeout }, host: "t".into(), timeout };
             let mut conn = Connection::default();
             for _ in 0..3 {
                 let (result, bytes) = direct.send(&mut conn, &request(method.clone())).await;
@@ -320,12 +363,9 @@ mod tests {
 
     #[test]
     fn the_head_carries_the_planned_target_headers_host_and_body_length() {
-        let direct = Direct {
-            addr: "127.0.0.1:9".parse().unwrap(),
-            host: "staging:8080".into(),
-            timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-        };
+        let timeout = Duration::from_secs(1);
+        let dial = Dial { addr: "127.0.0.1:9".parse().unwrap(), tls: None, timeout };
+        let direct = Direct { dial, host: "staging:8080".into(), timeout };
         let mut head = Vec::new();
         let mut req = request(Method::GET);
         req.headers.push((reqwest::header::USER_AGENT, "ua/1".parse().unwrap()));
