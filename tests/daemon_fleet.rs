@@ -105,9 +105,13 @@ fn a_run_on_two_daemons_is_the_plan_once_merged_in_seq_order() {
     let rows = csv_rows(&std::fs::read(&merged).unwrap());
     let planned = 3.0 * rate;
     assert!((rows.len() as f64 - planned).abs() <= 1.0, "{} rows for {planned} planned", rows.len());
+    // Every row answered, but a request due in the run's last moments may miss its end on a
+    // loaded machine (its row says not_sent): at most one per shard.
+    let not_sent = rows.iter().filter(|r| r["error"] == "not_sent").count();
+    assert!(not_sent <= 2, "{not_sent} not sent");
     for (n, row) in rows.iter().enumerate() {
         assert_eq!(row["seq"], n.to_string());
-        assert_eq!(row["error"], "", "row {n}: {row:?}");
+        assert!(row["error"].is_empty() || row["error"] == "not_sent", "row {n}: {row:?}");
         let at =
             chrono::NaiveDateTime::parse_from_str(&row["scheduled_at"], "%Y-%m-%d %H:%M:%S%.3f").unwrap().and_utc();
         let due = start_at + chrono::Duration::microseconds((n as f64 / rate * 1e6) as i64);
@@ -115,10 +119,12 @@ fn a_run_on_two_daemons_is_the_plan_once_merged_in_seq_order() {
     }
     // And the target saw each request once, the one the CSV says by its seq, from its shard.
     let received = server.requests();
-    assert_eq!(received.len(), rows.len());
+    let sent: BTreeSet<u64> =
+        rows.iter().filter(|r| r["error"].is_empty()).map(|r| r["seq"].parse().unwrap()).collect();
+    assert_eq!(received.len(), sent.len());
     let seqs: BTreeSet<u64> =
         received.iter().map(|r| r.header("x-sluice-seq").expect("seq header").parse().unwrap()).collect();
-    assert_eq!(seqs, (0..rows.len() as u64).collect());
+    assert_eq!(seqs, sent, "each sent request once, the one its row names");
     // Each daemon sent its own half: the shards' CSVs hold the even and the odd seqs.
     for (index, parity) in [(0, 0), (1, 1)] {
         let shard =

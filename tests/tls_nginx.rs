@@ -203,12 +203,19 @@ fn without_the_ca_every_request_is_a_tls_error_and_the_summary_names_the_cause_a
     let run = replay(&nginx.https(), &[]);
     assert_eq!(run.code, Some(4), "nothing answered: {}", run.stderr);
     assert_eq!(run.errors(), ["tls"; LOG_LINES], "the CSV keeps the short kind");
-    let line = format!("tls: invalid peer certificate: UnknownIssuer ×{LOG_LINES} — pass --ca-cert FILE");
+    // The message names the address the handshake was with (127.0.0.1:PORT).
+    let line = format!(
+        "tls: invalid peer certificate: UnknownIssuer ({}:{}) ×{LOG_LINES} — pass --ca-cert FILE",
+        nginx.addr, nginx.https_port
+    );
     assert!(run.stderr.contains(&line), "{}", run.stderr);
     let messages = &run.summary["error_messages"]["tls"];
     assert_eq!(messages.as_array().unwrap().len(), 1, "one distinct message: {messages}");
     assert_eq!(messages[0]["count"], LOG_LINES as u64);
-    assert!(messages[0]["message"].as_str().unwrap().ends_with("invalid peer certificate: UnknownIssuer"));
+    assert_eq!(
+        messages[0]["message"],
+        format!("invalid peer certificate: UnknownIssuer ({}:{})", nginx.addr, nginx.https_port)
+    );
     assert!(messages[0]["hint"].as_str().unwrap().contains("--insecure"), "{messages}");
     assert!(nginx.logged().is_empty(), "no request crossed a refused handshake");
 }

@@ -247,6 +247,19 @@ impl ReplayChecks {
         analysis::analyse(&files, &settings).map_err(|e| UsageError(e.to_string()))
     }
 
+    /// Whether the run's CSV must be read back: for `--report` or an assertion on its rows.
+    pub fn reads_csv(&self) -> bool {
+        self.report || !self.assertions.is_empty()
+    }
+
+    /// Prints the `prom:` verdicts alone (when nothing else was asked for); whether all passed.
+    pub fn print_prom(&self, prom: &[Verdict]) -> bool {
+        if !prom.is_empty() {
+            eprint!("\nassertions\n{}", analysis::assert::verdicts_text(prom));
+        }
+        prom.iter().all(|v| v.passed)
+    }
+
     /// The `prom:` assertions, judged on the target's metrics over the run's `window`.
     pub fn judge_prom(&self, window: RunWindow) -> Vec<Verdict> {
         match &self.prometheus {

@@ -156,9 +156,10 @@ impl Dial {
                 (Some(required), Some(rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)), _) => {
                     alpn_refused(required, "it refused the handshake")
                 }
-                (_, _, ErrorKind::Local | ErrorKind::Timeout) => failure,
-                // Whatever ended it (a certificate refused, an alert, a server that does not
-                // speak TLS and closed), the handshake is what failed.
+                // A rustls error (a certificate refused, an alert) says what failed by itself.
+                (_, _, ErrorKind::Local | ErrorKind::Timeout | ErrorKind::Tls) => failure,
+                // Whatever else ended it (a server that does not speak TLS and closed), the
+                // handshake is what failed.
                 _ => Failure { kind: ErrorKind::Tls, message: format!("TLS handshake: {}", failure.message) },
             }
         })?;
