@@ -113,6 +113,32 @@ pub fn latency_lines(
     t
 }
 
+/// Layers of reqwest and hyper that only say a request failed, not why: left out of a message
+/// when a cause follows them.
+const WRAPPERS: [&str; 2] = ["error sending request", "client error ("];
+
+/// `a: b: c` for an error and its causes, each said once, without `(os error N)` and without the
+/// client library's wrapping layers: `invalid peer certificate: UnknownIssuer`.
+pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string();
+        let text = match text.find(" (os error ") {
+            Some(at) => text[..at].to_string(),
+            None => text,
+        };
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    while parts.len() > 1 && WRAPPERS.iter().any(|w| parts[0].starts_with(w)) {
+        parts.remove(0);
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

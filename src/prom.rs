@@ -13,14 +13,12 @@
 //! with the reason, never a pass. Before anything is sent, each query is tried once over the last
 //! second, so a typo in PromQL exits 2 with Prometheus's own message.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::analysis::assert::{Op, Verdict};
-use crate::control::{RunControl, StopReason};
 
 /// How an assertion or abort condition names the target's metrics.
 pub const PREFIX: &str = "prom:";
@@ -99,43 +97,6 @@ impl PromCheck {
                     )
                 };
                 verdict(failing.is_empty(), measured, Some(shown.value))
-            }
-        }
-    }
-}
-
-/// `--abort-on 'prom:…'`: judges the conditions every `every` from the run's T0 until scheduling
-/// stops, and stops the run (as any `--abort-on` does) when one holds. A query that fails is said
-/// once on stderr and never stops the run: the condition is about the target, not about
-/// Prometheus.
-pub(crate) fn watch_for_abort(
-    checks: Vec<PromCheck>,
-    prometheus: Prometheus,
-    every: Duration,
-    control: Arc<RunControl>,
-) {
-    const NAP: Duration = Duration::from_millis(200);
-    let mut next = Instant::now() + every;
-    let mut said = vec![false; checks.len()];
-    while !control.is_stopping() {
-        std::thread::sleep(NAP);
-        let Some(t0) = control.t0_wall() else { continue };
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + every;
-        let window = RunWindow { start: t0, end: Utc::now() };
-        for (check, said) in checks.iter().zip(&mut said) {
-            let verdict = check.judge(&prometheus, window);
-            if verdict.passed {
-                *control.aborted_by.lock().expect("not poisoned") =
-                    Some(format!("{} ({})", check.text, verdict.measured));
-                control.stop_because(StopReason::AbortCondition);
-                return;
-            }
-            if verdict.value.is_none() && !*said {
-                eprintln!("sluice: --abort-on '{}' cannot be judged now: {}", check.text, verdict.measured);
-                *said = true;
             }
         }
     }
@@ -221,13 +182,13 @@ impl Prometheus {
             .build()
             .map_err(|e| format!("cannot start a runtime for the query: {e}"))?;
         let body = runtime.block_on(async {
-            let client = crate::send::tls::client_builder()
+            let client = crate::send::provider::client_builder()
                 .timeout(QUERY_TIMEOUT)
                 .no_proxy()
                 .build()
                 .map_err(|e| e.to_string())?;
             let response = client.get(url).send().await.map_err(|e| {
-                format!("Prometheus at {} did not answer: {}", self.url(), crate::send::outcome::error_text(&e))
+                format!("Prometheus at {} did not answer: {}", self.url(), crate::display::error_text(&e))
             })?;
             let status = response.status();
             let bytes = response.bytes().await.map_err(|e| format!("Prometheus at {}: {e}", self.url()))?;

@@ -22,11 +22,13 @@ use crate::plan::safety::{DEFAULT_MASKED_QUERY, HostGuard, HostPattern, Redactor
 use crate::plan::session::SessionKey;
 use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::prom::{PromCheck, Prometheus};
-use crate::send::compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
-use crate::send::transport::HttpVersion;
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
+use compare::{BodyRules, CompareConfig, DEFAULT_BODY_LIMIT, JsonPath, MAX_BODY_LIMIT};
+pub use http::HttpVersion;
 
+pub mod compare;
+mod http;
 pub mod options;
 mod shape;
 pub mod tls;

@@ -10,6 +10,7 @@
 //! - writer: the only owner of the CSV and the statistics.
 
 mod dry_run;
+mod prom_watch;
 pub mod summary;
 
 pub use dry_run::{DryRun, dry_run};
@@ -157,7 +158,7 @@ impl Run {
             // Ends by itself within a nap of scheduling stopping; nothing waits for it.
             let (checks, prometheus, every, control) =
                 (config.prom_abort.clone(), prometheus.clone(), config.prometheus_every, control.clone());
-            spawn("sluice-prom", move || crate::prom::watch_for_abort(checks, prometheus, every, control))?;
+            spawn("sluice-prom", move || prom_watch::watch_for_abort(checks, prometheus, every, control))?;
         }
         let writer = spawn("sluice-writer", {
             let control = control.clone();

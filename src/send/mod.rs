@@ -9,6 +9,7 @@ pub mod compare;
 pub mod http1;
 pub mod http2;
 pub mod outcome;
+pub mod provider;
 pub(crate) mod session_gate;
 pub mod stream;
 pub mod tls;

@@ -7,7 +7,7 @@
 //! rustls configuration that every https connection of the run uses, through reqwest or not.
 
 use std::fmt;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -18,19 +18,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::config::TlsSettings;
 
-/// `reqwest::Client::builder()`, with the TLS crypto provider in place.
-pub fn client_builder() -> reqwest::ClientBuilder {
-    install_provider();
-    reqwest::Client::builder()
-}
-
-fn install_provider() {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // An error means a program embedding sluice installed its own provider first: keep it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+pub use super::provider::client_builder;
+use super::provider::install_provider;
 
 /// The rustls client configuration of a run: certificates verified by the platform's verifier
 /// (which reads `SSL_CERT_FILE` too) with `--ca-cert`'s certificates added, or not at all with
