@@ -130,7 +130,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 /// Every `/v1` request needs the token when one is configured. A missing and a wrong token are
 /// both 401 (RFC 6750), with messages that say which it was and never repeat what was sent. Only
 /// the header counts: a token in the query string would end up in proxy and access logs.
-pub(super) fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), Problem> {
     let Some(token) = &api.token else { return Ok(()) };
     let (detail, challenge) = match headers.get(header::AUTHORIZATION) {
         Some(value) if token.accepts(value.as_bytes()) => return Ok(()),
@@ -156,7 +156,7 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
-pub(super) fn find(api: &Api, id: &str) -> Result<RunRecord, Problem> {
+fn find(api: &Api, id: &str) -> Result<RunRecord, Problem> {
     api.registry.get(id).ok_or_else(|| Problem::from(not_found(id)))
 }
 
@@ -558,6 +558,17 @@ async fn manifest_json(
 }
 
 /// A JSON file a run writes when it ends: 409 before, 404 when it ended without one.
+/// A run the caller may read that has ended; 409 while it has not, saying `when` (what the
+/// caller asked for is made once the run ends).
+pub(super) fn ended_run(api: &Api, id: &str, headers: &HeaderMap, when: &str) -> Result<RunRecord, Problem> {
+    authorize(api, headers)?;
+    let record = find(api, id)?;
+    if !record.state.is_finished() {
+        return Err(Problem::new(StatusCode::CONFLICT, format!("run {id} is {}; {when}", record.state.as_str())));
+    }
+    Ok(record)
+}
+
 async fn finished_run_file(
     api: &Api,
     id: &str,
@@ -565,14 +576,7 @@ async fn finished_run_file(
     what: &str,
     path: impl Fn(&Paths) -> PathBuf,
 ) -> Result<Response, Problem> {
-    authorize(api, headers)?;
-    let record = find(api, id)?;
-    if !record.state.is_finished() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            format!("run {id} is {}; its {what} is written when it ends", record.state.as_str()),
-        ));
-    }
+    let record = ended_run(api, id, headers, &format!("its {what} is written when it ends"))?;
     let bytes = tokio::fs::read(path(api.registry.paths())).await.map_err(|_| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -594,17 +598,8 @@ async fn results_xlsx(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&api, &headers)?;
-    let record = find(&api, &id)?;
-    if !record.state.is_finished() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            format!(
-                "run {id} is {}; its workbook is built once it ends (results.csv has the rows so far)",
-                record.state.as_str()
-            ),
-        ));
-    }
+    let record =
+        ended_run(&api, &id, &headers, "its workbook is built once it ends (results.csv has the rows so far)")?;
     let csv = api.registry.paths().csv(&id);
     if !csv.is_file() {
         return Err(Problem::new(

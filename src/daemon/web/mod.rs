@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::api::{Api, Problem, authorize, blocking, find};
+use super::api::{Api, Problem, blocking, ended_run};
 use super::registry::RegistryError;
 use crate::analysis::render::{self, ReportFormat};
 use crate::analysis::{self, Settings};
@@ -68,18 +68,15 @@ async fn report_html(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    authorize(&api, &headers)?;
-    let record = find(&api, &id)?;
-    if !record.state.is_finished() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            format!(
-                "run {id} is {}; its report is rendered once it ends (GET /v1/runs/{id}/events follows it live, \
-                 /results.csv has the rows so far)",
-                record.state.as_str()
-            ),
-        ));
-    }
+    let record = ended_run(
+        &api,
+        &id,
+        &headers,
+        &format!(
+            "its report is rendered once it ends (GET /v1/runs/{id}/events follows it live, /results.csv has the \
+             rows so far)"
+        ),
+    )?;
     let csv: PathBuf = api.registry.paths().csv(&id);
     let html = blocking({
         let (id, ended_as) = (id.clone(), record.message.unwrap_or_else(|| record.state.as_str().to_string()));
