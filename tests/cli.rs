@@ -260,3 +260,26 @@ fn a_target_with_credentials_in_its_url_is_refused_without_showing_them() {
     assert!(stderr.contains("credentials in the URL") && !stderr.contains("s3cret"), "{stderr}");
     assert!(!dir.path().join("r.csv").exists(), "nothing written");
 }
+
+#[test]
+fn a_shards_manifest_carries_its_logs_sha256_and_an_unsharded_runs_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fixture("demo-access.log");
+    let digest = |shard: Option<&str>, name: &str| {
+        let out = dir.path().join(name);
+        let mut cmd = sluice();
+        cmd.args(["replay", log.to_str().unwrap(), "--target", "mock", "--rate", "200", "--duration", "1s"]);
+        cmd.args(["--out", out.to_str().unwrap()]);
+        if let Some(shard) = shard {
+            cmd.args(["--shard", shard]);
+        }
+        cmd.timeout(Duration::from_secs(60)).assert().success();
+        let manifest = sluice::shard::Manifest::read(&sluice::shard::manifest_path_for(&out)).unwrap();
+        assert_eq!(manifest.logs[0].bytes, std::fs::metadata(&log).unwrap().len());
+        manifest.logs[0].sha256.clone()
+    };
+    // What merge compares shards by: the whole file's content.
+    assert_eq!(digest(Some("0/2"), "shard-0.csv"), sluice::shard::sha256_file(&log).unwrap());
+    // Nothing compares an unsharded run's log, so the end of the run does not read it again.
+    assert_eq!(digest(None, "whole.csv"), "");
+}

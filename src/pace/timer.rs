@@ -79,7 +79,12 @@ mod linux {
                 if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
             });
             match read {
-                Ok(result) => return result,
+                Ok(result) => {
+                    // The expiry is read: the next sleep must wait for a new edge instead of
+                    // finding this readiness, reading nothing (EAGAIN) and waiting only then.
+                    guard.clear_ready();
+                    return result;
+                }
                 // Readiness left over from an earlier sleep: wait for this one's expiry.
                 Err(_would_block) => continue,
             }

@@ -89,8 +89,8 @@ pub struct LogFile {
     pub name: String,
     /// Its size in bytes.
     pub bytes: u64,
-    /// Hex SHA-256 of its content ([`sha256_file`]); empty for standard input (`-`), which an
-    /// unsharded run may read and nothing can read again.
+    /// Hex SHA-256 of its content ([`sha256_file`]), what `sluice merge` compares shards by;
+    /// empty for an unsharded run, which nothing compares (and which may read standard input).
     pub sha256: String,
 }
 

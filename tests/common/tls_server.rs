@@ -18,7 +18,8 @@ pub struct TlsServer {
     _runtime: tokio::runtime::Runtime,
 }
 
-pub fn tls_server() -> TlsServer {
+/// Accepts TLS with the test certificate of `fixtures/tls`.
+pub fn acceptor() -> tokio_rustls::TlsAcceptor {
     let tls = fixture("tls");
     let certs = CertificateDer::pem_file_iter(tls.join("server.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_file(tls.join("server-key.pem")).unwrap();
@@ -29,7 +30,11 @@ pub fn tls_server() -> TlsServer {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+pub fn tls_server() -> TlsServer {
+    let acceptor = acceptor();
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
