@@ -13,6 +13,8 @@ pub const TOKEN_ENV: &str = "SLUICE_TOKEN";
 
 /// Shorter tokens are refused: the API can send traffic, so a guessable token is no protection.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// A token file longer than this is not a token file.
+const TOKEN_FILE_BYTES: u64 = 4096;
 
 /// A loaded token. `Debug` never shows it.
 #[derive(Clone)]
@@ -48,7 +50,9 @@ impl Token {
     /// credentials, a secrets mount), the environment may be inherited by accident.
     pub fn load(file: Option<&Path>, env: Option<String>) -> Result<Option<(Token, TokenSource)>, String> {
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            // A token is a line; a mistaken path (a log, /dev/zero) is refused, not read whole.
+            let text = crate::config::read_small_file(path, TOKEN_FILE_BYTES)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
             return Token::new(&text).map(|t| Some((t, TokenSource::File))).map_err(|m| format!("--token-file: {m}"));
         }
         match env {
@@ -111,5 +115,9 @@ mod tests {
         assert!(Token::load(None, Some(String::new())).unwrap().is_none());
         assert!(Token::load(None, None).unwrap().is_none());
         assert!(Token::load(Some(&dir.path().join("missing")), None).is_err());
+        // A mistaken path (here, a big file) is refused before it is read whole.
+        std::fs::write(&path, "x".repeat(TOKEN_FILE_BYTES as usize + 1)).unwrap();
+        let refused = Token::load(Some(&path), None).unwrap_err();
+        assert!(refused.contains("longer than 4096 bytes"), "{refused}");
     }
 }

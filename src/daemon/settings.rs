@@ -226,7 +226,8 @@ fn resolve_tls(args: &DaemonArgs, file: &DaemonFile) -> Result<TlsPolicy, UsageE
 
 fn load_file(path: &Path) -> Result<DaemonFile, UsageError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--config {shown}: {e}")))?;
+    let text = crate::config::read_small_file(path, crate::config::CONFIG_FILE_BYTES)
+        .map_err(|e| UsageError(format!("--config {shown}: {e}")))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| UsageError(format!("--config {shown}: {e}")))?;
     if table.contains_key("token") {
         return Err(UsageError(format!(
@@ -275,6 +276,9 @@ mod tests {
         let flags = DaemonArgs { config: Some(path.clone()), max_concurrent_runs: Some(2), ..args("127.0.0.1:1") };
         let merged = DaemonConfig::resolve(&flags, None).unwrap();
         assert_eq!((merged.listen.port(), merged.max_concurrent_runs), (1, 2));
+        std::fs::write(&path, "# padding\n".repeat(200_000)).unwrap();
+        let refused = DaemonConfig::resolve(&DaemonArgs { config: Some(path.clone()), ..Default::default() }, None);
+        assert!(refused.is_err_and(|e| e.0.contains("longer than 1048576 bytes")));
         std::fs::write(&path, "token = \"secret-secret-secret\"\n").unwrap();
         assert!(DaemonConfig::resolve(&DaemonArgs { config: Some(path.clone()), ..Default::default() }, None).is_err());
         std::fs::write(&path, "bogus = 1\n").unwrap();
