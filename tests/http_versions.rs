@@ -212,6 +212,11 @@ fn http_2_against_a_server_that_does_not_agree_to_h2_fails_clearly_and_sends_not
     assert!(run.rows.iter().all(|r| r["error"] == "protocol" && r["status"].is_empty()), "{:?}", run.rows[0]);
     assert!(run.stderr.contains("did not agree to h2 by ALPN"), "{}", run.stderr);
     assert!(run.stderr.contains("--http-version 1.1"), "the message says what to do: {}", run.stderr);
+    assert!(
+        run.stderr.contains("protocol   HTTP/2 over TLS (h2, agreed by ALPN) asked; none spoken: nothing answered"),
+        "the summary does not claim a protocol nobody spoke: {}",
+        run.stderr
+    );
     assert!(nginx.logged_on(nginx.tls_h1_only).is_empty(), "no request crossed the refused protocol");
 }
 

@@ -211,7 +211,11 @@ impl Summary {
             (_, StopReason::OutputError) => "stopped: results could not be written",
         };
         let _ = writeln!(t, "sluice replay: {how} — {} → {}", self.format, self.target);
-        let _ = writeln!(t, "  protocol   {}", self.protocol);
+        match self.responses {
+            // What was asked is not what was spoken when nothing answered (a server refusing h2).
+            0 => _ = writeln!(t, "  protocol   {} asked; none spoken: nothing answered", self.protocol),
+            _ => _ = writeln!(t, "  protocol   {}", self.protocol),
+        }
         if let Some(shard) = &self.shard {
             let _ = writeln!(t, "  shard      {shard}: its share of the plan, at the plan's times");
         }
