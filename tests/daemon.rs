@@ -269,6 +269,11 @@ fn sluice_runs_submits_follows_lists_and_downloads_with_the_token_from_the_envir
     assert_eq!(csv_rows(&std::fs::read(&out).unwrap()).len(), 200);
     let summary: Value = serde_json::from_slice(&sluice(&["results", &id, "--summary"]).stdout).unwrap();
     assert_eq!(count(&summary["requests_sent"]), 200);
+    let workbook = state.path().join("r.xlsx");
+    assert_eq!(sluice(&["results", &id, "--xlsx", "--out", workbook.to_str().unwrap()]).status.code(), Some(0));
+    assert!(std::fs::read(&workbook).unwrap().starts_with(b"PK\x03\x04"), "a zip: the workbook");
+    let report = String::from_utf8(sluice(&["results", &id, "--report"]).stdout).unwrap();
+    assert!(report.starts_with("<!DOCTYPE html>") && report.contains("unique-targets.log"), "the run's HTML report");
 
     let stop = sluice(&["stop", &id]);
     assert_eq!(stop.status.code(), Some(2));

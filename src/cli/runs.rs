@@ -90,8 +90,15 @@ pub enum RunsCommand {
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// The summary (JSON) instead of the CSV.
-        #[arg(long, conflicts_with = "fleet")]
+        #[arg(long, conflicts_with_all = ["fleet", "xlsx", "report"])]
         summary: bool,
+        /// The workbook (.xlsx: typed cells, Summary and Routes sheets) instead of the CSV, once
+        /// the run ended; needs --out.
+        #[arg(long, conflicts_with_all = ["fleet", "report"], requires = "out")]
+        xlsx: bool,
+        /// The HTML report (one self-contained file) instead of the CSV, once the run ended.
+        #[arg(long, conflicts_with = "fleet")]
+        report: bool,
         #[arg(long, value_name = "FILE", conflicts_with = "id", requires = "out", help = FLEET_HELP)]
         fleet: Option<PathBuf>,
         /// With --fleet: where the shards' CSVs and manifests are kept, one directory per shard
@@ -221,9 +228,14 @@ impl Client {
                 self.stop(one(id), "").await?;
                 Ok(Exit::Ok)
             }
-            RunsCommand::Results { id, out, summary, .. } => {
+            RunsCommand::Results { id, out, summary, xlsx, report, .. } => {
                 let id = one(id);
-                let file = if *summary { "/summary.json" } else { "/results.csv" };
+                let file = match (summary, xlsx, report) {
+                    (true, _, _) => "/summary.json",
+                    (_, true, _) => "/results.xlsx",
+                    (_, _, true) => "/report.html",
+                    _ => "/results.csv",
+                };
                 let mut response = self.send(self.request(Method::GET, &run_path(id, file))).await?;
                 let mut sink: Box<dyn Write> = match out {
                     Some(path) => Box::new(std::io::BufWriter::new(
