@@ -173,7 +173,7 @@ async fn no_route() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "no such endpoint; the API is /healthz, /metrics, /v1/logs[/{name}] and /v1/runs[/{id}[/events|/stop|\
-         /results.csv|/summary.json|/manifest.json]]",
+         /results.csv|/results.xlsx|/summary.json|/manifest.json|/report.html]], and the web page is /",
     )
 }
 
