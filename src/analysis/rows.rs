@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::{Answer, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
+use crate::results::{Answer, E2E_COLUMN, EndToEnd, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub struct RowError {
 #[derive(Debug, Clone, Copy)]
 struct Columns {
     at: [usize; HEADER.len()],
+    /// Where [`E2E_COLUMN`] is, in an end-to-end Kafka run's file.
+    e2e: Option<usize>,
     width: usize,
 }
 
@@ -133,7 +135,12 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let names: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
     let mut columns = [ABSENT; HEADER.len()];
     let mut extra = Vec::new();
+    let mut e2e = None;
     for (at, name) in names.iter().enumerate() {
+        if name == E2E_COLUMN && e2e.is_none() {
+            e2e = Some(at);
+            continue;
+        }
         match HEADER.iter().position(|h| h == name) {
             Some(i) if columns[i] == ABSENT => columns[i] = at,
             Some(_) => extra.push(format!("{name} (again)")),
@@ -143,7 +150,7 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let missing: Vec<&str> =
         HEADER.iter().zip(columns).filter(|(h, at)| *at == ABSENT && !OPTIONAL.contains(h)).map(|(h, _)| *h).collect();
     match (missing.is_empty(), extra.is_empty()) {
-        (true, true) => Ok(Columns { at: columns, width: names.len() }),
+        (true, true) => Ok(Columns { at: columns, e2e, width: names.len() }),
         (false, true) => Err(format!("header: missing column(s) {}; expected {expected}", missing.join(", "))),
         (true, false) => Err(format!("header: unexpected column(s) {}; expected {expected}", extra.join(", "))),
         (false, false) => Err(format!(
@@ -189,6 +196,12 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
             .map_or(Ok(0), |t| millis_as_micros(t, "latency_ms").and_then(|v| non_negative(v, "latency_ms")))?,
         bytes: integer(field(BYTES)?, "bytes")?,
         session: session(field(SESSION)?, field(SESSION_SEQ)?)?,
+        e2e: match columns.e2e.map(|at| std::str::from_utf8(&record[at])) {
+            None | Some(Ok("")) => None,
+            Some(Ok("lost")) => Some(EndToEnd::Lost),
+            Some(Ok(ms)) => Some(EndToEnd::Seen(non_negative(millis_as_micros(ms, E2E_COLUMN)?, E2E_COLUMN)?)),
+            Some(Err(_)) => return Err(format!("{E2E_COLUMN}: not UTF-8")),
+        },
     })
 }
 

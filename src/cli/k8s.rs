@@ -487,7 +487,7 @@ fn check_target(text: &str) -> Result<(), ConfigError> {
             "--target",
             "carries credentials, which the manifest would show to anyone who can read the Job; send them in a header",
         )),
-        Target::Url(_) => Ok(()),
+        Target::Url(_) | Target::Kafka(_) => Ok(()),
     }
 }
 

@@ -24,6 +24,7 @@ use crate::plan::{DEFAULT_METHODS, HostRule, PlanRules, parse_methods};
 use crate::sink::abort::AbortCondition;
 use crate::source::{DEFAULT_MAX_LINE_BYTES, Input, MAX_LINE_BYTES_LIMIT, MIN_LINE_BYTES_LIMIT};
 
+pub mod kafka;
 pub mod options;
 mod shape;
 
@@ -110,6 +111,8 @@ pub enum Target {
     Url(reqwest::Url),
     /// The built-in mock server, started in-process on 127.0.0.1.
     Mock,
+    /// A Kafka topic: every planned request becomes one message.
+    Kafka(Box<kafka::KafkaTarget>),
 }
 
 /// How many unreadable log lines end a run.
@@ -248,6 +251,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
+        let target = kafka::with_flags(target, args)?;
         let concurrency = within("--concurrency", args.concurrency.unwrap_or(64), CONCURRENCY)?;
         let batch = within("--batch", args.batch.unwrap_or(1), BATCH)?;
         let (shape, duration) = shape_and_duration(args)?;
@@ -487,6 +491,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 pub fn parse_target(text: &str) -> Result<Target, String> {
     if text == "mock" {
         return Ok(Target::Mock);
+    }
+    if text.starts_with("kafka://") {
+        return kafka::parse_topic_address(text).map(|topic| Target::Kafka(Box::new(kafka::KafkaTarget::to(topic))));
     }
     let url = reqwest::Url::parse(text)
         .map_err(|e| format!("'{text}' is not a URL ({e}); expected http(s)://host[:port][/prefix] or 'mock'"))?;

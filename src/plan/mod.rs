@@ -81,6 +81,8 @@ pub struct ReplayRequest {
     pub log_offset: Option<std::time::Duration>,
     /// Its client session and place in it, with `--sessions` (and a line that has the key).
     pub session: Option<SessionTag>,
+    /// For a Kafka target: the message's key and partition (its value is `body`).
+    pub stream: Option<crate::send::kafka::StreamMessage>,
 }
 
 impl ReplayRequest {
@@ -99,6 +101,7 @@ impl ReplayRequest {
             position: LogPosition::default(),
             log_offset: None,
             session: None,
+            stream: None,
         }
     }
 }
@@ -462,6 +465,7 @@ impl Planner {
             body,
             log_offset: None,
             session: None,
+            stream: None,
         })
     }
 

@@ -37,6 +37,15 @@ pub enum ErrorKind {
     /// sent, like `NotSent`.
     SkippedLate,
     Other,
+    /// Kafka: no acknowledgement within `--timeout`.
+    #[serde(rename = "kafka:timeout")]
+    KafkaTimeout,
+    /// Kafka: no broker could be reached, or the connection failed.
+    #[serde(rename = "kafka:connect")]
+    KafkaConnect,
+    /// Kafka: the broker refused the message with an error code.
+    #[serde(rename = "kafka:broker")]
+    KafkaBroker,
 }
 
 impl ErrorKind {
@@ -52,6 +61,9 @@ impl ErrorKind {
             ErrorKind::NotSent => "not_sent",
             ErrorKind::SkippedLate => "skipped_late",
             ErrorKind::Other => "other",
+            ErrorKind::KafkaTimeout => "kafka:timeout",
+            ErrorKind::KafkaConnect => "kafka:connect",
+            ErrorKind::KafkaBroker => "kafka:broker",
         }
     }
 
@@ -169,6 +181,8 @@ pub struct Outcome {
     /// reset counts what arrived).
     pub bytes: u64,
     pub session: Option<SessionTag>,
+    /// End to end (`--consume`): when its output message was seen, or that none was.
+    pub e2e: Option<crate::results::EndToEnd>,
 }
 
 impl Outcome {
@@ -200,6 +214,7 @@ impl Outcome {
             result,
             bytes,
             session: req.session,
+            e2e: None,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::send::http1;
 pub enum Transport {
     Pooled(Client),
     Direct(Direct),
+    Kafka(super::kafka::Producer),
 }
 
 /// A sender's own state between requests, for the direct transport: its open connection and the
@@ -51,6 +52,9 @@ pub type Sent = (Result<u16, Failure>, u64);
 
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
+        if let crate::config::Target::Kafka(kafka) = &config.target {
+            return Ok(Transport::Kafka(super::kafka::Producer::new(kafka, config.timeout)));
+        }
         if target.scheme() != "http" || config.use_env_proxy || config.follow_redirects {
             return super::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
         }
@@ -79,6 +83,7 @@ impl Transport {
         match self {
             Transport::Pooled(client) => send_pooled(client, req).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
+            Transport::Kafka(producer) => producer.send(req).await,
         }
     }
 }

@@ -5,13 +5,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::display::needs_neutralising;
 use crate::plan::safety::Redactor;
-use crate::results::HEADER;
+use crate::results::{E2E_COLUMN, EndToEnd, HEADER};
 use crate::send::outcome::Outcome;
 
 /// Converts monotonic instants to UTC wall-clock time from one anchor taken at the start, so all
@@ -127,20 +127,27 @@ pub struct CsvSink {
     clock: WallClock,
     redactor: Redactor,
     scratch: Vec<u8>,
+    /// Whether rows end with [`E2E_COLUMN`] (an end-to-end Kafka run).
+    end_to_end: bool,
 }
 
 impl CsvSink {
     /// Creates (or truncates) the file and writes the header, so an unwritable path fails before
     /// anything is sent.
     pub fn create(path: &Path, clock: WallClock, redactor: Redactor) -> io::Result<CsvSink> {
+        CsvSink::create_with(path, clock, redactor, false)
+    }
+
+    /// [`CsvSink::create`], with the [`E2E_COLUMN`] last when `end_to_end`.
+    pub fn create_with(path: &Path, clock: WallClock, redactor: Redactor, end_to_end: bool) -> io::Result<CsvSink> {
         // Readable too: after a failure the tail is read back to find the last whole row.
         let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
         let failed = Arc::new(AtomicBool::new(false));
         let results = ResultsFile { file: file.try_clone()?, failed: failed.clone() };
         let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, results));
-        writer.write_record(HEADER)?;
+        writer.write_record(HEADER.iter().chain(end_to_end.then_some(&E2E_COLUMN)))?;
         writer.flush()?;
-        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256) })
+        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256), end_to_end })
     }
 
     /// After a write error: writes nothing more and cuts the file back to its last whole row, so
@@ -250,6 +257,13 @@ impl CsvSink {
                 push_u64(b, session.seq)
             }
         })?;
+        if self.end_to_end {
+            field(&|b| match o.e2e {
+                Some(EndToEnd::Seen(us)) => push_millis(b, Duration::from_micros(us)),
+                Some(EndToEnd::Lost) => b.extend_from_slice(b"lost"),
+                None => {}
+            })?;
+        }
         writer.write_record(None::<&[u8]>)?;
         Ok(())
     }

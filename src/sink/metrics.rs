@@ -197,6 +197,7 @@ mod tests {
             result,
             bytes: 0,
             session: None,
+            e2e: None,
         }
     }
 
