@@ -42,8 +42,9 @@ pub struct ReplayOptions {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended), or
-    /// `mock` to start the built-in mock server on 127.0.0.1. Required.
+    /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended),
+    /// `mock` to start the built-in mock server on 127.0.0.1, or kafka://HOST:PORT/TOPIC to
+    /// produce each request as a Kafka message (see --kafka-value). Required.
     #[arg(short, long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
