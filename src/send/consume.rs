@@ -74,13 +74,7 @@ pub fn start(
         .map_err(|_| format!("--consume {}: no broker answered within {deadline:?}", consume.topic))?
         .map_err(|m| format!("--consume {}: {m}", consume.topic))?;
     let (senders_tx, senders_rx) = crossbeam_channel::bounded::<Vec<Outcome>>(super::OUTCOME_BACKLOG);
-    let matcher = Arc::new(Matcher {
-        held: Mutex::new(Held::default()),
-        writer: OutcomeBuffer::new(writer),
-        by: consume.by.clone(),
-        run_id: producer.run_id().to_string(),
-        unmatched: Arc::new(AtomicU64::new(0)),
-    });
+    let matcher = Arc::new(Matcher::new(writer, consume.by.clone(), producer.run_id().to_string(), MAX_AWAITING));
     let unmatched = matcher.unmatched.clone();
     let drain = config.drain_timeout;
     let thread = std::thread::Builder::new()
@@ -172,9 +166,22 @@ struct Matcher {
     by: Match,
     run_id: String,
     unmatched: Arc<AtomicU64>,
+    /// Rows that may wait for their output ([`MAX_AWAITING`]).
+    max_awaiting: usize,
 }
 
 impl Matcher {
+    fn new(writer: crossbeam_channel::Sender<Vec<Outcome>>, by: Match, run_id: String, max_awaiting: usize) -> Matcher {
+        Matcher {
+            held: Mutex::new(Held::default()),
+            writer: OutcomeBuffer::new(writer),
+            by,
+            run_id,
+            unmatched: Arc::new(AtomicU64::new(0)),
+            max_awaiting,
+        }
+    }
+
     /// Rows from the senders: an acknowledged message waits for its output (unless it came
     /// already); any other row goes on at once.
     fn take(&self, batch: Vec<Outcome>) {
@@ -189,7 +196,7 @@ impl Matcher {
                 self.writer.push(outcome);
                 continue;
             }
-            if held.awaiting.len() >= MAX_AWAITING
+            if held.awaiting.len() >= self.max_awaiting
                 && let Some((_, mut oldest)) = held.awaiting.pop_first()
             {
                 oldest.e2e = Some(EndToEnd::Lost);
@@ -215,6 +222,7 @@ impl Matcher {
         }
         if held.early.len() >= MAX_EARLY {
             held.early.pop_first();
+            self.unmatched.fetch_add(1, Ordering::Relaxed);
         }
         if held.early.insert(seq, seen).is_some() {
             self.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -225,9 +233,11 @@ impl Matcher {
         self.held.lock().expect("not poisoned").awaiting.len()
     }
 
-    /// The end of the drain: what is still awaited is lost.
+    /// The end of the drain: what is still awaited is lost, and outputs still waiting for their
+    /// input matched nothing.
     fn give_up_all(&self) {
-        let awaiting = std::mem::take(&mut self.held.lock().expect("not poisoned").awaiting);
+        let Held { awaiting, early } = std::mem::take(&mut *self.held.lock().expect("not poisoned"));
+        self.unmatched.fetch_add(early.len() as u64, Ordering::Relaxed);
         for (_, mut outcome) in awaiting {
             outcome.e2e = Some(EndToEnd::Lost);
             self.writer.push(outcome);
@@ -271,6 +281,41 @@ mod tests {
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
             timestamp: chrono::Utc::now(),
         }
+    }
+
+    fn acknowledged(seq: u64, ok: bool) -> Outcome {
+        let now = Instant::now();
+        let req = crate::plan::ReplayRequest { seq, ..crate::plan::ReplayRequest::for_test("/") };
+        let result = if ok { Ok(0) } else { Err(crate::send::outcome::ErrorKind::KafkaTimeout) };
+        Outcome::of(req, now, Some(now), result, 0)
+    }
+
+    #[test]
+    fn rows_wait_for_their_output_and_past_the_bound_the_oldest_is_given_up_as_lost() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let matcher = Matcher::new(tx, Match::Header("sluice-seq".into()), "r1".into(), 2);
+        let output = |seq: u64| matcher.output(&record(&[("sluice-seq", &seq.to_string())], ""), Instant::now());
+        matcher.take(vec![acknowledged(0, true), acknowledged(1, true), acknowledged(2, false)]);
+        output(1);
+        // Seen before its acknowledgement came back (a fast app).
+        output(5);
+        matcher.take(vec![acknowledged(3, true)]);
+        // The table holds 0 and 3: taking 4 gives up 0, the oldest.
+        matcher.take(vec![acknowledged(4, true)]);
+        matcher.take(vec![acknowledged(5, true)]);
+        output(99);
+        matcher.writer.flush();
+        assert_eq!(matcher.awaiting(), 2);
+        matcher.give_up_all();
+        let rows: BTreeMap<u64, Option<EndToEnd>> = rx.try_iter().flatten().map(|o| (o.seq, o.e2e)).collect();
+        assert_eq!(rows.len(), 6, "every row reaches the writer once: {rows:?}");
+        assert_eq!(rows[&2], None, "a failed produce waits for nothing");
+        assert!(matches!(rows[&1], Some(EndToEnd::Seen(_))));
+        assert!(matches!(rows[&5], Some(EndToEnd::Seen(_))));
+        for lost in [0, 3, 4] {
+            assert_eq!(rows[&lost], Some(EndToEnd::Lost), "seq {lost}");
+        }
+        assert_eq!(matcher.unmatched.load(Ordering::Relaxed), 1, "99 matched no input");
     }
 
     #[test]

@@ -50,9 +50,14 @@ pub fn produce_method() -> Method {
     Method::from_bytes(b"PRODUCE").expect("a valid token")
 }
 
-/// Connects to the cluster behind `address`: a client that gives up after `deadline`.
+/// How long the client retries a failed request or connection before giving up (rskafka's own
+/// default is forever): a broker that refuses connections fails a message within about this.
+const RETRY_FOR: Duration = Duration::from_secs(1);
+
+/// Connects to the cluster behind `address`. Its requests are retried for at most [`RETRY_FOR`]
+/// (and `deadline`).
 pub async fn connect(address: &TopicAddress, deadline: Duration) -> Result<Client, KafkaError> {
-    let backoff = BackoffConfig { deadline: Some(deadline), ..BackoffConfig::default() };
+    let backoff = BackoffConfig { deadline: Some(deadline.min(RETRY_FOR)), ..BackoffConfig::default() };
     ClientBuilder::new(address.brokers.clone()).client_id("sluice").backoff_config(backoff).build().await
 }
 
@@ -160,12 +165,7 @@ impl MessageShaper {
             MessageKey::None => None,
             MessageKey::Client => entry.remote_addr.as_deref().map(Bytes::copy_from_slice),
             MessageKey::Session => req.session.map(|s| Bytes::from(format!("s{}", s.id))),
-            MessageKey::Field(name) => entry
-                .headers
-                .iter()
-                .chain(&entry.fields)
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| Bytes::copy_from_slice(v)),
+            MessageKey::Field(name) => logged_field(entry, name).map(Bytes::copy_from_slice),
         };
         let partitions = self.urls.len();
         let partition = match &key {
@@ -178,6 +178,17 @@ impl MessageShaper {
         req.url = self.urls[partition].clone();
         req.stream = Some(StreamMessage { key, partition: partition as i32 });
     }
+}
+
+/// A logged request header (`user-agent` and `referer` included) or log-format variable, by
+/// its name in any case.
+fn logged_field<'e>(entry: &'e Entry<'_>, name: &str) -> Option<&'e [u8]> {
+    match name {
+        "user-agent" => return entry.user_agent.as_deref(),
+        "referer" => return entry.referer.as_deref(),
+        _ => {}
+    }
+    entry.headers.iter().chain(&entry.fields).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
 }
 
 /// The planned request as JSON, with stable field names: `method`, `target` (path and query,
@@ -357,6 +368,51 @@ fn new_run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::kafka::parse_topic_address;
+    use crate::plan::{PlanRules, Planner};
+
+    fn shaped(value: MessageValue, key: MessageKey, line: &str, seq: u64) -> ReplayRequest {
+        let target = KafkaTarget { value, key, ..KafkaTarget::to(parse_topic_address("kafka://b1:9092/t").unwrap()) };
+        let shaper = MessageShaper::new(&target, 4).unwrap();
+        let format = sluice_parsers::Format::from_spec("apache-combined").unwrap();
+        let entry = format.parse_line(line.as_bytes()).unwrap();
+        let mut planner = Planner::new(&planning_url(&target).unwrap(), PlanRules::default());
+        let mut req = planner.plan(&entry, 0, 1).unwrap();
+        req.seq = seq;
+        shaper.shape(&entry, Some(line.as_bytes()), &mut req);
+        req
+    }
+
+    const LINE: &str = r#"10.1.2.3 - - [21/Nov/2026:14:03:07 +0000] "GET /cart/add?id=7 HTTP/1.1" 201 12 "-" "ua/1""#;
+
+    #[test]
+    fn a_message_is_the_line_or_the_request_as_json_keyed_and_partitioned_as_kafka_does() {
+        let line = shaped(MessageValue::Line, MessageKey::None, LINE, 6);
+        assert_eq!(line.body.as_deref(), Some(LINE.as_bytes()));
+        assert_eq!(line.method.as_str(), "PRODUCE");
+        // Unkeyed: round robin by seq over the 4 partitions.
+        assert_eq!(line.url.as_str(), "kafka://b1:9092/t/2");
+        assert_eq!(line.stream, Some(StreamMessage { key: None, partition: 2 }));
+
+        let json = shaped(MessageValue::Json, MessageKey::Client, LINE, 6);
+        let value: serde_json::Value = serde_json::from_slice(json.body.as_deref().unwrap()).unwrap();
+        assert_eq!(value["method"], "GET");
+        assert_eq!(value["target"], "/cart/add?id=7");
+        assert_eq!(value["logged_status"], 201);
+        assert_eq!(value["logged_time"], "2026-11-21T14:03:07Z");
+        assert_eq!(value["client"], "10.1.2.3");
+        assert_eq!(value["headers"]["user-agent"], "ua/1");
+        let key = json.stream.as_ref().unwrap().key.clone().unwrap();
+        assert_eq!(&key[..], b"10.1.2.3");
+        let partition = (murmur2(b"10.1.2.3") & 0x7fff_ffff) as i32 % 4;
+        assert_eq!(json.stream.unwrap().partition, partition, "murmur2 of the key, whatever the seq");
+        assert_eq!(json.url.as_str(), format!("kafka://b1:9092/t/{partition}"));
+
+        let by_header = shaped(MessageValue::Line, MessageKey::Field("user-agent".into()), LINE, 0);
+        assert_eq!(by_header.stream.unwrap().key.as_deref(), Some(&b"ua/1"[..]));
+        let missing = shaped(MessageValue::Line, MessageKey::Field("x-request-id".into()), LINE, 0);
+        assert_eq!(missing.stream.unwrap().key, None, "a line without the field has no key");
+    }
 
     #[test]
     fn murmur2_is_kafkas() {
