@@ -359,10 +359,9 @@ impl Producer {
 /// 16 hex digits, random: tells this run's messages from another run's on the same topics.
 /// (std's randomly keyed hasher over the time and process id: no random-number crate needed.)
 fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    (std::time::SystemTime::now(), std::process::id()).hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new();
+    format!("{:016x}", random.hash_one((std::time::SystemTime::now(), std::process::id())))
 }
 
 #[cfg(test)]
