@@ -82,7 +82,15 @@ pub struct ReplayRequest {
     /// Its client session and place in it, with `--sessions` (and a line that has the key).
     pub session: Option<SessionTag>,
     /// For a Kafka target: the message's key and partition (its value is `body`).
-    pub stream: Option<crate::send::kafka::StreamMessage>,
+    pub stream: Option<StreamMessage>,
+}
+
+/// A Kafka message's key and partition, chosen while the log is read (`crate::send::kafka`);
+/// its value is the request's `body`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMessage {
+    pub key: Option<Bytes>,
+    pub partition: i32,
 }
 
 impl ReplayRequest {

@@ -27,14 +27,7 @@ use super::outcome::{ErrorKind, Failure};
 use super::transport::Sent;
 use crate::config::kafka::{KafkaTarget, MessageKey, MessageValue, RUN_HEADER, SEQ_HEADER, TopicAddress};
 use crate::config::{ReplayConfig, Target};
-use crate::plan::ReplayRequest;
-
-/// A message's key and partition; its value is the request's `body`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamMessage {
-    pub key: Option<Bytes>,
-    pub partition: i32,
-}
+use crate::plan::{ReplayRequest, StreamMessage};
 
 /// After a failed connection, messages fail at once (as `kafka:connect`) for this long before
 /// the next attempt: a broker that is down gives each message an error row without slowing the
