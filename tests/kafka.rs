@@ -64,7 +64,13 @@ impl Tansu {
             std::thread::sleep(Duration::from_millis(50));
         }
         let client = runtime.block_on(async {
-            ClientBuilder::new(vec![format!("127.0.0.1:{port}")]).build().await.expect("a client of tansu")
+            // Bounded: the client's own default is to retry forever.
+            let backoff = rskafka::BackoffConfig { deadline: Some(Duration::from_secs(30)), ..Default::default() };
+            ClientBuilder::new(vec![format!("127.0.0.1:{port}")])
+                .backoff_config(backoff)
+                .build()
+                .await
+                .expect("a client of tansu")
         });
         Some(Tansu { child, port, runtime, client })
     }
