@@ -171,7 +171,7 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
             at => std::str::from_utf8(&record[at]).map_err(|_| format!("{}: not UTF-8", HEADER[i])),
         }
     };
-    let answer = match (optional_status(field(STATUS)?, "status")?, field(ERROR)?) {
+    let answer = match (replayed_status(field(STATUS)?)?, field(ERROR)?) {
         (Some(status), _) => Answer::Status(status),
         (None, "") => return Err("neither a status nor an error".into()),
         (None, kind) => Answer::Error(kind),
@@ -226,6 +226,15 @@ fn unneutralised(cell: &str) -> &str {
 
 fn integer(text: &str, column: &str) -> Result<u64, String> {
     text.parse().map_err(|_| format!("{column}: '{text}' is not a whole number"))
+}
+
+/// The `status` cell: an HTTP status, or `0` for an acknowledged Kafka message (Kafka's error
+/// code for none; see [`crate::send::kafka`]).
+fn replayed_status(text: &str) -> Result<Option<u16>, String> {
+    match text {
+        "0" => Ok(Some(0)),
+        _ => optional_status(text, "status"),
+    }
 }
 
 fn optional_status(text: &str, column: &str) -> Result<Option<u16>, String> {
@@ -306,6 +315,25 @@ mod tests {
         assert_eq!(row.latency_us, 2542);
         assert_eq!(row.latency_from_schedule_us(), 2391);
         assert!(r.next_row().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_kafka_row_reads_back_acknowledged_and_with_its_end_to_end_cell() {
+        let with = HEAD.replace("error\n", "error,session,session_seq,e2e_ms\n");
+        let row = "1,2,,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.1,PRODUCE,kafka://b:9092/t/0,200";
+        let mut r = reader(&format!(
+            "{with}{row},0,1.0,3,,,,310.25\n{row},0,1.0,3,,,,lost\n{row},,1.0,0,kafka:timeout,,,\n{row},0,1.0,3,,,,-1\n"
+        ))
+        .unwrap();
+        let seen = r.next_row().unwrap().unwrap().unwrap();
+        assert_eq!((seen.answer, seen.e2e), (Answer::Status(0), Some(EndToEnd::Seen(310_250))));
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap().e2e, Some(EndToEnd::Lost));
+        let failed = r.next_row().unwrap().unwrap().unwrap();
+        assert_eq!((failed.answer, failed.e2e), (Answer::Error("kafka:timeout"), None));
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap_err().to_string(), "t.csv:5: e2e_ms: negative");
+        // HTTP files have no such column, and `0` is still no HTTP status in `orig_status`.
+        let mut http = reader(&format!("{HEAD}{}\n", row.replace(",200", ",0") + ",200,1.0,3,")).unwrap();
+        assert!(http.next_row().unwrap().unwrap().is_err());
     }
 
     #[test]
