@@ -69,13 +69,30 @@ pub async fn partition_count(client: &Client, topic: &str) -> Result<usize, Fail
 /// The start of the message of a topic that does not exist.
 const MISSING_TOPIC: &str = "no such topic";
 
-/// Sorts a client error into the CSV's kinds, with its message.
+/// Sorts a client error into the CSV's kinds, with its message. Retries that ran out are sorted
+/// by what the last attempt ran into.
 pub fn failure(e: &KafkaError) -> Failure {
-    let kind = match e {
-        KafkaError::Connection(_) | KafkaError::Request(_) => ErrorKind::KafkaConnect,
-        KafkaError::Timeout | KafkaError::RetryFailed(_) => ErrorKind::KafkaTimeout,
-        _ => ErrorKind::KafkaBroker,
-    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut kind = ErrorKind::KafkaBroker;
+    while let Some(err) = cause {
+        match err.downcast_ref::<KafkaError>() {
+            Some(KafkaError::Connection(_) | KafkaError::Request(_)) => {
+                kind = ErrorKind::KafkaConnect;
+                break;
+            }
+            Some(KafkaError::ServerError { .. }) => {
+                kind = ErrorKind::KafkaBroker;
+                break;
+            }
+            Some(KafkaError::Timeout | KafkaError::RetryFailed(_)) => kind = ErrorKind::KafkaTimeout,
+            _ if err.is::<std::io::Error>() => {
+                kind = ErrorKind::KafkaConnect;
+                break;
+            }
+            _ => {}
+        }
+        cause = err.source();
+    }
     Failure::new(kind, super::outcome::error_text(e))
 }
 
