@@ -312,6 +312,8 @@ fn end_to_end_through_a_relay_counts_exactly_what_it_dropped_and_at_least_its_de
     tansu.create_topic("in", 1);
     tansu.create_topic("out", 1);
     // Something already on the output topic from before the run: not this run's, never matched.
+    // The partition client is made outside the async block: `partition` blocks on the runtime.
+    let out = tansu.partition("out", 0);
     tansu.runtime.block_on(async {
         let stale = Record {
             key: None,
@@ -319,7 +321,7 @@ fn end_to_end_through_a_relay_counts_exactly_what_it_dropped_and_at_least_its_de
             headers: BTreeMap::from([("sluice-seq".to_string(), b"3".to_vec())]),
             timestamp: chrono::Utc::now(),
         };
-        tansu.partition("out", 0).produce(vec![stale], Compression::NoCompression).await.unwrap();
+        out.produce(vec![stale], Compression::NoCompression).await.unwrap();
     });
     let delay = Duration::from_millis(300);
     let stop = Arc::new(AtomicU64::new(0));

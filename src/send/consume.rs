@@ -69,8 +69,9 @@ pub fn start(
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let deadline = config.timeout.min(Duration::from_secs(5));
+    // The timeout is made inside the runtime: a tokio timer needs one when it is created.
     let partitions = runtime
-        .block_on(tokio::time::timeout(deadline, output_partitions(consume, deadline)))
+        .block_on(async { tokio::time::timeout(deadline, output_partitions(consume, deadline)).await })
         .map_err(|_| format!("--consume {}: no broker answered within {deadline:?}", consume.topic))?
         .map_err(|m| format!("--consume {}: {m}", consume.topic))?;
     let (senders_tx, senders_rx) = crossbeam_channel::bounded::<Vec<Outcome>>(super::OUTCOME_BACKLOG);
