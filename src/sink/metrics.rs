@@ -255,6 +255,7 @@ mod tests {
             bytes: 0,
             session: None,
             compare: None,
+            e2e: None,
         }
     }
 
