@@ -214,6 +214,13 @@ fn two_thousand_messages_at_500_per_second_each_a_row_and_a_message_with_its_key
     }
     assert_eq!(summary["requests_sent"], 2000);
     assert_eq!(summary["target"], target.as_str());
+    assert_eq!(summary["protocol"], "Kafka (produce, acknowledged by all in-sync replicas)");
+    // The manifest beside the CSV says what the run was: the brokers and topic as given.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["options"]["target"], target.as_str());
+    assert_eq!(manifest["options"]["kafka_key"], "client");
+    assert_eq!(manifest["counts"]["sent"], 2000);
 
     // What is on the topic: the same 2,000 messages, each where its row says, keyed by client.
     let on_topic = tansu.read_all("requests", 3);
@@ -432,10 +439,51 @@ fn kafka_flags_are_checked_before_anything_is_sent() {
             "cannot be the --target topic",
         ),
         (vec!["--target", "kafka://127.0.0.1:1/a b"], "cannot be in a topic name"),
+        // HTTP's own options have no meaning for a Kafka target.
+        (vec!["--target", "kafka://127.0.0.1:1/t", "--compare", "http://127.0.0.1:2"], "--compare: compares the HTTP"),
+        (vec!["--target", "kafka://127.0.0.1:1/t", "--http-version", "h2c"], "--http-version: is for HTTP targets"),
+        (vec!["--target", "kafka://127.0.0.1:1/t", "--insecure"], "--insecure: applies to https:// targets only"),
+        (vec!["--target", "kafka://127.0.0.1:1/t", "--resolve", "h:1:127.0.0.1"], "--resolve: is for HTTP targets"),
+        (vec!["--target", "kafka://u:s3cret@127.0.0.1:1/t"], "credentials in a kafka:// address"),
+        (vec!["--target", "kafka://127.0.0.1:1/t", "--consume", "kafka://u:s3cret@h:1/o"], "credentials"),
     ] {
         let (code, stderr, rows, _) = replay(dir.path(), "bad", &[&[log, "--rate", "10"][..], &args].concat());
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(said), "{args:?}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "a secret is never echoed: {stderr}");
         assert!(rows.is_empty());
     }
+}
+
+#[test]
+fn pushed_counts_of_a_kafka_run_are_the_csvs() {
+    let Some(tansu) = Tansu::start("pushed_counts_of_a_kafka_run_are_the_csvs") else { return };
+    let Some(influx) = common::influx::start_influx("pushed_counts_of_a_kafka_run_are_the_csvs") else { return };
+    tansu.create_topic("pushed", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 300);
+    let push = format!("influx={}?db=sluice", influx.url);
+    let (code, stderr, rows, _) = replay(
+        dir.path(),
+        "pushed",
+        &[log.to_str().unwrap(), "--target", &tansu.address("pushed"), "--rate", "100", "--push", &push],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("  pushed     ") && !stderr.contains("dropped"), "{stderr}");
+    let sent = rows.iter().filter(|r| r["error"] != "not_sent").count() as f64;
+    let acked = rows.iter().filter(|r| r["status"] == "0").count() as f64;
+    assert!(acked >= 290.0, "a broker on loopback acknowledges (nearly) every message: {acked}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("pushed.manifest.json")).unwrap()).unwrap();
+    let run = manifest["run_id"].as_str().unwrap();
+    let pushed = |measurement: &str, condition: &str| {
+        common::influx::influx_last_sum(&influx.url, measurement, &format!("run = '{run}'{condition}"))
+    };
+    assert_eq!(pushed("sluice_requests_sent_total", " AND method = 'PRODUCE'"), sent, "sent, as the CSV has it");
+    assert_eq!(
+        pushed("sluice_responses_total", " AND status_class = 'acked'"),
+        acked,
+        "acknowledged, as the CSV has it"
+    );
+    assert_eq!(pushed("sluice_responses_total", ""), acked, "no other class of answer");
 }

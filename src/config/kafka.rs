@@ -80,6 +80,12 @@ const MAX_BROKERS: usize = 32;
 pub fn parse_topic_address(text: &str) -> Result<TopicAddress, String> {
     let rest =
         text.strip_prefix("kafka://").ok_or_else(|| format!("'{text}': a Kafka address starts with kafka://"))?;
+    if rest.split('/').next().is_some_and(|brokers| brokers.contains('@')) {
+        // Not echoed: the text holds the secret.
+        return Err("credentials in a kafka:// address (user:password@) are not accepted: sluice's Kafka client \
+                    connects without SASL, and they would show in every output and file"
+            .into());
+    }
     let (brokers, topic) = rest
         .split_once('/')
         .ok_or_else(|| format!("'{text}': name the topic after the brokers: kafka://HOST:PORT/TOPIC"))?;
@@ -158,11 +164,18 @@ pub(super) fn with_flags(target: Target, args: &ReplayOptions) -> Result<Target,
     };
     match args.kafka_acks.as_deref().map(str::trim) {
         None | Some("all") => {}
-        // rskafka always produces with acks=all; a weaker setting would measure something else.
-        Some("leader" | "none") => {
+        // rskafka 0.6 writes acks=-1 into every produce request and has no setting for it. acks=1
+        // would need a second client of sluice's own (leader lookup, versions, retries); acks=0
+        // is not even that: the broker answers nothing, and rskafka waits for every answer.
+        Some(weaker @ ("leader" | "none")) => {
             return Err(bad(
                 "--kafka-acks",
-                "only `all` is supported: sluice's Kafka client (rskafka) waits for all in-sync replicas",
+                format!(
+                    "only `all` is supported: sluice's Kafka client (rskafka) asks every produce for acks from all \
+                     in-sync replicas (acks=-1) and cannot ask for {} ({weaker}); a latency measured with `all` is \
+                     the slowest of the three",
+                    if weaker == "leader" { "acks=1" } else { "acks=0" }
+                ),
             ));
         }
         Some(other) => return Err(bad("--kafka-acks", format!("'{other}': expected all, leader or none"))),
@@ -219,6 +232,8 @@ mod tests {
         ] {
             assert!(parse_topic_address(bad).is_err(), "{bad}");
         }
+        let refused = parse_topic_address("kafka://user:s3cret@b1:9092/t").unwrap_err();
+        assert!(refused.contains("credentials") && !refused.contains("s3cret"), "{refused}");
     }
 
     #[test]

@@ -506,6 +506,13 @@ fn compare_config(args: &ReplayOptions, target: &Target) -> Result<Option<Compar
         Target::Mock => Err(bad(flag, "a baseline is a URL; start `sluice mock` and give its URL")),
         Target::Kafka(_) => Err(bad(flag, "a baseline is an http(s) URL: a Kafka topic gives no answers to compare")),
     };
+    if args.compare.is_some() && matches!(target, Target::Kafka(_)) {
+        return Err(bad(
+            "--compare",
+            "compares the HTTP answers of a target and a baseline; a kafka:// target has none (an acknowledgement is \
+             no answer to compare)",
+        ));
+    }
     let Some(baseline) = args.compare.as_deref() else {
         let stray = [
             ("--compare-noise", args.compare_noise.is_some()),

@@ -344,8 +344,9 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_key: Option<String>,
 
-    /// Acknowledgement a produce waits for; only `all` (every in-sync replica) is supported by
-    /// sluice's Kafka client [default: all].
+    /// Acknowledgement a produce waits for. Only `all` (acks=-1: every in-sync replica): sluice's
+    /// Kafka client, rskafka, always asks for it, so `leader` (acks=1) and `none` (acks=0) are
+    /// refused rather than measured as something they are not [default: all].
     #[arg(long, value_name = "all|leader|none", help_heading = "Kafka")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_acks: Option<String>,
