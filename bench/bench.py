@@ -11,6 +11,10 @@
     python3 bench/bench.py shapes  [--rounds 3] [--rate R] [--seconds S] [--smoke]
                                                   # fixed --rate R vs --stages (ramp peaking at R) vs
                                                   # --arrivals poisson vs --speed on a log logged at R/4
+    python3 bench/bench.py kafka   [--rounds 3] [--seconds S]
+                                                  # --target kafka:// into Tansu: messages/s at
+                                                  # --rate max and CPU per 100k messages at 2,000/s,
+                                                  # against `tansu perf produce` on the same broker
     python3 bench/bench.py all
 
 Each comparison runs its configurations interleaved, round after round, and reports the median
@@ -18,7 +22,8 @@ and min-max: the machine is small and shared, so absolute figures wander and onl
 ratios mean much. Results are appended to bench/RESULTS.md with the date, machine and commands.
 
 Load goes only to a server this script starts on 127.0.0.1: nginx when it is installed (the
-neutral target), else `sluice mock`. Every run is bounded in time.
+neutral target), else `sluice mock`; the kafka suite starts a Tansu broker (in-memory storage) on
+127.0.0.1. Every run is bounded in time.
 """
 import argparse
 import csv
@@ -669,6 +674,90 @@ def bench_shapes(rounds, rate, seconds, smoke):
     record("Traffic shapes: pacing accuracy and CPU" + (" (smoke run)" if smoke else ""), lines)
 
 
+# --------------------------------------------------------------------------------------------
+# kafka: --target kafka:// against Tansu's own producer benchmark, same broker, same run
+
+
+def tansu_bin():
+    found = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
+    if not os.path.exists(found):
+        sys.exit("tansu is not installed: cargo install tansu --locked --features dynostore")
+    return found
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
+    import re
+    tansu = tansu_bin()
+    log = ensure_log("get-2m.log", 2_000_000, get_only=True)
+    with open(log, "rb") as f:
+        head = [next(f) for _ in range(10_000)]
+    record_size = round(sum(len(l) - 1 for l in head) / len(head))
+    os.makedirs(OUT, exist_ok=True)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res = {}
+    cmds = {}
+    topics = [0]
+
+    def topic():
+        topics[0] += 1
+        name = f"bench-{topics[0]}"
+        sh([tansu, "topic", "create", "--broker", url, "--partitions", "1", name], stdout=subprocess.DEVNULL)
+        return name
+
+    try:
+        time.sleep(2)
+        for _ in range(rounds):
+            for mode in ("max", "fixed"):
+                for tool in ("sluice", "tansu perf"):
+                    name = topic()
+                    if tool == "sluice":
+                        cmd = [SLUICE, "replay", log, "--format", "nginx", "--target", f"kafka://127.0.0.1:{port}/{name}",
+                               "--rate", "max" if mode == "max" else str(rate), "--concurrency", str(in_flight),
+                               "--duration", f"{seconds}s", "--out", os.path.join(OUT, "kafka.csv"),
+                               "--progress", "never", "--summary-json", os.path.join(OUT, "kafka.json")]
+                        _, _, cpu, _ = timed(cmd)
+                        done = json.load(open(os.path.join(OUT, "kafka.json")))["responses"]
+                    else:
+                        cmd = [tansu, "perf", "--broker", url, name, "produce", "--batch-size", "1",
+                               "--record-size", str(record_size), "--producers", str(in_flight),
+                               "--duration", f"{seconds}s"] + ([] if mode == "max" else ["--per-second", str(rate)])
+                        _, _, cpu, err = timed_capture(cmd)
+                        done = sum(int(n) for n in re.findall(r"(\d+) records sent", LAST_STDOUT[0] + err))
+                    cmds[(mode, tool)] = cmd
+                    res.setdefault((mode, tool), []).append((done / seconds, cpu / (done / 1e5) if done else float("nan")))
+                    time.sleep(1)
+    finally:
+        broker.terminate()
+        broker.wait()
+    lines = [
+        f"Kafka produce into Tansu (in-memory storage, 127.0.0.1, same machine): one message per produce request, "
+        f"{in_flight} in flight, values of ~{record_size} bytes (sluice: the log lines; tansu perf: --record-size), "
+        f"{seconds} s per run, {rounds} rounds interleaved; median (min–max). sluice writes its CSV.",
+        "",
+        "| mode | tool | messages/s | CPU s / 100k messages |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("max", "fixed"):
+        for tool in ("sluice", "tansu perf"):
+            r = res[(mode, tool)]
+            label = "--rate max" if mode == "max" else f"{rate:,}/s"
+            lines.append(f"| {label} | {tool} | {fmt_range([x for x, _ in r], '{:,.0f}')} | "
+                         f"{fmt_range([c for _, c in r], '{:.2f}')} |")
+    lines += ["", "Commands: " + "; ".join(f"`{' '.join(c).replace(ROOT + '/', '')}`" for c in cmds.values()),
+              "", "Command: `python3 bench/bench.py kafka`"]
+    record("Kafka: messages per second and CPU per 100k messages", lines)
+
+
 LAST_STDOUT = [""]
 
 
@@ -700,10 +789,10 @@ def oha_requests(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "https", "shapes", "all"])
+    ap.add_argument("what", choices=["parse", "pacing", "memory", "throughput", "cpu", "https", "shapes", "kafka", "all"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=5000, help="shapes: the peak rate, req/s")
-    ap.add_argument("--seconds", type=int, default=20, help="shapes: seconds of plan per run")
+    ap.add_argument("--seconds", type=int, default=None, help="shapes (20), kafka (10): seconds of plan per run")
     ap.add_argument("--smoke", action="store_true", help="shapes: mark the figures as a smoke run")
     a = ap.parse_args()
     build()
@@ -720,7 +809,9 @@ def main():
     if a.what in ("https", "all"):
         bench_https(a.rounds)
     if a.what in ("shapes", "all"):
-        bench_shapes(a.rounds, a.rate, a.seconds, a.smoke)
+        bench_shapes(a.rounds, a.rate, a.seconds or 20, a.smoke)
+    if a.what in ("kafka", "all"):
+        bench_kafka(a.rounds, a.seconds or 10)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,18 @@ pub const COMPARE_HEADER: [&str; 10] = [
     "same_body",
     "noise",
 ];
+/// The column an end-to-end Kafka run (`--consume`) adds after [`HEADER`]'s: milliseconds from
+/// the send to the output message, `lost` when none came, empty for a message not produced.
+pub const E2E_COLUMN: &str = "e2e_ms";
+
+/// What became of a produced message's output, in an end-to-end run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndToEnd {
+    /// From the send to the output message being consumed, µs.
+    Seen(u64),
+    /// No output by the end of the drain (or given up when too many were awaited).
+    Lost,
+}
 
 /// Columns a reader accepts missing: files written before sessions existed have none.
 pub const OPTIONAL: [&str; 2] = ["session", "session_seq"];
@@ -90,6 +102,8 @@ pub struct Row<'a> {
     pub bytes: u64,
     /// Empty unless the run followed client sessions.
     pub session: Option<SessionTag>,
+    /// Only in an end-to-end Kafka run, for a message that was produced.
+    pub e2e: Option<EndToEnd>,
 }
 
 /// The `error` of a request that never left (see [`crate::send::outcome::ErrorKind::NotSent`]).

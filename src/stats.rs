@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::{Counter, Histogram};
 
-use crate::results::{Answer, Row};
+use crate::results::{Answer, EndToEnd, Row};
 
 /// The `error` of a request still in flight when the drain timeout ran out.
 const ABORTED: &str = "aborted";
@@ -81,6 +81,10 @@ pub struct Tally<C: Counter = u64> {
     pub time_to_failure: Histogram<C>,
     /// Lateness behind the plan, µs (early sends count as 0; see `earliest_lag_us`).
     pub lag: Histogram<C>,
+    /// End to end (`--consume`): from the send to the output message, µs.
+    pub end_to_end: Histogram<C>,
+    /// End to end: produced messages whose output never came.
+    pub lost: u64,
     /// The most negative lag (how early the earliest send was), or 0.
     pub earliest_lag_us: i64,
     pub bytes: u64,
@@ -102,6 +106,8 @@ impl<C: Counter> Default for Tally<C> {
             from_schedule: histogram(SIGNIFICANT_FIGURES),
             time_to_failure: histogram(SIGNIFICANT_FIGURES),
             lag: histogram(SIGNIFICANT_FIGURES),
+            end_to_end: histogram(SIGNIFICANT_FIGURES),
+            lost: 0,
             earliest_lag_us: 0,
             bytes: 0,
             matrix: [[0; CLASSES]; CLASSES],
@@ -138,6 +144,11 @@ impl<C: Counter> Tally<C> {
         }
         record(&mut self.lag, row.lag_us.max(0) as u64);
         self.earliest_lag_us = self.earliest_lag_us.min(row.lag_us);
+        match row.e2e {
+            Some(EndToEnd::Seen(us)) => record(&mut self.end_to_end, us.max(1)),
+            Some(EndToEnd::Lost) => self.lost += 1,
+            None => {}
+        }
         self.bytes += row.bytes;
         self.record_status_pair(row);
     }
@@ -172,11 +183,13 @@ impl<C: Counter> Tally<C> {
             (&mut self.from_schedule, &other.from_schedule),
             (&mut self.time_to_failure, &other.time_to_failure),
             (&mut self.lag, &other.lag),
+            (&mut self.end_to_end, &other.end_to_end),
         ] {
             // Cannot fail: both sides auto-resize.
             let _ = mine.add(theirs);
         }
         self.earliest_lag_us = self.earliest_lag_us.min(other.earliest_lag_us);
+        self.lost += other.lost;
         self.bytes += other.bytes;
         for (row, theirs) in self.matrix.iter_mut().zip(other.matrix) {
             for (cell, n) in row.iter_mut().zip(theirs) {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sluice_mock::{MockConfig, MockServer, spawn_in_thread};
 
 mod common;
+use common::influx::{influx_last_sum, start_influx};
 use common::{csv_rows, fixture};
 
 struct Prometheus {
@@ -218,73 +219,6 @@ fn an_abort_condition_on_the_targets_metrics_stops_the_run_and_a_lost_prometheus
 
 /// InfluxDB 1.x on free loopback ports, with a `sluice` database, or `None` after a visible
 /// SKIPPED line.
-struct Influx {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Influx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_influx(test: &str) -> Option<Influx> {
-    let binary = ["/usr/bin/influxd", "/usr/local/bin/influxd"].into_iter().map(PathBuf::from).find(|p| p.is_file());
-    let Some(binary) = binary else {
-        if std::env::var("SLUICE_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
-            panic!("SLUICE_REQUIRE_PROMETHEUS=1 but influxd is not installed");
-        }
-        eprintln!("SKIPPED {test}: influxd is not installed (.ci/run installs Debian's influxdb)");
-        return None;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (http, rpc) = (free_port(), free_port());
-    let d = dir.path().display();
-    let config = format!(
-        "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  \
-         dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  bind-address = \"127.0.0.1:{http}\"\n  \
-         log-enabled = false\n[monitor]\n  store-enabled = false\n"
-    );
-    std::fs::write(dir.path().join("influxdb.conf"), config).unwrap();
-    let child = Command::new(binary)
-        .arg("-config")
-        .arg(dir.path().join("influxdb.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let influx = Influx { child, url: format!("http://127.0.0.1:{http}"), _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let created = Command::new("curl")
-            .args(["-sf", "-XPOST", &format!("{}/query", influx.url), "--data-urlencode", "q=CREATE DATABASE sluice"])
-            .output()
-            .unwrap();
-        if created.status.success() {
-            return Some(influx);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("influxd did not start within 60 s");
-}
-
-/// The sum over series of the last `value` of `measurement` for `run`, as InfluxQL answers it.
-fn influx_last_sum(url: &str, measurement: &str, run: &str) -> f64 {
-    let q = format!("SELECT last(value) FROM {measurement} WHERE run = '{run}' GROUP BY *");
-    let out = Command::new("curl")
-        .args(["-sfG", &format!("{url}/query"), "--data-urlencode", "db=sluice", "--data-urlencode", &format!("q={q}")])
-        .output()
-        .unwrap();
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    json["results"][0]["series"]
-        .as_array()
-        .map_or(0.0, |series| series.iter().filter_map(|s| s["values"][0][1].as_f64()).sum())
-}
-
 #[test]
 fn pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts() {
     let Some(binary) = required("pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts") else { return };
@@ -314,7 +248,11 @@ fn pushed_figures_reach_prometheus_and_influx_with_the_csvs_counts() {
         query(&prometheus.url, &format!("sum(sluice_requests_sent_total{{run=\"{run}\",shard=\"0/1\"}})"))
             .unwrap_or(0.0);
     assert_eq!(in_prometheus, sent, "Prometheus has the CSV's count");
-    assert_eq!(influx_last_sum(&influx.url, "sluice_requests_sent_total", run), sent, "InfluxDB has the CSV's count");
+    assert_eq!(
+        influx_last_sum(&influx.url, "sluice_requests_sent_total", &format!("run = '{run}'")),
+        sent,
+        "InfluxDB has the CSV's count"
+    );
     let errors_5xx = rows.iter().filter(|r| r["status"].starts_with('5')).count() as f64;
     let pushed_5xx =
         query(&prometheus.url, &format!("sum(sluice_responses_total{{run=\"{run}\",status_class=\"5xx\"}})"));

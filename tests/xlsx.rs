@@ -276,6 +276,36 @@ fn report_converts_an_existing_csv_with_the_same_routes_as_its_json() {
 }
 
 #[test]
+fn a_kafka_runs_e2e_ms_column_is_kept_as_numbers() {
+    // An end-to-end Kafka run's rows as sluice writes them (tests/kafka.rs reads such a file back
+    // from a real broker): acknowledged (status 0) with its output seen, acknowledged and lost,
+    // and one that timed out.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("kafka.csv");
+    let row = "2026-11-21 10:00:00.000,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.100,PRODUCE,kafka://127.0.0.1:9092/in/0";
+    let text = format!(
+        "{},e2e_ms\n1,1,{row},200,0,1.250,3,,,,310.250\n2,2,{row},200,0,1.500,3,,,,lost\n3,3,{row},200,,5000.000,0,kafka:timeout,,,\n",
+        DOCUMENTED_CSV_COLUMNS.join(",")
+    );
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("kafka.xlsx");
+    sluice().args(["report", csv.to_str().unwrap(), "--xlsx"]).arg(&out).assert().success();
+
+    let Some(python) = openpyxl("a_kafka_runs_e2e_ms_column_is_kept_as_numbers") else { return };
+    let book = read_workbook(&python, &out);
+    let (header, cells) = sheet_rows(&book, "Results");
+    let names: Vec<&str> = header.iter().map(|h| h["value"].as_str().unwrap()).collect();
+    assert_eq!(names, [&DOCUMENTED_CSV_COLUMNS[..], &["e2e_ms"]].concat(), "the column after the documented ones");
+    assert_eq!(book["Results"]["filter"], "A1:P4", "the filter covers e2e_ms too");
+    let e2e = |row: usize| cells[row].get(15).cloned().unwrap_or(Value::Null);
+    assert_eq!(number(&e2e(0)), 310.25);
+    assert_eq!(e2e(0)["format"], "0.000");
+    assert_eq!(e2e(1), serde_json::json!({"type": "str", "value": "lost"}));
+    assert!(e2e(2).is_null(), "a message not produced has no e2e cell: {}", e2e(2));
+    assert_eq!(number(&cells[0][9]), 0.0, "status 0: acknowledged");
+}
+
+#[test]
 fn report_on_a_shard_lists_its_runs_options_from_the_manifest_with_header_values_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let log = fixture("demo-access.log");

@@ -39,6 +39,7 @@ p50 p90 p95 p99 p999 max mean (latency of answered requests from the send, e.g. 
 with no answered request, a latency assertion fails); \
 the same with `_from_schedule` (from the planned send time: `p99_from_schedule`); \
 lag_p50 lag_p90 lag_p99 lag_p999 lag_max lag_mean (behind the plan); \
+e2e_p50 … e2e_mean (Kafka with --consume: from the send to the output message) lost (no output); \
 requests (sent) responses errors (no answer) failed (no answer or 5xx) not_sent bytes; \
 error_rate (failed share, e.g. `< 1%`) transport_error_rate mismatch_rate mismatches \
 (logged vs replayed status class); status_NNN status_Nxx and status_NNN_rate status_Nxx_rate; \
@@ -105,6 +106,10 @@ pub enum Metric {
     Latency(Stat),
     LatencyFromSchedule(Stat),
     Lag(Stat),
+    /// End to end, from the send to the output message (`--consume`).
+    EndToEnd(Stat),
+    /// Produced messages whose output never came (`--consume`).
+    Lost,
     Requests,
     Responses,
     Errors,
@@ -160,6 +165,9 @@ impl Metric {
         if let Some(stat) = name.strip_prefix("b_").and_then(|n| n.strip_suffix("_ratio")).and_then(Stat::parse) {
             return Some(Metric::AbLatencyRatio(stat));
         }
+        if let Some(stat) = name.strip_prefix("e2e_").and_then(Stat::parse) {
+            return Some(Metric::EndToEnd(stat));
+        }
         Some(match name {
             "requests" => Metric::Requests,
             "responses" => Metric::Responses,
@@ -176,6 +184,7 @@ impl Metric {
             "status_mismatch_rate" => Metric::AbStatusMismatches { share: true },
             "body_mismatches" => Metric::AbBodyMismatches { share: false },
             "body_mismatch_rate" => Metric::AbBodyMismatches { share: true },
+            "lost" => Metric::Lost,
             _ => return Metric::parse_family(name),
         })
     }
@@ -201,7 +210,7 @@ impl Metric {
 
     fn kind(&self) -> Kind {
         match self {
-            Metric::Latency(_) | Metric::LatencyFromSchedule(_) | Metric::Lag(_) => Kind::Millis,
+            Metric::Latency(_) | Metric::LatencyFromSchedule(_) | Metric::Lag(_) | Metric::EndToEnd(_) => Kind::Millis,
             Metric::ErrorRate | Metric::TransportErrorRate | Metric::MismatchRate => Kind::Share,
             Metric::AbLatencyRatio(_) => Kind::Ratio,
             Metric::Status { share, .. }
@@ -740,6 +749,10 @@ fn measure(a: &Assertion, g: &Tally, seconds: f64, target_rate: Option<f64>) -> 
         Metric::Latency(stat) => latency(&g.latency, *stat, 2, unanswered),
         Metric::LatencyFromSchedule(stat) => latency(&g.from_schedule, *stat, 2, unanswered),
         Metric::Lag(stat) => latency(&g.lag, *stat, 3, "no request left: no lag to measure"),
+        Metric::EndToEnd(stat) => {
+            latency(&g.end_to_end, *stat, 2, "no output message matched (is this a --consume run?)")
+        }
+        Metric::Lost => count(g.lost),
         Metric::Requests => count(g.requests),
         Metric::Responses => count(g.responses()),
         Metric::Errors => count(g.errors()),

@@ -225,6 +225,7 @@ mod tests {
             latency_us: latency_ms * 1000,
             bytes: 0,
             session: session.map(|(id, seq)| SessionTag { id, seq }),
+            e2e: None,
         }
     }
 

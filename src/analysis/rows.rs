@@ -9,7 +9,9 @@ use std::path::Path;
 use chrono::NaiveDate;
 use csv::ByteRecord;
 
-use crate::results::{Answer, COMPARE_HEADER, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag};
+use crate::results::{
+    Answer, COMPARE_HEADER, E2E_COLUMN, EndToEnd, HEADER, NOT_SENT, OPTIONAL, Row, SKIPPED_LATE, SessionTag,
+};
 
 /// A file that cannot be read as a sluice results CSV at all (missing, empty, wrong header).
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ pub struct RowError {
 #[derive(Debug, Clone, Copy)]
 struct Columns {
     at: [usize; HEADER.len()],
+    /// Where [`E2E_COLUMN`] is, in an end-to-end Kafka run's file.
+    e2e: Option<usize>,
     width: usize,
 }
 
@@ -133,7 +137,12 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let names: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
     let mut columns = [ABSENT; HEADER.len()];
     let mut extra = Vec::new();
+    let mut e2e = None;
     for (at, name) in names.iter().enumerate() {
+        if name == E2E_COLUMN && e2e.is_none() {
+            e2e = Some(at);
+            continue;
+        }
         match HEADER.iter().position(|h| h == name) {
             Some(i) if columns[i] == ABSENT => columns[i] = at,
             Some(_) => extra.push(format!("{name} (again)")),
@@ -145,7 +154,7 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let missing: Vec<&str> =
         HEADER.iter().zip(columns).filter(|(h, at)| *at == ABSENT && !OPTIONAL.contains(h)).map(|(h, _)| *h).collect();
     match (missing.is_empty(), extra.is_empty()) {
-        (true, true) => Ok(Columns { at: columns, width: names.len() }),
+        (true, true) => Ok(Columns { at: columns, e2e, width: names.len() }),
         (false, true) => Err(format!("header: missing column(s) {}; expected {expected}", missing.join(", "))),
         (true, false) => Err(format!("header: unexpected column(s) {}; expected {expected}", extra.join(", "))),
         (false, false) => Err(format!(
@@ -166,7 +175,7 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
             at => std::str::from_utf8(&record[at]).map_err(|_| format!("{}: not UTF-8", HEADER[i])),
         }
     };
-    let answer = match (optional_status(field(STATUS)?, "status")?, field(ERROR)?) {
+    let answer = match (replayed_status(field(STATUS)?)?, field(ERROR)?) {
         (Some(status), _) => Answer::Status(status),
         (None, "") => return Err("neither a status nor an error".into()),
         (None, kind) => Answer::Error(kind),
@@ -191,6 +200,12 @@ fn parse_row(record: &ByteRecord, columns: Columns) -> Result<Row<'_>, String> {
             .map_or(Ok(0), |t| millis_as_micros(t, "latency_ms").and_then(|v| non_negative(v, "latency_ms")))?,
         bytes: integer(field(BYTES)?, "bytes")?,
         session: session(field(SESSION)?, field(SESSION_SEQ)?)?,
+        e2e: match columns.e2e.map(|at| std::str::from_utf8(&record[at])) {
+            None | Some(Ok("")) => None,
+            Some(Ok("lost")) => Some(EndToEnd::Lost),
+            Some(Ok(ms)) => Some(EndToEnd::Seen(non_negative(millis_as_micros(ms, E2E_COLUMN)?, E2E_COLUMN)?)),
+            Some(Err(_)) => return Err(format!("{E2E_COLUMN}: not UTF-8")),
+        },
     })
 }
 
@@ -215,6 +230,15 @@ pub fn unneutralised(cell: &str) -> &str {
 
 fn integer(text: &str, column: &str) -> Result<u64, String> {
     text.parse().map_err(|_| format!("{column}: '{text}' is not a whole number"))
+}
+
+/// The `status` cell: an HTTP status, or `0` for an acknowledged Kafka message (Kafka's error
+/// code for none; see [`crate::send::kafka`]).
+fn replayed_status(text: &str) -> Result<Option<u16>, String> {
+    match text {
+        "0" => Ok(Some(0)),
+        _ => optional_status(text, "status"),
+    }
 }
 
 fn optional_status(text: &str, column: &str) -> Result<Option<u16>, String> {
@@ -295,6 +319,25 @@ mod tests {
         assert_eq!(row.latency_us, 2542);
         assert_eq!(row.latency_from_schedule_us(), 2391);
         assert!(r.next_row().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_kafka_row_reads_back_acknowledged_and_with_its_end_to_end_cell() {
+        let with = HEAD.replace("error\n", "error,session,session_seq,e2e_ms\n");
+        let row = "1,2,,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.1,PRODUCE,kafka://b:9092/t/0,200";
+        let mut r = reader(&format!(
+            "{with}{row},0,1.0,3,,,,310.25\n{row},0,1.0,3,,,,lost\n{row},,1.0,0,kafka:timeout,,,\n{row},0,1.0,3,,,,-1\n"
+        ))
+        .unwrap();
+        let seen = r.next_row().unwrap().unwrap().unwrap();
+        assert_eq!((seen.answer, seen.e2e), (Answer::Status(0), Some(EndToEnd::Seen(310_250))));
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap().e2e, Some(EndToEnd::Lost));
+        let failed = r.next_row().unwrap().unwrap().unwrap();
+        assert_eq!((failed.answer, failed.e2e), (Answer::Error("kafka:timeout"), None));
+        assert_eq!(r.next_row().unwrap().unwrap().unwrap_err().to_string(), "t.csv:5: e2e_ms: negative");
+        // HTTP files have no such column, and `0` is still no HTTP status in `orig_status`.
+        let mut http = reader(&format!("{HEAD}{}\n", row.replace(",200", ",0") + ",200,1.0,3,")).unwrap();
+        assert!(http.next_row().unwrap().unwrap().is_err());
     }
 
     #[test]

@@ -113,6 +113,7 @@ mod tests {
             latency_us,
             bytes: 0,
             session: None,
+            e2e: None,
         }
     }
 

@@ -483,7 +483,7 @@ fn check_target(text: &str) -> Result<(), ConfigError> {
         Target::Mock => {
             Err(bad("--target", "'mock' would start a server inside each pod; give the URL of the server to test"))
         }
-        Target::Url(_) => Ok(()),
+        Target::Url(_) | Target::Kafka(_) => Ok(()),
     }
 }
 

@@ -18,6 +18,9 @@ impl HttpVersion {
     /// `--http-version` as given (`None`: not given), checked against the target's scheme.
     pub fn parse(text: Option<&str>, target: &Target) -> Result<HttpVersion, String> {
         let https = matches!(target, Target::Url(url) if url.scheme() == "https");
+        if let (Target::Kafka(_), Some(_)) = (target, text) {
+            return Err("is for HTTP targets: a kafka:// target speaks Kafka's own protocol".into());
+        }
         match text.map(str::trim) {
             None | Some("1.1") => Ok(HttpVersion::Http1),
             Some("2") if https => Ok(HttpVersion::Http2),
@@ -33,6 +36,9 @@ impl HttpVersion {
     /// The protocol as the summary names it.
     pub fn describe(self, target: &Target) -> &'static str {
         let https = matches!(target, Target::Url(url) if url.scheme() == "https");
+        if let Target::Kafka(_) = target {
+            return "Kafka (produce, acknowledged by all in-sync replicas)";
+        }
         match self {
             HttpVersion::Http1 if https => "HTTP/1.1 over TLS",
             HttpVersion::Http1 => "HTTP/1.1",

@@ -29,6 +29,7 @@ pub use http::HttpVersion;
 
 pub mod compare;
 mod http;
+pub mod kafka;
 pub mod options;
 mod shape;
 pub mod tls;
@@ -117,6 +118,8 @@ pub enum Target {
     Url(reqwest::Url),
     /// The built-in mock server, started in-process on 127.0.0.1.
     Mock,
+    /// A Kafka topic: every planned request becomes one message.
+    Kafka(Box<kafka::KafkaTarget>),
 }
 
 /// How many unreadable log lines end a run.
@@ -276,6 +279,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
         };
         let target = parse_target(&required(&args.target, "--target", "where to send, e.g. http://127.0.0.1:8080")?)
             .map_err(|m| bad("--target", m))?;
+        let target = kafka::with_flags(target, args)?;
         let tls = TlsSettings::from_options(args, &target)?;
         let resolve = args.resolve.as_deref().map(|r| tls::parse_resolve(r, &target)).transpose()?;
         let compare = compare_config(args, &target)?;
@@ -500,7 +504,15 @@ fn compare_config(args: &ReplayOptions, target: &Target) -> Result<Option<Compar
         Target::Url(url) if url.username().is_empty() && url.password().is_none() => Ok(url),
         Target::Url(_) => Err(bad(flag, "credentials in the URL are not accepted; send them with --header")),
         Target::Mock => Err(bad(flag, "a baseline is a URL; start `sluice mock` and give its URL")),
+        Target::Kafka(_) => Err(bad(flag, "a baseline is an http(s) URL: a Kafka topic gives no answers to compare")),
     };
+    if args.compare.is_some() && matches!(target, Target::Kafka(_)) {
+        return Err(bad(
+            "--compare",
+            "compares the HTTP answers of a target and a baseline; a kafka:// target has none (an acknowledgement is \
+             no answer to compare)",
+        ));
+    }
     let Some(baseline) = args.compare.as_deref() else {
         let stray = [
             ("--compare-noise", args.compare_noise.is_some()),
@@ -616,6 +628,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 pub fn parse_target(text: &str) -> Result<Target, String> {
     if text == "mock" {
         return Ok(Target::Mock);
+    }
+    if text.starts_with("kafka://") {
+        return kafka::parse_topic_address(text).map(|topic| Target::Kafka(Box::new(kafka::KafkaTarget::to(topic))));
     }
     let url = reqwest::Url::parse(text)
         .map_err(|e| format!("'{text}' is not a URL ({e}); expected http(s)://host[:port][/prefix] or 'mock'"))?;

@@ -42,8 +42,9 @@ pub struct ReplayOptions {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended), or
-    /// `mock` to start the built-in mock server on 127.0.0.1. Required.
+    /// Where to send: http(s)://host:port[/prefix] (the logged path and query are appended),
+    /// `mock` to start the built-in mock server on 127.0.0.1, or kafka://HOST:PORT/TOPIC to
+    /// produce each request as a Kafka message (see --kafka-value). Required.
     #[arg(short, long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -328,6 +329,40 @@ pub struct ReplayOptions {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_line_bytes: Option<u64>,
+
+    /// With a kafka:// target, each message's value: `line` (the log line as read) or `json`
+    /// (the planned request: method, target, headers, body, logged_time, logged_status, client)
+    /// [default: line].
+    #[arg(long, value_name = "line|json", help_heading = "Kafka")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_value: Option<String>,
+
+    /// With a kafka:// target, each message's key, so one key's messages keep their order in one
+    /// partition: `none`, `client` (the logged address), `session` (with --sessions), or the
+    /// name of a logged request header or log-format variable [default: none].
+    #[arg(long, value_name = "none|client|session|FIELD", help_heading = "Kafka")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_key: Option<String>,
+
+    /// Acknowledgement a produce waits for. Only `all` (acks=-1: every in-sync replica): sluice's
+    /// Kafka client, rskafka, always asks for it, so `leader` (acks=1) and `none` (acks=0) are
+    /// refused rather than measured as something they are not [default: all].
+    #[arg(long, value_name = "all|leader|none", help_heading = "Kafka")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_acks: Option<String>,
+
+    /// End to end: also consume this output topic (kafka://HOST:PORT/TOPIC) from the run's start,
+    /// match each output message to the input message it came from (--match), and record the
+    /// time between them (e2e_ms); inputs with no output by the end of the drain are `lost`.
+    #[arg(long, value_name = "URL", help_heading = "Kafka")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume: Option<String>,
+
+    /// How an output message names its input: `header:NAME` (a header holding the input's
+    /// sluice-seq) or `json:FIELD` (a top-level field of its JSON value) [default: header:sluice-seq].
+    #[arg(long = "match", value_name = "header:NAME|json:FIELD", help_heading = "Kafka")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<String>,
 
     // ---- traffic shape -------------------------------------------------------------------
     /// Replay at the log's own timing, this many times faster (0.5 = half speed): request n is due
@@ -695,6 +730,11 @@ impl ReplayOptions {
             ignore_json_path: list(self.ignore_json_path, file.ignore_json_path),
             ignore_regex: list(self.ignore_regex, file.ignore_regex),
             compare_body_limit: self.compare_body_limit.or(file.compare_body_limit),
+            kafka_value: self.kafka_value.or(file.kafka_value),
+            kafka_key: self.kafka_key.or(file.kafka_key),
+            kafka_acks: self.kafka_acks.or(file.kafka_acks),
+            consume: self.consume.or(file.consume),
+            r#match: self.r#match.or(file.r#match),
             speed: self.speed.or(file.speed),
             max_gap: self.max_gap.or(file.max_gap),
             stages: self.stages.or(file.stages),

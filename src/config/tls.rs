@@ -214,8 +214,16 @@ pub fn parse_resolve(text: &str, target: &Target) -> Result<SocketAddr, ConfigEr
         .trim_end_matches(']')
         .parse()
         .map_err(|_| bad(flag, format!("'{t}': '{addr}' is not an IP address; {expected}")))?;
-    let Target::Url(url) = target else {
-        return Err(bad(flag, "the built-in mock server has no host to resolve"));
+    let url = match target {
+        Target::Url(url) => url,
+        Target::Mock => return Err(bad(flag, "the built-in mock server has no host to resolve")),
+        Target::Kafka(_) => {
+            return Err(bad(
+                flag,
+                "is for HTTP targets: a Kafka client connects to the addresses its brokers advertise, so name them \
+                 in kafka://HOST:PORT",
+            ));
+        }
     };
     let target_host = url.host_str().unwrap_or_default();
     let target_port = url.port_or_known_default().unwrap_or(80);

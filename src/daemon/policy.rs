@@ -191,6 +191,10 @@ impl AllowList {
         match parse_target(target).map_err(|m| Rejection::Invalid(format!("target: {m}")))? {
             Target::Mock if self.0.contains(&AllowTarget::Mock) => Ok(()),
             Target::Mock => Err(not_allowed()),
+            // The allow-list names HTTP targets; a daemon does not produce to Kafka.
+            Target::Kafka(_) => {
+                Err(Rejection::Invalid("target: a daemon does not send to Kafka; run `sluice replay`".into()))
+            }
             Target::Url(url) => {
                 if self.0.iter().any(|a| a.matches(&url)) {
                     Ok(())

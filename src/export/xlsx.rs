@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::analysis::figures::{Report, RouteLine};
 use crate::analysis::rows::{time_ms, unneutralised};
-use crate::results::HEADER;
+use crate::results::{E2E_COLUMN, HEADER};
 use crate::stats::{LagSummary, Percentiles, REPLAYED_CLASS_NAMES};
 
 /// Rows on one sheet, its header's included: Excel's limit, and LibreOffice's.
@@ -185,7 +185,7 @@ enum Kind {
 fn column(name: &str) -> (Kind, f64) {
     match name {
         "log_time" | "scheduled_at" | "sent_at" => (Kind::Time, 23.0),
-        "lag_ms" | "latency_ms" => (Kind::Millis, 11.0),
+        "lag_ms" | "latency_ms" | E2E_COLUMN => (Kind::Millis, 11.0),
         "seq" | "log_line" | "bytes" => (Kind::Count, 9.0),
         "orig_status" | "status" | "session_seq" => (Kind::Count, 12.0),
         "url" => (Kind::Text, 60.0),
@@ -221,27 +221,23 @@ fn results_sheets(
     styles: &Styles,
     layout: Layout,
 ) -> Result<(Vec<Worksheet>, Written), ResultsError> {
-    let mut sheets = ResultsSheets { full: Vec::new(), current: None, row: 0, layout };
+    let columns = results_columns(files)?;
+    let mut sheets = ResultsSheets { full: Vec::new(), current: None, row: 0, layout, columns: columns.clone() };
     let mut written = Written::default();
     let mut record = csv::ByteRecord::new();
     for path in files {
-        let name = path.display().to_string();
-        let unreadable = |reason: String| ResultsError::Read(WorkbookError::Read { file: name.clone(), reason });
-        let file = File::open(path).map_err(|e| unreadable(e.to_string()))?;
-        // Flexible: a damaged row is written as it is, as far as it goes.
-        let mut reader =
-            csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::with_capacity(256 * 1024, file));
-        // The file's columns by name, in the order of [`HEADER`]: files may order them
+        let (mut reader, unreadable) = open_results(path)?;
+        // The file's columns by name, in the order of `columns`: files may order them
         // differently, and older ones lack the session columns.
         let header = reader.byte_headers().map_err(|e| unreadable(e.to_string()))?;
         let at: Vec<Option<usize>> =
-            HEADER.iter().map(|h| header.iter().position(|field| field == h.as_bytes())).collect();
+            columns.iter().map(|h| header.iter().position(|field| field == h.as_bytes())).collect();
         while reader.read_byte_record(&mut record).map_err(|e| unreadable(e.to_string()))? {
             let Some((sheet, row)) = sheets.next_row(workbook, styles)? else {
                 written.left_out += 1;
                 continue;
             };
-            for (col, name) in HEADER.iter().enumerate() {
+            for (col, name) in columns.iter().enumerate() {
                 match at[col].and_then(|i| record.get(i)) {
                     None | Some(b"") => {}
                     Some(cell) => write_cell(sheet, row, col as u16, column(name).0, cell, styles, &mut written)?,
@@ -255,6 +251,32 @@ fn results_sheets(
     Ok((full, written))
 }
 
+type ResultsReader = csv::Reader<BufReader<File>>;
+
+/// A results CSV to read, and how a failure to read it is told.
+fn open_results(path: &Path) -> Result<(ResultsReader, impl Fn(String) -> ResultsError), ResultsError> {
+    let name = path.display().to_string();
+    let unreadable = move |reason: String| ResultsError::Read(WorkbookError::Read { file: name.clone(), reason });
+    let file = File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    // Flexible: a damaged row is written as it is, as far as it goes.
+    let reader = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::with_capacity(256 * 1024, file));
+    Ok((reader, unreadable))
+}
+
+/// The Results sheets' columns: [`HEADER`]'s, then [`E2E_COLUMN`] when a file has it (an
+/// end-to-end Kafka run). A `--compare` run's own columns stay in its CSV.
+fn results_columns(files: &[PathBuf]) -> Result<Vec<&'static str>, ResultsError> {
+    let mut columns = HEADER.to_vec();
+    for path in files {
+        let (mut reader, unreadable) = open_results(path)?;
+        if reader.byte_headers().map_err(|e| unreadable(e.to_string()))?.iter().any(|f| f == E2E_COLUMN.as_bytes()) {
+            columns.push(E2E_COLUMN);
+            break;
+        }
+    }
+    Ok(columns)
+}
+
 /// The Results sheets: those filled, and the one being filled.
 struct ResultsSheets {
     full: Vec<Worksheet>,
@@ -262,6 +284,7 @@ struct ResultsSheets {
     /// The last row written on `current` (its header is row 0).
     row: u32,
     layout: Layout,
+    columns: Vec<&'static str>,
 }
 
 impl ResultsSheets {
@@ -278,9 +301,9 @@ impl ResultsSheets {
                 return Ok(None);
             }
             if let Some(sheet) = self.current.take() {
-                self.full.push(with_filter(sheet, self.row)?);
+                self.full.push(with_filter(sheet, self.row, &self.columns)?);
             }
-            self.current = Some(results_sheet(workbook, self.full.len() + 1, styles)?);
+            self.current = Some(results_sheet(workbook, self.full.len() + 1, styles, &self.columns)?);
             self.row = 0;
         }
         self.row += 1;
@@ -290,18 +313,23 @@ impl ResultsSheets {
     fn finish(mut self, workbook: &mut Workbook, styles: &Styles) -> Result<Vec<Worksheet>, XlsxError> {
         let last = match self.current.take() {
             Some(sheet) => sheet,
-            None => results_sheet(workbook, 1, styles)?,
+            None => results_sheet(workbook, 1, styles, &self.columns)?,
         };
-        self.full.push(with_filter(last, self.row)?);
+        self.full.push(with_filter(last, self.row, &self.columns)?);
         Ok(self.full)
     }
 }
 
 /// `Results`, `Results 2`, …: the header, frozen, and the columns' widths.
-fn results_sheet(workbook: &mut Workbook, number: usize, styles: &Styles) -> Result<Worksheet, XlsxError> {
+fn results_sheet(
+    workbook: &mut Workbook,
+    number: usize,
+    styles: &Styles,
+    columns: &[&str],
+) -> Result<Worksheet, XlsxError> {
     let mut sheet = workbook.new_worksheet_with_constant_memory()?;
     sheet.set_name(if number == 1 { "Results".to_string() } else { format!("Results {number}") })?;
-    for (col, name) in HEADER.iter().enumerate() {
+    for (col, name) in columns.iter().enumerate() {
         sheet.set_column_width(col as u16, column(name).1)?;
         sheet.write_string_with_format(0, col as u16, *name, &styles.header)?;
     }
@@ -317,8 +345,8 @@ fn for_print(sheet: &mut Worksheet) -> Result<(), XlsxError> {
 }
 
 /// The header's filter, over the rows the sheet got.
-fn with_filter(mut sheet: Worksheet, last_row: u32) -> Result<Worksheet, XlsxError> {
-    sheet.autofilter(0, 0, last_row, (HEADER.len() - 1) as u16)?;
+fn with_filter(mut sheet: Worksheet, last_row: u32, columns: &[&str]) -> Result<Worksheet, XlsxError> {
+    sheet.autofilter(0, 0, last_row, (columns.len() - 1) as u16)?;
     Ok(sheet)
 }
 

@@ -81,6 +81,16 @@ pub struct ReplayRequest {
     pub log_offset: Option<std::time::Duration>,
     /// Its client session and place in it, with `--sessions` (and a line that has the key).
     pub session: Option<SessionTag>,
+    /// For a Kafka target: the message's key and partition (its value is `body`).
+    pub stream: Option<StreamMessage>,
+}
+
+/// A Kafka message's key and partition, chosen while the log is read (`crate::send::kafka`);
+/// its value is the request's `body`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMessage {
+    pub key: Option<Bytes>,
+    pub partition: i32,
 }
 
 impl ReplayRequest {
@@ -99,6 +109,7 @@ impl ReplayRequest {
             position: LogPosition::default(),
             log_offset: None,
             session: None,
+            stream: None,
         }
     }
 }
@@ -462,6 +473,7 @@ impl Planner {
             body,
             log_offset: None,
             session: None,
+            stream: None,
         })
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct Reading {
     pub bad_line_limit: Option<BadLineLimit>,
     /// Give each request its place on the log's clock (`--speed`).
     pub timeline: Option<Timeline>,
+    /// For a Kafka target: how each request becomes its message.
+    pub message: Option<crate::send::kafka::MessageShaper>,
 }
 
 /// The reader thread: log lines → parsed entries → planned requests → the bounded queue.
@@ -82,7 +84,7 @@ pub(crate) fn read_log(
     control: Arc<RunControl>,
     reading: Reading,
 ) {
-    let Reading { looping, bad_line_limit: limit, mut timeline } = reading;
+    let Reading { looping, bad_line_limit: limit, mut timeline, message } = reading;
     // Requests whose place on the log's clock is settled (one at a time without a timeline).
     let mut ready = Vec::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK);
@@ -129,6 +131,9 @@ pub(crate) fn read_log(
                     // `--mix` may plan one entry several times: each copy is queued like any request.
                     for mut req in planned.into_iter().flatten() {
                         req.position = position;
+                        if let Some(message) = &message {
+                            message.shape(&entry, line.line, &mut req);
+                        }
                         if timeline.is_some() && produced == 0 && first_pass && req.log_time.is_none() {
                             stats.fatal = Some(format!(
                                 "--speed replays the logged times, and {}:{number} has none: this format ({}) \

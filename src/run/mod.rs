@@ -35,7 +35,7 @@ use crate::send::outcome::Outcome;
 use crate::send::transport::Transport;
 use crate::send::{Job, OUTCOME_BACKLOG, OutcomeBuffer, SessionGate, Single, record_not_sent, sender};
 use crate::sink::abort::AbortWatch;
-use crate::sink::csv::{CsvSink, WallClock};
+use crate::sink::csv::{CsvSink, ExtraColumns, WallClock};
 use crate::sink::metrics::Metrics;
 use crate::sink::{Written, run_writer};
 use crate::source::sniff::{SNIFF_LINES, open_entries};
@@ -104,6 +104,8 @@ pub struct Run {
     /// The senders' runtime, which also runs the pacer; it returns the pacer's report.
     senders: JoinHandle<PacerReport>,
     writer: JoinHandle<(Written, Option<std::io::Error>)>,
+    /// With `--consume`: the thread matching output messages, between the senders and the writer.
+    end_to_end: Option<crate::send::consume::EndToEndRun>,
     // Kept alive for the run's length when the target is the built-in mock.
     _mock: Option<sluice_mock::MockServer>,
 }
@@ -121,13 +123,21 @@ impl Run {
         let Prepared { entries, target, mock } = prepare(&config)?;
         let format_name = entries.format_name().to_string();
         let clock = WallClock::now();
-        let sink = CsvSink::create(&config.out, clock, config.redactor.clone(), config.compare.is_some())
+        let extra = if config.compare.is_some() {
+            ExtraColumns::Compare
+        } else if matches!(&config.target, Target::Kafka(kafka) if kafka.consume.is_some()) {
+            ExtraColumns::EndToEnd
+        } else {
+            ExtraColumns::None
+        };
+        let sink = CsvSink::create(&config.out, clock, config.redactor.clone(), extra)
             .map_err(|e| RunError::Output { path: config.out.clone(), reason: e.to_string() })?;
         let transport = Arc::new(Transport::build(&config, &target).map_err(RunError::Input)?);
         let compare = match &config.compare {
             Some(compare) => Some(Arc::new(CompareTargets::build(&config, &target, compare).map_err(RunError::Input)?)),
             None => None,
         };
+        let message = crate::send::kafka::shaper_for(&config).map_err(RunError::Input)?;
 
         let control = Arc::new(RunControl::new(config.duration, config.shape.is_paced()));
         let (queue_tx, queue_rx) =
@@ -142,6 +152,9 @@ impl Run {
             }
         });
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded::<Vec<Outcome>>(OUTCOME_BACKLOG);
+        // With --consume, rows of produced messages wait for their output on the way to the writer.
+        let (outcomes_tx, end_to_end) =
+            crate::send::consume::start(&config, &transport, outcomes_tx).map_err(RunError::Input)?;
 
         let planner = Planner::new(&target, config.rules.clone());
         let reader = spawn("sluice-reader", {
@@ -149,6 +162,7 @@ impl Run {
                 looping: config.looping,
                 bad_line_limit: config.max_bad_lines,
                 timeline: matches!(config.shape, Shape::Logged { .. }).then(Timeline::new),
+                message,
             };
             let control = control.clone();
             move || read_log(entries, planner, queue_tx, control, reading)
@@ -247,12 +261,16 @@ impl Run {
         Ok(Run {
             handle: RunHandle { control, cancelled: Arc::new(AtomicBool::new(false)) },
             format_name,
-            target_url: target.to_string(),
+            target_url: match &config.target {
+                Target::Kafka(kafka) => kafka.topic.to_string(),
+                _ => target.to_string(),
+            },
             config,
             started,
             reader,
             senders,
             writer,
+            end_to_end,
             _mock: mock,
         })
     }
@@ -286,6 +304,14 @@ impl Run {
     /// Waits for the run to end and returns its summary.
     pub fn wait(self) -> Result<Summary, RunError> {
         let pacer = self.senders.join().map_err(|_| RunError::Internal("the sender thread panicked".into()))?;
+        let unmatched_outputs = match self.end_to_end {
+            Some(end_to_end) => {
+                let unmatched = end_to_end.unmatched.clone();
+                end_to_end.join().map_err(RunError::Internal)?;
+                Some(unmatched.load(std::sync::atomic::Ordering::Relaxed))
+            }
+            None => None,
+        };
         let (written, write_error) =
             self.writer.join().map_err(|_| RunError::Internal("the writer thread panicked".into()))?;
         // The reader may be blocked reading a terminal on stdin; its stats are in `control` anyway.
@@ -318,6 +344,7 @@ impl Run {
             error_messages: self.handle.control.failures.snapshot(&self.config.redactor),
             aborted_by: self.handle.control.aborted_by.lock().expect("not poisoned").clone(),
             output_error: write_error.map(|e| e.to_string()),
+            unmatched_outputs,
         };
         Ok(Summary::build(
             &self.config,
@@ -399,6 +426,7 @@ pub(crate) fn prepare(config: &ReplayConfig) -> Result<Prepared, RunError> {
     }
     let (target, mock) = match &config.target {
         Target::Url(url) => (url.clone(), None),
+        Target::Kafka(kafka) => (crate::send::kafka::planning_url(kafka).map_err(RunError::Input)?, None),
         Target::Mock => {
             let mock = sluice_mock::spawn_in_thread(demo_mock_config())
                 .map_err(|e| RunError::Internal(format!("cannot start the mock server: {e}")))?;

@@ -89,6 +89,22 @@ pub struct Summary {
     /// `--resolve`: the address connections went to instead of the target host's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connected_to: Option<String>,
+    /// With a Kafka target and `--consume`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_end: Option<EndToEndFigures>,
+}
+
+/// End to end (`--consume`): produced messages matched with their output, from the rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndToEndFigures {
+    /// Produced messages whose output was consumed.
+    pub matched: u64,
+    /// Produced messages with no output by the end of the drain.
+    pub lost: u64,
+    /// Output messages that named no awaited input (duplicates, another run's, given up).
+    pub unmatched_outputs: u64,
+    /// From the send to the output message.
+    pub e2e_ms: Percentiles,
 }
 
 /// Client sessions of a `--sessions` run, counted from the rows.
@@ -166,6 +182,12 @@ impl Summary {
             }),
             tls: (!config.tls.is_default()).then(|| config.tls.describe()),
             connected_to: config.resolve.map(|addr| addr.to_string()),
+            end_to_end: ending.unmatched_outputs.map(|unmatched_outputs| EndToEndFigures {
+                matched: tally.end_to_end.len(),
+                lost: tally.lost,
+                unmatched_outputs,
+                e2e_ms: Percentiles::of(&tally.end_to_end),
+            }),
         }
     }
 
@@ -261,6 +283,14 @@ impl Summary {
         }
         t += &latency_lines(self.responses, &self.latency_ms, &self.latency_from_schedule_ms, &self.lag);
         let _ = writeln!(t, "  received   {}", human_bytes(self.bytes_received));
+        if let Some(e) = &self.end_to_end {
+            let p = &e.e2e_ms;
+            let _ = writeln!(
+                t,
+                "  end to end {} matched, {} lost, {} other outputs; e2e p50 {:.2}  p99 {:.2}  max {:.2} ms",
+                e.matched, e.lost, e.unmatched_outputs, p.p50, p.p99, p.max
+            );
+        }
         if let Some(s) = &self.sessions {
             let _ = write!(t, "  sessions   {} by {}, each in logged order, one request at a time", s.sessions, s.key);
             let outside = s.requests_outside_sessions;
@@ -365,4 +395,6 @@ pub(crate) struct Ending {
     pub error_messages: BTreeMap<String, Vec<FailureSample>>,
     pub aborted_by: Option<String>,
     pub output_error: Option<String>,
+    /// With `--consume`: output messages that matched no awaited input.
+    pub unmatched_outputs: Option<u64>,
 }

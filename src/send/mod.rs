@@ -6,8 +6,10 @@
 //! every request: measured at 3–11 µs per row, against under 1 µs batched).
 
 pub mod compare;
+pub mod consume;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod outcome;
 pub mod provider;
 pub(crate) mod session_gate;

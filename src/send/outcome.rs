@@ -39,6 +39,15 @@ pub enum ErrorKind {
     /// sent, like `NotSent`.
     SkippedLate,
     Other,
+    /// Kafka: no acknowledgement within `--timeout`.
+    #[serde(rename = "kafka:timeout")]
+    KafkaTimeout,
+    /// Kafka: no broker could be reached, or the connection failed.
+    #[serde(rename = "kafka:connect")]
+    KafkaConnect,
+    /// Kafka: the broker refused the message with an error code.
+    #[serde(rename = "kafka:broker")]
+    KafkaBroker,
 }
 
 impl ErrorKind {
@@ -54,6 +63,9 @@ impl ErrorKind {
             ErrorKind::NotSent => "not_sent",
             ErrorKind::SkippedLate => "skipped_late",
             ErrorKind::Other => "other",
+            ErrorKind::KafkaTimeout => "kafka:timeout",
+            ErrorKind::KafkaConnect => "kafka:connect",
+            ErrorKind::KafkaBroker => "kafka:broker",
         }
     }
 
@@ -168,6 +180,8 @@ pub struct Outcome {
     /// With `--compare`: the baseline's answer and how the two compare (boxed: a single-target
     /// run pays one empty pointer per outcome, nothing more).
     pub compare: Option<Box<crate::send::compare::Comparison>>,
+    /// End to end (`--consume`): when its output message was seen, or that none was.
+    pub e2e: Option<crate::results::EndToEnd>,
 }
 
 impl Outcome {
@@ -200,6 +214,7 @@ impl Outcome {
             bytes,
             session: req.session,
             compare: None,
+            e2e: None,
         }
     }
 

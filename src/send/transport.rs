@@ -34,6 +34,7 @@ pub enum Transport {
     Pooled(Client),
     Direct(Direct),
     Http2(Http2),
+    Kafka(super::kafka::Producer),
 }
 
 /// A sender's own state between requests: for the direct transport its open connection and the
@@ -73,6 +74,9 @@ pub type Sent = (Result<u16, Failure>, u64);
 
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
+        if let crate::config::Target::Kafka(kafka) = &config.target {
+            return Ok(Transport::Kafka(super::kafka::Producer::new(kafka, config.timeout)));
+        }
         if config.use_env_proxy || config.follow_redirects {
             return super::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
         }
@@ -111,6 +115,7 @@ impl Transport {
             Transport::Pooled(client) => send_pooled(client, req, conn.capture.as_mut()).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
             Transport::Http2(http2) => http2.send(&mut conn.stream, req).await,
+            Transport::Kafka(producer) => producer.send(req).await,
         }
     }
 }

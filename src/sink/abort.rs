@@ -263,6 +263,7 @@ mod tests {
             latency_us: 1000,
             bytes: 0,
             session: None,
+            e2e: None,
         }
     }
 

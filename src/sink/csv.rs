@@ -5,13 +5,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::display::needs_neutralising;
 use crate::plan::safety::Redactor;
-use crate::results::{COMPARE_HEADER, HEADER};
+use crate::results::{COMPARE_HEADER, E2E_COLUMN, EndToEnd, HEADER};
 use crate::send::compare::Comparison;
 use crate::send::outcome::Outcome;
 
@@ -120,6 +120,16 @@ impl Write for ResultsFile {
     }
 }
 
+/// The columns a results file carries after [`HEADER`]'s: none, `--compare`'s
+/// ([`COMPARE_HEADER`]), or an end-to-end Kafka run's ([`E2E_COLUMN`]). A run has at most one
+/// kind: `--compare` is refused with a kafka:// target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraColumns {
+    None,
+    Compare,
+    EndToEnd,
+}
+
 pub struct CsvSink {
     writer: csv::Writer<BufWriter<ResultsFile>>,
     /// The same file, to cut it back after a failure, and the flag that silences the writer.
@@ -128,27 +138,27 @@ pub struct CsvSink {
     clock: WallClock,
     redactor: Redactor,
     scratch: Vec<u8>,
-    /// Whether rows carry the `--compare` columns.
-    compare: bool,
+    /// The columns rows carry after [`HEADER`]'s.
+    extra: ExtraColumns,
 }
 
 impl CsvSink {
     /// Creates (or truncates) the file and writes the header, so an unwritable path fails before
     /// anything is sent.
-    /// `compare`: the header and every row carry the `--compare` columns too.
-    pub fn create(path: &Path, clock: WallClock, redactor: Redactor, compare: bool) -> io::Result<CsvSink> {
+    /// `extra`: the columns the header and every row carry after [`HEADER`]'s.
+    pub fn create(path: &Path, clock: WallClock, redactor: Redactor, extra: ExtraColumns) -> io::Result<CsvSink> {
         // Readable too: after a failure the tail is read back to find the last whole row.
         let file = File::options().read(true).write(true).create(true).truncate(true).open(path)?;
         let failed = Arc::new(AtomicBool::new(false));
         let results = ResultsFile { file: file.try_clone()?, failed: failed.clone() };
         let mut writer = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(256 * 1024, results));
-        if compare {
-            writer.write_record(HEADER.iter().chain(&COMPARE_HEADER))?;
-        } else {
-            writer.write_record(HEADER)?;
+        match extra {
+            ExtraColumns::None => writer.write_record(HEADER)?,
+            ExtraColumns::Compare => writer.write_record(HEADER.iter().chain(&COMPARE_HEADER))?,
+            ExtraColumns::EndToEnd => writer.write_record(HEADER.iter().chain([&E2E_COLUMN]))?,
         }
         writer.flush()?;
-        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256), compare })
+        Ok(CsvSink { writer, file, failed, clock, redactor, scratch: Vec::with_capacity(256), extra })
     }
 
     /// After a write error: writes nothing more and cuts the file back to its last whole row, so
@@ -258,8 +268,14 @@ impl CsvSink {
                 push_u64(b, session.seq)
             }
         })?;
-        if self.compare {
-            write_comparison(&mut field, o.compare.as_deref())?;
+        match self.extra {
+            ExtraColumns::None => {}
+            ExtraColumns::Compare => write_comparison(&mut field, o.compare.as_deref())?,
+            ExtraColumns::EndToEnd => field(&|b| match o.e2e {
+                Some(EndToEnd::Seen(us)) => push_millis(b, Duration::from_micros(us)),
+                Some(EndToEnd::Lost) => b.extend_from_slice(b"lost"),
+                None => {}
+            })?,
         }
         writer.write_record(None::<&[u8]>)?;
         Ok(())

@@ -97,6 +97,8 @@ pub struct Metrics {
 
 fn status_class(status: u16) -> &'static str {
     match status {
+        // A Kafka message's acknowledgement (its row's status 0, Kafka's error code for none).
+        0 => "acked",
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",
@@ -255,6 +257,7 @@ mod tests {
             bytes: 0,
             session: None,
             compare: None,
+            e2e: None,
         }
     }
 
@@ -276,5 +279,20 @@ mod tests {
         assert!(text.contains("sluice_schedule_lag_seconds_bucket{le=\"0.0025\"} 3\n"));
         assert!(text.contains("sluice_inflight_requests 2\n"));
         assert!(text.contains("sluice_build_info{version="));
+    }
+
+    #[test]
+    fn kafka_messages_count_as_acknowledged_or_by_their_error_kind() {
+        let m = Metrics::new();
+        m.record(&[
+            outcome("PRODUCE", Ok(0), 3),
+            outcome("PRODUCE", Ok(0), 4),
+            outcome("PRODUCE", Err(ErrorKind::KafkaTimeout), 5_000),
+        ]);
+        let text = m.render(&RunGauges::default());
+        assert!(text.contains("sluice_requests_sent_total{method=\"PRODUCE\"} 3\n"), "{text}");
+        assert!(text.contains("sluice_responses_total{status_class=\"acked\"} 2\n"), "{text}");
+        assert!(text.contains("sluice_request_errors_total{kind=\"kafka:timeout\"} 1\n"), "{text}");
+        assert!(text.contains("sluice_request_duration_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
     }
 }

@@ -149,6 +149,7 @@ fn row_of<'a>(o: &'a Outcome, clock: &WallClock) -> Row<'a> {
         latency_us,
         bytes: o.bytes,
         session: o.session,
+        e2e: o.e2e,
     }
 }
 

@@ -632,7 +632,7 @@ impl HarReader {
             },
         };
         let (input, (number, entry)) = item;
-        Ok(Some(SourceEntry { input, number, entry: entry.map_err(BadLine::Har) }))
+        Ok(Some(SourceEntry { input, number, entry: entry.map_err(BadLine::Har), line: None }))
     }
 
     fn read(&mut self) -> Result<Option<(usize, Numbered)>, SourceError> {

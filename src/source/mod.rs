@@ -188,6 +188,8 @@ pub struct SourceEntry<'a> {
     /// The line number in its file, or the entry's number in a HAR's `log.entries` (from 1).
     pub number: u64,
     pub entry: Result<Entry<'a>, BadLine>,
+    /// The line as read, for a line-based log (a Kafka message's value, `--kafka-value line`).
+    pub line: Option<&'a [u8]>,
 }
 
 impl EntryReader {
@@ -198,6 +200,7 @@ impl EntryReader {
                 input: line.input,
                 number: line.number,
                 entry: line.parse(format),
+                line: line.bytes.ok(),
             })),
             EntryReader::Har(har) => har.next_entry(),
         }

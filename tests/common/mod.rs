@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (each test crate uses its own subset).
 #![allow(dead_code)]
 
+pub mod influx;
 pub mod nginx;
 pub mod tls_server;
 
