@@ -2,6 +2,8 @@
 //! (insta snapshots in tests/snapshots/), figures that must come from merged histograms, and one
 //! assertion per metric, passing and failing.
 
+mod common;
+
 use std::path::PathBuf;
 
 use sluice::analysis::render::{self, ReportFormat};
@@ -619,13 +621,13 @@ fn the_shards_of_a_run_are_one_run_and_a_csv_without_a_manifest_is_said_to_have_
     }
 }
 
+/// A row of a `--compare` run: seconds after 10:00:00, path, A's status or error kind, A's latency
+/// in ms, and B's where it answered.
+type AbRow<'a> = (f64, String, Result<u16, &'a str>, f64, Option<f64>);
+
 /// `rows` as a `--compare` run's CSV (the rows of [`results_csv`] and B's columns after them): each
 /// row's B latency in ms where B answered 200, else B timed out.
-fn ab_results_csv(
-    dir: &std::path::Path,
-    name: &str,
-    rows: &[(f64, String, Result<u16, &str>, f64, Option<f64>)],
-) -> PathBuf {
+fn ab_results_csv(dir: &std::path::Path, name: &str, rows: &[AbRow<'_>]) -> PathBuf {
     let a_side: Vec<(f64, String, Result<u16, &str>, f64)> =
         rows.iter().map(|r| (r.0, r.1.clone(), r.2, r.3)).collect();
     let path = results_csv(dir, name, &a_side);
@@ -647,18 +649,6 @@ fn ab_results_csv(
 /// The curves' names, each marked `B`/`baseline` (the reference's) or not.
 fn curve_names(r: &Report) -> Vec<(&str, bool)> {
     r.charts.distribution.iter().map(|c| (c.name.as_str(), c.reference)).collect()
-}
-
-/// The value the HTML's hover mark of `curve` gives at `percentile` (`50%`), ms.
-fn marked_ms(html: &str, curve: &str, percentile: &str) -> f64 {
-    let start = format!("<title>{curve}: ");
-    let end = format!(" ms at {percentile}</title>");
-    html.match_indices(&start)
-        .find_map(|(at, _)| {
-            let rest = &html[at + start.len()..];
-            rest[..rest.find("</title>")? + "</title>".len()].strip_suffix(&end)?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no hover mark of {curve} at {percentile}"))
 }
 
 #[test]
@@ -721,7 +711,7 @@ fn a_compare_runs_b_latencies_are_drawn_beside_the_targets_from_their_own_histog
     }
 
     let html = render::render(&r, ReportFormat::Html);
-    let p50 = |curve: &str| marked_ms(&html, curve, "50%");
+    let p50 = |curve: &str| common::marked_ms(&html, curve, "50%");
     assert_eq!(
         p50("all requests · B (baseline target)"),
         r.charts.distribution[1].points.iter().find(|p| p.quantile == 0.5).unwrap().ms
@@ -794,7 +784,7 @@ fn a_baseline_runs_curves_are_drawn_beside_and_lined_up_on_the_time_since_each_s
 
     let html = render::render(&r, ReportFormat::Html);
     assert!(html.contains("time since each run&#39;s start") && html.contains("+0:02"), "the axis and its ticks");
-    let p50 = |curve: &str| marked_ms(&html, curve, "50%");
+    let p50 = |curve: &str| common::marked_ms(&html, curve, "50%");
     let slowed = p50("/a/{id} · this run: new.csv") - p50("/a/{id} · baseline: old.csv");
     assert!((slowed - 50.0).abs() < 1.0, "{slowed}");
     assert!((p50("/b/{id} · this run: new.csv") - p50("/b/{id} · baseline: old.csv")).abs() < 0.01);

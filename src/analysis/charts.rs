@@ -14,7 +14,7 @@ use hdrhistogram::{Counter, Histogram};
 use super::aggregate::{Activity, Aggregate, Slice};
 use super::assert::{ERROR_KINDS, Stat};
 use super::figures::OverTime;
-use super::series::{RouteSeries, merged};
+use super::series::{RouteSeries, Slices, merged};
 
 /// Routes drawn beside the whole run in the latency distribution: the worst by p99.
 pub const WORST_ROUTE_CURVES: usize = 4;
@@ -119,7 +119,7 @@ struct Side<'a> {
     overall: &'a Histogram<u64>,
     routes: HashMap<&'a str, &'a Histogram<u32>>,
     /// Route → slice of `series` → latency.
-    slices: &'a HashMap<String, BTreeMap<i64, Histogram<u32>>>,
+    slices: &'a HashMap<String, Slices>,
     series: &'a RouteSeries,
     activity: Activity,
     first_sent_ms: Option<i64>,
@@ -261,12 +261,12 @@ fn route_latency(agg: &Aggregate, own: &Side<'_>, other: Option<&Side<'_>>, sinc
     let interval_ms = sides.iter().map(|s| s.series.interval_ms).max().unwrap_or(1000).max(1);
     // Where each side's slot 0 starts, ms since the epoch.
     let base = |side: &Side<'_>| if since_start { side.first_slice_ms() } else { side.series.origin_ms };
-    let place = |side: &Side<'_>, route: &str| -> BTreeMap<i64, Histogram<u32>> {
+    let place = |side: &Side<'_>, route: &str| -> Slices {
         let Some(slices) = side.slices.get(route) else { return BTreeMap::new() };
         let base = base(side);
         merged(slices.clone(), |key| (side.series.start_ms(key) - base).div_euclid(interval_ms))
     };
-    let placed: Vec<(&String, Vec<BTreeMap<i64, Histogram<u32>>>)> =
+    let placed: Vec<(&String, Vec<Slices>)> =
         busiest.into_iter().map(|route| (route, sides.iter().map(|side| place(side, route)).collect())).collect();
     let keys: Vec<i64> = {
         let present: BTreeSet<i64> =
@@ -308,7 +308,7 @@ fn route_latency(agg: &Aggregate, own: &Side<'_>, other: Option<&Side<'_>>, sinc
 
 impl SliceLatency {
     /// The latency of `slots` at each of `keys`.
-    fn of(slots: &BTreeMap<i64, Histogram<u32>>, keys: &[i64]) -> SliceLatency {
+    fn of(slots: &Slices, keys: &[i64]) -> SliceLatency {
         let at = |stat: Stat| keys.iter().map(|k| slots.get(k).and_then(|h| stat.of(h))).collect();
         SliceLatency {
             p50_ms: at(Stat::P50),

@@ -329,6 +329,23 @@ mod tests {
     }
 
     #[test]
+    fn a_compare_runs_b_latency_reads_back_where_b_answered() {
+        let head = HEAD.replace("error\n", &format!("error,{}\n", COMPARE_HEADER.join(",")));
+        let row = "1,2,,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.1,GET,/a,200,200,1.0,3,";
+        let mut r = reader(&format!(
+            "{head}{row},200,7.25,3,,d,d,bytes,true,true,\n{row},,1000.0,0,timeout,d,,bytes,false,,\n"
+        ))
+        .unwrap();
+        assert!(r.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(r.b_latency_us(), Some(7250));
+        assert!(r.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(r.b_latency_us(), None, "B timed out: no latency");
+        let mut plain = reader(&format!("{HEAD}{row}\n")).unwrap();
+        assert!(plain.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(plain.b_latency_us(), None);
+    }
+
+    #[test]
     fn times_are_utc_milliseconds() {
         assert_eq!(parse_time_ms("1970-01-01 00:00:01.500"), Some(1500));
         assert_eq!(parse_time_ms("2026-11-21 14:03:07"), Some(1_795_269_787_000));

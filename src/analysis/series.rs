@@ -24,6 +24,9 @@ pub const SERIES_SLICES: usize = 120;
 /// what the run-wide slices use.
 const SERIES_FIGURES: u8 = 2;
 
+/// One route's latency, µs, slice by slice.
+pub type Slices = BTreeMap<i64, Histogram<u32>>;
+
 #[derive(Debug, Clone)]
 pub struct RouteSeries {
     /// Slices are counted from the fold's timeline origin, so they line up with its slices.
@@ -32,10 +35,10 @@ pub struct RouteSeries {
     /// Chosen by the user (`--interval`): lengthened only by doubling.
     fixed: bool,
     /// Route → slice → latency of its answered requests, µs.
-    pub routes: HashMap<String, BTreeMap<i64, Histogram<u32>>>,
+    pub routes: HashMap<String, Slices>,
     /// The same of the baseline target in a `--compare` run (its `b_latency_ms` where it answered),
     /// for the routes followed above, in the same slices.
-    pub b_routes: HashMap<String, BTreeMap<i64, Histogram<u32>>>,
+    pub b_routes: HashMap<String, Slices>,
     /// Whether a route was seen that is not followed.
     pub untracked: bool,
 }
@@ -115,14 +118,14 @@ impl RouteSeries {
 }
 
 /// Records a latency in slice `key`; whether the slices are now too many.
-fn add(slices: &mut BTreeMap<i64, Histogram<u32>>, key: i64, latency_us: u64) -> bool {
+fn add(slices: &mut Slices, key: i64, latency_us: u64) -> bool {
     record(slices.entry(key).or_insert_with(|| histogram(SERIES_FIGURES)), latency_us.max(1));
     slices.len() > SERIES_SLICES
 }
 
 /// `slices` with each key renamed by `into`, the histograms of slices renamed alike added up.
-pub fn merged(slices: BTreeMap<i64, Histogram<u32>>, into: impl Fn(i64) -> i64) -> BTreeMap<i64, Histogram<u32>> {
-    let mut out: BTreeMap<i64, Histogram<u32>> = BTreeMap::new();
+pub fn merged(slices: Slices, into: impl Fn(i64) -> i64) -> Slices {
+    let mut out = Slices::new();
     for (key, h) in slices {
         match out.entry(into(key)) {
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -176,5 +179,24 @@ mod tests {
         // Rows without an answer have no latency and take no route's place.
         s.record(&row(0, 5, Answer::Error("timeout")), "/r0", 0);
         assert_eq!(s.routes["/r0"].values().map(|h| h.len()).sum::<u64>(), 3600);
+    }
+
+    #[test]
+    fn b_latencies_follow_the_targets_routes_and_slices() {
+        let mut s = RouteSeries::new(None);
+        for second in 0..600i64 {
+            for r in 0..20 {
+                let route = format!("/r{r}");
+                s.record(&row(second * 1000, 1000, Answer::Status(200)), &route, 0);
+                s.record_b(&route, second * 1000, 3000);
+            }
+        }
+        assert_eq!(s.b_routes.len(), SERIES_ROUTES, "only the routes followed for the target");
+        assert!(s.b_routes.keys().all(|r| s.routes.contains_key(r)));
+        assert_eq!(s.interval_ms, 10_000);
+        let (a, b) = (&s.routes["/r0"], &s.b_routes["/r0"]);
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "the same slices");
+        assert_eq!(b.values().map(|h| h.len()).sum::<u64>(), 600);
+        assert!(b.values().all(|h| h.value_at_quantile(0.5) >= 2990));
     }
 }

@@ -7,7 +7,7 @@
 use crate::display::human_bytes;
 use std::fmt::Write;
 
-use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, TimeAxis, WIDE};
+use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, Swatch, TimeAxis, WIDE};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::assert::percent;
 use crate::analysis::charts::{MIN_CURVE_REQUESTS, Reference, SliceLatency};
@@ -58,6 +58,8 @@ fn failure_color(kind: &str) -> &'static str {
     }
 }
 
+/// The legend's sample of the line styles that tell the run's own curves from a reference's.
+const SIDE_COLOR: &str = "#5f6b78";
 /// The colours of p50 and p99 in every latency chart.
 const P50_COLOR: &str = "#2e9e5b";
 const P99_COLOR: &str = "#d64541";
@@ -333,7 +335,7 @@ fn charts(out: &mut String, r: &Report) {
         out,
         title,
         &format!("share of requests per {every} slice, by replayed status class"),
-        &layers.iter().map(|l| (l.name, l.color, false)).collect::<Vec<_>>(),
+        &layers.iter().map(|l| (l.name, l.color, Swatch::Fill)).collect::<Vec<_>>(),
         &svg::stacked_bars(
             &Chart { title, y_title: "share of requests", unit: "%", size: WIDE },
             &axis,
@@ -356,8 +358,8 @@ fn charts(out: &mut String, r: &Report) {
     );
 }
 
-fn line_legend<'a>(lines: &'a [Line<'a>]) -> Vec<(&'a str, &'a str, bool)> {
-    lines.iter().map(|l| (l.name, l.color, l.dashed)).collect()
+fn line_legend<'a>(lines: &'a [Line<'a>]) -> Vec<(&'a str, &'a str, Swatch)> {
+    lines.iter().map(|l| (l.name, l.color, Swatch::dashed(l.dashed))).collect()
 }
 
 fn rate_chart(out: &mut String, axis: &TimeAxis<'_>, t: &OverTime, target: Option<f64>, every: &str) {
@@ -451,9 +453,12 @@ impl Sides {
     }
 
     /// Legend items saying which line style is which side.
-    fn legend(sides: Option<&Sides>) -> Vec<(&str, &str, bool)> {
+    fn legend(sides: Option<&Sides>) -> Vec<(&str, &str, Swatch)> {
         sides.map_or_else(Vec::new, |s| {
-            vec![(s.own_long.as_str(), "#5f6b78", false), (s.reference_long.as_str(), "#5f6b78", true)]
+            vec![
+                (s.own_long.as_str(), SIDE_COLOR, Swatch::Line),
+                (s.reference_long.as_str(), SIDE_COLOR, Swatch::Dashed),
+            ]
         })
     }
 }
@@ -496,10 +501,10 @@ fn distribution(out: &mut String, r: &Report) {
         .filter(|c| !c.reference)
         .map(|c| if sides.is_some() { c.name.clone() } else { format!("{} ({} answered)", c.name, c.requests) })
         .collect();
-    let mut legend: Vec<(&str, &str, bool)> = labels
+    let mut legend: Vec<(&str, &str, Swatch)> = labels
         .iter()
         .zip(curves.iter().zip(&colors).filter(|(c, _)| !c.reference).map(|(_, color)| *color))
-        .map(|(n, color)| (n.as_str(), color, false))
+        .map(|(n, color)| (n.as_str(), color, Swatch::Fill))
         .collect();
     legend.extend(Sides::legend(sides));
     let routes = curves.iter().filter(|c| !c.reference).count() - 1;
@@ -517,11 +522,13 @@ fn distribution(out: &mut String, r: &Report) {
     }
     table.push_str("</tr>\n");
     for ((curve, name), color) in curves.iter().zip(&names).zip(&colors) {
-        let swatch = if curve.reference {
-            format!("height:0;border-top:3px dashed {color}")
-        } else {
-            format!("background:{color}")
+        // Beside a reference, both sides are line samples, so the names line up.
+        let swatch = match (sides, curve.reference) {
+            (None, _) => Swatch::Fill,
+            (Some(_), false) => Swatch::Line,
+            (Some(_), true) => Swatch::Dashed,
         };
+        let swatch = swatch.style(color);
         let _ = write!(
             table,
             "<tr><td class=\"route\"><i class=\"swatch\" style=\"{swatch}\"></i>{}</td><td>{}</td>",
@@ -580,7 +587,7 @@ fn failures(out: &mut String, r: &Report, axis: &TimeAxis<'_>) {
             values: counts.iter().map(|n| *n as f64).collect(),
         })
         .collect();
-    let legend: Vec<(&str, &str, bool)> = drawn.iter().map(|l| (l.name, l.color, false)).collect();
+    let legend: Vec<(&str, &str, Swatch)> = drawn.iter().map(|l| (l.name, l.color, Swatch::Fill)).collect();
     chart_section(
         out,
         title,
@@ -613,7 +620,7 @@ fn route_latency(out: &mut String, r: &Report) {
         String::new()
     };
     let aligned = if series.since_start { "; the runs are lined up on the time since each one's start" } else { "" };
-    let mut legend = vec![("p50", P50_COLOR, false), ("p99", P99_COLOR, false)];
+    let mut legend = vec![("p50", P50_COLOR, Swatch::Fill), ("p99", P99_COLOR, Swatch::Fill)];
     legend.extend(Sides::legend(sides));
     let _ = writeln!(
         out,
@@ -675,7 +682,7 @@ fn route_latency(out: &mut String, r: &Report) {
     out.push_str("</div></section>\n");
 }
 
-fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, bool)], chart: &str) {
+fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, Swatch)], chart: &str) {
     chart_section_with(out, title, note, legend, chart, "");
 }
 
@@ -684,7 +691,7 @@ fn chart_section_with(
     out: &mut String,
     title: &str,
     note: &str,
-    legend: &[(&str, &str, bool)],
+    legend: &[(&str, &str, Swatch)],
     chart: &str,
     after: &str,
 ) {

@@ -513,13 +513,35 @@ pub fn percentile_text(q: f64) -> String {
     format!("{text}%")
 }
 
+/// How a legend item shows its colour: a filled box, or a line sample (solid or dashed) where the
+/// style is what tells two items apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swatch {
+    Fill,
+    Line,
+    Dashed,
+}
+
+impl Swatch {
+    pub fn dashed(dashed: bool) -> Swatch {
+        if dashed { Swatch::Dashed } else { Swatch::Fill }
+    }
+
+    /// The CSS of an `<i>` showing it in `color`.
+    pub fn style(self, color: &str) -> String {
+        match self {
+            Swatch::Fill => format!("background:{color}"),
+            Swatch::Line => format!("width:24px;height:0;border-top:3px solid {color}"),
+            Swatch::Dashed => format!("width:24px;height:0;border-top:3px dashed {color}"),
+        }
+    }
+}
+
 /// A legend: coloured swatches with names.
-pub fn legend(items: &[(&str, &str, bool)]) -> String {
+pub fn legend(items: &[(&str, &str, Swatch)]) -> String {
     let mut out = String::from(r#"<div class="legend">"#);
-    for (name, color, dashed) in items {
-        let style =
-            if *dashed { format!("height:0;border-top:3px dashed {color}") } else { format!("background:{color}") };
-        let _ = write!(out, r#"<span><i style="{style}"></i>{}</span>"#, super::html::escape(name));
+    for (name, color, swatch) in items {
+        let _ = write!(out, r#"<span><i style="{}"></i>{}</span>"#, swatch.style(color), super::html::escape(name));
     }
     out += "</div>";
     out
