@@ -2,7 +2,9 @@
 //! The run's figures and what the run was (its manifest: target, logs, options, start and end),
 //! then charts (rate, latency over time, the latency distribution by percentile, failures by
 //! kind, status mix, the busiest routes' latency, lag), then the route table and the
-//! logged-vs-replayed status matrix.
+//! logged-vs-replayed status matrix. The distribution and the busiest routes' charts draw a
+//! reference dashed beside the run's own lines when there is one: the `--baseline` run, or B of a
+//! `--compare` run.
 
 use crate::display::human_bytes;
 use std::fmt::Write;
