@@ -321,6 +321,77 @@ fn a_route_slowed_by_a_known_amount_is_flagged_against_the_baseline_run_and_no_o
         .code(1);
 }
 
+/// `sluice report CSV --format html --out …` and the page it wrote.
+fn html_report(csv: &Path, extra: &[&str]) -> String {
+    let html = csv.with_extension("html");
+    sluice()
+        .args(["report", csv.to_str().unwrap(), "--format", "html", "--out", html.to_str().unwrap()])
+        .args(extra)
+        .assert()
+        .success();
+    std::fs::read_to_string(html).unwrap()
+}
+
+#[test]
+fn the_html_report_draws_b_beside_a_where_the_two_servers_delays_put_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 40);
+    let a = Mock::start(dir.path(), "target", &["--latency", "60ms", "--rule", "/changed/*=120ms"]);
+    let b = Mock::start(dir.path(), "baseline", &["--latency", "10ms"]);
+    let out = dir.path().join("ab.csv");
+    replay(&log, &a, &out, &["--compare", &b.url]);
+
+    let html = html_report(&out, &[]);
+    let p50 = |curve: &str| common::marked_ms(&html, curve, "50%");
+    // A delay is a floor: a busy machine adds to it, never takes from it.
+    let near = |ms: f64, delay: f64| (delay..delay + 30.0).contains(&ms);
+    for (curve, delay) in [
+        ("all requests · A (target)", 60.0),
+        ("all requests · B (baseline target)", 10.0),
+        ("/changed/{id} · A (target)", 120.0),
+        ("/changed/{id} · B (baseline target)", 10.0),
+        ("/same/{id} · A (target)", 60.0),
+        ("/same/{id} · B (baseline target)", 10.0),
+    ] {
+        assert!(near(p50(curve), delay), "{curve}: p50 {} ms, the delay {delay} ms", p50(curve));
+    }
+    // The legend names both targets, as the run's manifest has them.
+    assert!(
+        html.contains(&format!("A (target) {}", a.url)) && html.contains(&format!("B (baseline target) {}", b.url))
+    );
+    // B's line beside A's in each route's chart over time, and in its tooltips.
+    assert!(html.contains("<h2>Latency over time by route</h2>"));
+    assert!(html.contains("\nB (baseline target): answered "), "B's figures in the route charts' tooltips");
+}
+
+#[test]
+fn the_html_report_draws_the_baseline_runs_curves_and_only_the_slowed_route_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 100);
+    let fast = Mock::start(dir.path(), "fast", &[]);
+    let slow = Mock::start(dir.path(), "slow", &["--rule", "/changed/*=50ms"]);
+    let (old, new) = (dir.path().join("old.csv"), dir.path().join("new.csv"));
+    // At the same time, so a busy machine slows both alike (as in the test above).
+    std::thread::scope(|s| {
+        s.spawn(|| replay(&log, &fast, &old, &[]));
+        s.spawn(|| replay(&log, &slow, &new, &[]));
+    });
+
+    let html = html_report(&new, &["--baseline", old.to_str().unwrap()]);
+    let moved = |route: &str| {
+        let p50 = |side: &str| common::marked_ms(&html, &format!("{route} · {side}"), "50%");
+        p50("this run: new.csv") - p50("baseline: old.csv")
+    };
+    let changed = moved("/changed/{id}");
+    assert!((40.0..80.0).contains(&changed), "/changed/* moved by {changed} ms, slowed by 50");
+    // Two routes of three unchanged: the median request did not move either.
+    for route in ["/same/{id}", "/broken/{id}", "all requests"] {
+        assert!(moved(route).abs() < 10.0, "{route} moved by {} ms", moved(route));
+    }
+    assert!(html.contains("time since each run&#39;s start"), "the runs lined up on their own starts");
+    assert!(html.contains("\nbaseline: old.csv: answered "), "the baseline's figures in the route charts' tooltips");
+}
+
 #[test]
 fn comparison_flags_are_checked_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! (insta snapshots in tests/snapshots/), figures that must come from merged histograms, and one
 //! assertion per metric, passing and failing.
 
+mod common;
+
 use std::path::PathBuf;
 
 use sluice::analysis::render::{self, ReportFormat};
@@ -546,17 +548,41 @@ fn latency_over_time_is_drawn_for_the_busiest_routes_from_their_own_histograms()
             2,
         );
         let at = |q: f64| Some(expected.value_at_quantile(q) as f64 / 1e3);
-        assert_eq!(series.routes[0].p50_ms[second], at(0.5), "second {second}");
-        assert_eq!(series.routes[0].p99_ms[second], at(0.99), "second {second}");
-        assert_eq!(series.routes[0].answered[second], 100);
+        assert_eq!(series.routes[0].latency.p50_ms[second], at(0.5), "second {second}");
+        assert_eq!(series.routes[0].latency.p99_ms[second], at(0.99), "second {second}");
+        assert_eq!(series.routes[0].latency.answered[second], 100);
     }
     let html = render::render(&r, ReportFormat::Html);
     assert!(html.contains("<h2>Latency over time by route</h2>") && html.contains("<code>/busy/{id}</code>"));
 }
 
+/// The manifest of an unsharded, complete run of `csv` (10 requests from 2026-11-21 10:00:00) with
+/// these `options`; the manifest the run would write beside it.
+fn manifest_of(csv: &std::path::Path, options: serde_json::Value) -> sluice::shard::manifest::Manifest {
+    use sluice::shard::manifest::{Counts, HistogramSettings, LogFile, Manifest, ShardId};
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    Manifest {
+        sluice_version: "9.9.9".into(),
+        run_id: "nightly".into(),
+        shard: ShardId { index: 0, count: 1, index_from: "unsharded".into() },
+        t0,
+        finished_at: Some(t0 + chrono::Duration::seconds(2)),
+        format: Some("combined".into()),
+        start_at: Some(t0),
+        options_hash: "ab".repeat(32),
+        options,
+        logs: vec![LogFile { name: "access.log".into(), bytes: 1234, sha256: "cd".repeat(32) }],
+        csv: csv.file_name().unwrap().to_string_lossy().into_owned(),
+        histogram: HistogramSettings::current(),
+        counts: Counts { planned: 10, sent: 10, not_sent: 0, answered: 10, no_answer: 0 },
+        complete: true,
+        incomplete_reason: None,
+    }
+}
+
 #[test]
 fn the_shards_of_a_run_are_one_run_and_a_csv_without_a_manifest_is_said_to_have_none() {
-    use sluice::shard::manifest::{Counts, HistogramSettings, LogFile, Manifest, ShardId};
+    use sluice::shard::manifest::ShardId;
     let dir = tempfile::tempdir().unwrap();
     let rows = |from: f64| -> Vec<(f64, String, Result<u16, &str>, f64)> {
         (0..10).map(|n| (from + n as f64 * 0.1, format!("/a/{n}"), Ok(200), 3.0)).collect()
@@ -565,23 +591,14 @@ fn the_shards_of_a_run_are_one_run_and_a_csv_without_a_manifest_is_said_to_have_
     let mut files = Vec::new();
     for index in 0..2u32 {
         let csv = results_csv(dir.path(), &format!("shard-{index}.csv"), &rows(f64::from(index) * 0.05));
-        let manifest = Manifest {
-            sluice_version: "9.9.9".into(),
-            run_id: "nightly".into(),
-            shard: ShardId { index, count: 2, index_from: "--shard".into() },
-            t0,
-            finished_at: Some(t0 + chrono::Duration::seconds(2 + i64::from(index))),
-            format: Some("combined".into()),
-            start_at: Some(t0),
-            options_hash: "ab".repeat(32),
-            options: serde_json::json!({"target": "https://ops:s3cret@staging.example", "header": ["X-Key: s3cret"]}),
-            logs: vec![LogFile { name: "access.log".into(), bytes: 1234, sha256: "cd".repeat(32) }],
-            csv: format!("shard-{index}.csv"),
-            histogram: HistogramSettings::current(),
-            counts: Counts { planned: 10, sent: 10, not_sent: 0, answered: 10, no_answer: 0 },
-            complete: index == 0,
-            incomplete_reason: (index == 1).then_some(sluice::shard::manifest::Incomplete::Interrupted),
-        };
+        let mut manifest = manifest_of(
+            &csv,
+            serde_json::json!({"target": "https://ops:s3cret@staging.example", "header": ["X-Key: s3cret"]}),
+        );
+        manifest.shard = ShardId { index, count: 2, index_from: "--shard".into() };
+        manifest.finished_at = Some(t0 + chrono::Duration::seconds(2 + i64::from(index)));
+        manifest.complete = index == 0;
+        manifest.incomplete_reason = (index == 1).then_some(sluice::shard::manifest::Incomplete::Interrupted);
         manifest.write_atomic(&sluice::shard::manifest_path_for(&csv)).unwrap();
         files.push(csv);
     }
@@ -602,4 +619,173 @@ fn the_shards_of_a_run_are_one_run_and_a_csv_without_a_manifest_is_said_to_have_
     for format in [ReportFormat::Html, ReportFormat::Json, ReportFormat::Text, ReportFormat::Markdown] {
         assert!(!render::render(&r, format).contains("s3cret"), "{format:?}");
     }
+}
+
+/// A row of a `--compare` run: seconds after 10:00:00, path, A's status or error kind, A's latency
+/// in ms, and B's where it answered.
+type AbRow<'a> = (f64, String, Result<u16, &'a str>, f64, Option<f64>);
+
+/// `rows` as a `--compare` run's CSV (the rows of [`results_csv`] and B's columns after them): each
+/// row's B latency in ms where B answered 200, else B timed out.
+fn ab_results_csv(dir: &std::path::Path, name: &str, rows: &[AbRow<'_>]) -> PathBuf {
+    let a_side: Vec<(f64, String, Result<u16, &str>, f64)> =
+        rows.iter().map(|r| (r.0, r.1.clone(), r.2, r.3)).collect();
+    let path = results_csv(dir, name, &a_side);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{},{}\n", lines.next().unwrap(), sluice::results::COMPARE_HEADER.join(","));
+    let digest = "0123456789abcdef";
+    for (line, row) in lines.zip(rows) {
+        let b = match row.4 {
+            Some(ms) => format!("200,{ms:.3},10,,{digest},{digest},bytes,true,true,"),
+            None => format!(",1000.000,0,timeout,{digest},,bytes,false,,"),
+        };
+        csv += &format!("{line},{b}\n");
+    }
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// The curves' names, each marked `B`/`baseline` (the reference's) or not.
+fn curve_names(r: &Report) -> Vec<(&str, bool)> {
+    r.charts.distribution.iter().map(|c| (c.name.as_str(), c.reference)).collect()
+}
+
+#[test]
+fn a_compare_runs_b_latencies_are_drawn_beside_the_targets_from_their_own_histograms() {
+    use sluice::analysis::charts::Reference;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    // Three seconds. A answers /fast/* in about 2 ms and /slow/* in about 50; B the other way
+    // round, and times out on every tenth /fast/* request.
+    for n in 0..600 {
+        let s = n as f64 * 0.005;
+        let b = (n % 10 != 3).then_some(20.0 + (n % 7) as f64);
+        rows.push((s, format!("/fast/{n}"), Ok(200), 2.0 + (n % 10) as f64 * 0.1, b));
+        if n % 4 == 0 {
+            rows.push((s, format!("/slow/{n}"), Ok(200), 50.0 + (n % 13) as f64, Some(5.0 + (n % 5) as f64)));
+        }
+    }
+    let csv = ab_results_csv(dir.path(), "ab.csv", &rows);
+    let options = serde_json::json!({
+        "target": "http://ops:s3cret@candidate:8080",
+        "compare": "http://ops:s3cret@current:8080",
+    });
+    manifest_of(&csv, options).write_atomic(&sluice::shard::manifest_path_for(&csv)).unwrap();
+    let r = analysis::analyse(&[csv], &Settings::default()).unwrap();
+
+    assert_eq!(r.charts.reference, Some(Reference::BTarget));
+    assert_eq!(
+        curve_names(&r),
+        [
+            ("all requests", false),
+            ("all requests", true),
+            ("/slow/{id}", false),
+            ("/slow/{id}", true),
+            ("/fast/{id}", false),
+            ("/fast/{id}", true)
+        ]
+    );
+    for (curve, prefix) in r.charts.distribution.iter().filter(|c| c.reference).zip(["/", "/slow/", "/fast/"]) {
+        let expected = exact_histogram(rows.iter().filter(|r| r.1.starts_with(prefix)).filter_map(|r| r.4), 3);
+        assert_eq!(curve.requests, expected.len(), "{}", curve.name);
+        for p in &curve.points {
+            assert_eq!(p.ms, expected.value_at_quantile(p.quantile) as f64 / 1e3, "{} at {}", curve.name, p.quantile);
+        }
+    }
+    // Per route and second, B's line beside A's, from B's own histograms.
+    let series = &r.charts.route_latency;
+    assert!(!series.since_start, "one run: the clock");
+    assert_eq!(series.starts_ms.len(), 3);
+    let fast = &series.routes[0];
+    assert_eq!(fast.route, "/fast/{id}");
+    let b_line = fast.reference.as_ref().expect("B's line");
+    for second in 0..3 {
+        let expected = exact_histogram(
+            rows.iter().filter(|r| r.1.starts_with("/fast/") && r.0.floor() == second as f64).filter_map(|r| r.4),
+            2,
+        );
+        assert_eq!(b_line.p50_ms[second], Some(expected.value_at_quantile(0.5) as f64 / 1e3), "second {second}");
+        assert_eq!(b_line.answered[second], 180, "B's timeouts have no latency");
+        assert_eq!(fast.latency.answered[second], 200);
+    }
+
+    let html = render::render(&r, ReportFormat::Html);
+    let p50 = |curve: &str| common::marked_ms(&html, curve, "50%");
+    assert_eq!(
+        p50("all requests · B (baseline target)"),
+        r.charts.distribution[1].points.iter().find(|p| p.quantile == 0.5).unwrap().ms
+    );
+    assert!(p50("/slow/{id} · A (target)") > 50.0 && p50("/slow/{id} · B (baseline target)") < 10.0);
+    assert!(html.contains("A (target) http://[redacted]@candidate:8080"), "the legend names both targets");
+    assert!(html.contains("B (baseline target) http://[redacted]@current:8080"));
+    assert!(!html.contains("s3cret"));
+    assert!(html.contains("B (baseline target): answered 180 · p50 "), "the route charts' tooltips");
+}
+
+#[test]
+fn a_baseline_runs_curves_are_drawn_beside_and_lined_up_on_the_time_since_each_start() {
+    use sluice::analysis::charts::Reference;
+    let dir = tempfile::tempdir().unwrap();
+    // The baseline ran a day earlier, starting 0.4 s into a second; /a/* is 50 ms slower since.
+    let run = |start: f64, slower: f64| -> Vec<(f64, String, Result<u16, &'static str>, f64)> {
+        let mut rows = Vec::new();
+        for n in 0..300 {
+            let s = start + n as f64 * 0.01;
+            rows.push((s, format!("/a/{n}"), Ok(200), 10.0 + (n % 5) as f64 + slower));
+            rows.push((s, format!("/b/{n}"), Ok(200), 3.0 + (n % 3) as f64));
+        }
+        rows
+    };
+    let (new_rows, old_rows) = (run(86_400.0, 50.0), run(0.4, 0.0));
+    let new = results_csv(dir.path(), "new.csv", &new_rows);
+    let old = results_csv(dir.path(), "old.csv", &old_rows);
+    let settings = Settings { baseline: vec![old], ..Settings::default() };
+    let r = analysis::analyse(&[new], &settings).unwrap();
+
+    assert_eq!(
+        r.charts.reference,
+        Some(Reference::BaselineRun(vec![dir.path().join("old.csv").display().to_string()]))
+    );
+    assert_eq!(
+        curve_names(&r),
+        [
+            ("all requests", false),
+            ("all requests", true),
+            ("/a/{id}", false),
+            ("/a/{id}", true),
+            ("/b/{id}", false),
+            ("/b/{id}", true)
+        ]
+    );
+    let old_a = exact_histogram(old_rows.iter().filter(|r| r.1.starts_with("/a/")).map(|r| r.3), 3);
+    let curve = &r.charts.distribution[3];
+    for p in &curve.points {
+        assert_eq!(p.ms, old_a.value_at_quantile(p.quantile) as f64 / 1e3);
+    }
+
+    // Slot k holds what each run sent in its k-th second, counted from the second it started in:
+    // the new run's 0–3 s, the baseline's 0.4–3.4 s.
+    let series = &r.charts.route_latency;
+    assert!(series.since_start);
+    assert_eq!(series.starts_ms, [0, 1000, 2000, 3000]);
+    let a = series.routes.iter().find(|l| l.route == "/a/{id}").unwrap();
+    let old_line = a.reference.as_ref().unwrap();
+    for slot in 0..4 {
+        let expected = exact_histogram(
+            old_rows.iter().filter(|r| r.1.starts_with("/a/") && r.0.floor() == slot as f64).map(|r| r.3),
+            2,
+        );
+        let at = |q: f64| (!expected.is_empty()).then(|| expected.value_at_quantile(q) as f64 / 1e3);
+        assert_eq!((old_line.p50_ms[slot], old_line.p99_ms[slot]), (at(0.5), at(0.99)), "slot {slot}");
+        assert_eq!(old_line.answered[slot], expected.len());
+    }
+    assert_eq!(a.latency.answered, [100, 100, 100, 0]);
+
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(html.contains("time since each run&#39;s start") && html.contains("+0:02"), "the axis and its ticks");
+    let p50 = |curve: &str| common::marked_ms(&html, curve, "50%");
+    let slowed = p50("/a/{id} · this run: new.csv") - p50("/a/{id} · baseline: old.csv");
+    assert!((slowed - 50.0).abs() < 1.0, "{slowed}");
+    assert!((p50("/b/{id} · this run: new.csv") - p50("/b/{id} · baseline: old.csv")).abs() < 0.01);
 }

@@ -363,6 +363,16 @@ pub enum FoldError {
     Shards(String),
 }
 
+/// The baseline target's latency in a `--compare` run (`b_latency_ms` of the rows it answered),
+/// grouped as the target's: the whole run, and each route the route table follows (per time slice:
+/// `RouteSeries::b_routes`). The HTML report draws it beside the target's; the A/B table and
+/// assertions judge `compare::fold_ab`'s paired samples instead.
+#[derive(Debug, Clone)]
+pub struct BLatency {
+    pub overall: Histogram<u64>,
+    pub routes: HashMap<String, Histogram<u32>>,
+}
+
 /// All groups, folded from every row of every file.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
@@ -384,6 +394,8 @@ pub struct Aggregate {
     pub journeys: Journeys,
     /// Latency over time of the first routes seen, for the HTML report's per-route charts.
     pub route_series: RouteSeries,
+    /// The baseline target's latency, when the files are of a `--compare` run.
+    pub b_latency: Option<BLatency>,
 }
 
 impl Aggregate {
@@ -402,6 +414,7 @@ impl Aggregate {
             cut_off_rows: Vec::new(),
             journeys: Journeys::default(),
             route_series: RouteSeries::new(options.interval),
+            b_latency: None,
         }
     }
 
@@ -436,6 +449,21 @@ impl Aggregate {
         }
         self.first_sent_ms = Some(self.first_sent_ms.map_or(row.sent_ms, |t| t.min(row.sent_ms)));
         self.last_sent_ms = Some(self.last_sent_ms.map_or(row.sent_ms, |t| t.max(row.sent_ms)));
+    }
+
+    /// Records the baseline target's answer to a sent row of `route` (recorded just before).
+    fn record_b(&mut self, route: &str, sent_ms: i64, latency_us: u64) {
+        let b = self
+            .b_latency
+            .get_or_insert_with(|| BLatency { overall: histogram(SIGNIFICANT_FIGURES), routes: HashMap::new() });
+        record(&mut b.overall, latency_us.max(1));
+        if self.routes.contains_key(route) {
+            if !b.routes.contains_key(route) {
+                b.routes.insert(route.to_string(), histogram(SIGNIFICANT_FIGURES));
+            }
+            record(b.routes.get_mut(route).expect("inserted above"), latency_us.max(1));
+        }
+        self.route_series.record_b(route, sent_ms, latency_us);
     }
 
     fn route_group(&mut self, route: &str) -> &mut Tally<u32> {
@@ -505,7 +533,11 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
                     );
                     facts.requests += 1;
                     record(&mut facts.lag, row.lag_us.max(0) as u64);
+                    let sent_ms = row.sent_ms;
                     agg.record(&row, &options.router, &mut route);
+                    if let Some(b_latency_us) = reader.b_latency_us() {
+                        agg.record_b(&route, sent_ms, b_latency_us);
+                    }
                 }
                 Err(e) if options.strict => {
                     let last = e.too_few_fields && reader.at_end();

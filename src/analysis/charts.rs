@@ -1,14 +1,20 @@
 //! Figures only the HTML report draws: the latency distribution as percentile curves (overall and
 //! for the worst routes), failures by kind per time slice, and the busiest routes' latency over
-//! time. Every value is read from a histogram the fold kept (a percentile of a merged histogram,
+//! time. Every value is read from a histogram a fold kept (a percentile of a merged histogram,
 //! never a mean of percentiles); renderers only place them.
+//!
+//! Beside the run's own curves and lines come a reference's, when there is one ([`Reference`]):
+//! the `--baseline` run's (its own fold), or else, in a `--compare` run, the baseline target's
+//! (B's latencies, folded with A's in the same pass).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hdrhistogram::{Counter, Histogram};
 
-use super::aggregate::{Aggregate, Slice};
+use super::aggregate::{Activity, Aggregate, Slice};
 use super::assert::{ERROR_KINDS, Stat};
 use super::figures::OverTime;
-use super::series::RouteSeries;
+use super::series::{RouteSeries, Slices, merged};
 
 /// Routes drawn beside the whole run in the latency distribution: the worst by p99.
 pub const WORST_ROUTE_CURVES: usize = 4;
@@ -22,11 +28,22 @@ const DECADES: f64 = 5.0;
 /// Points per decade of `1/(1-p)` (50%, 90%, 99%, … are among them).
 const POINTS_PER_DECADE: u32 = 20;
 
+/// What the curves and lines drawn beside the run's own are of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// The baseline target of a `--compare` run (B), over the same requests.
+    BTarget,
+    /// The run given with `--baseline`: its CSVs, as named.
+    BaselineRun(Vec<String>),
+}
+
 /// One latency distribution: latency at each percentile, as HdrHistogram plots it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PercentileCurve {
     /// `all requests` or a route.
     pub name: String,
+    /// The [`Reference`]'s curve of `name` (it follows the run's own), not the run's own.
+    pub reference: bool,
     /// Answered requests it was measured over.
     pub requests: u64,
     /// In order of quantile, from 0 (the fastest) to at most 0.99999, and no further than the
@@ -54,8 +71,12 @@ pub struct FailureKinds {
 #[derive(Debug, Clone, Default)]
 pub struct RouteLatency {
     pub interval_seconds: f64,
-    /// Slice starts, ms since the epoch (empty slices while requests were being sent included).
+    /// Slice starts: ms since the epoch (empty slices while requests were being sent included);
+    /// with `since_start`, ms since each run's start.
     pub starts_ms: Vec<i64>,
+    /// Beside a `--baseline` run: the slices are counted from each run's first slice (the one its
+    /// first send fell in), so the two runs line up however far apart they ran.
+    pub since_start: bool,
     /// Busiest first.
     pub routes: Vec<RouteLatencyLine>,
     /// Whether routes were seen past the ones followed (they have no chart).
@@ -67,7 +88,15 @@ pub struct RouteLatencyLine {
     pub route: String,
     /// Requests of the route (answered or not).
     pub requests: u64,
-    /// Per slice; `None` where the route had no answered request.
+    pub latency: SliceLatency,
+    /// The [`Reference`]'s, in the same slices; `None` when it has no answer on this route.
+    pub reference: Option<SliceLatency>,
+}
+
+/// One route's latency per slice.
+#[derive(Debug, Clone, Default)]
+pub struct SliceLatency {
+    /// `None` where the route had no answered request.
     pub p50_ms: Vec<Option<f64>>,
     pub p99_ms: Vec<Option<f64>>,
     /// Answered requests per slice.
@@ -76,20 +105,79 @@ pub struct RouteLatencyLine {
 
 #[derive(Debug, Clone, Default)]
 pub struct Charts {
-    /// The whole run first, then the worst routes by p99.
+    /// The whole run first, then the worst routes by p99; each followed by the reference's
+    /// curve of the same name, when there is one.
     pub distribution: Vec<PercentileCurve>,
     pub failures: FailureKinds,
     pub route_latency: RouteLatency,
+    pub reference: Option<Reference>,
 }
 
-pub fn build(agg: &Aggregate, chart_time: &OverTime) -> Charts {
-    let mut distribution = vec![percentile_curve("all requests", &agg.overall.latency)];
-    distribution.extend(worst_routes(agg).into_iter().map(|(route, h)| percentile_curve(route, h)));
+/// One side's latency histograms, wherever they were folded: a run's own, or the B target's of a
+/// `--compare` run (kept beside A's in the same fold).
+struct Side<'a> {
+    overall: &'a Histogram<u64>,
+    routes: HashMap<&'a str, &'a Histogram<u32>>,
+    /// Route → slice of `series` → latency.
+    slices: &'a HashMap<String, Slices>,
+    series: &'a RouteSeries,
+    activity: Activity,
+    first_sent_ms: Option<i64>,
+}
+
+impl<'a> Side<'a> {
+    fn run(agg: &'a Aggregate) -> Side<'a> {
+        Side {
+            overall: &agg.overall.latency,
+            routes: agg.routes.iter().map(|(route, t)| (route.as_str(), &t.latency)).collect(),
+            slices: &agg.route_series.routes,
+            series: &agg.route_series,
+            activity: agg.activity(),
+            first_sent_ms: agg.first_sent_ms,
+        }
+    }
+
+    fn b_target(agg: &'a Aggregate) -> Option<Side<'a>> {
+        let b = agg.b_latency.as_ref()?;
+        Some(Side {
+            overall: &b.overall,
+            routes: b.routes.iter().map(|(route, h)| (route.as_str(), h)).collect(),
+            slices: &agg.route_series.b_routes,
+            ..Side::run(agg)
+        })
+    }
+
+    /// When the slice of its first send starts, ms since the epoch.
+    fn first_slice_ms(&self) -> i64 {
+        self.first_sent_ms.map_or(self.series.origin_ms, |ms| self.series.start_ms(self.series.key_of(ms)))
+    }
+}
+
+/// The charts of `agg`, with `baseline`'s curves and lines beside its own (a `--baseline` run),
+/// or else B's of a `--compare` run.
+pub fn build(agg: &Aggregate, chart_time: &OverTime, baseline: Option<&Aggregate>) -> Charts {
+    let own = Side::run(agg);
+    let (reference, other) = match baseline {
+        Some(old) => {
+            (Some(Reference::BaselineRun(old.files.iter().map(|f| f.name.clone()).collect())), Some(Side::run(old)))
+        }
+        None => match Side::b_target(agg) {
+            Some(b) => (Some(Reference::BTarget), Some(b)),
+            None => (None, None),
+        },
+    };
+    let mut distribution = vec![percentile_curve("all requests", own.overall)];
+    distribution.extend(other.as_ref().map(|o| reference_curve("all requests", o.overall)));
+    for (route, h) in worst_routes(agg) {
+        distribution.push(percentile_curve(route, h));
+        distribution.extend(other.as_ref().and_then(|o| o.routes.get(route)).map(|h| reference_curve(route, h)));
+    }
     distribution.retain(|c| !c.points.is_empty());
     Charts {
         distribution,
         failures: failure_kinds(agg, chart_time),
-        route_latency: route_latency(agg, &agg.route_series),
+        route_latency: route_latency(agg, &own, other.as_ref(), baseline.is_some()),
+        reference,
     }
 }
 
@@ -123,7 +211,11 @@ pub fn percentile_curve<C: Counter>(name: &str, h: &Histogram<C>) -> PercentileC
             .map(|quantile| CurvePoint { quantile, ms: h.value_at_quantile(quantile) as f64 / 1e3 })
             .collect()
     };
-    PercentileCurve { name: name.to_string(), requests, points }
+    PercentileCurve { name: name.to_string(), reference: false, requests, points }
+}
+
+fn reference_curve<C: Counter>(name: &str, h: &Histogram<C>) -> PercentileCurve {
+    PercentileCurve { reference: true, ..percentile_curve(name, h) }
 }
 
 /// The routes with the slowest p99 among those with enough answered requests.
@@ -156,43 +248,72 @@ fn failure_kinds(agg: &Aggregate, chart_time: &OverTime) -> FailureKinds {
     FailureKinds { layers }
 }
 
-/// The busiest followed routes, p50 and p99 per slice of the route series.
-fn route_latency(agg: &Aggregate, series: &RouteSeries) -> RouteLatency {
+/// The busiest followed routes, p50 and p99 per slice of the route series, and the same of the
+/// `other` side. Beside another run (`since_start`), each side's slices are placed by their time
+/// since its first slice, in slots as long as the longer slices of the two (both series lengthen
+/// by the same ladder, so one length is a multiple of the other); otherwise by the clock.
+fn route_latency(agg: &Aggregate, own: &Side<'_>, other: Option<&Side<'_>>, since_start: bool) -> RouteLatency {
     let requests = |route: &str| agg.routes.get(route).map_or(0, |t| t.requests);
-    let mut busiest: Vec<&String> = series.routes.keys().collect();
+    let mut busiest: Vec<&String> = own.slices.keys().collect();
     busiest.sort_by(|a, b| requests(b).cmp(&requests(a)).then(a.cmp(b)));
     busiest.truncate(ROUTE_SERIES_SHOWN);
+    let sides: Vec<&Side<'_>> = std::iter::once(own).chain(other).collect();
+    let interval_ms = sides.iter().map(|s| s.series.interval_ms).max().unwrap_or(1000).max(1);
+    // Where each side's slot 0 starts, ms since the epoch.
+    let base = |side: &Side<'_>| if since_start { side.first_slice_ms() } else { side.series.origin_ms };
+    let place = |side: &Side<'_>, route: &str| -> Slices {
+        let Some(slices) = side.slices.get(route) else { return BTreeMap::new() };
+        let base = base(side);
+        merged(slices.clone(), |key| (side.series.start_ms(key) - base).div_euclid(interval_ms))
+    };
+    let placed: Vec<(&String, Vec<Slices>)> =
+        busiest.into_iter().map(|route| (route, sides.iter().map(|side| place(side, route)).collect())).collect();
     let keys: Vec<i64> = {
-        let present: std::collections::BTreeSet<i64> =
-            busiest.iter().flat_map(|r| series.routes[*r].keys().copied()).collect();
-        let activity = agg.activity();
+        let present: BTreeSet<i64> =
+            placed.iter().flat_map(|(_, per_side)| per_side.iter().flat_map(|slots| slots.keys().copied())).collect();
+        let sending = |k: i64| {
+            sides.iter().any(|side| {
+                let from = base(side) + k * interval_ms;
+                side.activity.covered_ms(from, from + interval_ms) > 0.0
+            })
+        };
         match (present.first(), present.last()) {
-            (Some(&first), Some(&last)) => (first..=last)
-                .filter(|&k| {
-                    present.contains(&k) || activity.covered_ms(series.start_ms(k), series.start_ms(k + 1)) > 0.0
-                })
-                .collect(),
+            (Some(&first), Some(&last)) => (first..=last).filter(|&k| present.contains(&k) || sending(k)).collect(),
             _ => Vec::new(),
         }
     };
-    let routes = busiest
+    let routes = placed
         .into_iter()
-        .map(|route| {
-            let slices = &series.routes[route];
-            let at = |stat: Stat| keys.iter().map(|k| slices.get(k).and_then(|h| stat.of(h))).collect();
+        .map(|(route, per_side)| {
+            let mut per_side = per_side.iter().map(|slots| SliceLatency::of(slots, &keys));
             RouteLatencyLine {
                 route: route.clone(),
                 requests: requests(route),
-                p50_ms: at(Stat::P50),
-                p99_ms: at(Stat::P99),
-                answered: keys.iter().map(|k| slices.get(k).map_or(0, |h| h.len())).collect(),
+                latency: per_side.next().unwrap_or_default(),
+                reference: per_side.next().filter(|l| l.answered.iter().any(|n| *n > 0)),
             }
         })
         .collect();
     RouteLatency {
-        interval_seconds: series.interval_ms as f64 / 1e3,
-        starts_ms: keys.iter().map(|&k| series.start_ms(k)).collect(),
+        interval_seconds: interval_ms as f64 / 1e3,
+        starts_ms: keys
+            .iter()
+            .map(|&k| if since_start { k * interval_ms } else { base(own) + k * interval_ms })
+            .collect(),
+        since_start,
         routes,
-        untracked: series.untracked,
+        untracked: own.series.untracked,
+    }
+}
+
+impl SliceLatency {
+    /// The latency of `slots` at each of `keys`.
+    fn of(slots: &Slices, keys: &[i64]) -> SliceLatency {
+        let at = |stat: Stat| keys.iter().map(|k| slots.get(k).and_then(|h| stat.of(h))).collect();
+        SliceLatency {
+            p50_ms: at(Stat::P50),
+            p99_ms: at(Stat::P99),
+            answered: keys.iter().map(|k| slots.get(k).map_or(0, |h| h.len())).collect(),
+        }
     }
 }

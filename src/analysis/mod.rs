@@ -9,6 +9,7 @@
 //!                 aggregate::fold: HDR histograms + counts per group
 //!                   whole run · each route template (routes) · each `route:` filter · time slices
 //!                   · the first routes' latency per time slice (series)
+//!                   · a --compare run's B latencies, overall, per route and slice
 //!                              │
 //!                              ├──▶ assert::evaluate  → PASS/FAIL verdicts (exit code 1)
 //!   a --compare run's b_* columns ──▶ compare::fold_ab (a second pass; per route, sampled)
@@ -16,7 +17,8 @@
 //!                              ▼
 //!                 figures::build → Report ──▶ render::{text, json, markdown, html}
 //!                   + metadata::runs (each run's manifest, secrets redacted)
-//!                   + charts::build (percentile curves, failures by kind, routes over time: HTML)
+//!                   + charts::build (percentile curves, failures by kind, routes over time: HTML;
+//!                     beside them the --baseline run's, or B's of a --compare run)
 //! ```
 //!
 //! `sluice report` ([`crate::cli::report`]) and `sluice replay --report/--assert` both call
@@ -79,7 +81,6 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
     let mut report = figures::build(&aggregate, &settings.report);
     report.shards = shard_files.and_then(|s| s.view(&aggregate));
     report.runs = metadata::runs(files, &aggregate);
-    report.charts = charts::build(&aggregate, &report.chart_time);
     let max_routes = settings.report.max_routes;
     let ab = compare::fold_ab(files, &options.router, &options.filters)?;
     report.compare = ab.as_ref().map(|ab| ab.view(max_routes));
@@ -95,6 +96,7 @@ pub fn analyse(files: &[PathBuf], settings: &Settings) -> Result<Report, FoldErr
             Some(old)
         }
     };
+    report.charts = charts::build(&aggregate, &report.chart_time, baseline.as_ref());
     let (target, _) = plan::resolve(&aggregate, settings.report.target);
     let context = assert::Context { aggregate: &aggregate, target, compare: ab.as_ref(), baseline: baseline.as_ref() };
     report.assertions = assert::evaluate_all(&settings.assertions, context);

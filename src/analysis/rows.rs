@@ -42,6 +42,9 @@ struct Columns {
     /// Where [`E2E_COLUMN`] is, in an end-to-end Kafka run's file.
     e2e: Option<usize>,
     width: usize,
+    /// A `--compare` run's `b_status` and `b_latency_ms` ([`ABSENT`] in other files).
+    b_status: usize,
+    b_latency: usize,
 }
 
 const ABSENT: usize = usize::MAX;
@@ -116,6 +119,17 @@ impl RowReader {
         })))
     }
 
+    /// In a `--compare` run, the baseline target's latency of the row just read, µs, when it answered
+    /// (latency is of answers only, as for the target); `None` in other files.
+    pub fn b_latency_us(&self) -> Option<u64> {
+        let (status, latency) = (self.columns.b_status, self.columns.b_latency);
+        if status == ABSENT || latency == ABSENT || self.record.get(status).is_none_or(<[u8]>::is_empty) {
+            return None;
+        }
+        let text = std::str::from_utf8(self.record.get(latency)?).ok()?;
+        millis_as_micros(text, "b_latency_ms").ok().and_then(|us| u64::try_from(us).ok())
+    }
+
     /// Whether the file has no more rows (reads ahead one record; used to tell a cut-off last row).
     pub fn at_end(&mut self) -> bool {
         !matches!(self.reader.read_byte_record(&mut self.record), Ok(true))
@@ -136,6 +150,7 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     }
     let names: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
     let mut columns = [ABSENT; HEADER.len()];
+    let (mut b_status, mut b_latency) = (ABSENT, ABSENT);
     let mut extra = Vec::new();
     let mut e2e = None;
     for (at, name) in names.iter().enumerate() {
@@ -146,7 +161,10 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
         match HEADER.iter().position(|h| h == name) {
             Some(i) if columns[i] == ABSENT => columns[i] = at,
             Some(_) => extra.push(format!("{name} (again)")),
-            // A --compare run's columns: read by `analysis::compare`, not here.
+            // A --compare run's columns: read by `analysis::compare`, not here, but for the baseline
+            // target's latency (see `RowReader::b_latency_us`).
+            None if name.as_str() == "b_status" => b_status = at,
+            None if name.as_str() == "b_latency_ms" => b_latency = at,
             None if COMPARE_HEADER.contains(&name.as_str()) => {}
             None => extra.push(name.clone()),
         }
@@ -154,7 +172,7 @@ fn map_columns(header: &ByteRecord) -> Result<Columns, String> {
     let missing: Vec<&str> =
         HEADER.iter().zip(columns).filter(|(h, at)| *at == ABSENT && !OPTIONAL.contains(h)).map(|(h, _)| *h).collect();
     match (missing.is_empty(), extra.is_empty()) {
-        (true, true) => Ok(Columns { at: columns, e2e, width: names.len() }),
+        (true, true) => Ok(Columns { at: columns, e2e, width: names.len(), b_status, b_latency }),
         (false, true) => Err(format!("header: missing column(s) {}; expected {expected}", missing.join(", "))),
         (true, false) => Err(format!("header: unexpected column(s) {}; expected {expected}", extra.join(", "))),
         (false, false) => Err(format!(
@@ -351,6 +369,23 @@ mod tests {
         assert_eq!(err.to_string(), "t.csv:4: session: '17' is not a session id like s17");
         let mut old = reader(&format!("{HEAD}{row}\n")).unwrap();
         assert_eq!(old.next_row().unwrap().unwrap().unwrap().session, None);
+    }
+
+    #[test]
+    fn a_compare_runs_b_latency_reads_back_where_b_answered() {
+        let head = HEAD.replace("error\n", &format!("error,{}\n", COMPARE_HEADER.join(",")));
+        let row = "1,2,,2026-11-21 22:24:06.521,2026-11-21 22:24:06.521,0.1,GET,/a,200,200,1.0,3,";
+        let mut r = reader(&format!(
+            "{head}{row},200,7.25,3,,d,d,bytes,true,true,\n{row},,1000.0,0,timeout,d,,bytes,false,,\n"
+        ))
+        .unwrap();
+        assert!(r.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(r.b_latency_us(), Some(7250));
+        assert!(r.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(r.b_latency_us(), None, "B timed out: no latency");
+        let mut plain = reader(&format!("{HEAD}{row}\n")).unwrap();
+        assert!(plain.next_row().unwrap().unwrap().is_ok());
+        assert_eq!(plain.b_latency_us(), None);
     }
 
     #[test]

@@ -77,3 +77,16 @@ pub fn sigint_and_wait(child: &mut Child) -> (ExitStatus, String) {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     (status, stderr)
 }
+
+/// What an HTML report's hover mark on the latency distribution says `curve` is at `percentile`
+/// (`50%`), ms: the chart's own data, as its `<title>` gives it.
+pub fn marked_ms(html: &str, curve: &str, percentile: &str) -> f64 {
+    let start = format!("<title>{curve}: ");
+    let end = format!(" ms at {percentile}</title>");
+    html.match_indices(&start)
+        .find_map(|(at, _)| {
+            let rest = &html[at + start.len()..];
+            rest[..rest.find("</title>")? + "</title>".len()].strip_suffix(&end)?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no hover mark of {curve} at {percentile}"))
+}

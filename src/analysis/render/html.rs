@@ -2,15 +2,17 @@
 //! The run's figures and what the run was (its manifest: target, logs, options, start and end),
 //! then charts (rate, latency over time, the latency distribution by percentile, failures by
 //! kind, status mix, the busiest routes' latency, lag), then the route table and the
-//! logged-vs-replayed status matrix.
+//! logged-vs-replayed status matrix. The distribution and the busiest routes' charts draw a
+//! reference dashed beside the run's own lines when there is one: the `--baseline` run, or B of a
+//! `--compare` run.
 
 use crate::display::human_bytes;
 use std::fmt::Write;
 
-use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, TimeAxis, WIDE};
+use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, Swatch, TimeAxis, WIDE};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::assert::percent;
-use crate::analysis::charts::{MIN_CURVE_REQUESTS, PercentileCurve, RouteLatency};
+use crate::analysis::charts::{MIN_CURVE_REQUESTS, Reference, SliceLatency};
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
 use crate::analysis::metadata::RunInfo;
 use crate::analysis::series::SERIES_ROUTES;
@@ -57,6 +59,12 @@ fn failure_color(kind: &str) -> &'static str {
         _ => "#c4a3d6",
     }
 }
+
+/// The legend's sample of the line styles that tell the run's own curves from a reference's.
+const SIDE_COLOR: &str = "#5f6b78";
+/// The colours of p50 and p99 in every latency chart.
+const P50_COLOR: &str = "#2e9e5b";
+const P99_COLOR: &str = "#d64541";
 
 /// Colours of the curves after the whole run's (dark): the worst routes, then any more.
 const SERIES_COLORS: [&str; 6] = ["#d64541", "#e0a526", "#7b3fa0", "#2e9e5b", "#3b82c4", "#8c564b"];
@@ -287,15 +295,20 @@ fn charts(out: &mut String, r: &Report) {
     }
     let starts: Vec<i64> = t.points.iter().map(|p| p.unix_ms).collect();
     let tips: Vec<String> = t.points.iter().map(tooltip).collect();
-    let axis = TimeAxis { starts_ms: &starts, interval_ms: (t.interval_seconds * 1e3).round() as i64, tooltips: &tips };
+    let axis = TimeAxis {
+        starts_ms: &starts,
+        since_start: false,
+        interval_ms: (t.interval_seconds * 1e3).round() as i64,
+        tooltips: &tips,
+    };
     let every = interval_text(t.interval_seconds);
     rate_chart(out, &axis, t, r.overview.target_rate, &every);
 
     let pick = |f: fn(&TimePoint) -> Option<f64>| t.points.iter().map(f).collect::<Vec<_>>();
     let latency = [
-        Line { name: "p50", color: "#2e9e5b", values: pick(|p| p.p50_ms), dashed: false },
+        Line { name: "p50", color: P50_COLOR, values: pick(|p| p.p50_ms), dashed: false },
         Line { name: "p90", color: "#e0a526", values: pick(|p| p.p90_ms), dashed: false },
-        Line { name: "p99", color: "#d64541", values: pick(|p| p.p99_ms), dashed: false },
+        Line { name: "p99", color: P99_COLOR, values: pick(|p| p.p99_ms), dashed: false },
     ];
     let title = "Latency percentiles over time";
     chart_section(
@@ -306,7 +319,7 @@ fn charts(out: &mut String, r: &Report) {
         &svg::line_chart(&Chart { title, y_title: "latency", unit: " ms", size: WIDE }, &axis, &latency),
     );
 
-    distribution(out, &r.charts.distribution);
+    distribution(out, r);
     failures(out, r, &axis);
 
     let present: Vec<&str> =
@@ -324,7 +337,7 @@ fn charts(out: &mut String, r: &Report) {
         out,
         title,
         &format!("share of requests per {every} slice, by replayed status class"),
-        &layers.iter().map(|l| (l.name, l.color, false)).collect::<Vec<_>>(),
+        &layers.iter().map(|l| (l.name, l.color, Swatch::Fill)).collect::<Vec<_>>(),
         &svg::stacked_bars(
             &Chart { title, y_title: "share of requests", unit: "%", size: WIDE },
             &axis,
@@ -333,7 +346,7 @@ fn charts(out: &mut String, r: &Report) {
         ),
     );
 
-    route_latency(out, &r.charts.route_latency);
+    route_latency(out, r);
 
     let lag =
         [Line { name: "max lag", color: "#7b3fa0", values: pick(|p| Some(p.lag_max_ms.max(0.0))), dashed: false }];
@@ -347,8 +360,8 @@ fn charts(out: &mut String, r: &Report) {
     );
 }
 
-fn line_legend<'a>(lines: &'a [Line<'a>]) -> Vec<(&'a str, &'a str, bool)> {
-    lines.iter().map(|l| (l.name, l.color, l.dashed)).collect()
+fn line_legend<'a>(lines: &'a [Line<'a>]) -> Vec<(&'a str, &'a str, Swatch)> {
+    lines.iter().map(|l| (l.name, l.color, Swatch::dashed(l.dashed))).collect()
 }
 
 fn rate_chart(out: &mut String, axis: &TimeAxis<'_>, t: &OverTime, target: Option<f64>, every: &str) {
@@ -389,40 +402,139 @@ fn rate_chart(out: &mut String, axis: &TimeAxis<'_>, t: &OverTime, target: Optio
 const TABLE_QUANTILES: [(f64, &str); 5] =
     [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99")];
 
-/// Latency by percentile, HdrHistogram style, with a table of the marked percentiles.
-fn distribution(out: &mut String, curves: &[PercentileCurve]) {
+/// How the report names the run's own curves and lines, and the reference's drawn dashed beside
+/// them (B of a `--compare` run, or the `--baseline` run).
+struct Sides {
+    own: String,
+    reference: String,
+    /// The legend's key: each side with its target URL (as the manifest has it, credentials
+    /// redacted) or its files.
+    own_long: String,
+    reference_long: String,
+}
+
+impl Sides {
+    fn of(r: &Report) -> Option<Sides> {
+        match r.charts.reference.as_ref()? {
+            Reference::BTarget => {
+                let urls = |url: &dyn Fn(&RunInfo) -> Option<String>| {
+                    let mut urls: Vec<String> = r.runs.iter().filter_map(url).collect();
+                    urls.dedup();
+                    urls.join(", ")
+                };
+                let a = urls(&|run| run.target.clone());
+                let b = urls(&|run| run.options.as_ref()?.get("compare")?.as_str().map(str::to_string));
+                let (own, reference) = ("A (target)".to_string(), "B (baseline target)".to_string());
+                Some(Sides {
+                    own_long: format!("{own} {a}").trim_end().to_string(),
+                    reference_long: format!("{reference} {b}").trim_end().to_string(),
+                    own,
+                    reference,
+                })
+            }
+            Reference::BaselineRun(files) => {
+                let names = |files: &[String]| {
+                    let name = |f: &String| {
+                        std::path::Path::new(f).file_name().map_or_else(|| f.clone(), |n| n.to_string_lossy().into())
+                    };
+                    files.iter().map(name).collect::<Vec<_>>().join(", ")
+                };
+                let own = format!("this run: {}", names(&r.files));
+                let reference = format!("baseline: {}", names(files));
+                Some(Sides { own_long: own.clone(), reference_long: reference.clone(), own, reference })
+            }
+        }
+    }
+
+    /// A curve's or line's name, with its side.
+    fn name(sides: Option<&Sides>, name: &str, reference: bool) -> String {
+        match sides {
+            None => name.to_string(),
+            Some(s) => format!("{name} · {}", if reference { &s.reference } else { &s.own }),
+        }
+    }
+
+    /// Legend items saying which line style is which side.
+    fn legend(sides: Option<&Sides>) -> Vec<(&str, &str, Swatch)> {
+        sides.map_or_else(Vec::new, |s| {
+            vec![
+                (s.own_long.as_str(), SIDE_COLOR, Swatch::Line),
+                (s.reference_long.as_str(), SIDE_COLOR, Swatch::Dashed),
+            ]
+        })
+    }
+}
+
+/// Latency by percentile, HdrHistogram style, with a table of the marked percentiles; a
+/// reference's curves dashed in the colour of the run's own of the same name.
+fn distribution(out: &mut String, r: &Report) {
+    let curves = &r.charts.distribution;
     if curves.is_empty() {
         return;
     }
-    let color = |i: usize| if i == 0 { "#1d232b" } else { SERIES_COLORS[(i - 1) % SERIES_COLORS.len()] };
+    let sides = Sides::of(r);
+    let sides = sides.as_ref();
+    // One colour per name (the whole run dark, then each route), which the reference's curve
+    // after it keeps.
+    let mut colors: Vec<&str> = Vec::with_capacity(curves.len());
+    let mut names_seen = 0;
+    for (i, curve) in curves.iter().enumerate() {
+        let color = match i.checked_sub(1) {
+            Some(before) if curve.reference && curves[before].name == curve.name => colors[before],
+            _ => {
+                names_seen += 1;
+                if names_seen == 1 { "#1d232b" } else { SERIES_COLORS[(names_seen - 2) % SERIES_COLORS.len()] }
+            }
+        };
+        colors.push(color);
+    }
     let points: Vec<Vec<(f64, f64)>> =
         curves.iter().map(|c| c.points.iter().map(|p| (p.quantile, p.ms)).collect()).collect();
+    let names: Vec<String> = curves.iter().map(|c| Sides::name(sides, &c.name, c.reference)).collect();
     let drawn: Vec<Curve<'_>> = curves
         .iter()
         .zip(&points)
-        .enumerate()
-        .map(|(i, (c, points))| Curve { name: &c.name, color: color(i), points, dashed: false })
+        .zip(&names)
+        .zip(&colors)
+        .map(|(((c, points), name), color)| Curve { name, color, points, dashed: c.reference })
         .collect();
-    let names: Vec<String> = curves.iter().map(|c| format!("{} ({} answered)", c.name, c.requests)).collect();
-    let legend: Vec<(&str, &str, bool)> = names.iter().zip(&drawn).map(|(n, c)| (n.as_str(), c.color, false)).collect();
-    let worst = if curves.len() > 1 {
+    let labels: Vec<String> = curves
+        .iter()
+        .filter(|c| !c.reference)
+        .map(|c| if sides.is_some() { c.name.clone() } else { format!("{} ({} answered)", c.name, c.requests) })
+        .collect();
+    let mut legend: Vec<(&str, &str, Swatch)> = labels
+        .iter()
+        .zip(curves.iter().zip(&colors).filter(|(c, _)| !c.reference).map(|(_, color)| *color))
+        .map(|(n, color)| (n.as_str(), color, Swatch::Fill))
+        .collect();
+    legend.extend(Sides::legend(sides));
+    let routes = curves.iter().filter(|c| !c.reference).count() - 1;
+    let worst = if routes > 0 {
         format!(
-            ", and the {} slowest routes by p99 (of those with at least {MIN_CURVE_REQUESTS} answered requests)",
-            curves.len() - 1
+            ", and the {routes} slowest routes by p99 (of those with at least {MIN_CURVE_REQUESTS} answered requests)"
         )
     } else {
         String::new()
     };
+    let beside = sides.map_or_else(String::new, |s| format!("; dashed: {}", s.reference));
     let mut table = String::from("<table>\n<tr><th>latency, ms</th><th>answered</th>");
     for (_, name) in TABLE_QUANTILES {
         let _ = write!(table, "<th>{name}</th>");
     }
     table.push_str("</tr>\n");
-    for (curve, color) in curves.iter().zip(drawn.iter().map(|c| c.color)) {
+    for ((curve, name), color) in curves.iter().zip(&names).zip(&colors) {
+        // Beside a reference, both sides are line samples, so the names line up.
+        let swatch = match (sides, curve.reference) {
+            (None, _) => Swatch::Fill,
+            (Some(_), false) => Swatch::Line,
+            (Some(_), true) => Swatch::Dashed,
+        };
+        let swatch = swatch.style(color);
         let _ = write!(
             table,
-            "<tr><td class=\"route\"><i class=\"swatch\" style=\"background:{color}\"></i>{}</td><td>{}</td>",
-            escape(&curve.name),
+            "<tr><td class=\"route\"><i class=\"swatch\" style=\"{swatch}\"></i>{}</td><td>{}</td>",
+            escape(name),
             curve.requests
         );
         for (q, _) in TABLE_QUANTILES {
@@ -437,7 +549,7 @@ fn distribution(out: &mut String, curves: &[PercentileCurve]) {
         out,
         title,
         &format!(
-            "latency at each percentile of answered requests, from the send: the whole run{worst}. \
+            "latency at each percentile of answered requests, from the send: the whole run{worst}{beside}. \
              The x axis spreads the tail (90%, 99%, 99.9% … equally apart); a curve ends where its requests do"
         ),
         &legend,
@@ -477,7 +589,7 @@ fn failures(out: &mut String, r: &Report, axis: &TimeAxis<'_>) {
             values: counts.iter().map(|n| *n as f64).collect(),
         })
         .collect();
-    let legend: Vec<(&str, &str, bool)> = drawn.iter().map(|l| (l.name, l.color, false)).collect();
+    let legend: Vec<(&str, &str, Swatch)> = drawn.iter().map(|l| (l.name, l.color, Swatch::Fill)).collect();
     chart_section(
         out,
         title,
@@ -494,53 +606,72 @@ fn failures(out: &mut String, r: &Report, axis: &TimeAxis<'_>) {
     );
 }
 
-/// p50 and p99 over time of the busiest routes, one small chart each.
-fn route_latency(out: &mut String, series: &RouteLatency) {
+/// p50 and p99 over time of the busiest routes, one small chart each; a reference's dashed
+/// beside them.
+fn route_latency(out: &mut String, r: &Report) {
+    let series = &r.charts.route_latency;
     if series.routes.is_empty() || series.starts_ms.is_empty() {
         return;
     }
+    let sides = Sides::of(r);
+    let sides = sides.as_ref();
     let every = interval_text(series.interval_seconds);
     let followed = if series.untracked {
         format!(" (of the first {SERIES_ROUTES} routes seen; later ones are not followed)")
     } else {
         String::new()
     };
-    let legend = [("p50", "#2e9e5b", false), ("p99", "#d64541", false)];
+    let aligned = if series.since_start { "; the runs are lined up on the time since each one's start" } else { "" };
+    let mut legend = vec![("p50", P50_COLOR, Swatch::Fill), ("p99", P99_COLOR, Swatch::Fill)];
+    legend.extend(Sides::legend(sides));
     let _ = writeln!(
         out,
         "<section><h2>Latency over time by route</h2><div class=\"legend\"><span class=\"muted\">p50 and p99 of \
          answered requests, ms from the send, per {every} slice: the {} busiest routes{}; each chart has its own \
-         scale</span></div>{}\n<div class=\"grid2\">",
+         scale{aligned}</span></div>{}\n<div class=\"grid2\">",
         series.routes.len(),
         escape(&followed),
         svg::legend(&legend)
     );
+    let interval_ms = (series.interval_seconds * 1e3).round() as i64;
     for line in &series.routes {
         let tips: Vec<String> = series
             .starts_ms
             .iter()
             .enumerate()
             .map(|(i, start)| {
-                let when = chrono::DateTime::from_timestamp_millis(*start).map(crate::display::spreadsheet_time);
-                format!(
-                    "{} UTC\n{}\nanswered {} · p50 {} · p99 {} ms",
-                    when.unwrap_or_default(),
-                    line.route,
-                    line.answered[i],
-                    ms(line.p50_ms[i]),
-                    ms(line.p99_ms[i])
-                )
+                let when = if series.since_start {
+                    format!("{} since the start", svg::elapsed_label(*start, interval_ms))
+                } else {
+                    let when = chrono::DateTime::from_timestamp_millis(*start).map(crate::display::spreadsheet_time);
+                    format!("{} UTC", when.unwrap_or_default())
+                };
+                let figures = |l: &SliceLatency| {
+                    format!("answered {} · p50 {} · p99 {} ms", l.answered[i], ms(l.p50_ms[i]), ms(l.p99_ms[i]))
+                };
+                match (&line.reference, sides) {
+                    (Some(reference), Some(s)) => format!(
+                        "{when}\n{}\n{}: {}\n{}: {}",
+                        line.route,
+                        s.own,
+                        figures(&line.latency),
+                        s.reference,
+                        figures(reference)
+                    ),
+                    _ => format!("{when}\n{}\n{}", line.route, figures(&line.latency)),
+                }
             })
             .collect();
-        let axis = TimeAxis {
-            starts_ms: &series.starts_ms,
-            interval_ms: (series.interval_seconds * 1e3).round() as i64,
-            tooltips: &tips,
-        };
-        let lines = [
-            Line { name: "p50", color: "#2e9e5b", values: line.p50_ms.clone(), dashed: false },
-            Line { name: "p99", color: "#d64541", values: line.p99_ms.clone(), dashed: false },
+        let axis =
+            TimeAxis { starts_ms: &series.starts_ms, since_start: series.since_start, interval_ms, tooltips: &tips };
+        let mut lines = vec![
+            Line { name: "p50", color: P50_COLOR, values: line.latency.p50_ms.clone(), dashed: false },
+            Line { name: "p99", color: P99_COLOR, values: line.latency.p99_ms.clone(), dashed: false },
         ];
+        if let Some(reference) = &line.reference {
+            lines.push(Line { name: "p50", color: P50_COLOR, values: reference.p50_ms.clone(), dashed: true });
+            lines.push(Line { name: "p99", color: P99_COLOR, values: reference.p99_ms.clone(), dashed: true });
+        }
         let title = format!("Latency over time of {}", line.route);
         let _ = writeln!(
             out,
@@ -553,7 +684,7 @@ fn route_latency(out: &mut String, series: &RouteLatency) {
     out.push_str("</div></section>\n");
 }
 
-fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, bool)], chart: &str) {
+fn chart_section(out: &mut String, title: &str, note: &str, legend: &[(&str, &str, Swatch)], chart: &str) {
     chart_section_with(out, title, note, legend, chart, "");
 }
 
@@ -562,7 +693,7 @@ fn chart_section_with(
     out: &mut String,
     title: &str,
     note: &str,
-    legend: &[(&str, &str, bool)],
+    legend: &[(&str, &str, Swatch)],
     chart: &str,
     after: &str,
 ) {

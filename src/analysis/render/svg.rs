@@ -79,8 +79,10 @@ pub struct Curve<'a> {
 /// ones are filled in), so this is plain time; between separate runs (files far apart) the empty
 /// time is left out and a dashed line marks the gap.
 pub struct TimeAxis<'a> {
-    /// Slice starts, ms since the epoch.
+    /// Slice starts, ms since the epoch; or, with `since_start`, since the run's start.
     pub starts_ms: &'a [i64],
+    /// Two runs drawn together line up on their time since their start, not on the clock.
+    pub since_start: bool,
     pub interval_ms: i64,
     /// One tooltip per slice.
     pub tooltips: &'a [String],
@@ -169,6 +171,10 @@ fn linear(data_max: f64) -> YScale {
 }
 
 impl TimeAxis<'_> {
+    fn title(&self) -> &'static str {
+        if self.since_start { "time since each run's start" } else { "time (UTC)" }
+    }
+
     fn slot(&self, plot: &Plot) -> f64 {
         (plot.right() - plot.left()) / self.starts_ms.len().max(1) as f64
     }
@@ -229,6 +235,15 @@ fn time_step_ms(span_ms: f64, labels: f64) -> i64 {
     STEPS.iter().copied().find(|s| span_ms / *s as f64 <= labels).unwrap_or(86_400_000)
 }
 
+/// `+0:30`, `+1:02:00`, `+0:01.5`: time since a run's start.
+pub fn elapsed_label(ms: i64, step_ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "+" };
+    let ms = ms.unsigned_abs();
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let tenths = if step_ms < 1_000 { format!(".{}", ms / 100 % 10) } else { String::new() };
+    if h > 0 { format!("{sign}{h}:{m:02}:{s:02}{tenths}") } else { format!("{sign}{m}:{s:02}{tenths}") }
+}
+
 fn time_label(ms: i64, step_ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     if step_ms < 1_000 {
@@ -286,7 +301,7 @@ fn time_ticks(out: &mut String, plot: &Plot, axis: &TimeAxis<'_>) {
             plot.bottom(),
             plot.bottom() + 4.0,
             plot.bottom() + 16.0,
-            time_label(axis.starts_ms[i], step)
+            if axis.since_start { elapsed_label(axis.starts_ms[i], step) } else { time_label(axis.starts_ms[i], step) }
         );
     }
     for i in (1..axis.starts_ms.len()).filter(|&i| axis.gap_before(i)) {
@@ -317,7 +332,7 @@ pub fn line_chart(chart: &Chart<'_>, axis: &TimeAxis<'_>, lines: &[Line<'_>]) ->
     let data_max = lines.iter().flat_map(|l| l.values.iter().flatten()).fold(0.0f64, |a, b| a.max(clamp(*b)));
     let plot = Plot { size: chart.size, y: linear(data_max) };
     let mut out = String::new();
-    open(&mut out, chart, &plot, "time (UTC)");
+    open(&mut out, chart, &plot, axis.title());
     time_ticks(&mut out, &plot, axis);
     for line in lines {
         let points = line.values.iter().enumerate().take(axis.starts_ms.len()).map(|(i, v)| {
@@ -375,7 +390,7 @@ pub fn stacked_bars(chart: &Chart<'_>, axis: &TimeAxis<'_>, layers: &[Layer<'_>]
         Stack::Count => Plot { size: chart.size, y: linear(totals.iter().fold(0.0, |a, b| a.max(*b))) },
     };
     let mut out = String::new();
-    open(&mut out, chart, &plot, "time (UTC)");
+    open(&mut out, chart, &plot, axis.title());
     time_ticks(&mut out, &plot, axis);
     let w = (axis.slot(&plot) * 0.92).max(0.5);
     for (i, total) in totals.iter().enumerate() {
@@ -498,13 +513,35 @@ pub fn percentile_text(q: f64) -> String {
     format!("{text}%")
 }
 
+/// How a legend item shows its colour: a filled box, or a line sample (solid or dashed) where the
+/// style is what tells two items apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swatch {
+    Fill,
+    Line,
+    Dashed,
+}
+
+impl Swatch {
+    pub fn dashed(dashed: bool) -> Swatch {
+        if dashed { Swatch::Dashed } else { Swatch::Fill }
+    }
+
+    /// The CSS of an `<i>` showing it in `color`.
+    pub fn style(self, color: &str) -> String {
+        match self {
+            Swatch::Fill => format!("background:{color}"),
+            Swatch::Line => format!("width:24px;height:0;border-top:3px solid {color}"),
+            Swatch::Dashed => format!("width:24px;height:0;border-top:3px dashed {color}"),
+        }
+    }
+}
+
 /// A legend: coloured swatches with names.
-pub fn legend(items: &[(&str, &str, bool)]) -> String {
+pub fn legend(items: &[(&str, &str, Swatch)]) -> String {
     let mut out = String::from(r#"<div class="legend">"#);
-    for (name, color, dashed) in items {
-        let style =
-            if *dashed { format!("height:0;border-top:3px dashed {color}") } else { format!("background:{color}") };
-        let _ = write!(out, r#"<span><i style="{style}"></i>{}</span>"#, super::html::escape(name));
+    for (name, color, swatch) in items {
+        let _ = write!(out, r#"<span><i style="{}"></i>{}</span>"#, swatch.style(color), super::html::escape(name));
     }
     out += "</div>";
     out
@@ -548,6 +585,9 @@ mod tests {
         assert_eq!(number(0.1 + 0.2, 0.1), "0.3");
         assert_eq!(number(7.5, 2.5), "7.5");
         assert_eq!(number(300.0, 100.0), "300");
+        assert_eq!(elapsed_label(90_000, 10_000), "+1:30");
+        assert_eq!(elapsed_label(3_720_000, 60_000), "+1:02:00");
+        assert_eq!(elapsed_label(1_500, 500), "+0:01.5");
     }
 
     #[test]
@@ -598,7 +638,7 @@ mod tests {
             let mut starts = starts;
             starts.sort_unstable();
             let tooltips: Vec<String> = starts.iter().map(|s| format!("<{s}>")).collect();
-            let axis = TimeAxis { starts_ms: &starts, interval_ms: interval, tooltips: &tooltips };
+            let axis = TimeAxis { starts_ms: &starts, since_start: narrow, interval_ms: interval, tooltips: &tooltips };
             let size = if narrow { HALF } else { WIDE };
             let chart = Chart { title: "t", y_title: "y", unit: " ms", size };
             let line = Line { name: "a", color: "#000", values: values.clone(), dashed: true };
