@@ -247,3 +247,26 @@ fn a_log_with_no_replayable_line_is_an_input_error_and_leaves_no_csv() {
     assert!(!out.exists());
     assert_eq!(server.count(), 0);
 }
+
+#[test]
+fn release_every_sends_requests_in_wakes_that_far_apart_late_never_early() {
+    let server = mock(MockConfig::default().without_memory_record());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.csv");
+    let mut config = config_for("unique-targets.log", &server, Rate::PerSecond(1000.0), &out);
+    config.duration = Some(Duration::from_secs(2));
+    config.looping = true;
+    config.release_every = Duration::from_millis(20);
+    let summary = Run::start(config).unwrap().wait().unwrap();
+    assert_eq!(server.count(), summary.requests_sent, "what left reached the target");
+    let rows = read_csv(&out);
+    let mut lags: Vec<f64> =
+        rows.iter().filter(|r| !r["lag_ms"].is_empty()).map(|r| r["lag_ms"].parse().unwrap()).collect();
+    assert_eq!(lags.len() as u64, summary.requests_sent);
+    lags.sort_by(f64::total_cmp);
+    assert!(lags[0] >= 0.0, "a request left {} ms before it was due", -lags[0]);
+    // Due times spread evenly over each 20 ms between wakes: a request waits 10 ms on average.
+    // (A loaded machine only adds lateness, so the lower bound cannot flake.)
+    let median = lags[lags.len() / 2];
+    assert!(median >= 5.0, "median lag {median} ms: the pacer woke more often than every 20 ms");
+}

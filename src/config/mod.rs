@@ -54,6 +54,9 @@ pub(crate) fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError
 const CONCURRENCY: RangeInclusive<usize> = 1..=100_000;
 /// A batch is released as one; the hand-off to the senders makes room for a whole batch up front.
 const BATCH: RangeInclusive<u32> = 1..=10_000;
+/// `--release-every`: below 50 µs the pacer would wake for nearly every request at high rates;
+/// above 100 ms a request's lateness would no longer be small next to any latency.
+const RELEASE_EVERY: RangeInclusive<Duration> = Duration::from_micros(50)..=Duration::from_millis(100);
 /// The queue is also bounded in bytes (`crate::plan::read_ahead`); this bounds its slots.
 const QUEUE_CAPACITY: RangeInclusive<usize> = 1..=1_000_000;
 const THREADS: RangeInclusive<usize> = 1..=256;
@@ -163,6 +166,8 @@ pub struct ReplayConfig {
     /// log's). Enforced by governor; `None` leaves the shape's own peak as the cap.
     pub rate_ceiling: Option<f64>,
     pub batch: u32,
+    /// The pacer wakes at most this often (`--release-every`).
+    pub release_every: Duration,
     pub duration: Option<Duration>,
     /// Loop the log when it runs out (a duration without `--once`).
     pub looping: bool,
@@ -229,6 +234,7 @@ impl ReplayConfig {
             },
             rate_ceiling: None,
             batch: 1,
+            release_every: crate::pace::DEFAULT_RELEASE_EVERY,
             duration: None,
             looping: false,
             concurrency: 64,
@@ -425,6 +431,10 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             shape,
             rate_ceiling: None,
             batch,
+            release_every: match &args.release_every {
+                Some(text) => duration_within("--release-every", text, RELEASE_EVERY)?,
+                None => crate::pace::DEFAULT_RELEASE_EVERY,
+            },
             duration,
             looping: duration.is_some() && !args.once,
             concurrency,
@@ -765,7 +775,7 @@ mod tests {
     #[test]
     fn every_size_like_option_is_bounded_with_a_message_naming_the_flag_and_range() {
         type Edit = fn(&mut ReplayOptions);
-        let cases: [(&str, Edit, &str, &str); 22] = [
+        let cases: [(&str, Edit, &str, &str); 24] = [
             ("queue-capacity 0", |a| a.queue_capacity = Some(0), "--queue-capacity", "between 1 and 1000000"),
             (
                 "queue-capacity 10M",
@@ -777,6 +787,13 @@ mod tests {
             ("concurrency 1M", |a| a.concurrency = Some(1_000_000), "--concurrency", "between 1 and 100000"),
             ("batch 0", |a| a.batch = Some(0), "--batch", "between 1 and 10000"),
             ("batch 1M", |a| a.batch = Some(1_000_000), "--batch", "between 1 and 10000"),
+            (
+                "release-every 10us",
+                |a| a.release_every = Some("10us".into()),
+                "--release-every",
+                "between 50us and 100ms",
+            ),
+            ("release-every 1s", |a| a.release_every = Some("1s".into()), "--release-every", "between 50us and 100ms"),
             ("threads 0", |a| a.threads = Some(0), "--threads", "between 1 and 256"),
             ("threads 10k", |a| a.threads = Some(10_000), "--threads", "between 1 and 256"),
             ("timeout 2h", |a| a.timeout = Some("2h".into()), "--timeout", "between 1ms and 1h"),

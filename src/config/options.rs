@@ -84,6 +84,13 @@ pub struct ReplayOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,
 
+    /// The pacer wakes at most once per this, releasing every request due by then: longer saves
+    /// CPU at fixed rates, each request leaving up to this much late, never early; 50us to 100ms
+    /// [default: 500us].
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_every: Option<String>,
+
     /// Per-request timeout (connect + response + body) [default: 10s].
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -684,6 +691,7 @@ impl ReplayOptions {
             format: self.format.or(file.format),
             concurrency: self.concurrency.or(file.concurrency),
             batch: self.batch.or(file.batch),
+            release_every: self.release_every.or(file.release_every),
             timeout: self.timeout.or(file.timeout),
             drain_timeout: self.drain_timeout.or(file.drain_timeout),
             out: self.out.or(file.out),

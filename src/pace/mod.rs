@@ -54,6 +54,10 @@ pub struct Pacer<C: Clock + Clone = MonotonicClock> {
     released: u64,
     /// With `--shard`: the requests this process sends (every request still gets its due time).
     shard: Option<Shard>,
+    /// The pacer wakes at most this often (`--release-every`). At rates above its inverse the
+    /// requests due within one wake leave together, each at most this late, never early; in
+    /// exchange the pacer and the sender runtime wake that often instead of once per request.
+    release_every: Duration,
 }
 
 impl Pacer<MonotonicClock> {
@@ -85,13 +89,19 @@ impl<C: Clock + Clone> Pacer<C> {
                 .allow_burst(NonZeroU32::new(burst).expect("burst is at least 2"));
             (RateLimiter::direct_with_clock(quota, clock.clone()), clock)
         });
-        Pacer { schedule, limiter, released: 0, shard: None }
+        Pacer { schedule, limiter, released: 0, shard: None, release_every: DEFAULT_RELEASE_EVERY }
     }
 
     /// Sends only this shard's requests. Governor's cap stays the whole plan's: a shard's share
     /// of it is never more than the whole.
     pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
         self.shard = shard;
+        self
+    }
+
+    /// Wakes at most once per `every` (`--release-every`).
+    pub fn with_release_every(mut self, every: Duration) -> Self {
+        self.release_every = every;
         self
     }
 
@@ -150,12 +160,9 @@ pub enum Next {
     WaitUntil(Duration),
 }
 
-/// The pacer wakes at most this often. At rates above 1/QUANTUM (2,000/s) the requests
-/// due within one quantum leave together, each at most this late; in exchange the pacer and the
-/// sender runtime wake a couple of thousand times a second instead of once per request. Measured
-/// at 5,000/s: 500 µs cut the loader's CPU by about a quarter against 200 µs, with lag p99 still
-/// under 1 ms (bench/RESULTS.md).
-const WAKE_QUANTUM: Duration = Duration::from_micros(500);
+/// `--release-every`'s default. At 5,000/s, 500 µs cut the loader's CPU by about a quarter against
+/// 200 µs, with lag p99 still under 1 ms (bench/RESULTS.md).
+pub const DEFAULT_RELEASE_EVERY: Duration = Duration::from_micros(500);
 
 /// When the plan starts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -354,7 +361,7 @@ pub(crate) async fn run_pacer(
                         break;
                     }
                     Next::WaitUntil(at) => {
-                        let at = at.max(last_release + WAKE_QUANTUM);
+                        let at = at.max(last_release + pacer.release_every);
                         let wake = deadline.map_or(at, |d| at.min(d));
                         tokio::select! {
                             biased;

@@ -180,7 +180,7 @@ impl Run {
         })?;
         let schedule = Schedule::new(config.shape.clone(), config.batch, config.duration);
         let ceiling = config.rate_ceiling;
-        let shard = config.shard;
+        let (shard, release_every) = (config.shard, config.release_every);
         // The wall-clock start becomes a monotonic instant once, here.
         let start = Start {
             at: config.start_at.map(|at| {
@@ -232,7 +232,7 @@ impl Run {
                     // The pacer owns the only job sender: when it ends, the senders finish what
                     // was released and return.
                     let pacer = tokio::spawn(run_pacer(
-                        Pacer::new(schedule, ceiling).with_shard(shard),
+                        Pacer::new(schedule, ceiling).with_shard(shard).with_release_every(release_every),
                         start,
                         deadline,
                         queue_rx,

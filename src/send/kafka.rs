@@ -37,6 +37,12 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Partitions a topic may have for sluice to produce to it: far above real topics.
 const MAX_PARTITIONS: usize = 100_000;
+/// Connections to the cluster, at most. A broker answers one connection's requests one after
+/// the other, so a single connection caps a run at one produce per broker round trip (about
+/// 3,000/s against a local Tansu, whatever `--concurrency`); as many connections as produce
+/// requests in flight, up to this, lets the broker work on them side by side, as Kafka's perf
+/// tools do with several producers.
+const MAX_CONNECTIONS: usize = 8;
 
 /// The message method in the CSV: not an HTTP method, and said so.
 pub fn produce_method() -> Method {
@@ -267,17 +273,21 @@ pub struct Producer {
     timeout: Duration,
     /// This run's id, in every message's `sluice-run` header.
     run_id: String,
-    partitions: OnceLock<Vec<PartitionClient>>,
+    /// `min(--concurrency, MAX_CONNECTIONS)`.
+    connections: usize,
+    /// Per connection, a client of each partition.
+    partitions: OnceLock<Vec<Vec<PartitionClient>>>,
     /// Held while connecting; the last failure and when, for [`RECONNECT_AFTER`].
     connecting: tokio::sync::Mutex<Option<(Instant, Failure)>>,
 }
 
 impl Producer {
-    pub fn new(target: &KafkaTarget, timeout: Duration) -> Producer {
+    pub fn new(target: &KafkaTarget, timeout: Duration, concurrency: usize) -> Producer {
         Producer {
             target: target.topic.clone(),
             timeout,
             run_id: new_run_id(),
+            connections: concurrency.clamp(1, MAX_CONNECTIONS),
             partitions: OnceLock::new(),
             connecting: tokio::sync::Mutex::new(None),
         }
@@ -287,7 +297,7 @@ impl Producer {
         &self.run_id
     }
 
-    async fn partitions(&self) -> Result<&[PartitionClient], Failure> {
+    async fn partitions(&self) -> Result<&[Vec<PartitionClient>], Failure> {
         if let Some(partitions) = self.partitions.get() {
             return Ok(partitions);
         }
@@ -314,21 +324,26 @@ impl Producer {
         }
     }
 
-    async fn connect(&self, deadline: Duration) -> Result<Vec<PartitionClient>, Failure> {
-        let client = connect(&self.target, deadline).await.map_err(|e| {
-            let f = failure(&e);
-            Failure::new(ErrorKind::KafkaConnect, f.message)
-        })?;
-        let count = partition_count(&client, &self.target.name).await?;
-        let mut partitions = Vec::with_capacity(count);
-        for p in 0..count {
-            let partition = client
-                .partition_client(self.target.name.clone(), p as i32, UnknownTopicHandling::Error)
-                .await
-                .map_err(|e| failure(&e))?;
-            partitions.push(partition);
+    /// [`Producer::connections`] clients, each with its own broker connections.
+    async fn connect(&self, deadline: Duration) -> Result<Vec<Vec<PartitionClient>>, Failure> {
+        let mut connections = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            let client = connect(&self.target, deadline).await.map_err(|e| {
+                let f = failure(&e);
+                Failure::new(ErrorKind::KafkaConnect, f.message)
+            })?;
+            let count = partition_count(&client, &self.target.name).await?;
+            let mut partitions = Vec::with_capacity(count);
+            for p in 0..count {
+                let partition = client
+                    .partition_client(self.target.name.clone(), p as i32, UnknownTopicHandling::Error)
+                    .await
+                    .map_err(|e| failure(&e))?;
+                partitions.push(partition);
+            }
+            connections.push(partitions);
         }
-        Ok(partitions)
+        Ok(connections)
     }
 
     /// Produces `req`'s message and waits for its acknowledgement. The status of an acknowledged
@@ -337,10 +352,14 @@ impl Producer {
         let Some(message) = &req.stream else {
             return (Err(Failure::new(ErrorKind::Other, "a request without a Kafka message")), 0);
         };
-        let partitions = match self.partitions().await {
-            Ok(partitions) => partitions,
+        let connections = match self.partitions().await {
+            Ok(connections) => connections,
             Err(failure) => return (Err(failure), 0),
         };
+        // One key's messages share a connection, which the broker answers in order, so they keep
+        // their order in their partition; messages without a key are spread by seq.
+        let spread = message.key.as_deref().map_or(req.seq, |key| u64::from(murmur2(key)));
+        let partitions = &connections[(spread % connections.len() as u64) as usize];
         let Some(partition) = partitions.get(message.partition as usize) else {
             // Counted before the run while the broker was down: messages went to partition 0.
             return (Err(Failure::new(ErrorKind::KafkaBroker, "the topic has fewer partitions than planned")), 0);

@@ -75,7 +75,7 @@ pub type Sent = (Result<u16, Failure>, u64);
 impl Transport {
     pub fn build(config: &ReplayConfig, target: &Url) -> Result<Transport, String> {
         if let crate::config::Target::Kafka(kafka) = &config.target {
-            return Ok(Transport::Kafka(super::kafka::Producer::new(kafka, config.timeout)));
+            return Ok(Transport::Kafka(super::kafka::Producer::new(kafka, config.timeout, config.concurrency)));
         }
         if config.use_env_proxy || config.follow_redirects {
             return super::build_client(config, target).map(Transport::Pooled).map_err(|e| e.to_string());
