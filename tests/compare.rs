@@ -362,6 +362,10 @@ fn the_html_report_draws_b_beside_a_where_the_two_servers_delays_put_them() {
     // B's line beside A's in each route's chart over time, and in its tooltips.
     assert!(html.contains("<h2>Latency over time by route</h2>"));
     assert!(html.contains("\nB (baseline target): answered "), "B's figures in the route charts' tooltips");
+    assert!(
+        html.contains(&format!("<dt>compared with</dt><dd><code>{}</code> (B, the baseline target: A/B run)", b.url)),
+        "the run's metadata says it was an A/B run and against what"
+    );
 }
 
 #[test]

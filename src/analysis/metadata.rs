@@ -35,6 +35,11 @@ pub struct RunInfo {
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// An A/B run's baseline target (`--compare`), and the second baseline of `--compare-noise`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_noise: Option<String>,
     /// The log format read (what `--format auto` chose).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
@@ -160,13 +165,16 @@ fn without_manifest(facts: &FileFacts, note: String) -> RunInfo {
 
 fn from_manifest(m: &Manifest, path: &str, facts: &FileFacts) -> RunInfo {
     let options = redacted(&m.options);
-    let target = options.get("target").and_then(|t| t.as_str()).map(str::to_string);
+    let text = |key: &str| options.get(key).and_then(|t| t.as_str()).map(str::to_string);
+    let (target, compare, compare_noise) = (text("target"), text("compare"), text("compare_noise"));
     let mut run = RunInfo {
         files: Vec::new(),
         manifest: Some(path.to_string()),
         sluice_version: Some(m.sluice_version.clone()),
         run_id: Some(m.run_id.clone()),
         target,
+        compare,
+        compare_noise,
         format: m.format.clone(),
         logs: m.logs.iter().map(|l| LogFile { name: redact_url(&l.name), ..l.clone() }).collect(),
         started: Some(utc(m.t0)),

@@ -726,6 +726,12 @@ fn runs(out: &mut String, runs: &[RunInfo]) {
             let mock = if target == "mock" { " (the built-in mock server)" } else { "" };
             item("target", format!("<code>{}</code>{mock}", escape(target)));
         }
+        if let Some(baseline) = &run.compare {
+            item("compared with", format!("<code>{}</code> (B, the baseline target: A/B run)", escape(baseline)));
+        }
+        if let Some(noise) = &run.compare_noise {
+            item("noise baseline", format!("<code>{}</code> (--compare-noise)", escape(noise)));
+        }
         if !run.logs.is_empty() {
             let logs: Vec<String> = run
                 .logs
