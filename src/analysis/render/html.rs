@@ -994,10 +994,11 @@ fn journeys(out: &mut String, r: &Report) {
         svg::legend(&bars.iter().map(|b| (b.name, b.color, Swatch::Fill)).collect::<Vec<_>>())
     );
     cells_table(out, &super::SESSION_LENGTH_HEADERS, j.by_length.iter().map(super::session_length_cells), false);
-    out.push_str("</div></div>\n");
+    // Apart from the tables above, which end at different heights.
+    out.push_str("</div></div>\n<div style=\"margin-top:18px\">");
     let slowest = j.slowest.iter().map(|s| super::slowest_session_cells(s, &r.files));
     cells_table(out, &super::SLOWEST_SESSION_HEADERS, slowest, true);
-    out.push_str("</section>\n");
+    out.push_str("</div></section>\n");
 }
 
 /// A table of text cells, each escaped: the first column left-aligned, the others right-aligned as
@@ -1018,7 +1019,7 @@ fn cells_table<R: AsRef<[String]>>(
     for row in rows {
         out.push_str("<tr>");
         for (i, cell) in row.as_ref().iter().enumerate() {
-            let class = if routes_last && i == last { " class=\"route\"" } else { "" };
+            let class = if routes_last && i == last { " class=\"route text\"" } else { "" };
             let _ = write!(out, "<td{class}>{}</td>", escape(cell));
         }
         out.push_str("</tr>\n");
