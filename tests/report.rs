@@ -789,3 +789,59 @@ fn a_baseline_runs_curves_are_drawn_beside_and_lined_up_on_the_time_since_each_s
     assert!((slowed - 50.0).abs() < 1.0, "{slowed}");
     assert!((p50("/b/{id} · this run: new.csv") - p50("/b/{id} · baseline: old.csv")).abs() < 0.01);
 }
+
+/// A row of a `--sessions` run: the row of [`results_csv`] and its session's id and place in it.
+type SessionRow<'a> = (f64, String, Result<u16, &'a str>, f64, Option<(u64, u64)>);
+
+/// `rows` as a `--sessions` run's CSV: the rows of [`results_csv`] with `session` and `session_seq`.
+fn session_results_csv(dir: &std::path::Path, name: &str, rows: &[SessionRow<'_>]) -> PathBuf {
+    let plain: Vec<(f64, String, Result<u16, &str>, f64)> = rows.iter().map(|r| (r.0, r.1.clone(), r.2, r.3)).collect();
+    let path = results_csv(dir, name, &plain);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{},session,session_seq\n", lines.next().unwrap());
+    for (line, row) in lines.zip(rows) {
+        let session = row.4.map_or_else(|| ",".to_string(), |(id, seq)| format!("s{id},{seq}"));
+        csv += &format!("{line},{session}\n");
+    }
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn routes_and_file_names_in_the_sessions_section_are_escaped_and_a_csv_without_sessions_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "/<script>alert(1)</script>".to_string();
+    let rows: Vec<SessionRow<'_>> = vec![
+        (0.0, "/login".into(), Ok(200), 5.0, Some((1, 0))),
+        (0.05, "/home".into(), Ok(200), 3.0, Some((2, 0))),
+        (0.1, script.clone(), Ok(500), 900.0, Some((1, 1))),
+        (0.2, "/static".into(), Ok(200), 1.0, None),
+    ];
+    // A second file, so the slowest sessions are named by file too.
+    let first = session_results_csv(dir.path(), "x<i>.csv", &rows);
+    let second = session_results_csv(dir.path(), "second.csv", &rows[1..2]);
+    let r = analysis::analyse(&[first, second], &Settings::default()).unwrap();
+    let journeys = r.journeys.as_ref().expect("a sessions view");
+    assert_eq!(journeys.sessions, 3);
+    assert_eq!((journeys.slowest[0].session.as_str(), journeys.slowest[0].failed), ("s1", 1));
+    assert_eq!(journeys.slowest[0].routes, ["/login", script.as_str()]);
+
+    let html = render::render(&r, ReportFormat::Html);
+    assert!(!html.contains("<script") && !html.contains("x<i>"), "nothing from the CSV is markup");
+    let sessions = html.split_once("<h2>Sessions</h2>").unwrap().1.split_once("</section>").unwrap().0;
+    assert!(sessions.contains("/login → /&lt;script&gt;alert(1)&lt;/script&gt;</td>"), "the route as text: {sessions}");
+    assert!(sessions.contains("x&lt;i&gt;.csv: s1</td>"), "named by its file, escaped: {sessions}");
+    let markdown = render::render(&r, ReportFormat::Markdown);
+    // From the first planned send (0 ms) to the end of the last answer (sent at 100 ms, 900 ms long).
+    let row = "x<i>.csv: s1` | 2 | 1 | 1000.00 | `/login → /<script>alert(1)</script>` |";
+    assert!(markdown.contains(row), "in a code span, as written: {markdown}");
+
+    // The same rows without session columns: no section in any format.
+    let plain: Vec<(f64, String, Result<u16, &str>, f64)> = rows.iter().map(|r| (r.0, r.1.clone(), r.2, r.3)).collect();
+    let r = analysis::analyse(&[results_csv(dir.path(), "plain.csv", &plain)], &Settings::default()).unwrap();
+    assert!(r.journeys.is_none());
+    assert!(!render::render(&r, ReportFormat::Html).contains("Sessions"));
+    assert!(!render::render(&r, ReportFormat::Markdown).contains("Sessions"));
+    assert!(!render::render(&r, ReportFormat::Text).contains("sessions —"));
+}

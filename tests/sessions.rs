@@ -272,3 +272,106 @@ fn session_csv_columns_snapshot() {
     }
     insta::assert_snapshot!("session_csv_columns", text);
 }
+
+/// `sluice report CSV --format FORMAT`'s standard output.
+fn report_as(csv: &Path, format: &str) -> String {
+    let output = sluice().args(["report", csv.to_str().unwrap(), "--format", format]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The part of `text` from `start` to the first `end` after it.
+fn section<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text.find(start).unwrap_or_else(|| panic!("no {start:?} in {text}"));
+    let rest = &text[from..];
+    &rest[..rest[start.len()..].find(end).map_or(rest.len(), |at| at + start.len())]
+}
+
+/// The cells of every Markdown table row in `text`, code spans as their text.
+fn markdown_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| {
+            let inner = l.trim_start_matches("| ").trim_end_matches(" |");
+            inner.split(" | ").map(|c| c.trim_matches('`').to_string()).collect()
+        })
+        .collect()
+}
+
+/// The cells (`<th>` and `<td>`) of every HTML table row in `html`, as text.
+fn html_rows(html: &str) -> Vec<Vec<String>> {
+    let unescape = |s: &str| {
+        s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+    };
+    html.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let row = row.split("</tr>").next().unwrap().replace("<th", "<td").replace("</th>", "</td>");
+            row.split("</td>")
+                .filter_map(|cell| cell.split_once("<td").map(|(_, c)| unescape(c.split_once('>').unwrap().1)))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_markdown_and_html_reports_show_the_sessions_that_json_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = replay(dir.path(), &["--sessions", "client"]);
+    let csv = dir.path().join("results.csv");
+    let json: serde_json::Value = serde_json::from_str(&report_as(&csv, "json")).unwrap();
+    let journeys = &json["journeys"];
+    assert_eq!(journeys["sessions"], 2, "{journeys}");
+
+    // The tables as JSON's figures say they read.
+    let ms = |v: &serde_json::Value| format!("{:.2}", v.as_f64().unwrap());
+    let count = |v: &serde_json::Value| v.as_u64().unwrap().to_string();
+    let mut by_length = vec![["length", "sessions", "p50 ms", "p90 ms", "p99 ms", "max ms"].map(String::from).to_vec()];
+    for line in journeys["by_length"].as_array().unwrap() {
+        let p = &line["total_ms"];
+        let length = line["length"].as_str().unwrap().to_string();
+        by_length.push(vec![
+            length,
+            count(&line["sessions"]),
+            ms(&p["p50"]),
+            ms(&p["p90"]),
+            ms(&p["p99"]),
+            ms(&p["max"]),
+        ]);
+    }
+    let mut slowest = vec![
+        ["slowest sessions", "requests", "failed", "total ms", "routes in logged order"].map(String::from).to_vec(),
+    ];
+    for s in journeys["slowest"].as_array().unwrap() {
+        let routes: Vec<&str> = s["routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        let session = s["session"].as_str().unwrap().to_string();
+        slowest.push(vec![session, count(&s["requests"]), count(&s["failed"]), ms(&s["total_ms"]), routes.join(" → ")]);
+    }
+    assert_eq!(by_length[1][..2], ["3", "2"], "two sessions of three requests: {journeys}");
+    assert_eq!(slowest[1][0], "s1", "client A waited for its slow answer: {journeys}");
+    assert_eq!(slowest[1][4], "/slow/a1 → /a2 → /a3");
+    assert!(journeys["slowest"][0]["total_ms"].as_f64().unwrap() >= HOLD.as_millis() as f64, "{journeys}");
+    let tables: Vec<Vec<String>> = by_length.iter().chain(&slowest).cloned().collect();
+
+    let markdown = report_as(&csv, "markdown");
+    let sessions = section(&markdown, "\n### Sessions", "\n### ");
+    assert!(
+        sessions.contains("2 sessions by length in requests; time from the first planned send to the last answer.")
+    );
+    assert_eq!(markdown_rows(sessions), tables, "{sessions}");
+
+    let html = report_as(&csv, "html");
+    let sessions = section(&html, "<h2>Sessions</h2>", "</section>");
+    assert!(sessions.contains("2 sessions by length in requests"), "{sessions}");
+    assert_eq!(html_rows(sessions), tables, "{sessions}");
+    // The chart: one group per length, its tooltip with the group's figures.
+    assert_eq!(sessions.matches("<svg").count(), 1, "{sessions}");
+    assert!(sessions.contains(r#"aria-label="Session time by length""#), "{sessions}");
+    for line in &by_length[1..] {
+        let tip = format!(
+            "length {}: {} sessions\np50 {} · p90 {} · p99 {} · max {} ms",
+            line[0], line[1], line[2], line[3], line[4], line[5]
+        );
+        assert!(sessions.contains(&tip), "{tip:?} in {sessions}");
+    }
+}

@@ -198,6 +198,35 @@ impl Journeys {
     }
 }
 
+impl Journey {
+    /// How the report names it: `s17`, or `results-2.csv: s17` when the report reads several
+    /// files (ids are per file).
+    pub fn label(&self, files: &[String]) -> String {
+        match files.get(self.file) {
+            Some(file) if files.len() > 1 => format!("{file}: {}", self.session),
+            _ => self.session.clone(),
+        }
+    }
+
+    /// Its routes in logged order, `/login → /cart → /pay`, ending `→ …` when it had more
+    /// requests than are kept.
+    pub fn route_chain(&self) -> String {
+        let more = if self.requests > self.routes.len() as u64 { " → …" } else { "" };
+        format!("{}{more}", self.routes.join(" → "))
+    }
+}
+
+impl JourneyView {
+    /// ` (N rows of sessions closed early to bound memory, counted again)`, or nothing when no
+    /// session was closed early.
+    pub fn split_note(&self) -> String {
+        match self.split_rows {
+            0 => String::new(),
+            n => format!(" ({n} rows of sessions closed early to bound memory, counted again)"),
+        }
+    }
+}
+
 fn length_label(floor: u64) -> String {
     let next = LENGTH_FLOORS.iter().find(|f| **f > floor);
     match next {
@@ -250,6 +279,22 @@ mod tests {
         assert_eq!(view.slowest[1].session, "s2");
         assert_eq!(length_label(5), "5-9");
         assert_eq!(length_label(100), "100+");
+    }
+
+    #[test]
+    fn a_journey_is_named_by_file_only_among_several_and_its_chain_says_when_routes_were_left_out() {
+        let journey = Journey {
+            session: "s3".into(),
+            file: 1,
+            requests: 3,
+            failed: 0,
+            total_ms: 1.0,
+            routes: vec!["/a".into(), "/b".into()],
+        };
+        assert_eq!(journey.label(&["one.csv".into(), "two.csv".into()]), "two.csv: s3");
+        assert_eq!(journey.label(&["two.csv".into()]), "s3");
+        assert_eq!(journey.route_chain(), "/a → /b → …");
+        assert_eq!(Journey { requests: 2, ..journey }.route_chain(), "/a → /b");
     }
 
     #[test]

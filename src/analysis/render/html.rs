@@ -4,12 +4,13 @@
 //! kind, status mix, the busiest routes' latency, lag), then the route table and the
 //! logged-vs-replayed status matrix. The distribution and the busiest routes' charts draw a
 //! reference dashed beside the run's own lines when there is one: the `--baseline` run, or B of a
-//! `--compare` run.
+//! `--compare` run. For a `--sessions` run, a section of sessions by length (a chart of their
+//! time's p50 and p99, and a table) and of the slowest sessions with their routes.
 
 use crate::display::human_bytes;
 use std::fmt::Write;
 
-use super::svg::{self, Chart, Curve, HALF, Layer, Line, Stack, Swatch, TimeAxis, WIDE};
+use super::svg::{self, Chart, Curve, GroupAxis, HALF, Layer, Line, Stack, Swatch, TimeAxis, WIDE};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::assert::percent;
 use crate::analysis::charts::{MIN_CURVE_REQUESTS, Reference, SliceLatency};
@@ -130,6 +131,7 @@ pub fn render(r: &Report) -> String {
     charts(&mut body, r);
     routes(&mut body, r);
     status(&mut body, r);
+    journeys(&mut body, r);
     body += &super::compare::html(r);
     details(&mut body, r);
     format!(
@@ -959,6 +961,74 @@ fn mismatched_routes(out: &mut String, r: &Report) {
             percent(m.share),
             escape(&transitions_text(&m.transitions))
         );
+    }
+    out.push_str("</table>\n");
+}
+
+/// Client sessions (a `--sessions` run): their time's p50 and p99 by length, beside the table of
+/// every percentile; then the slowest sessions with their routes in logged order.
+fn journeys(out: &mut String, r: &Report) {
+    let Some(j) = &r.journeys else { return };
+    let labels: Vec<String> = j.by_length.iter().map(|l| l.length.clone()).collect();
+    let tips: Vec<String> = j
+        .by_length
+        .iter()
+        .map(|l| {
+            let p = &l.total_ms;
+            format!(
+                "length {}: {} sessions\np50 {:.2} · p90 {:.2} · p99 {:.2} · max {:.2} ms",
+                l.length, l.sessions, p.p50, p.p90, p.p99, p.max
+            )
+        })
+        .collect();
+    let bars = [
+        Layer { name: "p50", color: P50_COLOR, values: j.by_length.iter().map(|l| l.total_ms.p50).collect() },
+        Layer { name: "p99", color: P99_COLOR, values: j.by_length.iter().map(|l| l.total_ms.p99).collect() },
+    ];
+    let title = "Session time by length";
+    let chart = svg::grouped_bars(
+        &Chart { title, y_title: "session time", unit: " ms", size: HALF },
+        &GroupAxis { labels: &labels, title: "session length, requests", tooltips: &tips },
+        &bars,
+    );
+    let _ = writeln!(
+        out,
+        "<section><h2>Sessions</h2><p class=\"muted\">{} sessions by length in requests; time from the first planned \
+         send to the last answer{}.</p>\n<div class=\"grid2\"><div>{}\n{chart}</div><div>",
+        j.sessions,
+        escape(&j.split_note()),
+        svg::legend(&bars.iter().map(|b| (b.name, b.color, Swatch::Fill)).collect::<Vec<_>>())
+    );
+    cells_table(out, &super::SESSION_LENGTH_HEADERS, j.by_length.iter().map(super::session_length_cells), false);
+    // Apart from the tables above, which end at different heights.
+    out.push_str("</div></div>\n<div style=\"margin-top:18px\">");
+    let slowest = j.slowest.iter().map(|s| super::slowest_session_cells(s, &r.files));
+    cells_table(out, &super::SLOWEST_SESSION_HEADERS, slowest, true);
+    out.push_str("</div></section>\n");
+}
+
+/// A table of text cells, each escaped: the first column left-aligned, the others right-aligned as
+/// numbers; with `routes_last`, the last column holds routes (left-aligned, monospace, wrapped).
+fn cells_table<R: AsRef<[String]>>(
+    out: &mut String,
+    headers: &[&str],
+    rows: impl Iterator<Item = R>,
+    routes_last: bool,
+) {
+    let last = headers.len().saturating_sub(1);
+    out.push_str("<table>\n<tr>");
+    for (i, header) in headers.iter().enumerate() {
+        let class = if routes_last && i == last { " class=\"text\"" } else { "" };
+        let _ = write!(out, "<th{class}>{}</th>", escape(header));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let class = if routes_last && i == last { " class=\"route text\"" } else { "" };
+            let _ = write!(out, "<td{class}>{}</td>", escape(cell));
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
 }

@@ -21,6 +21,7 @@ pub fn render(r: &Report) -> String {
     mismatched_routes(&mut t, r);
     t += &super::compare::markdown(r);
     over_time(&mut t, r);
+    journeys(&mut t, r);
     t
 }
 
@@ -224,4 +225,22 @@ fn over_time(t: &mut String, r: &Report) {
     }
     headers.extend(["failed", "errors", "p50 ms", "p99 ms", "max ms"]);
     table(t, &headers, "lr", rows);
+}
+
+/// Client sessions (a `--sessions` run): by length, then the slowest with their routes.
+fn journeys(t: &mut String, r: &Report) {
+    let Some(j) = &r.journeys else { return };
+    let _ = writeln!(
+        t,
+        "\n### Sessions\n\n{} sessions by length in requests; time from the first planned send to the last answer{}.\n",
+        j.sessions,
+        j.split_note()
+    );
+    table(t, &super::SESSION_LENGTH_HEADERS, "lr", j.by_length.iter().map(super::session_length_cells));
+    t.push('\n');
+    let rows = j.slowest.iter().map(|s| {
+        let [name, requests, failed, total, chain] = super::slowest_session_cells(s, &r.files);
+        vec![code(&name), requests, failed, total, code(&chain)]
+    });
+    table(t, &super::SLOWEST_SESSION_HEADERS, "lrrrl", rows);
 }

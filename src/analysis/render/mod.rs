@@ -119,3 +119,21 @@ fn interval_text(seconds: f64) -> String {
 fn transitions_text(t: &[super::figures::Transition]) -> String {
     t.iter().map(|t| format!("{}→{} ×{}", t.logged, t.replayed, t.count)).collect::<Vec<_>>().join(", ")
 }
+
+/// The sessions-by-length table's columns (a `--sessions` run), as every format names them.
+const SESSION_LENGTH_HEADERS: [&str; 6] = ["length", "sessions", "p50 ms", "p90 ms", "p99 ms", "max ms"];
+
+/// A row of the sessions-by-length table.
+fn session_length_cells(l: &super::journeys::LengthLine) -> Vec<String> {
+    let p = &l.total_ms;
+    vec![l.length.clone(), l.sessions.to_string(), ms(Some(p.p50)), ms(Some(p.p90)), ms(Some(p.p99)), ms(Some(p.max))]
+}
+
+/// The slowest sessions' table's columns.
+const SLOWEST_SESSION_HEADERS: [&str; 5] =
+    ["slowest sessions", "requests", "failed", "total ms", "routes in logged order"];
+
+/// A row of the slowest sessions' table, its route chain whole (each format fits it its way).
+fn slowest_session_cells(s: &super::journeys::Journey, files: &[String]) -> [String; 5] {
+    [s.label(files), s.requests.to_string(), s.failed.to_string(), format!("{:.2}", s.total_ms), s.route_chain()]
+}

@@ -419,6 +419,83 @@ pub fn stacked_bars(chart: &Chart<'_>, axis: &TimeAxis<'_>, layers: &[Layer<'_>]
     out
 }
 
+/// Named groups along the x axis instead of time (e.g. session lengths): one slot per group, in
+/// order, with one hover target each.
+pub struct GroupAxis<'a> {
+    pub labels: &'a [String],
+    /// The x axis's title.
+    pub title: &'a str,
+    /// One tooltip per group.
+    pub tooltips: &'a [String],
+}
+
+/// The widest a grouped bar is drawn, so a chart of two groups does not show slabs.
+const MAX_BAR: f64 = 36.0;
+
+/// Bars side by side in each group, one per layer in layer order. The y axis is linear from 0, or
+/// logarithmic when the values span more than a factor of 20 (as a session of one request and one
+/// of a hundred do), where a linear one would flatten every bar but the tallest.
+pub fn grouped_bars(chart: &Chart<'_>, axis: &GroupAxis<'_>, layers: &[Layer<'_>]) -> String {
+    let groups = axis.labels.len();
+    let value = |layer: &Layer<'_>, i: usize| clamp(layer.values.get(i).copied().unwrap_or(0.0)).max(0.0);
+    let values: Vec<f64> = layers.iter().flat_map(|l| (0..groups).map(move |i| value(l, i))).collect();
+    let plot = Plot { size: chart.size, y: spread_scale(&values) };
+    let mut out = String::new();
+    open(&mut out, chart, &plot, axis.title);
+    let slot = (plot.right() - plot.left()) / groups.max(1) as f64;
+    let bar = (slot * 0.7 / layers.len().max(1) as f64).min(MAX_BAR);
+    for (i, label) in axis.labels.iter().enumerate() {
+        let mid = plot.left() + (i as f64 + 0.5) * slot;
+        let _ = write!(
+            out,
+            r#"<text x="{mid:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+            plot.bottom() + 16.0,
+            super::html::escape(label)
+        );
+        let first = mid - bar * layers.len() as f64 / 2.0;
+        for (k, layer) in layers.iter().enumerate() {
+            let v = value(layer, i);
+            if v <= 0.0 {
+                continue;
+            }
+            let top = plot.y(v);
+            let _ = write!(
+                out,
+                r#"<rect x="{:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="{}"/>"#,
+                first + k as f64 * bar + 1.0,
+                (bar - 2.0).max(0.5),
+                plot.bottom() - top,
+                layer.color
+            );
+        }
+    }
+    for (i, tip) in axis.tooltips.iter().enumerate().take(groups) {
+        let _ = write!(
+            out,
+            r#"<rect class="hover" x="{:.1}" y="{TOP}" width="{slot:.2}" height="{:.1}"><title>{}</title></rect>"#,
+            plot.left() + i as f64 * slot,
+            plot.bottom() - TOP,
+            super::html::escape(tip)
+        );
+    }
+    out += "</svg>";
+    out
+}
+
+/// A linear scale from 0, or a log one when the positive values span more than a factor of 20;
+/// its floor a decade under half the smallest value, so the shortest bar still shows.
+fn spread_scale(values: &[f64]) -> YScale {
+    let positive = values.iter().copied().filter(|v| *v > 0.0);
+    let (min, max) = positive.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !(max > 0.0 && max / min > 20.0) {
+        return linear(max);
+    }
+    // Values are clamped to 1e12; a floor under 1e-6 (a nanosecond in ms) draws nothing more.
+    let low = ((min / 2.0).log10().floor().max(-6.0)) as i32;
+    let high = max.log10().ceil() as i32;
+    YScale::Log { low, high: high.max(low + 1) }
+}
+
 /// The percentiles marked on the distribution's x axis, one per decade of `1/(1-p)`.
 const PERCENTILE_TICKS: [&str; 6] = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"];
 /// The most the x axis spans: 99.999%.
@@ -614,6 +691,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn grouped_bars_turn_logarithmic_only_when_the_values_span_a_factor_of_twenty() {
+        assert!(matches!(spread_scale(&[5.0, 90.0]), YScale::Linear { .. }));
+        match spread_scale(&[10.0, 0.0, 3000.0]) {
+            YScale::Log { low, high } => assert_eq!((low, high), (0, 4)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(spread_scale(&[]), YScale::Linear { .. }));
+    }
+
     /// What a chart's output must be whatever it was given: one whole `<svg>` element with
     /// finite coordinates.
     fn assert_whole(svg: &str) {
@@ -653,6 +740,11 @@ mod tests {
             let single = Curve { name: "one", color: "#111", points: &one, dashed: true };
             assert_whole(&percentile_chart(&chart, &[curve, single]));
             assert_whole(&percentile_chart(&chart, &[]));
+            let labels: Vec<String> = starts.iter().map(|s| format!("<{s}>")).collect();
+            let groups = GroupAxis { labels: &labels, title: "x", tooltips: &tooltips };
+            let bars = Layer { name: "b", color: "#000", values: values.iter().map(|v| v.unwrap_or(0.0)).collect() };
+            assert_whole(&grouped_bars(&chart, &groups, &[bars]));
+            assert_whole(&grouped_bars(&chart, &groups, &[]));
         }
     }
 }

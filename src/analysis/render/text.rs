@@ -262,45 +262,21 @@ const ROUTE_CHAIN: usize = 50;
 /// Client sessions (a `--sessions` run): by length, then the slowest with their routes.
 fn journeys(r: &Report) -> String {
     let Some(j) = &r.journeys else { return String::new() };
-    let headers = ["length", "sessions", "p50 ms", "p90 ms", "p99 ms", "max ms"].map(String::from).to_vec();
-    let rows = j
-        .by_length
-        .iter()
-        .map(|l| {
-            let p = &l.total_ms;
-            vec![
-                l.length.clone(),
-                l.sessions.to_string(),
-                ms(Some(p.p50)),
-                ms(Some(p.p90)),
-                ms(Some(p.p99)),
-                ms(Some(p.max)),
-            ]
-        })
-        .collect();
-    let split = match j.split_rows {
-        0 => String::new(),
-        n => format!(" ({n} rows of sessions closed early to bound memory, counted again)"),
-    };
+    let headers = super::SESSION_LENGTH_HEADERS.map(String::from).to_vec();
+    let rows = j.by_length.iter().map(super::session_length_cells).collect();
     let mut t = format!(
-        "
-sessions — {} by length in requests; time from the first planned send to the last answer{split}\n{}",
+        "\nsessions — {} by length in requests; time from the first planned send to the last answer{}\n{}",
         j.sessions,
+        j.split_note(),
         Table { headers, rows }.render()
     );
-    let headers =
-        ["slowest sessions", "requests", "failed", "total ms", "routes in logged order"].map(String::from).to_vec();
+    let headers = super::SLOWEST_SESSION_HEADERS.map(String::from).to_vec();
     let rows = j
         .slowest
         .iter()
         .map(|s| {
-            let name = match r.files.get(s.file) {
-                Some(file) if r.files.len() > 1 => format!("{file}: {}", s.session),
-                _ => s.session.clone(),
-            };
-            let more = if s.requests > s.routes.len() as u64 { " → …" } else { "" };
-            let chain = elide(&format!("{}{more}", s.routes.join(" → ")), ROUTE_CHAIN);
-            vec![name, s.requests.to_string(), s.failed.to_string(), format!("{:.2}", s.total_ms), chain]
+            let [name, requests, failed, total, chain] = super::slowest_session_cells(s, &r.files);
+            vec![name, requests, failed, total, elide(&chain, ROUTE_CHAIN)]
         })
         .collect();
     t.push('\n');
