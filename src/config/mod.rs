@@ -234,7 +234,7 @@ impl ReplayConfig {
             },
             rate_ceiling: None,
             batch: 1,
-            release_every: crate::pace::DEFAULT_RELEASE_EVERY,
+            release_every: crate::pace::timer::DEFAULT_RELEASE_EVERY,
             duration: None,
             looping: false,
             concurrency: 64,
@@ -433,7 +433,7 @@ impl TryFrom<&ReplayOptions> for ReplayConfig {
             batch,
             release_every: match &args.release_every {
                 Some(text) => duration_within("--release-every", text, RELEASE_EVERY)?,
-                None => crate::pace::DEFAULT_RELEASE_EVERY,
+                None => crate::pace::timer::DEFAULT_RELEASE_EVERY,
             },
             duration,
             looping: duration.is_some() && !args.once,

@@ -23,7 +23,7 @@
 
 pub mod schedule;
 pub mod shard;
-mod timer;
+pub(crate) mod timer;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ impl<C: Clock + Clone> Pacer<C> {
                 .allow_burst(NonZeroU32::new(burst).expect("burst is at least 2"));
             (RateLimiter::direct_with_clock(quota, clock.clone()), clock)
         });
-        Pacer { schedule, limiter, released: 0, shard: None, release_every: DEFAULT_RELEASE_EVERY }
+        Pacer { schedule, limiter, released: 0, shard: None, release_every: timer::DEFAULT_RELEASE_EVERY }
     }
 
     /// Sends only this shard's requests. Governor's cap stays the whole plan's: a shard's share
@@ -159,10 +159,6 @@ pub enum Next {
     /// Nothing may leave before this offset from the start.
     WaitUntil(Duration),
 }
-
-/// `--release-every`'s default. At 5,000/s, 500 µs cut the loader's CPU by about a quarter against
-/// 200 µs, with lag p99 still under 1 ms (bench/RESULTS.md).
-pub const DEFAULT_RELEASE_EVERY: Duration = Duration::from_micros(500);
 
 /// When the plan starts.
 #[derive(Debug, Clone, Copy, Default)]
