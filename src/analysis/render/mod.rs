@@ -8,7 +8,7 @@ pub mod markdown;
 mod svg;
 pub mod text;
 
-use super::figures::{Overview, Report, StatusMatrix, TimePoint};
+use super::figures::{EndToEndView, Overview, Report, StatusMatrix, TimePoint};
 
 /// `--format` of `sluice report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -118,4 +118,36 @@ fn interval_text(seconds: f64) -> String {
 /// `200→500 ×15, 200→error ×3`.
 fn transitions_text(t: &[super::figures::Transition]) -> String {
     t.iter().map(|t| format!("{}→{} ×{}", t.logged, t.replayed, t.count)).collect::<Vec<_>>().join(", ")
+}
+
+/// `270 matched, 30 lost (10.0% of 300 acknowledged)`.
+fn end_to_end_counts(e: &EndToEndView) -> String {
+    let awaited = e.matched + e.lost;
+    if awaited == 0 {
+        return "0 matched, 0 lost: no message was acknowledged".to_string();
+    }
+    format!(
+        "{} matched, {} lost ({} of {awaited} acknowledged)",
+        e.matched,
+        e.lost,
+        super::assert::percent(e.lost_rate)
+    )
+}
+
+/// The columns of the end-to-end table by route.
+const END_TO_END_COLUMNS: [&str; 7] = ["route", "matched", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms"];
+
+/// The end-to-end table's rows: each route listed, then `other (N routes)`; empty for one route.
+fn end_to_end_rows(e: &EndToEndView) -> Vec<[String; 7]> {
+    e.routes
+        .iter()
+        .map(|l| (l.route.clone(), l))
+        .chain(e.other.iter().map(|l| {
+            let plus = if e.capped { "+" } else { "" };
+            (format!("other ({}{plus} routes)", e.other_routes), l)
+        }))
+        .map(|(name, l)| {
+            [name, l.matched.to_string(), l.lost.to_string(), ms(l.p50_ms), ms(l.p90_ms), ms(l.p99_ms), ms(l.max_ms)]
+        })
+        .collect()
 }
