@@ -205,13 +205,20 @@ fn two_thousand_messages_at_500_per_second_each_a_row_and_a_message_with_its_key
     let columns: HashSet<&str> = rows[0].keys().map(String::as_str).collect();
     assert_eq!(columns, common::DOCUMENTED_CSV_COLUMNS.into_iter().collect(), "the HTTP CSV's columns");
     let mut partition_of_seq = HashMap::new();
+    let mut offset_of_seq = HashMap::new();
     for row in &rows {
         assert_eq!(row["method"], "PRODUCE");
         assert_eq!(row["status"], "0", "an acknowledged message: {row:?}");
         assert_eq!(row["error"], "");
-        let partition = row["url"].strip_prefix(&format!("{}/", target)).unwrap_or_else(|| panic!("{row:?}"));
-        partition_of_seq.insert(row["seq"].parse::<u64>().unwrap(), partition.parse::<i32>().unwrap());
+        // kafka://BROKER/TOPIC/PARTITION#OFFSET
+        let place = row["url"].strip_prefix(&format!("{}/", target)).unwrap_or_else(|| panic!("{row:?}"));
+        let (partition, offset) = place.split_once('#').unwrap_or_else(|| panic!("no offset: {row:?}"));
+        let seq = row["seq"].parse::<u64>().unwrap();
+        partition_of_seq.insert(seq, partition.parse::<i32>().unwrap());
+        offset_of_seq.insert(seq, offset.parse::<i64>().unwrap());
     }
+    let places: HashSet<(i32, i64)> = partition_of_seq.iter().map(|(seq, p)| (*p, offset_of_seq[seq])).collect();
+    assert_eq!(places.len(), 2000, "offsets are unique per partition");
     assert_eq!(summary["requests_sent"], 2000);
     assert_eq!(summary["target"], target.as_str());
     assert_eq!(summary["protocol"], "Kafka (produce, acknowledged by all in-sync replicas)");
@@ -234,6 +241,7 @@ fn two_thousand_messages_at_500_per_second_each_a_row_and_a_message_with_its_key
             let seq: u64 = header(&r.record, "sluice-seq").parse().unwrap();
             assert!(seqs.insert(seq), "seq {seq} once");
             assert_eq!(partition_of_seq[&seq], *partition, "seq {seq}: the row names the partition it is in");
+            assert_eq!(offset_of_seq[&seq], r.offset, "seq {seq}: the row names the offset it is at");
             let value: serde_json::Value = serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap();
             let client = value["client"].as_str().unwrap().to_string();
             assert_eq!(r.record.key.as_deref(), Some(client.as_bytes()), "keyed by the logged client");
@@ -248,6 +256,30 @@ fn two_thousand_messages_at_500_per_second_each_a_row_and_a_message_with_its_key
     }
     assert_eq!(seqs, (0..2000).collect());
     assert!(partition_of_client.values().collect::<HashSet<_>>().len() > 1, "7 clients spread over partitions");
+
+    // The report: a route per partition (the offset aside), every answer an acknowledgement
+    // (`acked`, as /metrics says), no end-to-end section without --consume.
+    let report: serde_json::Value =
+        serde_json::from_str(&sluice_report(&dir.path().join("run.csv"), &["--format", "json"])).unwrap();
+    let lines = report["routes"]["shown"].as_array().unwrap();
+    let mut routes: Vec<&str> = lines.iter().map(|l| l["route"].as_str().unwrap()).collect();
+    routes.sort_unstable();
+    let used: HashSet<i32> = partition_of_seq.values().copied().collect();
+    assert_eq!(routes, (0..3).filter(|p| used.contains(p)).map(|p| format!("/requests/{p}")).collect::<Vec<_>>());
+    for line in lines {
+        let partition: i32 = line["route"].as_str().unwrap().rsplit_once('/').unwrap().1.parse().unwrap();
+        let sent = partition_of_seq.values().filter(|p| **p == partition).count();
+        assert_eq!(line["classes"], serde_json::json!({ "acked": sent }), "{line}");
+    }
+    assert_eq!(report["status_matrix"]["replayed"], serde_json::json!(["acked"]));
+    assert!(report.get("end_to_end").is_none(), "no e2e_ms column");
+}
+
+/// `sluice report CSV ARGS…`'s standard output (it must exit 0).
+fn sluice_report(csv: &Path, args: &[&str]) -> String {
+    let output = assert_cmd::Command::cargo_bin("sluice").unwrap().arg("report").arg(csv).args(args).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]
@@ -386,6 +418,21 @@ fn end_to_end_through_a_relay_counts_exactly_what_it_dropped_and_at_least_its_de
     assert_eq!(report.status.code(), Some(1), "{}", String::from_utf8_lossy(&report.stdout));
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("PASS") && text.contains("lost = 30"), "{text}");
+    assert!(text.contains("end to end — 270 matched, 30 lost (10.0% of 300 acknowledged)"), "{text}");
+
+    // Its end-to-end section has the run summary's figures: the same rows folded the same way.
+    let csv = dir.path().join("e2e.csv");
+    let json: serde_json::Value = serde_json::from_str(&sluice_report(&csv, &["--format", "json"])).unwrap();
+    let e2e = &json["end_to_end"];
+    assert_eq!((e2e["matched"].as_u64(), e2e["lost"].as_u64()), (Some(270), Some(30)), "{e2e}");
+    for stat in ["p50", "p90", "p99", "max"] {
+        assert_eq!(e2e["e2e_ms"][stat], summary["end_to_end"]["e2e_ms"][stat], "{stat}: {e2e}");
+    }
+    assert!(e2e["e2e_ms"]["p50"].as_f64().unwrap() >= 300.0);
+    assert_eq!(e2e["routes"], serde_json::json!([]), "one partition: nothing more by route");
+    assert!(sluice_report(&csv, &["--format", "markdown"]).contains("### End to end\n\n270 matched, 30 lost"));
+    let html = sluice_report(&csv, &["--format", "html"]);
+    assert!(html.contains("<h2>End to end</h2>") && html.contains("<td>270</td><td class=\"bad\">30</td>"), "{html}");
 }
 
 #[test]
@@ -404,6 +451,7 @@ fn a_broker_that_is_down_gives_every_message_an_error_row_and_the_run_ends_on_ti
     for row in &rows {
         assert_eq!(row["status"], "");
         assert!(row["error"] == "kafka:connect" || row["error"] == "not_sent", "{row:?}");
+        assert!(!row["url"].contains('#'), "not acknowledged: no offset: {row:?}");
     }
     assert!(rows.iter().filter(|r| r["error"] == "kafka:connect").count() >= 100);
     assert_eq!(summary["responses"], 0);

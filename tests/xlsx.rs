@@ -303,6 +303,12 @@ fn a_kafka_runs_e2e_ms_column_is_kept_as_numbers() {
     assert_eq!(e2e(1), serde_json::json!({"type": "str", "value": "lost"}));
     assert!(e2e(2).is_null(), "a message not produced has no e2e cell: {}", e2e(2));
     assert_eq!(number(&cells[0][9]), 0.0, "status 0: acknowledged");
+    // The Summary's end-to-end figures and the route's classes, as `sluice report` gives them.
+    let summary = summary_values(&book);
+    assert_eq!((number(&summary["matched"]), number(&summary["lost"])), (1.0, 1.0));
+    assert!((number(&summary["e2e p50 (ms)"]) - 310.25).abs() < 0.5, "{}", summary["e2e p50 (ms)"]);
+    let (_, routes) = sheet_rows(&book, "Routes");
+    assert_eq!(routes[0][10]["value"], "acked: 2  error: 1", "an acknowledgement's class is acked");
 }
 
 #[test]

@@ -396,6 +396,10 @@ pub struct Aggregate {
     pub route_series: RouteSeries,
     /// The baseline target's latency, when the files are of a `--compare` run.
     pub b_latency: Option<BLatency>,
+    /// Whether a file has an `e2e_ms` column (a Kafka run with `--consume`).
+    pub end_to_end_column: bool,
+    /// Rows of messages produced to Kafka (`url` `kafka://…`).
+    pub kafka_rows: u64,
 }
 
 impl Aggregate {
@@ -415,7 +419,14 @@ impl Aggregate {
             journeys: Journeys::default(),
             route_series: RouteSeries::new(options.interval),
             b_latency: None,
+            end_to_end_column: false,
+            kafka_rows: 0,
         }
+    }
+
+    /// Whether every row is of a Kafka run: then an answer is an acknowledgement.
+    pub fn is_kafka(&self) -> bool {
+        self.kafka_rows > 0 && self.kafka_rows == self.rows()
     }
 
     /// Rows read: requests sent and requests never sent.
@@ -425,6 +436,9 @@ impl Aggregate {
 
     fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
         router.route_into(row.url, route);
+        if row.url.starts_with("kafka://") {
+            self.kafka_rows += 1;
+        }
         self.journeys.record(row, route);
         if row.was_sent() {
             // Sent rows first: the timeline's origin stays the first send's hour, as it always was.
@@ -515,6 +529,7 @@ pub fn fold(files: &[PathBuf], options: &FoldOptions) -> Result<Aggregate, FoldE
     let mut route = String::with_capacity(128);
     for path in files {
         let mut reader = RowReader::open(path)?;
+        agg.end_to_end_column |= reader.has_end_to_end_column();
         let mut facts = FileFacts::new(reader.name());
         let mut last_bad: Option<RowError> = None;
         while let Some(next) = reader.next_row()? {

@@ -70,6 +70,9 @@ pub struct Report {
     /// Client sessions, when the rows have them (a `--sessions` run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journeys: Option<JourneyView>,
+    /// End to end, when the files have an `e2e_ms` column (a Kafka run with `--consume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_end: Option<EndToEndView>,
     /// The shards of a run, one by one, when the files are shards (`--shard I/K`) with manifests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardView>,
@@ -222,6 +225,47 @@ pub struct TimePoint {
     pub lag_max_ms: f64,
 }
 
+/// End to end (a Kafka run with `--consume`): acknowledged messages matched with the output
+/// message each one led to, from the `e2e_ms` column.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndToEndView {
+    /// Acknowledged messages whose output was consumed.
+    pub matched: u64,
+    /// Acknowledged messages with no output by the end of the drain.
+    pub lost: u64,
+    /// `lost / (matched + lost)`.
+    pub lost_rate: f64,
+    /// From the send to the output message, of the matched ones.
+    pub e2e_ms: Percentiles,
+    /// Per route (for a Kafka run: per partition of the input topic), when there are several:
+    /// most lost first, then the slowest p99.
+    pub routes: Vec<EndToEndLine>,
+    /// Every route not listed, merged.
+    pub other: Option<EndToEndLine>,
+    /// How many routes `other` holds (at least, when `capped`).
+    pub other_routes: usize,
+    /// More distinct routes than are followed one by one: the later ones are only in `other`.
+    pub capped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndToEndLine {
+    pub route: String,
+    pub matched: u64,
+    pub lost: u64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// What a Kafka run's report calls an acknowledgement's class (status 0), as `/metrics` and
+/// `--push` do: the class HTTP's odd codes are in, `other`, by another name.
+pub const ACKED: &str = "acked";
+
+/// Every name a replayed class goes by, in the order tables show classes.
+pub const CLASS_ORDER: [&str; CLASSES + 1] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", ACKED, "error"];
+
 pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
     let (target, source) = plan::resolve(agg, opts.target);
     let planned = target == Target::Planned;
@@ -233,7 +277,7 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
     } else {
         std::borrow::Cow::Owned(agg.timeline.coarsened(opts.max_table_slices))
     };
-    Report {
+    let mut report = Report {
         files: agg.files.iter().map(|f| f.name.clone()).collect(),
         runs: Vec::new(),
         rows: agg.rows(),
@@ -247,11 +291,89 @@ pub fn build(agg: &Aggregate, opts: &ReportOptions) -> Report {
         over_time: over_time(agg, &table, planned),
         chart_time: over_time(agg, &agg.timeline, planned),
         journeys: agg.journeys.view(),
+        end_to_end: agg.end_to_end_column.then(|| end_to_end(agg, opts.max_routes)),
         shards: None,
         charts: Default::default(),
         compare: None,
         baseline: None,
         assertions: Vec::new(),
+    };
+    if agg.is_kafka() {
+        name_acknowledgements(&mut report);
+    }
+    report
+}
+
+/// In a report of a Kafka run, the class of status 0 is [`ACKED`]: every answer is an
+/// acknowledgement, and no HTTP code is among them.
+fn name_acknowledgements(report: &mut Report) {
+    let other = REPLAYED_CLASS_NAMES[class_of(0)];
+    let rename = |classes: &mut BTreeMap<String, u64>| {
+        if let Some(n) = classes.remove(other) {
+            classes.insert(ACKED.to_string(), n);
+        }
+    };
+    let routes = &mut report.routes;
+    routes.shown.iter_mut().chain(&mut routes.other).for_each(|line| rename(&mut line.classes));
+    let points = report.over_time.points.iter_mut().chain(&mut report.chart_time.points);
+    points.for_each(|point| rename(&mut point.classes));
+    for name in &mut report.status_matrix.replayed {
+        if *name == other {
+            *name = ACKED;
+        }
+    }
+}
+
+fn end_to_end(agg: &Aggregate, max_routes: usize) -> EndToEndView {
+    let g = &agg.overall;
+    let matched = g.end_to_end.len();
+    let mut routes: Vec<EndToEndLine> = agg
+        .routes
+        .iter()
+        .filter(|(_, r)| r.end_to_end.len() + r.lost > 0)
+        .map(|(name, r)| end_to_end_line(name, &r.end_to_end, r.lost))
+        .collect();
+    let capped = agg.untracked.end_to_end.len() + agg.untracked.lost > 0;
+    // One route says nothing the whole run does not.
+    if routes.len() == 1 && !capped {
+        routes.clear();
+    }
+    routes.sort_by(|a, b| {
+        b.lost
+            .cmp(&a.lost)
+            .then(b.p99_ms.unwrap_or(0.0).total_cmp(&a.p99_ms.unwrap_or(0.0)))
+            .then(a.route.cmp(&b.route))
+    });
+    let rest = routes.split_off(routes.len().min(max_routes));
+    let mut other_e2e = agg.untracked.end_to_end.clone();
+    let mut other_lost = agg.untracked.lost;
+    for line in &rest {
+        let tally = &agg.routes[&line.route];
+        // Cannot fail: both sides auto-resize.
+        let _ = other_e2e.add(&tally.end_to_end);
+        other_lost += tally.lost;
+    }
+    EndToEndView {
+        matched,
+        lost: g.lost,
+        lost_rate: share(g.lost, matched + g.lost),
+        e2e_ms: Percentiles::of(&g.end_to_end),
+        routes,
+        other: (other_e2e.len() + other_lost > 0).then(|| end_to_end_line("other", &other_e2e, other_lost)),
+        other_routes: rest.len(),
+        capped,
+    }
+}
+
+fn end_to_end_line<C: Counter>(route: &str, e2e: &hdrhistogram::Histogram<C>, lost: u64) -> EndToEndLine {
+    EndToEndLine {
+        route: route.to_string(),
+        matched: e2e.len(),
+        lost,
+        p50_ms: Stat::P50.of(e2e),
+        p90_ms: Stat::P90.of(e2e),
+        p99_ms: Stat::P99.of(e2e),
+        max_ms: Stat::Max.of(e2e),
     }
 }
 
@@ -443,5 +565,89 @@ fn time_point(t: &Timeline, key: i64, s: &Slice, activity: &Activity) -> TimePoi
         p99_ms: Stat::P99.of(&s.latency),
         max_ms: Stat::Max.of(&s.latency),
         lag_max_ms: s.lag_max_us as f64 / 1e3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::aggregate::{FoldOptions, fold};
+    use crate::analysis::render::{ReportFormat, render};
+    use crate::results::{E2E_COLUMN, HEADER};
+
+    /// Folds `rows` (after the documented header and `extra` columns) as one file.
+    fn report_of(extra: &str, rows: &[String]) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.csv");
+        std::fs::write(&path, format!("{}{extra}\n{}\n", HEADER.join(","), rows.join("\n"))).unwrap();
+        let aggregate = fold(&[path], &FoldOptions::default()).unwrap();
+        build(&aggregate, &ReportOptions::default())
+    }
+
+    /// A Kafka row to `partition`: acknowledged at `offset` with its output `e2e` (ms or
+    /// `lost`), or not acknowledged (`offset` `None`: a timeout, no e2e cell).
+    fn kafka_row(seq: u64, partition: u32, offset: Option<u64>, e2e: &str) -> String {
+        let times = format!("2026-11-21 10:00:0{seq}.000,2026-11-21 10:00:0{seq}.000,0.100");
+        let url = format!("kafka://b:9092/t/{partition}");
+        match offset {
+            Some(offset) => format!("{seq},{seq},,{times},PRODUCE,{url}#{offset},200,0,1.000,3,,,,{e2e}"),
+            None => format!("{seq},{seq},,{times},PRODUCE,{url},200,,5000.000,0,kafka:timeout,,,"),
+        }
+    }
+
+    #[test]
+    fn a_kafka_runs_report_has_end_to_end_figures_by_partition_and_calls_an_acknowledgement_acked() {
+        let rows = [
+            kafka_row(1, 0, Some(0), "100.000"),
+            kafka_row(2, 0, Some(1), "300.000"),
+            kafka_row(3, 0, Some(2), "lost"),
+            kafka_row(4, 1, Some(0), "200.000"),
+            kafka_row(5, 1, None, ""),
+            kafka_row(6, 1, Some(1), "lost"),
+            kafka_row(7, 1, Some(2), "lost"),
+        ];
+        let report = report_of(&format!(",{E2E_COLUMN}"), &rows);
+        let e = report.end_to_end.as_ref().expect("an e2e_ms column: an end-to-end section");
+        assert_eq!((e.matched, e.lost, e.lost_rate), (3, 3, 0.5));
+        let near = |got: f64, want: f64| (got - want).abs() <= want * 0.001;
+        assert!(near(e.e2e_ms.p50, 200.0) && near(e.e2e_ms.max, 300.0), "{:?}", e.e2e_ms);
+        // Each partition is a route (the offset fragment aside), most lost first.
+        let by_route: Vec<(&str, u64, u64)> = e.routes.iter().map(|l| (l.route.as_str(), l.matched, l.lost)).collect();
+        assert_eq!(by_route, [("/t/1", 1, 2), ("/t/0", 2, 1)]);
+        assert!(near(e.routes[1].p99_ms.unwrap(), 300.0));
+        assert!(e.other.is_none());
+
+        let classes = |route: &str| report.routes.shown.iter().find(|l| l.route == route).unwrap().classes.clone();
+        assert_eq!(classes("/t/0"), BTreeMap::from([("acked".to_string(), 3)]));
+        assert_eq!(classes("/t/1"), BTreeMap::from([("acked".to_string(), 3), ("error".to_string(), 1)]));
+        assert_eq!(report.status_matrix.replayed, ["acked", "error"]);
+        assert!(report.over_time.points.iter().all(|p| !p.classes.contains_key("other")));
+        assert_eq!(report.over_time.points.iter().map(|p| p.classes.get("acked").unwrap_or(&0)).sum::<u64>(), 6);
+
+        let text = render(&report, ReportFormat::Text);
+        assert!(text.contains("end to end — 3 matched, 3 lost (50.0% of 6 acknowledged)"), "{text}");
+        assert!(text.contains("e2e        p50 200."), "{text}");
+        let route_header =
+            text.lines().find(|l| l.trim_start().starts_with("route ") && l.contains("requests")).unwrap();
+        assert!(route_header.contains("acked") && !route_header.contains("other"), "{text}");
+        let markdown = render(&report, ReportFormat::Markdown);
+        assert!(markdown.contains("### End to end\n\n3 matched, 3 lost"), "{markdown}");
+        assert!(markdown.contains("| `/t/1` | 1 | 2 | 200."), "{markdown}");
+        let html = render(&report, ReportFormat::Html);
+        assert!(html.contains("<h2>End to end</h2>") && html.contains("<th>acked</th>"), "{html}");
+        let json: serde_json::Value = serde_json::from_str(&render(&report, ReportFormat::Json)).unwrap();
+        assert_eq!(json["end_to_end"]["lost"], 3);
+        assert_eq!(json["end_to_end"]["routes"][0]["route"], "/t/1");
+        assert_eq!(json["routes"]["shown"][0]["classes"]["acked"], 3);
+    }
+
+    #[test]
+    fn an_http_runs_report_keeps_class_other_and_has_no_end_to_end_section() {
+        let row = "1,1,,2026-11-21 10:00:01.000,2026-11-21 10:00:01.000,0.100,GET,http://h/x,200,999,1.000,3,,,";
+        let report = report_of("", &[row.to_string()]);
+        assert!(report.end_to_end.is_none());
+        assert_eq!(report.status_matrix.replayed, ["other"]);
+        let json = render(&report, ReportFormat::Json);
+        assert!(!json.contains("end_to_end") && !json.contains("acked"), "{json}");
     }
 }

@@ -47,15 +47,20 @@ impl Router {
     }
 
     /// The route of `url` (a full URL or a path, with or without query), written into `out`.
+    /// A Kafka message's path is its topic and partition (`kafka://b:9092/orders/3#1207` is
+    /// `/orders/3`): names, not values, so each partition is a route of its own; only user rules
+    /// change it.
     pub fn route_into(&self, url: &str, out: &mut String) {
         out.clear();
         let path = path_of(url);
+        let fold: fn(&str, &mut String) =
+            if url.starts_with("kafka://") { |path, out| out.push_str(path) } else { fold_path };
         match self.rules.iter().find(|r| r.regex.is_match(path)) {
             Some(rule) => {
                 let replaced = rule.regex.replace(path, rule.template.as_str());
-                fold_path(&replaced, out);
+                fold(&replaced, out);
             }
-            None => fold_path(path, out),
+            None => fold(path, out),
         }
     }
 
@@ -287,6 +292,15 @@ mod tests {
         assert!(RouteRule::parse("no-equals").unwrap_err().contains("REGEX=TEMPLATE"));
         assert!(RouteRule::parse("(=x").unwrap_err().contains("not a regex"));
         assert!(RouteRule::parse("=x").is_err());
+    }
+
+    #[test]
+    fn a_kafka_rows_route_is_its_topic_and_partition_without_the_offset() {
+        let router = Router::default();
+        assert_eq!(router.route("kafka://127.0.0.1:9092/orders-2026/3#1207"), "/orders-2026/3");
+        assert_eq!(router.route("kafka://127.0.0.1:9092/orders/12"), "/orders/12", "not acknowledged: no offset");
+        let by_rule = Router::new(vec![RouteRule::parse("^/orders/.*=/orders/{partition}").unwrap()]);
+        assert_eq!(by_rule.route("kafka://b:9092/orders/3#5"), "/orders/{partition}");
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl RowReader {
         millis_as_micros(text, "b_latency_ms").ok().and_then(|us| u64::try_from(us).ok())
     }
 
+    /// Whether the file has an `e2e_ms` column (a Kafka run with `--consume`).
+    pub fn has_end_to_end_column(&self) -> bool {
+        self.columns.e2e.is_some()
+    }
+
     /// Whether the file has no more rows (reads ahead one record; used to tell a cut-off last row).
     pub fn at_end(&mut self) -> bool {
         !matches!(self.reader.read_byte_record(&mut self.record), Ok(true))

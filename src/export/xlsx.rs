@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use rust_xlsxwriter::{Chart, ChartType, Color, ExcelDateTime, Format, FormatBorder, Workbook, Worksheet, XlsxError};
 use serde_json::Value;
 
-use crate::analysis::figures::{Report, RouteLine};
+use crate::analysis::figures::{CLASS_ORDER, Report, RouteLine};
 use crate::analysis::rows::{time_ms, unneutralised};
 use crate::results::{E2E_COLUMN, HEADER};
-use crate::stats::{LagSummary, Percentiles, REPLAYED_CLASS_NAMES};
+use crate::stats::{LagSummary, Percentiles};
 
 /// Rows on one sheet, its header's included: Excel's limit, and LibreOffice's.
 pub const SHEET_ROWS: u32 = 1_048_576;
@@ -581,6 +581,7 @@ fn summary_sheet(
         &o.latency_from_schedule_ms,
     )?;
     l.lag(&o.lag)?;
+    end_to_end(&mut l, report)?;
 
     l.heading("Rate")?;
     match o.target_rate {
@@ -619,6 +620,20 @@ fn summary_sheet(
         }
     }
     Ok(l.sheet)
+}
+
+/// End to end (a Kafka run with `--consume`), as `sluice report` gives it.
+fn end_to_end(l: &mut Lines, report: &Report) -> Result<(), XlsxError> {
+    let Some(e) = &report.end_to_end else { return Ok(()) };
+    l.heading("End to end")?;
+    l.count("matched", e.matched, "acknowledged messages whose output was consumed")?;
+    l.count("lost", e.lost, "acknowledged messages with no output by the end of the drain")?;
+    let styles = l.styles;
+    l.number("lost rate", e.lost_rate, &styles.percent, "lost ÷ (matched + lost)")?;
+    if e.matched > 0 {
+        l.percentiles("e2e", "from the send to the output message", &e.e2e_ms)?;
+    }
+    Ok(())
 }
 
 const ROUTE_COLUMNS: [(&str, f64); 11] = [
@@ -697,9 +712,9 @@ fn route_row(sheet: &mut Worksheet, row: u32, line: &RouteLine, styles: &Styles)
         m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("  ")
     };
     sheet.write_string_with_format(row, 9, joined(&line.statuses), &styles.indented)?;
-    // In the classes' own order (2xx … 5xx, error), not alphabetical.
+    // In the classes' own order (2xx … 5xx, acked, error), not alphabetical.
     let classes: Vec<String> =
-        REPLAYED_CLASS_NAMES.iter().filter_map(|c| line.classes.get(*c).map(|n| format!("{c}: {n}"))).collect();
+        CLASS_ORDER.iter().filter_map(|c| line.classes.get(*c).map(|n| format!("{c}: {n}"))).collect();
     sheet.write_string_with_format(row, 10, classes.join("  "), &styles.indented)?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! A message is shaped while the log is read ([`MessageShaper`]): its value (the log line, or
 //! the planned request as JSON), its key and its partition, chosen as Kafka's own clients choose
 //! it (murmur2 of the key, else round robin by seq), so the row's `url` names the partition
-//! before it is sent. The [`Producer`] sends it with headers `sluice-run` and `sluice-seq`.
+//! before it is sent. The [`Producer`] sends it with headers `sluice-run` and `sluice-seq`; the
+//! offset the broker acknowledges it at goes into the row's `url` as its fragment
+//! ([`name_offset`]).
 //!
 //! The client is rskafka (pure Rust, no librdkafka): it produces with acks from all in-sync
 //! replicas and reconnects to a partition's leader by itself.
@@ -346,15 +348,16 @@ impl Producer {
         Ok(connections)
     }
 
-    /// Produces `req`'s message and waits for its acknowledgement. The status of an acknowledged
-    /// message is 0 (Kafka's error code for none); `bytes` is the size of its value.
-    pub async fn send(&self, req: &ReplayRequest) -> Sent {
+    /// Produces `req`'s message and waits for its acknowledgement: what the message got, and the
+    /// offset the broker gave it (`None` when it was not acknowledged). The status of an
+    /// acknowledged message is 0 (Kafka's error code for none); `bytes` is the size of its value.
+    pub async fn send(&self, req: &ReplayRequest) -> (Sent, Option<i64>) {
         let Some(message) = &req.stream else {
-            return (Err(Failure::new(ErrorKind::Other, "a request without a Kafka message")), 0);
+            return ((Err(Failure::new(ErrorKind::Other, "a request without a Kafka message")), 0), None);
         };
         let connections = match self.partitions().await {
             Ok(connections) => connections,
-            Err(failure) => return (Err(failure), 0),
+            Err(failure) => return ((Err(failure), 0), None),
         };
         // One key's messages share a connection, which the broker answers in order, so they keep
         // their order in their partition; messages without a key are spread by seq.
@@ -362,7 +365,8 @@ impl Producer {
         let partitions = &connections[(spread % connections.len() as u64) as usize];
         let Some(partition) = partitions.get(message.partition as usize) else {
             // Counted before the run while the broker was down: messages went to partition 0.
-            return (Err(Failure::new(ErrorKind::KafkaBroker, "the topic has fewer partitions than planned")), 0);
+            let failure = Failure::new(ErrorKind::KafkaBroker, "the topic has fewer partitions than planned");
+            return ((Err(failure), 0), None);
         };
         let value = req.body.clone().unwrap_or_default();
         let size = value.len() as u64;
@@ -376,13 +380,23 @@ impl Producer {
             timestamp: chrono::Utc::now(),
         };
         match tokio::time::timeout(self.timeout, partition.produce(vec![record], Compression::NoCompression)).await {
-            Ok(Ok(_offsets)) => (Ok(0), size),
-            Ok(Err(e)) => (Err(failure(&e)), 0),
+            // One record, one offset.
+            Ok(Ok(offsets)) => ((Ok(0), size), offsets.first().copied()),
+            Ok(Err(e)) => ((Err(failure(&e)), 0), None),
             Err(_) => {
-                (Err(Failure::new(ErrorKind::KafkaTimeout, format!("no acknowledgement within {:?}", self.timeout))), 0)
+                let failure =
+                    Failure::new(ErrorKind::KafkaTimeout, format!("no acknowledgement within {:?}", self.timeout));
+                ((Err(failure), 0), None)
             }
         }
     }
+}
+
+/// Writes the offset an acknowledged message got into its row's `url`, as the fragment
+/// (`kafka://BROKER/TOPIC/PARTITION#OFFSET`): where to find the message, while the path, and so
+/// the report's route, stays the partition's.
+pub fn name_offset(url: &mut Url, offset: i64) {
+    url.set_fragment(Some(&offset.to_string()));
 }
 
 /// 16 hex digits, random: tells this run's messages from another run's on the same topics.
@@ -440,6 +454,14 @@ mod tests {
         assert_eq!(by_header.stream.unwrap().key.as_deref(), Some(&b"ua/1"[..]));
         let missing = shaped(MessageValue::Line, MessageKey::Field("x-request-id".into()), LINE, 0);
         assert_eq!(missing.stream.unwrap().key, None, "a line without the field has no key");
+    }
+
+    #[test]
+    fn an_acknowledged_messages_offset_is_its_urls_fragment_and_its_route_stays_the_partition() {
+        let mut url = shaped(MessageValue::Line, MessageKey::None, LINE, 6).url;
+        name_offset(&mut url, 1207);
+        assert_eq!(url.as_str(), "kafka://b1:9092/t/2#1207");
+        assert_eq!(crate::analysis::Router::default().route(url.as_str()), "/t/2");
     }
 
     #[test]

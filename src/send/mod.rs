@@ -155,6 +155,12 @@ impl Exchange for Single {
     fn body_received(&self) -> u64 {
         self.connection.body_received()
     }
+
+    fn complete(&mut self, outcome: &mut Outcome) {
+        if let Some(offset) = self.connection.take_produced_offset() {
+            kafka::name_offset(&mut outcome.url, offset);
+        }
+    }
 }
 
 /// One sender: takes released jobs until the channel closes, sends each, records the outcome.

@@ -38,7 +38,8 @@ pub enum Transport {
 }
 
 /// A sender's own state between requests: for the direct transport its open connection and the
-/// buffer its request heads are written into; for HTTP/2 the shared connection it sends on.
+/// buffer its request heads are written into; for HTTP/2 the shared connection it sends on; for
+/// Kafka the offset of the message it last produced.
 #[derive(Default)]
 pub struct Connection {
     open: Option<http1::Connection>,
@@ -46,6 +47,8 @@ pub struct Connection {
     /// With `--compare`: what each response body is folded into as it arrives (none otherwise).
     capture: Option<BodyCapture>,
     stream: StreamSlot,
+    /// Kafka: the offset the last message was acknowledged at, until its outcome takes it.
+    produced_at: Option<i64>,
 }
 
 impl Connection {
@@ -63,6 +66,12 @@ impl Connection {
     /// The capture of the last response body (reset it before each request).
     pub fn capture_mut(&mut self) -> Option<&mut BodyCapture> {
         self.capture.as_mut()
+    }
+
+    /// Kafka: the offset the last message was acknowledged at, once (`None` over HTTP, and for
+    /// a message not acknowledged).
+    pub fn take_produced_offset(&mut self) -> Option<i64> {
+        self.produced_at.take()
     }
 }
 
@@ -115,7 +124,11 @@ impl Transport {
             Transport::Pooled(client) => send_pooled(client, req, conn.capture.as_mut()).await,
             Transport::Direct(direct) => direct.send(conn, req).await,
             Transport::Http2(http2) => http2.send(&mut conn.stream, req).await,
-            Transport::Kafka(producer) => producer.send(req).await,
+            Transport::Kafka(producer) => {
+                let (sent, offset) = producer.send(req).await;
+                conn.produced_at = offset;
+                sent
+            }
         }
     }
 }

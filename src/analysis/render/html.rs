@@ -1,23 +1,25 @@
 //! The report as one self-contained HTML file: inline CSS and SVG, no script, nothing fetched.
 //! The run's figures and what the run was (its manifest: target, logs, options, start and end),
-//! then charts (rate, latency over time, the latency distribution by percentile, failures by
-//! kind, status mix, the busiest routes' latency, lag), then the route table and the
-//! logged-vs-replayed status matrix. The distribution and the busiest routes' charts draw a
-//! reference dashed beside the run's own lines when there is one: the `--baseline` run, or B of a
-//! `--compare` run. For a `--sessions` run, a section of sessions by length (a chart of their
-//! time's p50 and p99, and a table) and of the slowest sessions with their routes.
+//! the end-to-end figures of a Kafka run with `--consume`, then charts (rate, latency over time,
+//! the latency distribution by percentile, failures by kind, status mix, the busiest routes'
+//! latency, lag), then the route table and the logged-vs-replayed status matrix. The
+//! distribution and the busiest routes' charts draw a reference dashed beside the run's own lines
+//! when there is one: the `--baseline` run, or B of a `--compare` run. For a `--sessions` run, a
+//! section of sessions by length (a chart of their time's p50 and p99, and a table) and of the
+//! slowest sessions with their routes.
 
 use crate::display::human_bytes;
 use std::fmt::Write;
 
 use super::svg::{self, Chart, Curve, GroupAxis, HALF, Layer, Line, Stack, Swatch, TimeAxis, WIDE};
+use super::{END_TO_END_COLUMNS, end_to_end_counts, end_to_end_rows};
 use super::{interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, transitions_text};
 use crate::analysis::assert::percent;
 use crate::analysis::charts::{MIN_CURVE_REQUESTS, Reference, SliceLatency};
+use crate::analysis::figures::{ACKED, CLASS_ORDER};
 use crate::analysis::figures::{OverTime, Report, RouteLine, TimePoint};
 use crate::analysis::metadata::RunInfo;
 use crate::analysis::series::SERIES_ROUTES;
-use crate::stats::REPLAYED_CLASS_NAMES;
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -37,7 +39,7 @@ pub fn escape(s: &str) -> String {
 /// The colour of a replayed status class, the same in every chart and table.
 fn class_color(class: &str) -> &'static str {
     match class {
-        "2xx" => "#2e9e5b",
+        "2xx" | ACKED => "#2e9e5b",
         "3xx" => "#3b82c4",
         "4xx" => "#e0a526",
         "5xx" => "#d64541",
@@ -128,6 +130,7 @@ pub fn render(r: &Report) -> String {
     runs(&mut body, &r.runs);
     shards(&mut body, r);
     assertions(&mut body, r);
+    end_to_end(&mut body, r);
     charts(&mut body, r);
     routes(&mut body, r);
     status(&mut body, r);
@@ -251,6 +254,42 @@ fn cards(out: &mut String, r: &Report) {
     out.push_str("</section>\n");
 }
 
+/// End to end (a Kafka run with `--consume`): outputs matched and lost and their latency, for
+/// the whole run and by route (for Kafka, by partition of the input topic).
+fn end_to_end(out: &mut String, r: &Report) {
+    let Some(e) = &r.end_to_end else { return };
+    let _ = writeln!(
+        out,
+        "<section><h2>End to end</h2><p class=\"muted\">{}; from the send to the output message.</p>\n<table>",
+        escape(&end_to_end_counts(e))
+    );
+    let p = &e.e2e_ms;
+    let seen = |v: f64| ms((e.matched > 0).then_some(v));
+    let all = [
+        "all".to_string(),
+        e.matched.to_string(),
+        e.lost.to_string(),
+        seen(p.p50),
+        seen(p.p90),
+        seen(p.p99),
+        seen(p.max),
+    ];
+    for (i, cells) in [END_TO_END_COLUMNS.map(String::from), all].into_iter().chain(end_to_end_rows(e)).enumerate() {
+        let _ = write!(out, "<tr>");
+        for (column, cell) in cells.iter().enumerate() {
+            let (tag, class) = match (i, column) {
+                (0, _) | (1, 0) => ("th", ""),
+                (_, 0) => ("td", " class=\"route\""),
+                (_, 2) if cell != "0" => ("td", " class=\"bad\""),
+                _ => ("td", ""),
+            };
+            let _ = write!(out, "<{tag}{class}>{}</{tag}>", escape(cell));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table></section>\n");
+}
+
 fn assertions(out: &mut String, r: &Report) {
     if r.assertions.is_empty() {
         return;
@@ -325,7 +364,7 @@ fn charts(out: &mut String, r: &Report) {
     failures(out, r, &axis);
 
     let present: Vec<&str> =
-        REPLAYED_CLASS_NAMES.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
+        CLASS_ORDER.iter().copied().filter(|c| t.points.iter().any(|p| p.classes.contains_key(*c))).collect();
     let layers: Vec<Layer<'_>> = present
         .iter()
         .map(|c| Layer {
@@ -835,7 +874,7 @@ fn options_table(out: &mut String, options: &serde_json::Map<String, serde_json:
 }
 
 fn mix(line: &RouteLine) -> String {
-    let parts: Vec<(f64, &str, String)> = REPLAYED_CLASS_NAMES
+    let parts: Vec<(f64, &str, String)> = CLASS_ORDER
         .iter()
         .filter_map(|c| line.classes.get(*c).map(|n| (*n as f64, class_color(c), format!("{c}: {n}"))))
         .collect();
@@ -847,11 +886,13 @@ fn routes(out: &mut String, r: &Report) {
     if t.shown.is_empty() {
         return;
     }
+    // A Kafka run's answers are acknowledgements: their column stands where 2xx does.
+    let answered = if t.shown.iter().chain(&t.other).any(|l| l.classes.contains_key(ACKED)) { ACKED } else { "2xx" };
     let _ = writeln!(
         out,
         "<section><h2>Routes</h2><p class=\"muted\">{}; most failed first (no answer or 5xx), then status \
          mismatches, then p99.</p>\n<table>\n<tr><th>route</th><th>requests</th><th>rate/s</th><th>status mix</th>\
-         <th>2xx</th><th>4xx</th><th>5xx</th><th>no answer</th><th>failed</th><th>vs log</th><th>p50 ms</th><th>p99 ms</th></tr>",
+         <th>{answered}</th><th>4xx</th><th>5xx</th><th>no answer</th><th>failed</th><th>vs log</th><th>p50 ms</th><th>p99 ms</th></tr>",
         routes_count(t)
     );
     for line in t.shown.iter().chain(&t.other) {
@@ -870,7 +911,7 @@ fn routes(out: &mut String, r: &Report) {
             line.requests,
             per_second(line.rate),
             mix(line),
-            count("2xx"),
+            count(answered),
             count("4xx"),
             count("5xx"),
             count("error"),
@@ -893,7 +934,8 @@ enum Agreement {
 
 fn agreement(logged: &str, replayed: &str) -> Agreement {
     match (logged, replayed) {
-        ("none", _) | ("3xx", "2xx") => Agreement::Neutral,
+        // A Kafka acknowledgement is no answer to compare with a logged status.
+        ("none", _) | ("3xx", "2xx") | (_, ACKED) => Agreement::Neutral,
         (l, r) if l == r => Agreement::Same,
         _ => Agreement::Differs,
     }

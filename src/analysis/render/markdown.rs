@@ -3,6 +3,7 @@
 use crate::display::human_bytes;
 use std::fmt::Write;
 
+use super::{END_TO_END_COLUMNS, end_to_end_counts, end_to_end_rows};
 use super::{
     interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
     transitions_text,
@@ -14,6 +15,7 @@ use crate::display::join_counts;
 pub fn render(r: &Report) -> String {
     let mut t = String::new();
     summary(&mut t, r);
+    end_to_end(&mut t, r);
     shards(&mut t, r);
     assertions(&mut t, r);
     routes(&mut t, r);
@@ -39,6 +41,32 @@ fn table(t: &mut String, headers: &[&str], aligns: &str, rows: impl IntoIterator
     let _ = writeln!(t, "|{}|", rule.join("|"));
     for row in rows {
         let _ = writeln!(t, "| {} |", row.join(" | "));
+    }
+}
+
+/// End to end (a Kafka run with `--consume`): outputs matched and lost, their latency, by route.
+fn end_to_end(t: &mut String, r: &Report) {
+    let Some(e) = &r.end_to_end else { return };
+    let _ = writeln!(t, "\n### End to end\n\n{}; from the send to the output message.\n", end_to_end_counts(e));
+    if e.matched > 0 {
+        let p = &e.e2e_ms;
+        let _ = writeln!(
+            t,
+            "- **e2e** p50 {:.2} · p90 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ms\n",
+            p.p50, p.p90, p.p99, p.p999, p.max
+        );
+    }
+    let rows = end_to_end_rows(e);
+    if !rows.is_empty() {
+        // `other`, last, is a label rather than a route.
+        let routes = e.routes.len();
+        let rows = rows.into_iter().enumerate().map(|(i, mut row)| {
+            if i < routes {
+                row[0] = code(&row[0]);
+            }
+            Vec::from(row)
+        });
+        table(t, &END_TO_END_COLUMNS, "lr", rows);
     }
 }
 
@@ -132,7 +160,7 @@ fn routes(t: &mut String, r: &Report) {
         return;
     }
     let lines: Vec<&RouteLine> = table_.shown.iter().chain(&table_.other).collect();
-    let order = crate::stats::REPLAYED_CLASS_NAMES;
+    let order = crate::analysis::figures::CLASS_ORDER;
     let classes: Vec<&str> =
         order.iter().copied().filter(|c| lines.iter().any(|l| l.classes.contains_key(*c))).collect();
     let _ = writeln!(

@@ -8,7 +8,7 @@ pub mod markdown;
 mod svg;
 pub mod text;
 
-use super::figures::{Overview, Report, StatusMatrix, TimePoint};
+use super::figures::{EndToEndView, Overview, Report, StatusMatrix, TimePoint};
 
 /// `--format` of `sluice report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -136,4 +136,36 @@ const SLOWEST_SESSION_HEADERS: [&str; 5] =
 /// A row of the slowest sessions' table, its route chain whole (each format fits it its way).
 fn slowest_session_cells(s: &super::journeys::Journey, files: &[String]) -> [String; 5] {
     [s.label(files), s.requests.to_string(), s.failed.to_string(), format!("{:.2}", s.total_ms), s.route_chain()]
+}
+
+/// `270 matched, 30 lost (10.0% of 300 acknowledged)`.
+fn end_to_end_counts(e: &EndToEndView) -> String {
+    let awaited = e.matched + e.lost;
+    if awaited == 0 {
+        return "0 matched, 0 lost: no message was acknowledged".to_string();
+    }
+    format!(
+        "{} matched, {} lost ({} of {awaited} acknowledged)",
+        e.matched,
+        e.lost,
+        super::assert::percent(e.lost_rate)
+    )
+}
+
+/// The columns of the end-to-end table by route.
+const END_TO_END_COLUMNS: [&str; 7] = ["route", "matched", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms"];
+
+/// The end-to-end table's rows: each route listed, then `other (N routes)`; empty for one route.
+fn end_to_end_rows(e: &EndToEndView) -> Vec<[String; 7]> {
+    e.routes
+        .iter()
+        .map(|l| (l.route.clone(), l))
+        .chain(e.other.iter().map(|l| {
+            let plus = if e.capped { "+" } else { "" };
+            (format!("other ({}{plus} routes)", e.other_routes), l)
+        }))
+        .map(|(name, l)| {
+            [name, l.matched.to_string(), l.lost.to_string(), ms(l.p50_ms), ms(l.p90_ms), ms(l.p99_ms), ms(l.max_ms)]
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 use crate::display::human_bytes;
 use std::fmt::Write;
 
+use super::{END_TO_END_COLUMNS, end_to_end_counts, end_to_end_rows};
 use super::{
     interval_text, mismatch_sentence, ms, other_label, per_second, rate_line, routes_count, slice_label, spans_one_day,
     transitions_text,
@@ -17,6 +18,7 @@ const INDENT: &str = "  ";
 
 pub fn render(report: &Report) -> String {
     let mut t = summary(report);
+    t += &end_to_end(report);
     t += &shards(report);
     t += &routes_and_status(report);
     t += &over_time(report);
@@ -85,6 +87,26 @@ pub fn summary(r: &Report) -> String {
     t
 }
 
+/// End to end (a Kafka run with `--consume`): how many outputs came, how long they took, and the
+/// same by route (for Kafka, by partition of the input topic).
+fn end_to_end(r: &Report) -> String {
+    let Some(e) = &r.end_to_end else { return String::new() };
+    let mut t = format!("\nend to end — {}; from the send to the output message\n", end_to_end_counts(e));
+    if e.matched > 0 {
+        let p = &e.e2e_ms;
+        let _ = writeln!(
+            t,
+            "{INDENT}e2e        p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms",
+            p.p50, p.p90, p.p99, p.p999, p.max
+        );
+    }
+    let rows: Vec<Vec<String>> = end_to_end_rows(e).into_iter().map(Vec::from).collect();
+    if !rows.is_empty() {
+        t += &Table { headers: END_TO_END_COLUMNS.map(String::from).to_vec(), rows }.render();
+    }
+    t
+}
+
 /// A line per shard: its own rate and lag, so a machine that fell behind shows.
 fn shards(r: &Report) -> String {
     let Some(view) = &r.shards else { return String::new() };
@@ -118,7 +140,7 @@ fn shards(r: &Report) -> String {
 
 /// Class columns present in any shown line, in class order.
 fn class_columns<'a>(lines: impl Iterator<Item = &'a RouteLine>) -> Vec<String> {
-    let order = crate::stats::REPLAYED_CLASS_NAMES;
+    let order = crate::analysis::figures::CLASS_ORDER;
     let mut present: Vec<String> = Vec::new();
     for line in lines {
         for class in line.classes.keys() {
