@@ -708,11 +708,14 @@ def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
     cmds = {}
     topics = [0]
 
-    def topic():
+    def topic(partitions):
         topics[0] += 1
         name = f"bench-{topics[0]}"
-        sh([tansu, "topic", "create", "--broker", url, "--partitions", "1", name], stdout=subprocess.DEVNULL)
+        sh([tansu, "topic", "create", "--broker", url, "--partitions", str(partitions), name], stdout=subprocess.DEVNULL)
         return name
+
+    def on_topic(name, partitions):
+        return sum(topic_end_offset(port, name, p) for p in range(partitions))
 
     try:
         time.sleep(2)
@@ -723,7 +726,11 @@ def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
                 # message is compared at one rate.
                 paced = rate
                 for tool in ("tansu perf", "sluice"):
-                    name = topic()
+                    # sluice keeps each partition's order over one connection, so it spreads over
+                    # partitions; tansu perf's producers all write partition 0 (its --partition),
+                    # each over its own connection, in no common order.
+                    partitions = in_flight if tool == "sluice" else 1
+                    name = topic(partitions)
                     if tool == "sluice":
                         cmd = [SLUICE, "replay", log, "--format", "nginx", "--target", f"kafka://127.0.0.1:{port}/{name}",
                                "--rate", "max" if mode == "max" else str(paced), "--concurrency", str(in_flight),
@@ -731,16 +738,16 @@ def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
                                "--progress", "never", "--summary-json", os.path.join(OUT, "kafka.json")]
                         _, _, cpu, _ = timed(cmd)
                         done = json.load(open(os.path.join(OUT, "kafka.json")))["responses"]
-                        on_topic = topic_end_offset(port, name)
-                        if on_topic != done:
-                            raise RuntimeError(f"sluice counted {done} acknowledged, the topic holds {on_topic}")
+                        held = on_topic(name, partitions)
+                        if held != done:
+                            raise RuntimeError(f"sluice counted {done} acknowledged, the topic holds {held}")
                     else:
                         cmd = [tansu, "perf", "--broker", url, name, "produce", "--batch-size", "1",
                                "--record-size", str(record_size), "--producers", str(in_flight),
                                "--duration", f"{seconds}s"] + ([] if mode == "max" else ["--per-second", str(rate)])
                         _, _, cpu, _ = timed_capture(cmd)
                         # tansu perf prints no count: the topic says what arrived.
-                        done = topic_end_offset(port, name)
+                        done = on_topic(name, partitions)
                         paced = round(done / seconds)
                     cmds[(mode, tool)] = cmd
                     res.setdefault((mode, tool), []).append((done / seconds, cpu / (done / 1e5) if done else float("nan")))
@@ -750,7 +757,8 @@ def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
         broker.wait()
     lines = [
         f"Kafka produce into Tansu (in-memory storage, 127.0.0.1, same machine): one message per produce request, "
-        f"{in_flight} in flight, values of ~{record_size} bytes (sluice: the log lines; tansu perf: --record-size), "
+        f"{in_flight} in flight (sluice: into {in_flight} partitions, each in order over its connection; tansu perf: "
+        f"{in_flight} producers into partition 0), values of ~{record_size} bytes (sluice: the log lines; tansu perf: --record-size), "
         f"{seconds} s per run, {rounds} rounds interleaved; median (min–max). sluice writes its CSV.",
         "",
         "| mode | tool | messages/s | CPU s / 100k messages |",

@@ -41,9 +41,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_PARTITIONS: usize = 100_000;
 /// Connections to the cluster, at most. A broker answers one connection's requests one after
 /// the other, so a single connection caps a run at one produce per broker round trip (about
-/// 3,000/s against a local Tansu, whatever `--concurrency`); as many connections as produce
-/// requests in flight, up to this, lets the broker work on them side by side, as Kafka's perf
-/// tools do with several producers.
+/// 3,300/s against a local Tansu, whatever `--concurrency`). Partition P's messages go over
+/// connection P mod N, N being this or `--concurrency` if less: each partition keeps its order,
+/// and a topic's partitions are produced to side by side.
 const MAX_CONNECTIONS: usize = 8;
 
 /// The message method in the CSV: not an HTTP method, and said so.
@@ -359,10 +359,9 @@ impl Producer {
             Ok(connections) => connections,
             Err(failure) => return ((Err(failure), 0), None),
         };
-        // One key's messages share a connection, which the broker answers in order, so they keep
-        // their order in their partition; messages without a key are spread by seq.
-        let spread = message.key.as_deref().map_or(req.seq, |key| u64::from(murmur2(key)));
-        let partitions = &connections[(spread % connections.len() as u64) as usize];
+        // A partition's messages all go over one connection, which the broker answers in order:
+        // they land in the order they were sent, as from one Kafka producer.
+        let partitions = &connections[message.partition as usize % connections.len()];
         let Some(partition) = partitions.get(message.partition as usize) else {
             // Counted before the run while the broker was down: messages went to partition 0.
             let failure = Failure::new(ErrorKind::KafkaBroker, "the topic has fewer partitions than planned");
