@@ -111,7 +111,15 @@ pub const NOT_SENT: &str = "not_sent";
 /// The `error` of a request a late shard skipped (`--late-start skip`): it never left either.
 pub const SKIPPED_LATE: &str = "skipped_late";
 
+/// How a Kafka message's row begins its `url` (`kafka://BROKER/TOPIC/PARTITION#OFFSET`).
+pub const KAFKA_URL_PREFIX: &str = "kafka://";
+
 impl Row<'_> {
+    /// A Kafka message's row (`--target kafka://…`), not an HTTP request's.
+    pub fn is_kafka(&self) -> bool {
+        self.url.starts_with(KAFKA_URL_PREFIX)
+    }
+
     /// Latency is of answered requests only: a failure's time says how long it took to fail,
     /// and an aborted request's only measures the drain timeout (the run's own statistics
     /// leave them out the same way).

@@ -155,7 +155,10 @@ impl<C: Counter> Tally<C> {
 
     fn record_status_pair(&mut self, row: &Row<'_>) {
         let replayed = replayed_class(row.answer);
-        let Some(orig) = row.orig_status else {
+        // A Kafka message's acknowledgement has nothing in common with the HTTP status its log
+        // line had: it is compared with nothing, as a line without a logged status is.
+        let orig = row.orig_status.filter(|_| !row.is_kafka());
+        let Some(orig) = orig else {
             self.matrix[NO_STATUS][replayed] += 1;
             return;
         };

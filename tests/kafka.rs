@@ -273,6 +273,13 @@ fn two_thousand_messages_at_500_per_second_each_a_row_and_a_message_with_its_key
     }
     assert_eq!(report["status_matrix"]["replayed"], serde_json::json!(["acked"]));
     assert!(report.get("end_to_end").is_none(), "no e2e_ms column");
+    // A logged HTTP status has nothing to be compared with in an acknowledgement.
+    let overview = &report["overview"];
+    assert_eq!(
+        (&overview["with_orig_status"], &overview["mismatches"]),
+        (&serde_json::json!(0), &serde_json::json!(0))
+    );
+    assert!(overview["mismatch_rate"].is_null() && report["mismatched_routes"] == serde_json::json!([]), "{overview}");
 }
 
 /// `sluice report CSV ARGS…`'s standard output (it must exit 0).

@@ -436,7 +436,7 @@ impl Aggregate {
 
     fn record(&mut self, row: &Row<'_>, router: &Router, route: &mut String) {
         router.route_into(row.url, route);
-        if row.url.starts_with("kafka://") {
+        if row.is_kafka() {
             self.kafka_rows += 1;
         }
         self.journeys.record(row, route);

@@ -54,7 +54,7 @@ impl Router {
         out.clear();
         let path = path_of(url);
         let fold: fn(&str, &mut String) =
-            if url.starts_with("kafka://") { |path, out| out.push_str(path) } else { fold_path };
+            if url.starts_with(crate::results::KAFKA_URL_PREFIX) { |path, out| out.push_str(path) } else { fold_path };
         match self.rules.iter().find(|r| r.regex.is_match(path)) {
             Some(rule) => {
                 let replaced = rule.regex.replace(path, rule.template.as_str());
