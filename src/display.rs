@@ -53,8 +53,8 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// `1ms`, `90s`, `10m`, `1h`, `30d`: a duration in the largest unit that writes it whole, as a
-/// user writes it on the command line (and as the duration grammar reads it back).
+/// `500us`, `1ms`, `90s`, `10m`, `1h`, `30d`: a duration in the largest unit that writes it
+/// whole, as a user writes it on the command line (and as the duration grammar reads it back).
 pub fn compact_duration(d: std::time::Duration) -> String {
     if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}us", d.as_micros());
