@@ -64,7 +64,11 @@ fn header<'a>(r: &'a RecordedRequest, name: &str) -> Option<&'a str> {
 #[test]
 fn a_har_replays_its_methods_paths_headers_and_bodies_and_its_logged_statuses() {
     let server = spawn_in_thread(MockConfig::default()).unwrap();
-    let run = replay(&fixture("page-load.har"), &server, &["--format", "har", "--allow-methods", "all"], None);
+    let flags = ["--format", "har", "--allow-methods", "all", "--seq-header", "x-sluice-seq"];
+    let mut run = replay(&fixture("page-load.har"), &server, &flags, None);
+    // In plan order: requests 1 ms apart on different connections may arrive in another order on
+    // a loaded machine.
+    run.received.sort_by_key(|r| header(r, "x-sluice-seq").and_then(|seq| seq.parse::<u64>().ok()));
 
     let by_target: BTreeMap<&str, &RecordedRequest> = run.received.iter().map(|r| (r.target.as_str(), r)).collect();
     let targets: Vec<(&str, &str)> = run.received.iter().map(|r| (r.method.as_str(), r.target.as_str())).collect();
@@ -78,7 +82,7 @@ fn a_har_replays_its_methods_paths_headers_and_bodies_and_its_logged_statuses() 
             ("GET", "/api/user"),
             ("DELETE", "/api/cart/1"),
         ],
-        "one request per replayable entry, in order (the mock answers at once)"
+        "one request per replayable entry, in plan order"
     );
     let page = by_target["/"];
     let host = server.url().trim_start_matches("http://").to_string();
@@ -96,7 +100,9 @@ fn a_har_replays_its_methods_paths_headers_and_bodies_and_its_logged_statuses() 
     assert_eq!(header(user, "authorization"), Some("Bearer s3cr3t-token"));
     assert!(user.headers.iter().all(|(n, _)| !n.starts_with(':')), "no HTTP/2 pseudo-header");
 
-    // The CSV: one row per request, the entry's number as log_line, its status as orig_status.
+    // The CSV: one row per request, the entry's number as log_line, its status as orig_status
+    // (rows are written as requests end: in seq order here).
+    run.rows.sort_by_key(|r| r["seq"].parse::<u64>().unwrap());
     let rows: Vec<(&str, &str, &str)> =
         run.rows.iter().map(|r| (r["log_line"].as_str(), r["method"].as_str(), r["orig_status"].as_str())).collect();
     assert_eq!(
