@@ -42,8 +42,8 @@ const MAX_PARTITIONS: usize = 100_000;
 /// Connections to the cluster, at most. A broker answers one connection's requests one after
 /// the other, so a single connection caps a run at one produce per broker round trip (about
 /// 3,300/s against a local Tansu, whatever `--concurrency`). Partition P's messages go over
-/// connection P mod N, N being this or `--concurrency` if less: each partition keeps its order,
-/// and a topic's partitions are produced to side by side.
+/// connection P mod N, N being this, `--concurrency` or the partitions, whichever is least: each
+/// partition keeps its order, and a topic's partitions are produced to side by side.
 const MAX_CONNECTIONS: usize = 8;
 
 /// The message method in the CSV: not an HTTP method, and said so.
@@ -277,8 +277,8 @@ pub struct Producer {
     run_id: String,
     /// `min(--concurrency, MAX_CONNECTIONS)`.
     connections: usize,
-    /// Per connection, a client of each partition.
-    partitions: OnceLock<Vec<Vec<PartitionClient>>>,
+    /// A client of each partition, partition P's on connection P mod [`Producer::connections`].
+    partitions: OnceLock<Vec<PartitionClient>>,
     /// Held while connecting; the last failure and when, for [`RECONNECT_AFTER`].
     connecting: tokio::sync::Mutex<Option<(Instant, Failure)>>,
 }
@@ -299,7 +299,7 @@ impl Producer {
         &self.run_id
     }
 
-    async fn partitions(&self) -> Result<&[Vec<PartitionClient>], Failure> {
+    async fn partitions(&self) -> Result<&[PartitionClient], Failure> {
         if let Some(partitions) = self.partitions.get() {
             return Ok(partitions);
         }
@@ -326,26 +326,28 @@ impl Producer {
         }
     }
 
-    /// [`Producer::connections`] clients, each with its own broker connections.
-    async fn connect(&self, deadline: Duration) -> Result<Vec<Vec<PartitionClient>>, Failure> {
-        let mut connections = Vec::with_capacity(self.connections);
-        for _ in 0..self.connections {
-            let client = connect(&self.target, deadline).await.map_err(|e| {
-                let f = failure(&e);
-                Failure::new(ErrorKind::KafkaConnect, f.message)
-            })?;
-            let count = partition_count(&client, &self.target.name).await?;
-            let mut partitions = Vec::with_capacity(count);
-            for p in 0..count {
-                let partition = client
-                    .partition_client(self.target.name.clone(), p as i32, UnknownTopicHandling::Error)
-                    .await
-                    .map_err(|e| failure(&e))?;
-                partitions.push(partition);
-            }
-            connections.push(partitions);
+    /// A client of each partition, over as many clients (each with its own broker connections)
+    /// as [`Producer::connections`] or the topic's partitions, whichever is fewer.
+    async fn connect(&self, deadline: Duration) -> Result<Vec<PartitionClient>, Failure> {
+        let client = || async {
+            connect(&self.target, deadline)
+                .await
+                .map_err(|e| Failure::new(ErrorKind::KafkaConnect, failure(&e).message))
+        };
+        let mut clients = vec![client().await?];
+        let count = partition_count(&clients[0], &self.target.name).await?;
+        while clients.len() < self.connections.min(count) {
+            clients.push(client().await?);
         }
-        Ok(connections)
+        let mut partitions = Vec::with_capacity(count);
+        for p in 0..count {
+            let partition = clients[p % clients.len()]
+                .partition_client(self.target.name.clone(), p as i32, UnknownTopicHandling::Error)
+                .await
+                .map_err(|e| failure(&e))?;
+            partitions.push(partition);
+        }
+        Ok(partitions)
     }
 
     /// Produces `req`'s message and waits for its acknowledgement: what the message got, and the
@@ -355,13 +357,12 @@ impl Producer {
         let Some(message) = &req.stream else {
             return ((Err(Failure::new(ErrorKind::Other, "a request without a Kafka message")), 0), None);
         };
-        let connections = match self.partitions().await {
-            Ok(connections) => connections,
-            Err(failure) => return ((Err(failure), 0), None),
-        };
         // A partition's messages all go over one connection, which the broker answers in order:
         // they land in the order they were sent, as from one Kafka producer.
-        let partitions = &connections[message.partition as usize % connections.len()];
+        let partitions = match self.partitions().await {
+            Ok(partitions) => partitions,
+            Err(failure) => return ((Err(failure), 0), None),
+        };
         let Some(partition) = partitions.get(message.partition as usize) else {
             // Counted before the run while the broker was down: messages went to partition 0.
             let failure = Failure::new(ErrorKind::KafkaBroker, "the topic has fewer partitions than planned");
