@@ -235,17 +235,11 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300;
                 self.proc.kill()
 
 
-def csv_lag(path, rate=None, batch=1):
+def csv_lag(path):
     """Lag figures straight from the CSV: p99 and the earliest send, in ms, plus the row count.
-    Rows not sent have no lag. With --batch B at `rate`, request n was due (n mod B)/rate after its
-    batch was: the lag is measured against that ideal schedule, T0 + n/rate, instead."""
-    lags = []
+    Rows not sent have no lag."""
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["lag_ms"]:
-                ahead = (int(row["seq"]) % batch) * 1000 / rate if batch > 1 else 0.0
-                lags.append(float(row["lag_ms"]) - ahead)
-    return lag_figures(lags)
+        return lag_figures([float(row["lag_ms"]) for row in csv.DictReader(f) if row["lag_ms"]])
 
 
 def lag_figures(lags):
