@@ -35,7 +35,9 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -256,7 +258,6 @@ def oha_lag(cmd, rate):
         os.remove(db)
     subprocess.run(cmd + ["--latency-correction", "--db-url", db], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=RUN_LIMIT, check=True)
-    import sqlite3
     rows = sqlite3.connect(db).execute("select start, start_latency_correction from oha").fetchall()
     t0 = min(token for _, token in rows)
     sends = sorted(start for start, _ in rows)
@@ -772,7 +773,6 @@ def bench_kafka(rounds, seconds=10, rate=2000, in_flight=8):
 def topic_end_offset(port, topic, partition=0):
     """A partition's end offset on the broker at 127.0.0.1:`port` (the messages it holds, from 0),
     by a Kafka ListOffsets v1 request for the latest offset."""
-    import struct
     name, client = topic.encode(), b"sluice-bench"
     body = struct.pack(">hhih", 2, 1, 1, len(client)) + client
     body += struct.pack(">iih", -1, 1, len(name)) + name + struct.pack(">iiq", 1, partition, -1)
