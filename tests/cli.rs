@@ -283,3 +283,13 @@ fn a_shards_manifest_carries_its_logs_sha256_and_an_unsharded_runs_does_not() {
     // Nothing compares an unsharded run's log, so the end of the run does not read it again.
     assert_eq!(digest(None, "whole.csv"), "");
 }
+
+#[test]
+fn a_workbook_is_never_written_to_the_terminal() {
+    // Binary zip to stdout would garble a terminal: `--xlsx` needs `--out`, before any daemon is asked.
+    sluice()
+        .args(["runs", "results", "20261129-041957-506", "--xlsx", "--daemon", "http://127.0.0.1:9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--out <FILE>"));
+}
