@@ -272,16 +272,7 @@ fn a_difference_both_baselines_show_is_noise_and_the_report_counts_only_the_rest
 #[test]
 fn a_route_slowed_by_a_known_amount_is_flagged_against_the_baseline_run_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
-    let log = write_log(dir.path(), 100);
-    let fast = Mock::start(dir.path(), "fast", &[]);
-    let slow = Mock::start(dir.path(), "slow", &["--rule", "/changed/*=50ms"]);
-    let (old, new) = (dir.path().join("old.csv"), dir.path().join("new.csv"));
-    // The two runs go at the same time, so a busy machine slows both alike (on a shared 2-core
-    // machine, one run after the other saw loopback latencies 7× apart on untouched routes).
-    std::thread::scope(|s| {
-        s.spawn(|| replay(&log, &fast, &old, &[]));
-        s.spawn(|| replay(&log, &slow, &new, &[]));
-    });
+    let (old, new) = runs_before_and_after_slowing_one_route(dir.path());
 
     let json = sluice()
         .args(["report", new.to_str().unwrap(), "--baseline", old.to_str().unwrap(), "--format", "json"])
@@ -371,15 +362,7 @@ fn the_html_report_draws_b_beside_a_where_the_two_servers_delays_put_them() {
 #[test]
 fn the_html_report_draws_the_baseline_runs_curves_and_only_the_slowed_route_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let log = write_log(dir.path(), 100);
-    let fast = Mock::start(dir.path(), "fast", &[]);
-    let slow = Mock::start(dir.path(), "slow", &["--rule", "/changed/*=50ms"]);
-    let (old, new) = (dir.path().join("old.csv"), dir.path().join("new.csv"));
-    // At the same time, so a busy machine slows both alike (as in the test above).
-    std::thread::scope(|s| {
-        s.spawn(|| replay(&log, &fast, &old, &[]));
-        s.spawn(|| replay(&log, &slow, &new, &[]));
-    });
+    let (old, new) = runs_before_and_after_slowing_one_route(dir.path());
 
     let html = html_report(&new, &["--baseline", old.to_str().unwrap()]);
     let moved = |route: &str| {
@@ -422,4 +405,20 @@ fn comparison_flags_are_checked_before_anything_is_sent() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("`of baseline` needs --baseline"));
+}
+
+/// Two runs of one log, `old.csv` against a plain mock and `new.csv` against one that answers
+/// `/changed/*` 50 ms later. They go at the same time, so a busy machine slows both alike (on a
+/// shared 2-core machine, one run after the other saw loopback latencies 7× apart on untouched
+/// routes).
+fn runs_before_and_after_slowing_one_route(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = write_log(dir, 100);
+    let fast = Mock::start(dir, "fast", &[]);
+    let slow = Mock::start(dir, "slow", &["--rule", "/changed/*=50ms"]);
+    let (old, new) = (dir.join("old.csv"), dir.join("new.csv"));
+    std::thread::scope(|s| {
+        s.spawn(|| replay(&log, &fast, &old, &[]));
+        s.spawn(|| replay(&log, &slow, &new, &[]));
+    });
+    (old, new)
 }
