@@ -365,14 +365,10 @@ def bench_throughput(rounds, seconds=10):
         for _ in range(rounds):
             for name, cmd in cmds.items():
                 if name.startswith("sluice"):
-                    wall, _, cpu, _ = timed(cmd)
+                    _, _, cpu, _ = timed(cmd)
                     done = json.load(open(os.path.join(OUT, "max.json")))["requests_sent"]
-                elif name.startswith("wrk"):
-                    wall, _, cpu, _ = timed_capture(cmd)
-                    done = wrk_requests(LAST_STDOUT[0])
                 else:
-                    wall, _, cpu, _ = timed_capture(cmd)
-                    done = oha_requests(LAST_STDOUT[0])
+                    cpu, done = peer_run(name, cmd)
                 rates[name].append(done / seconds)
                 cpus[name].append(cpu / (done / 1e5))
                 time.sleep(1)
@@ -492,12 +488,8 @@ def bench_https(rounds, seconds=8):
                     if summary["errors"]:
                         raise RuntimeError(f"{name}: {summary['errors']} errors: {summary['error_messages']}")
                     done = summary["requests_sent"]
-                elif name.startswith("wrk"):
-                    _, _, cpu, _ = timed_capture(cmd)
-                    done = wrk_requests(LAST_STDOUT[0])
                 else:
-                    _, _, cpu, _ = timed_capture(cmd)
-                    done = oha_requests(LAST_STDOUT[0])
+                    cpu, done = peer_run(name, cmd)
                 rates[name].append(done / seconds)
                 cpus[name].append(cpu / (done / 1e5))
                 time.sleep(1)
@@ -803,6 +795,12 @@ def timed_capture(cmd):
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
     LAST_STDOUT[0] = p.stdout
     return wall, after.ru_maxrss, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), p.stderr
+
+
+def peer_run(name, cmd):
+    """Runs a peer, wrk or oha by its name: its CPU seconds and the requests it says it completed."""
+    _, _, cpu, _ = timed_capture(cmd)
+    return cpu, (wrk_requests if name.startswith("wrk") else oha_requests)(LAST_STDOUT[0])
 
 
 def wrk_requests(text):
